@@ -1,0 +1,379 @@
+// One binary WebSocket frame per message:
+//
+//   0   4 bytes  magic "TNDM"
+//   4   1 byte   protocol version (PROTOCOL_VERSION)
+//   5   3 bytes  reserved, zero
+//   8   u32 LE   header length H in bytes
+//   12  H bytes  header: UTF-8 JSON, the message with each tensor map replaced by descriptors
+//                { name, dtype, dims, offset, byteLength }
+//       padding  zero bytes up to the next multiple of 8 (only when there are tensors)
+//       body     tensor bytes; each tensor at `offset` from the body start, a multiple of 8, in
+//                order, packed with the least padding; little-endian; strings as u32 length + UTF-8
+//
+// Decoding views numeric tensors in place over the received buffer when alignment allows (a copy
+// per tensor otherwise), and rejects every malformed frame with a TandemError before allocating
+// anything larger than the frame. docs/protocol.md is the reference.
+
+import { at, expectArray, expectInteger, expectRecord, expectString } from './assert.js';
+import { MAX_TENSOR_RANK } from './manifest.js';
+import {
+  CLIENT_MESSAGE_TYPES,
+  PROTOCOL_VERSION,
+  SERVER_MESSAGE_TYPES,
+  parseMessageFields,
+  type ClientMessage,
+  type Message,
+  type ServerMessage,
+} from './messages.js';
+import { MAX_NAME_CHARS } from './progress.js';
+import { TandemError } from './tandem-error.js';
+import {
+  bytesPerElement,
+  elementCount,
+  isTensorDtype,
+  viewTensorData,
+  type NumericTensorDtype,
+  type Tensor,
+  type TensorMap,
+} from './tensor.js';
+
+/** The frame's magic bytes, "TNDM". */
+export const FRAME_MAGIC = [0x54, 0x4e, 0x44, 0x4d] as const;
+/** Bytes before the header: magic, version, reserved, header length. */
+export const FRAME_PREFIX_BYTES = 12;
+/** Largest header accepted, in bytes (1 MiB): bigger is malformed, whatever the frame size. */
+export const MAX_HEADER_BYTES = 1024 * 1024;
+/** Most tensors one message may carry. */
+export const MAX_TENSORS_PER_MESSAGE = 4096;
+/** Largest dimension accepted. */
+const MAX_DIM = 2 ** 32 - 1;
+/** Body offsets are multiples of this, so any typed array can view them in place. */
+const ALIGN_BYTES = 8;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Which message field holds tensors, per message type. */
+const TENSOR_FIELD = { infer: 'inputs', result: 'outputs' } as const;
+
+interface TensorDescriptor {
+  readonly name: string;
+  readonly dtype: Tensor['dtype'];
+  readonly dims: readonly number[];
+  readonly offset: number;
+  readonly byteLength: number;
+}
+
+/** A tensor's bytes ready to copy into the body. */
+interface PlannedTensor {
+  readonly descriptor: TensorDescriptor;
+  readonly write: (out: Uint8Array, at: number) => void;
+}
+
+/**
+ * Encodes a message as one binary frame. Tensor data is copied once into the frame; nothing is
+ * converted element by element (strings excepted). Throws `E_INVALID_ARGUMENT` for a tensor whose
+ * data does not match its dtype and dims.
+ */
+export function encodeMessage(message: Message): Uint8Array {
+  let planned: PlannedTensor[] = [];
+  let bodyBytes = 0;
+  let header: string;
+  if (message.type === 'infer' || message.type === 'result') {
+    const field = TENSOR_FIELD[message.type];
+    const tensors = message.type === 'infer' ? message.inputs : message.outputs;
+    ({ planned, bodyBytes } = planTensors(tensors));
+    header = JSON.stringify({ ...message, [field]: planned.map((p) => p.descriptor) });
+  } else {
+    header = JSON.stringify(message);
+  }
+  const headerBytes = encoder.encode(header);
+  if (headerBytes.byteLength > MAX_HEADER_BYTES) {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      `message header is ${headerBytes.byteLength} bytes; the limit is ${MAX_HEADER_BYTES}`,
+    );
+  }
+  const headerEnd = FRAME_PREFIX_BYTES + headerBytes.byteLength;
+  const bodyStart = planned.length > 0 ? alignUp(headerEnd) : headerEnd;
+  const frame = new Uint8Array(bodyStart + bodyBytes);
+  frame.set(FRAME_MAGIC, 0);
+  frame[4] = PROTOCOL_VERSION;
+  new DataView(frame.buffer).setUint32(8, headerBytes.byteLength, true);
+  frame.set(headerBytes, FRAME_PREFIX_BYTES);
+  for (const { descriptor, write } of planned) write(frame, bodyStart + descriptor.offset);
+  return frame;
+}
+
+function planTensors(tensors: TensorMap): { planned: PlannedTensor[]; bodyBytes: number } {
+  const planned: PlannedTensor[] = [];
+  let cursor = 0;
+  for (const [name, tensor] of Object.entries(tensors)) {
+    const offset = alignUp(cursor);
+    const dims = checkTensor(name, tensor);
+    if (tensor.dtype === 'string') {
+      const encoded = tensor.data.map((s) => encoder.encode(s));
+      const byteLength = encoded.reduce((sum, bytes) => sum + 4 + bytes.byteLength, 0);
+      planned.push({
+        descriptor: { name, dtype: tensor.dtype, dims, offset, byteLength },
+        write(out, start) {
+          const view = new DataView(out.buffer, out.byteOffset);
+          let pos = start;
+          for (const bytes of encoded) {
+            view.setUint32(pos, bytes.byteLength, true);
+            out.set(bytes, pos + 4);
+            pos += 4 + bytes.byteLength;
+          }
+        },
+      });
+      cursor = offset + byteLength;
+    } else {
+      const data = tensor.data;
+      const source = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      const size = bytesPerElement(tensor.dtype);
+      planned.push({
+        descriptor: { name, dtype: tensor.dtype, dims, offset, byteLength: data.byteLength },
+        write(out, start) {
+          out.set(source, start);
+          if (!LITTLE_ENDIAN) swapBytes(out.subarray(start, start + source.byteLength), size);
+        },
+      });
+      cursor = offset + data.byteLength;
+    }
+  }
+  return { planned, bodyBytes: cursor };
+}
+
+/** Checks that a tensor's data matches its dims; returns the dims as a plain array. */
+function checkTensor(name: string, tensor: Tensor): number[] {
+  const dims = Array.from(tensor.dims);
+  if (dims.some((d) => !Number.isInteger(d) || d < 0 || d > MAX_DIM)) {
+    throw new TandemError('E_INVALID_ARGUMENT', `tensor "${name}": dims must be integers >= 0`);
+  }
+  if (!isTensorDtype(tensor.dtype)) {
+    throw new TandemError('E_UNKNOWN_DTYPE', `tensor "${name}": unknown dtype`);
+  }
+  const count = elementCount(dims);
+  if (tensor.data.length !== count) {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      `tensor "${name}": ${tensor.data.length} elements for dims [${dims.join(', ')}] (${count})`,
+    );
+  }
+  return dims;
+}
+
+/**
+ * Decodes one frame. Takes `unknown` because it parses what a peer sent: anything that is not a
+ * well-formed frame throws a TandemError (`E_PROTOCOL`, `E_PROTOCOL_VERSION`, `E_UNKNOWN_MESSAGE`,
+ * `E_UNKNOWN_DTYPE`) and nothing else. Numeric tensors are views over `bytes` when aligned.
+ */
+export function decodeMessage(bytes: unknown): Message {
+  try {
+    return decodeFrame(toBytes(bytes));
+  } catch (error) {
+    if (error instanceof TandemError) throw error;
+    // A bug guard, not a code path: the checks above are meant to catch everything first.
+    throw new TandemError('E_PROTOCOL', 'malformed frame', { cause: error });
+  }
+}
+
+/** Decodes a frame that must carry a client message (what a server receives). */
+export function decodeClientMessage(bytes: unknown): ClientMessage {
+  const message = decodeMessage(bytes);
+  if (!(CLIENT_MESSAGE_TYPES as readonly string[]).includes(message.type)) {
+    throw new TandemError('E_UNKNOWN_MESSAGE', `"${message.type}" is not a client message`);
+  }
+  return message as ClientMessage;
+}
+
+/** Decodes a frame that must carry a server message (what a client receives). */
+export function decodeServerMessage(bytes: unknown): ServerMessage {
+  const message = decodeMessage(bytes);
+  if (!(SERVER_MESSAGE_TYPES as readonly string[]).includes(message.type)) {
+    throw new TandemError('E_UNKNOWN_MESSAGE', `"${message.type}" is not a server message`);
+  }
+  return message as ServerMessage;
+}
+
+function toBytes(value: unknown): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  throw new TandemError('E_PROTOCOL', 'a frame must be a Uint8Array or an ArrayBuffer');
+}
+
+function protocolError(message: string): TandemError {
+  return new TandemError('E_PROTOCOL', message);
+}
+
+function decodeFrame(bytes: Uint8Array): Message {
+  const length = bytes.byteLength;
+  if (length < FRAME_PREFIX_BYTES) {
+    throw protocolError(`frame is ${length} bytes, shorter than its ${FRAME_PREFIX_BYTES}-byte prefix`);
+  }
+  for (let i = 0; i < FRAME_MAGIC.length; i++) {
+    if (bytes[i] !== FRAME_MAGIC[i]) throw protocolError('frame does not start with "TNDM"');
+  }
+  if (bytes[4] !== PROTOCOL_VERSION) {
+    throw new TandemError(
+      'E_PROTOCOL_VERSION',
+      `frame has protocol version ${bytes[4]}; this side speaks ${PROTOCOL_VERSION}`,
+    );
+  }
+  if (bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) {
+    throw protocolError('reserved frame bytes 5..7 must be zero');
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, length);
+  const headerLength = view.getUint32(8, true);
+  if (headerLength > MAX_HEADER_BYTES) {
+    throw protocolError(`header length ${headerLength} exceeds ${MAX_HEADER_BYTES} bytes`);
+  }
+  const headerEnd = FRAME_PREFIX_BYTES + headerLength;
+  if (headerEnd > length) {
+    throw protocolError(`header length ${headerLength} runs past the ${length}-byte frame`);
+  }
+  let text: string;
+  try {
+    text = decoder.decode(bytes.subarray(FRAME_PREFIX_BYTES, headerEnd));
+  } catch {
+    throw protocolError('header is not valid UTF-8');
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw protocolError('header is not valid JSON');
+  }
+  const header = expectRecord(parsed, { path: 'header' });
+  const type = header.type;
+  const field =
+    type === 'infer' || type === 'result' ? TENSOR_FIELD[type as keyof typeof TENSOR_FIELD] : undefined;
+  if (field === undefined) {
+    if (length !== headerEnd) throw protocolError('frame has bytes after a header with no tensors');
+    return parseMessageFields(header, undefined);
+  }
+  const tensors = decodeTensors(bytes, header[field], headerEnd, `${String(type)}.${field}`);
+  return parseMessageFields(header, tensors);
+}
+
+function decodeTensors(bytes: Uint8Array, value: unknown, headerEnd: number, path: string): TensorMap {
+  const ctx = { path };
+  const descriptors = expectArray(value, ctx, MAX_TENSORS_PER_MESSAGE);
+  if (descriptors.length === 0) {
+    if (bytes.byteLength !== headerEnd) throw protocolError('frame has bytes after a header with no tensors');
+    return {};
+  }
+  const bodyStart = alignUp(headerEnd);
+  for (let i = headerEnd; i < Math.min(bodyStart, bytes.byteLength); i++) {
+    if (bytes[i] !== 0) throw protocolError('header padding must be zero');
+  }
+  const bodyLength = bytes.byteLength - bodyStart;
+  if (bodyLength < 0) throw protocolError('frame ends before its tensor body');
+  const entries: [string, Tensor][] = [];
+  const names = new Set<string>();
+  let cursor = 0;
+  descriptors.forEach((item, index) => {
+    const itemCtx = at(ctx, index);
+    const record = expectRecord(item, itemCtx);
+    const name = expectString(record.name, at(itemCtx, 'name'), MAX_NAME_CHARS);
+    if (names.has(name)) throw protocolError(`${itemCtx.path}: duplicate tensor name`);
+    names.add(name);
+    const dtype = record.dtype;
+    if (!isTensorDtype(dtype)) {
+      throw new TandemError('E_UNKNOWN_DTYPE', `${itemCtx.path}.dtype: unknown dtype`);
+    }
+    const dims = expectArray(record.dims, at(itemCtx, 'dims'), MAX_TENSOR_RANK).map((dim, d) =>
+      expectInteger(dim, at(at(itemCtx, 'dims'), d), 0, MAX_DIM),
+    );
+    const offset = expectInteger(record.offset, at(itemCtx, 'offset'), 0, bodyLength);
+    const byteLength = expectInteger(record.byteLength, at(itemCtx, 'byteLength'), 0, bodyLength);
+    if (offset !== alignUp(cursor)) {
+      throw protocolError(
+        `${itemCtx.path}.offset: expected ${alignUp(cursor)} (8-byte aligned, in order, packed)`,
+      );
+    }
+    if (offset + byteLength > bodyLength) {
+      throw protocolError(`${itemCtx.path}: bytes ${offset}..${offset + byteLength} run past the body`);
+    }
+    const count = elementCount(dims);
+    const start = bodyStart + offset;
+    const tensor =
+      dtype === 'string'
+        ? decodeStrings(bytes, dims, start, byteLength, count, itemCtx.path)
+        : decodeNumeric(bytes, dtype, dims, start, byteLength, count, itemCtx.path);
+    entries.push([name, tensor]);
+    cursor = offset + byteLength;
+  });
+  if (cursor !== bodyLength) throw protocolError(`frame has ${bodyLength - cursor} bytes after its last tensor`);
+  // fromEntries defines own properties, so a tensor named "__proto__" cannot touch the prototype.
+  return Object.fromEntries(entries);
+}
+
+function decodeNumeric(
+  bytes: Uint8Array,
+  dtype: NumericTensorDtype,
+  dims: number[],
+  start: number,
+  byteLength: number,
+  count: number,
+  path: string,
+): Tensor {
+  const size = bytesPerElement(dtype);
+  if (count * size !== byteLength) {
+    throw protocolError(
+      `${path}: dims [${dims.join(', ')}] of ${dtype} need ${count * size} bytes, frame has ${byteLength}`,
+    );
+  }
+  const absolute = bytes.byteOffset + start;
+  if (absolute % size === 0 && LITTLE_ENDIAN) {
+    return { dtype, dims, data: viewTensorData(dtype, bytes.buffer, absolute, byteLength) } as Tensor;
+  }
+  // Unaligned (the frame sits at an odd offset in its buffer) or big-endian: copy this tensor once.
+  const copy = Uint8Array.prototype.slice.call(bytes, start, start + byteLength);
+  if (!LITTLE_ENDIAN) swapBytes(copy, size);
+  return { dtype, dims, data: viewTensorData(dtype, copy.buffer, 0, byteLength) } as Tensor;
+}
+
+function decodeStrings(
+  bytes: Uint8Array,
+  dims: number[],
+  start: number,
+  byteLength: number,
+  count: number,
+  path: string,
+): Tensor {
+  // Each string takes at least its 4-byte length: check before allocating `count` slots.
+  if (count * 4 > byteLength) {
+    throw protocolError(`${path}: ${count} strings cannot fit in ${byteLength} bytes`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const end = start + byteLength;
+  const data: string[] = new Array<string>(count);
+  let pos = start;
+  for (let i = 0; i < count; i++) {
+    if (pos + 4 > end) throw protocolError(`${path}: string ${i} length runs past the tensor`);
+    const size = view.getUint32(pos, true);
+    pos += 4;
+    if (size > end - pos) throw protocolError(`${path}: string ${i} runs past the tensor`);
+    try {
+      data[i] = decoder.decode(bytes.subarray(pos, pos + size));
+    } catch {
+      throw protocolError(`${path}: string ${i} is not valid UTF-8`);
+    }
+    pos += size;
+  }
+  if (pos !== end) throw protocolError(`${path}: ${end - pos} bytes after the last string`);
+  return { dtype: 'string', dims, data };
+}
+
+function alignUp(value: number): number {
+  return Math.ceil(value / ALIGN_BYTES) * ALIGN_BYTES;
+}
+
+function swapBytes(bytes: Uint8Array, size: number): void {
+  if (size === 1) return;
+  for (let i = 0; i + size <= bytes.byteLength; i += size) {
+    bytes.subarray(i, i + size).reverse();
+  }
+}

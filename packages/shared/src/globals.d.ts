@@ -1,0 +1,11 @@
+// The contract compiles with no ambient DOM or Node types, yet needs UTF-8 text coding, which every
+// runtime Tandem supports (browsers, workers, Node 20+) provides as globals. Only what we use.
+
+declare class TextEncoder {
+  encode(input?: string): Uint8Array;
+}
+
+declare class TextDecoder {
+  constructor(label?: string, options?: { fatal?: boolean; ignoreBOM?: boolean });
+  decode(input?: Uint8Array): string;
+}

@@ -1,0 +1,92 @@
+// @tandem/shared: the contract between client and server. No runtime dependencies, no DOM, no Node.
+
+export { ERROR_CODES, isErrorCode } from './error-codes.js';
+export type { ErrorCode, ErrorCodeInfo } from './error-codes.js';
+export { TandemError, isTandemError } from './tandem-error.js';
+export type { SerializedError, TandemErrorOptions } from './tandem-error.js';
+export { TENSOR_DTYPES, bytesPerElement, createTensor, elementCount, isTensorDtype } from './tensor.js';
+export type {
+  NumericTensorDtype,
+  Tensor,
+  TensorDataByDtype,
+  TensorDtype,
+  TensorMap,
+} from './tensor.js';
+export {
+  CLIENT_MESSAGE_TYPES,
+  DEFAULT_PRIORITY,
+  MODEL_STATES,
+  PRIORITY_MAX,
+  PRIORITY_MIN,
+  PROTOCOL_VERSION,
+  SERVER_MESSAGE_TYPES,
+  isClientMessage,
+  isServerMessage,
+} from './messages.js';
+export type {
+  CancelMessage,
+  ClientMessage,
+  ErrorMessage,
+  HelloMessage,
+  InferMessage,
+  JobTimings,
+  Message,
+  ModelEstimates,
+  ModelMessage,
+  ModelState,
+  ModelStatus,
+  PingMessage,
+  PongMessage,
+  ProgressMessage,
+  ResultMessage,
+  ResumeMessage,
+  ServerLimits,
+  ServerMessage,
+  WarmMessage,
+  WelcomeMessage,
+} from './messages.js';
+export {
+  FRAME_PREFIX_BYTES,
+  MAX_HEADER_BYTES,
+  decodeClientMessage,
+  decodeMessage,
+  decodeServerMessage,
+  encodeMessage,
+} from './frame-codec.js';
+export {
+  DEFAULT_LOCAL_PLAN,
+  DEFAULT_REMOTE_PLAN,
+  FINAL_STAGES,
+  LOCAL_STAGES,
+  MAX_UNFINISHED_FRACTION,
+  PROGRESS_STAGES,
+  REMOTE_STAGES,
+  createProgressTracker,
+  parseProgressEvent,
+} from './progress.js';
+export type {
+  PlannedStage,
+  ProgressEvent,
+  ProgressStage,
+  ProgressTracker,
+  ProgressTrackerOptions,
+  StageUpdate,
+  Where,
+} from './progress.js';
+export {
+  LOCAL_BACKENDS,
+  MAX_TENSOR_RANK,
+  PLACEMENTS,
+  parseModelManifest,
+  parseTensorSpecs,
+} from './manifest.js';
+export type {
+  Backend,
+  DimSpec,
+  LocalBackend,
+  ModelManifest,
+  Placement,
+  PlacementHints,
+  TensorSpec,
+} from './manifest.js';
+export type { ParseContext } from './assert.js';

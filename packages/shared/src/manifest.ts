@@ -1,0 +1,142 @@
+// Model manifests: what a client knows about a model before it downloads a byte (file size and hash,
+// inputs and outputs, where it prefers to run), and the placement policies the router understands.
+
+import {
+  at,
+  expectArray,
+  expectInteger,
+  expectOneOf,
+  expectRecord,
+  expectString,
+  optional,
+  type ParseContext,
+} from './assert.js';
+import { MAX_NAME_CHARS, type Where } from './progress.js';
+import { TandemError } from './tandem-error.js';
+import { TENSOR_DTYPES, type TensorDtype } from './tensor.js';
+
+/** Where a call may run: the router's policy, per client or per call. */
+export type Placement = 'auto' | 'prefer-local' | 'prefer-remote' | 'local-only' | 'remote-only';
+
+/** Every {@link Placement}. */
+export const PLACEMENTS: readonly Placement[] = [
+  'auto',
+  'prefer-local',
+  'prefer-remote',
+  'local-only',
+  'remote-only',
+];
+
+/** Backends a browser can run a model on, weakest first. */
+export const LOCAL_BACKENDS = ['wasm', 'webgpu'] as const;
+/** A backend a browser can run a model on. */
+export type LocalBackend = (typeof LOCAL_BACKENDS)[number];
+
+/** The execution backend that ran a job: browser backends and onnxruntime execution providers. */
+export type Backend = LocalBackend | 'webnn' | 'cpu' | 'cuda' | 'tensorrt' | 'coreml' | 'dml';
+
+/**
+ * One dimension of a model input or output: a fixed size, or a symbolic name for a dimension that
+ * varies (`'batch'`, or `'?'` when the model leaves it unnamed).
+ */
+export type DimSpec = number | string;
+
+/** A model input or output as the model declares it. */
+export interface TensorSpec {
+  readonly name: string;
+  readonly dtype: TensorDtype;
+  readonly dims: readonly DimSpec[];
+}
+
+/** Hints that steer the router for one model. */
+export interface PlacementHints {
+  /** The side this model runs best on when both are possible. */
+  readonly prefer?: Where;
+  /** The weakest local backend the model is usable on; a device without it sends the model remote. */
+  readonly minBackend?: LocalBackend;
+}
+
+/** What a client knows about a model before downloading it. */
+export interface ModelManifest {
+  readonly name: string;
+  /** @default 'latest' on the server side */
+  readonly version?: string;
+  /** Where the `.onnx` file is downloaded from, for local runs. */
+  readonly url?: string;
+  /** File size in bytes: the download's byte total, known before the first byte. Required with `url`. */
+  readonly bytes?: number;
+  /** Lower-case hex sha256 of the file, checked after download. Required with `url`. */
+  readonly sha256?: string;
+  readonly inputs?: readonly TensorSpec[];
+  readonly outputs?: readonly TensorSpec[];
+  readonly placement?: PlacementHints;
+}
+
+/** Largest number of inputs or outputs a manifest may list. */
+const MAX_TENSOR_SPECS = 4096;
+/** Highest rank a tensor may have. */
+export const MAX_TENSOR_RANK = 32;
+/** Largest file a manifest may describe: 64 GiB, in bytes. */
+const MAX_MODEL_BYTES = 64 * 1024 ** 3;
+
+/**
+ * Parses a manifest from JSON or app code. Failures are `E_INVALID_ARGUMENT` naming the bad field.
+ */
+export function parseModelManifest(value: unknown, path = 'manifest'): ModelManifest {
+  const ctx: ParseContext = { path, code: 'E_INVALID_ARGUMENT' };
+  const record = expectRecord(value, ctx);
+  const manifest: {
+    -readonly [K in keyof ModelManifest]: ModelManifest[K];
+  } = { name: expectString(record.name, at(ctx, 'name'), MAX_NAME_CHARS) };
+  const version = optional(record.version, at(ctx, 'version'), (v, c) =>
+    expectString(v, c, MAX_NAME_CHARS),
+  );
+  if (version !== undefined) manifest.version = version;
+  if (record.url !== undefined) {
+    manifest.url = expectString(record.url, at(ctx, 'url'), 8192);
+    manifest.bytes = expectInteger(record.bytes, at(ctx, 'bytes'), 1, MAX_MODEL_BYTES);
+    const sha = expectString(record.sha256, at(ctx, 'sha256'), 64);
+    if (!/^[0-9a-f]{64}$/.test(sha)) {
+      throw new TandemError(
+        'E_INVALID_ARGUMENT',
+        `${path}.sha256: expected 64 lower-case hex digits`,
+      );
+    }
+    manifest.sha256 = sha;
+  }
+  const inputs = optional(record.inputs, at(ctx, 'inputs'), parseTensorSpecs);
+  const outputs = optional(record.outputs, at(ctx, 'outputs'), parseTensorSpecs);
+  if (inputs !== undefined) manifest.inputs = inputs;
+  if (outputs !== undefined) manifest.outputs = outputs;
+  if (record.placement !== undefined) {
+    const hints = expectRecord(record.placement, at(ctx, 'placement'));
+    const placement: { prefer?: Where; minBackend?: LocalBackend } = {};
+    const prefer = optional(hints.prefer, at(ctx, 'placement.prefer'), (v, c) =>
+      expectOneOf(v, c, ['local', 'remote'] as const),
+    );
+    const minBackend = optional(hints.minBackend, at(ctx, 'placement.minBackend'), (v, c) =>
+      expectOneOf(v, c, LOCAL_BACKENDS),
+    );
+    if (prefer !== undefined) placement.prefer = prefer;
+    if (minBackend !== undefined) placement.minBackend = minBackend;
+    manifest.placement = placement;
+  }
+  return manifest;
+}
+
+/** Parses a list of input or output specs. */
+export function parseTensorSpecs(value: unknown, ctx: ParseContext): TensorSpec[] {
+  return expectArray(value, ctx, MAX_TENSOR_SPECS).map((item, index) => {
+    const itemCtx = at(ctx, index);
+    const record = expectRecord(item, itemCtx);
+    return {
+      name: expectString(record.name, at(itemCtx, 'name'), MAX_NAME_CHARS),
+      dtype: expectOneOf(record.dtype, at(itemCtx, 'dtype'), TENSOR_DTYPES),
+      dims: expectArray(record.dims, at(itemCtx, 'dims'), MAX_TENSOR_RANK).map((dim, d) =>
+        typeof dim === 'string'
+          ? expectString(dim, at(at(itemCtx, 'dims'), d), MAX_NAME_CHARS)
+          : expectInteger(dim, at(at(itemCtx, 'dims'), d), 0, 2 ** 32 - 1),
+      ),
+    };
+  });
+}

@@ -1,0 +1,448 @@
+// Every WebSocket message, one interface each, and one union per direction. The frame codec turns
+// these into binary frames and back; `parseMessageFields` is the boundary parser for their headers.
+
+import {
+  at,
+  expectArray,
+  expectBoolean,
+  expectInteger,
+  expectNumber,
+  expectOneOf,
+  expectRecord,
+  expectString,
+  optional,
+  type ParseContext,
+} from './assert.js';
+import { isErrorCode, type ErrorCode } from './error-codes.js';
+import { type Backend } from './manifest.js';
+import { MAX_ID_CHARS, MAX_NAME_CHARS, parseProgressEvent, type ProgressEvent } from './progress.js';
+import { TandemError } from './tandem-error.js';
+import type { TensorMap } from './tensor.js';
+
+/** The protocol version this package speaks. A peer with another version gets `E_PROTOCOL_VERSION`. */
+export const PROTOCOL_VERSION = 1;
+
+/** Lowest job priority. */
+export const PRIORITY_MIN = 0;
+/** Highest job priority: runs before everything queued with a lower one. */
+export const PRIORITY_MAX = 10;
+/** Priority of a job that names none. */
+export const DEFAULT_PRIORITY = 5;
+
+/** Most job ids a single `resume` or `infer.outputs` list may name. */
+export const MAX_LIST_ITEMS = 1024;
+
+// ---- client → server ------------------------------------------------------------------------
+
+/** First message on a connection: protocol version, who is calling, and optionally the API key. */
+export interface HelloMessage {
+  readonly type: 'hello';
+  readonly protocolVersion: number;
+  readonly client: { readonly name: string; readonly version: string };
+  /** The API key, unless it was sent in the `Sec-WebSocket-Protocol` header. Never in the URL. */
+  readonly apiKey?: string;
+}
+
+/** Starts loading a model without running anything (the page-load "wake up" call). */
+export interface WarmMessage {
+  readonly type: 'warm';
+  readonly model: string;
+  readonly version?: string;
+}
+
+/** Runs a model. Progress, then one `result` or one `error`, follow with the same `id`. */
+export interface InferMessage {
+  readonly type: 'infer';
+  /** Chosen by the client, unique among its in-flight jobs; used by `cancel` and `resume`. */
+  readonly id: string;
+  readonly model: string;
+  readonly version?: string;
+  readonly inputs: TensorMap;
+  /** Names of the outputs wanted; all outputs when absent. */
+  readonly outputs?: readonly string[];
+  /** {@link PRIORITY_MIN}..{@link PRIORITY_MAX}; higher runs first. @default DEFAULT_PRIORITY */
+  readonly priority?: number;
+  /** Milliseconds from the server's receipt by which the job must finish, or it is not run. */
+  readonly deadlineMs?: number;
+}
+
+/** Cancels a job: removed if queued, its result dropped if running. */
+export interface CancelMessage {
+  readonly type: 'cancel';
+  readonly id: string;
+}
+
+/** After a reconnect: asks for the outcome of jobs submitted on an earlier connection. */
+export interface ResumeMessage {
+  readonly type: 'resume';
+  readonly ids: readonly string[];
+}
+
+/** Application-level heartbeat; the server answers with `pong` carrying the same nonce. */
+export interface PingMessage {
+  readonly type: 'ping';
+  readonly nonce: number;
+}
+
+/** Any message a client sends. */
+export type ClientMessage =
+  | HelloMessage
+  | WarmMessage
+  | InferMessage
+  | CancelMessage
+  | ResumeMessage
+  | PingMessage;
+
+// ---- server → client ------------------------------------------------------------------------
+
+/** The lifecycle state of a model on the server. */
+export type ModelState = 'unloaded' | 'loading' | 'warming' | 'ready' | 'failed';
+
+/** Every {@link ModelState}. */
+export const MODEL_STATES: readonly ModelState[] = [
+  'unloaded',
+  'loading',
+  'warming',
+  'ready',
+  'failed',
+];
+
+/** Measured moving averages for a model, in milliseconds; absent until measured. */
+export interface ModelEstimates {
+  readonly loadMs?: number;
+  readonly warmupMs?: number;
+  readonly runMs?: number;
+}
+
+/** A model as the server sees it. */
+export interface ModelStatus {
+  readonly name: string;
+  readonly version: string;
+  readonly state: ModelState;
+  /** Instances currently loaded. */
+  readonly instances: number;
+  /** Why the model is `failed`. */
+  readonly reason?: string;
+  readonly estimates?: ModelEstimates;
+}
+
+/** Server limits a client should respect. */
+export interface ServerLimits {
+  readonly maxPayloadBytes: number;
+  readonly maxQueue: number;
+  readonly heartbeatIntervalMs: number;
+  readonly resultTtlMs: number;
+}
+
+/** Answer to `hello`: the server, its models and their states, and its limits. */
+export interface WelcomeMessage {
+  readonly type: 'welcome';
+  readonly protocolVersion: number;
+  readonly server: { readonly name: string; readonly version: string };
+  readonly models: readonly ModelStatus[];
+  readonly limits: ServerLimits;
+}
+
+/** Progress of one job. */
+export interface ProgressMessage {
+  readonly type: 'progress';
+  readonly event: ProgressEvent;
+}
+
+/** Where the time of a job went, in milliseconds. */
+export interface JobTimings {
+  readonly queueMs: number;
+  readonly loadMs: number;
+  readonly warmupMs: number;
+  readonly runMs: number;
+  readonly totalMs: number;
+}
+
+/** The outputs of a finished job. */
+export interface ResultMessage {
+  readonly type: 'result';
+  readonly id: string;
+  readonly model: string;
+  readonly version: string;
+  readonly outputs: TensorMap;
+  readonly backend: Backend;
+  /** True when this job had to wait for the model to load. */
+  readonly coldStart: boolean;
+  readonly timings: JobTimings;
+}
+
+/** A failed job (`id`), or a connection-level problem (`id: null`). */
+export interface ErrorMessage {
+  readonly type: 'error';
+  readonly id: string | null;
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly retryable: boolean;
+  readonly retryAfterMs?: number;
+}
+
+/** A model changed lifecycle state. */
+export interface ModelMessage {
+  readonly type: 'model';
+  readonly model: ModelStatus;
+}
+
+/** Answer to `ping`. */
+export interface PongMessage {
+  readonly type: 'pong';
+  readonly nonce: number;
+}
+
+/** Any message a server sends. */
+export type ServerMessage =
+  | WelcomeMessage
+  | ProgressMessage
+  | ResultMessage
+  | ErrorMessage
+  | ModelMessage
+  | PongMessage;
+
+/** Any message of either direction. */
+export type Message = ClientMessage | ServerMessage;
+
+/** The `type` of every client message. */
+export const CLIENT_MESSAGE_TYPES = [
+  'hello',
+  'warm',
+  'infer',
+  'cancel',
+  'resume',
+  'ping',
+] as const satisfies readonly ClientMessage['type'][];
+
+/** The `type` of every server message. */
+export const SERVER_MESSAGE_TYPES = [
+  'welcome',
+  'progress',
+  'result',
+  'error',
+  'model',
+  'pong',
+] as const satisfies readonly ServerMessage['type'][];
+
+/** True for messages a client sends. */
+export function isClientMessage(message: Message): message is ClientMessage {
+  return (CLIENT_MESSAGE_TYPES as readonly string[]).includes(message.type);
+}
+
+/** True for messages a server sends. */
+export function isServerMessage(message: Message): message is ServerMessage {
+  return (SERVER_MESSAGE_TYPES as readonly string[]).includes(message.type);
+}
+
+/** Backends a result may name. */
+const BACKENDS: readonly Backend[] = [
+  'wasm',
+  'webgpu',
+  'webnn',
+  'cpu',
+  'cuda',
+  'tensorrt',
+  'coreml',
+  'dml',
+];
+
+/** Longest API key accepted, in characters. */
+const MAX_API_KEY_CHARS = 512;
+/** Longest error message accepted, in characters. */
+const MAX_MESSAGE_CHARS = 4096;
+/** Most models a welcome may list. */
+const MAX_MODELS = 10_000;
+
+/**
+ * Parses the header fields of a message whose tensors were already decoded (`tensors`, for
+ * `infer` and `result`). Builds a fresh object with only known fields.
+ * @internal used by the frame codec
+ */
+export function parseMessageFields(
+  header: Record<string, unknown>,
+  tensors: TensorMap | undefined,
+): Message {
+  const type = header.type;
+  const ctx: ParseContext = { path: typeof type === 'string' ? type.slice(0, 32) : 'message' };
+  switch (type) {
+    case 'hello': {
+      const client = expectRecord(header.client, at(ctx, 'client'));
+      const apiKey = optional(header.apiKey, at(ctx, 'apiKey'), (v, c) =>
+        expectString(v, c, MAX_API_KEY_CHARS),
+      );
+      return withOptional<HelloMessage>(
+        {
+          type,
+          protocolVersion: expectInteger(header.protocolVersion, at(ctx, 'protocolVersion'), 0, 65535),
+          client: {
+            name: expectString(client.name, at(ctx, 'client.name'), MAX_NAME_CHARS),
+            version: expectString(client.version, at(ctx, 'client.version'), MAX_NAME_CHARS),
+          },
+        },
+        { apiKey },
+      );
+    }
+    case 'warm':
+      return withOptional<WarmMessage>(
+        { type, model: name(header.model, at(ctx, 'model')) },
+        { version: optional(header.version, at(ctx, 'version'), name) },
+      );
+    case 'infer':
+      return withOptional<InferMessage>(
+        {
+          type,
+          id: id(header.id, at(ctx, 'id')),
+          model: name(header.model, at(ctx, 'model')),
+          inputs: tensors ?? {},
+        },
+        {
+          version: optional(header.version, at(ctx, 'version'), name),
+          outputs: optional(header.outputs, at(ctx, 'outputs'), nameList),
+          priority: optional(header.priority, at(ctx, 'priority'), (v, c) =>
+            expectInteger(v, c, PRIORITY_MIN, PRIORITY_MAX),
+          ),
+          deadlineMs: optional(header.deadlineMs, at(ctx, 'deadlineMs'), (v, c) =>
+            expectNumber(v, c, 0, Number.MAX_SAFE_INTEGER),
+          ),
+        },
+      );
+    case 'cancel':
+      return { type, id: id(header.id, at(ctx, 'id')) };
+    case 'resume':
+      return {
+        type,
+        ids: expectArray(header.ids, at(ctx, 'ids'), MAX_LIST_ITEMS).map((item, index) =>
+          id(item, at(at(ctx, 'ids'), index)),
+        ),
+      };
+    case 'ping':
+    case 'pong':
+      return { type, nonce: expectNumber(header.nonce, at(ctx, 'nonce'), 0, Number.MAX_SAFE_INTEGER) };
+    case 'welcome': {
+      const server = expectRecord(header.server, at(ctx, 'server'));
+      const limits = expectRecord(header.limits, at(ctx, 'limits'));
+      const count = (key: string): number =>
+        expectInteger(limits[key], at(ctx, `limits.${key}`), 0, Number.MAX_SAFE_INTEGER);
+      return {
+        type,
+        protocolVersion: expectInteger(header.protocolVersion, at(ctx, 'protocolVersion'), 0, 65535),
+        server: {
+          name: name(server.name, at(ctx, 'server.name')),
+          version: name(server.version, at(ctx, 'server.version')),
+        },
+        models: expectArray(header.models, at(ctx, 'models'), MAX_MODELS).map((item, index) =>
+          parseModelStatus(item, at(at(ctx, 'models'), index)),
+        ),
+        limits: {
+          maxPayloadBytes: count('maxPayloadBytes'),
+          maxQueue: count('maxQueue'),
+          heartbeatIntervalMs: count('heartbeatIntervalMs'),
+          resultTtlMs: count('resultTtlMs'),
+        },
+      };
+    }
+    case 'progress':
+      return { type, event: parseProgressEvent(header.event, at(ctx, 'event')) };
+    case 'result': {
+      const timings = expectRecord(header.timings, at(ctx, 'timings'));
+      const ms = (key: string): number =>
+        expectNumber(timings[key], at(ctx, `timings.${key}`), 0, Number.MAX_SAFE_INTEGER);
+      return {
+        type,
+        id: id(header.id, at(ctx, 'id')),
+        model: name(header.model, at(ctx, 'model')),
+        version: name(header.version, at(ctx, 'version')),
+        outputs: tensors ?? {},
+        backend: expectOneOf(header.backend, at(ctx, 'backend'), BACKENDS),
+        coldStart: expectBoolean(header.coldStart, at(ctx, 'coldStart')),
+        timings: {
+          queueMs: ms('queueMs'),
+          loadMs: ms('loadMs'),
+          warmupMs: ms('warmupMs'),
+          runMs: ms('runMs'),
+          totalMs: ms('totalMs'),
+        },
+      };
+    }
+    case 'error': {
+      const code = header.code;
+      if (!isErrorCode(code)) {
+        throw new TandemError('E_PROTOCOL', 'error.code: expected a known error code');
+      }
+      return withOptional<ErrorMessage>(
+        {
+          type,
+          id: header.id === null ? null : id(header.id, at(ctx, 'id')),
+          code,
+          message: expectString(header.message, at(ctx, 'message'), MAX_MESSAGE_CHARS, true),
+          retryable: expectBoolean(header.retryable, at(ctx, 'retryable')),
+        },
+        {
+          retryAfterMs: optional(header.retryAfterMs, at(ctx, 'retryAfterMs'), (v, c) =>
+            expectNumber(v, c, 0, Number.MAX_SAFE_INTEGER),
+          ),
+        },
+      );
+    }
+    case 'model':
+      return { type, model: parseModelStatus(header.model, at(ctx, 'model')) };
+    default:
+      throw new TandemError(
+        typeof type === 'string' ? 'E_UNKNOWN_MESSAGE' : 'E_PROTOCOL',
+        typeof type === 'string'
+          ? `unknown message type "${type.slice(0, 32)}"`
+          : 'message.type: expected a string',
+      );
+  }
+}
+
+/** Parses a model status from a welcome or model message. */
+function parseModelStatus(value: unknown, ctx: ParseContext): ModelStatus {
+  const record = expectRecord(value, ctx);
+  const status: {
+    -readonly [K in keyof ModelStatus]: ModelStatus[K];
+  } = {
+    name: name(record.name, at(ctx, 'name')),
+    version: name(record.version, at(ctx, 'version')),
+    state: expectOneOf(record.state, at(ctx, 'state'), MODEL_STATES),
+    instances: expectInteger(record.instances, at(ctx, 'instances'), 0, 1_000_000),
+  };
+  const reason = optional(record.reason, at(ctx, 'reason'), (v, c) =>
+    expectString(v, c, MAX_MESSAGE_CHARS, true),
+  );
+  if (reason !== undefined) status.reason = reason;
+  if (record.estimates !== undefined) {
+    const estimates = expectRecord(record.estimates, at(ctx, 'estimates'));
+    const out: { loadMs?: number; warmupMs?: number; runMs?: number } = {};
+    for (const key of ['loadMs', 'warmupMs', 'runMs'] as const) {
+      const v = optional(estimates[key], at(ctx, `estimates.${key}`), (x, c) =>
+        expectNumber(x, c, 0, Number.MAX_SAFE_INTEGER),
+      );
+      if (v !== undefined) out[key] = v;
+    }
+    status.estimates = out;
+  }
+  return status;
+}
+
+function id(value: unknown, ctx: ParseContext): string {
+  return expectString(value, ctx, MAX_ID_CHARS);
+}
+
+function name(value: unknown, ctx: ParseContext): string {
+  return expectString(value, ctx, MAX_NAME_CHARS);
+}
+
+function nameList(value: unknown, ctx: ParseContext): string[] {
+  return expectArray(value, ctx, MAX_LIST_ITEMS).map((item, index) => name(item, at(ctx, index)));
+}
+
+/** Adds the defined optional fields to a message: exactOptionalPropertyTypes forbids `undefined`. */
+function withOptional<T>(base: T, extra: Record<string, unknown>): T {
+  const out = base as Record<string, unknown>;
+  for (const [key, value] of Object.entries(extra)) {
+    if (value !== undefined) out[key] = value;
+  }
+  return base;
+}
