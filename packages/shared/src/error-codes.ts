@@ -20,7 +20,8 @@ export const ERROR_CODES = {
   E_PROTOCOL: {
     retryable: false,
     httpStatus: 400,
-    meaning: 'A frame or message is malformed: truncated, inconsistent lengths, bad JSON, bad field.',
+    meaning:
+      'A frame or message is malformed: truncated, inconsistent lengths, bad JSON, bad field.',
   },
   E_PROTOCOL_VERSION: {
     retryable: false,

@@ -210,7 +210,9 @@ function protocolError(message: string): TandemError {
 function decodeFrame(bytes: Uint8Array): Message {
   const length = bytes.byteLength;
   if (length < FRAME_PREFIX_BYTES) {
-    throw protocolError(`frame is ${length} bytes, shorter than its ${FRAME_PREFIX_BYTES}-byte prefix`);
+    throw protocolError(
+      `frame is ${length} bytes, shorter than its ${FRAME_PREFIX_BYTES}-byte prefix`,
+    );
   }
   for (let i = 0; i < FRAME_MAGIC.length; i++) {
     if (bytes[i] !== FRAME_MAGIC[i]) throw protocolError('frame does not start with "TNDM"');
@@ -247,8 +249,7 @@ function decodeFrame(bytes: Uint8Array): Message {
   }
   const header = expectRecord(parsed, { path: 'header' });
   const type = header.type;
-  const field =
-    type === 'infer' || type === 'result' ? TENSOR_FIELD[type as keyof typeof TENSOR_FIELD] : undefined;
+  const field = type === 'infer' || type === 'result' ? TENSOR_FIELD[type] : undefined;
   if (field === undefined) {
     if (length !== headerEnd) throw protocolError('frame has bytes after a header with no tensors');
     return parseMessageFields(header, undefined);
@@ -257,11 +258,17 @@ function decodeFrame(bytes: Uint8Array): Message {
   return parseMessageFields(header, tensors);
 }
 
-function decodeTensors(bytes: Uint8Array, value: unknown, headerEnd: number, path: string): TensorMap {
+function decodeTensors(
+  bytes: Uint8Array,
+  value: unknown,
+  headerEnd: number,
+  path: string,
+): TensorMap {
   const ctx = { path };
   const descriptors = expectArray(value, ctx, MAX_TENSORS_PER_MESSAGE);
   if (descriptors.length === 0) {
-    if (bytes.byteLength !== headerEnd) throw protocolError('frame has bytes after a header with no tensors');
+    if (bytes.byteLength !== headerEnd)
+      throw protocolError('frame has bytes after a header with no tensors');
     return {};
   }
   const bodyStart = alignUp(headerEnd);
@@ -294,7 +301,9 @@ function decodeTensors(bytes: Uint8Array, value: unknown, headerEnd: number, pat
       );
     }
     if (offset + byteLength > bodyLength) {
-      throw protocolError(`${itemCtx.path}: bytes ${offset}..${offset + byteLength} run past the body`);
+      throw protocolError(
+        `${itemCtx.path}: bytes ${offset}..${offset + byteLength} run past the body`,
+      );
     }
     const count = elementCount(dims);
     const start = bodyStart + offset;
@@ -305,7 +314,8 @@ function decodeTensors(bytes: Uint8Array, value: unknown, headerEnd: number, pat
     entries.push([name, tensor]);
     cursor = offset + byteLength;
   });
-  if (cursor !== bodyLength) throw protocolError(`frame has ${bodyLength - cursor} bytes after its last tensor`);
+  if (cursor !== bodyLength)
+    throw protocolError(`frame has ${bodyLength - cursor} bytes after its last tensor`);
   // fromEntries defines own properties, so a tensor named "__proto__" cannot touch the prototype.
   return Object.fromEntries(entries);
 }
@@ -327,7 +337,11 @@ function decodeNumeric(
   }
   const absolute = bytes.byteOffset + start;
   if (absolute % size === 0 && LITTLE_ENDIAN) {
-    return { dtype, dims, data: viewTensorData(dtype, bytes.buffer, absolute, byteLength) } as Tensor;
+    return {
+      dtype,
+      dims,
+      data: viewTensorData(dtype, bytes.buffer, absolute, byteLength),
+    } as Tensor;
   }
   // Unaligned (the frame sits at an odd offset in its buffer) or big-endian: copy this tensor once.
   const copy = Uint8Array.prototype.slice.call(bytes, start, start + byteLength);

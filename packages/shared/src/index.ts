@@ -4,7 +4,13 @@ export { ERROR_CODES, isErrorCode } from './error-codes.js';
 export type { ErrorCode, ErrorCodeInfo } from './error-codes.js';
 export { TandemError, isTandemError } from './tandem-error.js';
 export type { SerializedError, TandemErrorOptions } from './tandem-error.js';
-export { TENSOR_DTYPES, bytesPerElement, createTensor, elementCount, isTensorDtype } from './tensor.js';
+export {
+  TENSOR_DTYPES,
+  bytesPerElement,
+  createTensor,
+  elementCount,
+  isTensorDtype,
+} from './tensor.js';
 export type {
   NumericTensorDtype,
   Tensor,

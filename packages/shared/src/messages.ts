@@ -14,8 +14,13 @@ import {
   type ParseContext,
 } from './assert.js';
 import { isErrorCode, type ErrorCode } from './error-codes.js';
-import { type Backend } from './manifest.js';
-import { MAX_ID_CHARS, MAX_NAME_CHARS, parseProgressEvent, type ProgressEvent } from './progress.js';
+import type { Backend } from './manifest.js';
+import {
+  MAX_ID_CHARS,
+  MAX_NAME_CHARS,
+  parseProgressEvent,
+  type ProgressEvent,
+} from './progress.js';
 import { TandemError } from './tandem-error.js';
 import type { TensorMap } from './tensor.js';
 
@@ -86,12 +91,7 @@ export interface PingMessage {
 
 /** Any message a client sends. */
 export type ClientMessage =
-  | HelloMessage
-  | WarmMessage
-  | InferMessage
-  | CancelMessage
-  | ResumeMessage
-  | PingMessage;
+  HelloMessage | WarmMessage | InferMessage | CancelMessage | ResumeMessage | PingMessage;
 
 // ---- server → client ------------------------------------------------------------------------
 
@@ -195,12 +195,7 @@ export interface PongMessage {
 
 /** Any message a server sends. */
 export type ServerMessage =
-  | WelcomeMessage
-  | ProgressMessage
-  | ResultMessage
-  | ErrorMessage
-  | ModelMessage
-  | PongMessage;
+  WelcomeMessage | ProgressMessage | ResultMessage | ErrorMessage | ModelMessage | PongMessage;
 
 /** Any message of either direction. */
 export type Message = ClientMessage | ServerMessage;
@@ -274,7 +269,12 @@ export function parseMessageFields(
       return withOptional<HelloMessage>(
         {
           type,
-          protocolVersion: expectInteger(header.protocolVersion, at(ctx, 'protocolVersion'), 0, 65535),
+          protocolVersion: expectInteger(
+            header.protocolVersion,
+            at(ctx, 'protocolVersion'),
+            0,
+            65535,
+          ),
           client: {
             name: expectString(client.name, at(ctx, 'client.name'), MAX_NAME_CHARS),
             version: expectString(client.version, at(ctx, 'client.version'), MAX_NAME_CHARS),
@@ -318,7 +318,10 @@ export function parseMessageFields(
       };
     case 'ping':
     case 'pong':
-      return { type, nonce: expectNumber(header.nonce, at(ctx, 'nonce'), 0, Number.MAX_SAFE_INTEGER) };
+      return {
+        type,
+        nonce: expectNumber(header.nonce, at(ctx, 'nonce'), 0, Number.MAX_SAFE_INTEGER),
+      };
     case 'welcome': {
       const server = expectRecord(header.server, at(ctx, 'server'));
       const limits = expectRecord(header.limits, at(ctx, 'limits'));
@@ -326,7 +329,12 @@ export function parseMessageFields(
         expectInteger(limits[key], at(ctx, `limits.${key}`), 0, Number.MAX_SAFE_INTEGER);
       return {
         type,
-        protocolVersion: expectInteger(header.protocolVersion, at(ctx, 'protocolVersion'), 0, 65535),
+        protocolVersion: expectInteger(
+          header.protocolVersion,
+          at(ctx, 'protocolVersion'),
+          0,
+          65535,
+        ),
         server: {
           name: name(server.name, at(ctx, 'server.name')),
           version: name(server.version, at(ctx, 'server.version')),

@@ -18,7 +18,14 @@ import { TandemError } from './tandem-error.js';
 export type Where = 'local' | 'remote';
 
 /** The stages of a local job, in order. */
-export const LOCAL_STAGES = ['resolve', 'download', 'cache', 'compile', 'warmup', 'running'] as const;
+export const LOCAL_STAGES = [
+  'resolve',
+  'download',
+  'cache',
+  'compile',
+  'warmup',
+  'running',
+] as const;
 /** The stages of a remote job, in order. */
 export const REMOTE_STAGES = ['queued', 'loading', 'warmup', 'running'] as const;
 /** The stages that end a job. */
@@ -26,9 +33,7 @@ export const FINAL_STAGES = ['done', 'error', 'cancelled'] as const;
 
 /** A stage a job can be in; see docs/protocol.md for what each means. */
 export type ProgressStage =
-  | (typeof LOCAL_STAGES)[number]
-  | (typeof REMOTE_STAGES)[number]
-  | (typeof FINAL_STAGES)[number];
+  (typeof LOCAL_STAGES)[number] | (typeof REMOTE_STAGES)[number] | (typeof FINAL_STAGES)[number];
 
 /** Every stage, local ones first. */
 export const PROGRESS_STAGES: readonly ProgressStage[] = [
@@ -135,7 +140,8 @@ const UNKNOWN_STAGE_TIME_CONSTANT_MS = 2000;
  */
 export function createProgressTracker(options: ProgressTrackerOptions): ProgressTracker {
   const now = options.now ?? Date.now;
-  const plan = options.plan ?? (options.where === 'local' ? DEFAULT_LOCAL_PLAN : DEFAULT_REMOTE_PLAN);
+  const plan =
+    options.plan ?? (options.where === 'local' ? DEFAULT_LOCAL_PLAN : DEFAULT_REMOTE_PLAN);
   const order: readonly string[] = options.where === 'local' ? LOCAL_STAGES : REMOTE_STAGES;
   const totalWeight = plan.reduce((sum, step) => sum + Math.max(0, step.weight), 0);
   const startedAt = now();
@@ -243,7 +249,11 @@ export function parseProgressEvent(value: unknown, ctx: ParseContext): ProgressE
   };
   const loaded = optional(record.loaded, at(ctx, 'loaded'), nonNegativeInteger);
   const total = optional(record.total, at(ctx, 'total'), nonNegativeInteger);
-  const queuePosition = optional(record.queuePosition, at(ctx, 'queuePosition'), nonNegativeInteger);
+  const queuePosition = optional(
+    record.queuePosition,
+    at(ctx, 'queuePosition'),
+    nonNegativeInteger,
+  );
   const etaMs = optional(record.etaMs, at(ctx, 'etaMs'), nonNegativeNumber);
   if (loaded !== undefined) event.loaded = loaded;
   if (total !== undefined) event.total = total;

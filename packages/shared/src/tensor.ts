@@ -131,15 +131,16 @@ export function createTensor<D extends TensorDtype>(
       `tensor data has ${data.length} elements but dims [${dims.join(', ')}] need ${expected}`,
     );
   }
-  if (dtype === 'string') {
+  const name: TensorDtype = dtype;
+  if (name === 'string') {
     if (!Array.isArray(data) || !data.every((item) => typeof item === 'string')) {
       throw new TandemError('E_INVALID_ARGUMENT', 'string tensor data must be a string[]');
     }
   } else {
-    const Ctor = TYPED_ARRAY_OF[dtype as NumericTensorDtype];
+    const Ctor = TYPED_ARRAY_OF[name];
     if (!(data instanceof Ctor)) {
-      throw new TandemError('E_INVALID_ARGUMENT', `${dtype} tensor data must be a ${Ctor.name}`);
+      throw new TandemError('E_INVALID_ARGUMENT', `${name} tensor data must be a ${Ctor.name}`);
     }
   }
-  return { dtype, dims, data } as unknown as Tensor<D>;
+  return { dtype, dims, data };
 }

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { TandemError, parseModelManifest } from '../src/index.js';
+
+const sha256 = 'a'.repeat(64);
+
+function codeOf(value: unknown): string | undefined {
+  try {
+    parseModelManifest(value);
+    return undefined;
+  } catch (error) {
+    expect(error).toBeInstanceOf(TandemError);
+    return (error as TandemError).code;
+  }
+}
+
+describe('parseModelManifest', () => {
+  it('parses a full manifest and keeps only known fields', () => {
+    const manifest = parseModelManifest({
+      name: 'det',
+      version: '1',
+      url: '/models/det.onnx',
+      bytes: 4_745_517,
+      sha256,
+      inputs: [{ name: 'x', dtype: 'float32', dims: ['batch', 3, '?', '?'] }],
+      outputs: [{ name: 'y', dtype: 'float32', dims: ['batch', 1, '?', '?'] }],
+      placement: { prefer: 'local', minBackend: 'wasm' },
+      extra: 'ignored',
+    });
+    expect(manifest).toEqual({
+      name: 'det',
+      version: '1',
+      url: '/models/det.onnx',
+      bytes: 4_745_517,
+      sha256,
+      inputs: [{ name: 'x', dtype: 'float32', dims: ['batch', 3, '?', '?'] }],
+      outputs: [{ name: 'y', dtype: 'float32', dims: ['batch', 1, '?', '?'] }],
+      placement: { prefer: 'local', minBackend: 'wasm' },
+    });
+  });
+
+  it('accepts a remote-only manifest with just a name', () => {
+    expect(parseModelManifest({ name: 'rec' })).toEqual({ name: 'rec' });
+  });
+
+  it('rejects bad manifests with E_INVALID_ARGUMENT', () => {
+    for (const bad of [
+      null,
+      {},
+      { name: '' },
+      { name: 'm', url: '/m.onnx' },
+      { name: 'm', url: '/m.onnx', bytes: 10 },
+      { name: 'm', url: '/m.onnx', bytes: 10, sha256: 'ABC' },
+      { name: 'm', url: '/m.onnx', bytes: -1, sha256 },
+      { name: 'm', inputs: [{ name: 'x', dtype: 'complex', dims: [] }] },
+      { name: 'm', inputs: [{ name: 'x', dtype: 'float32', dims: [-1] }] },
+      { name: 'm', placement: { minBackend: 'webgl' } },
+      { name: 'm', placement: { prefer: 'cloud' } },
+    ]) {
+      expect(codeOf(bad), JSON.stringify(bad)).toBe('E_INVALID_ARGUMENT');
+    }
+  });
+});
