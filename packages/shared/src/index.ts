@@ -84,6 +84,7 @@ export {
   MAX_TENSOR_RANK,
   PLACEMENTS,
   parseModelManifest,
+  parsePlacementHints,
   parseTensorSpecs,
 } from './manifest.js';
 export type {
@@ -95,4 +96,15 @@ export type {
   PlacementHints,
   TensorSpec,
 } from './manifest.js';
+export {
+  at,
+  expectArray,
+  expectBoolean,
+  expectInteger,
+  expectNumber,
+  expectOneOf,
+  expectRecord,
+  expectString,
+  optional,
+} from './assert.js';
 export type { ParseContext } from './assert.js';

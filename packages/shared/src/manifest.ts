@@ -45,7 +45,8 @@ export type DimSpec = number | string;
 export interface TensorSpec {
   readonly name: string;
   readonly dtype: TensorDtype;
-  readonly dims: readonly DimSpec[];
+  /** The declared shape; absent when the model declares none (any rank is accepted). */
+  readonly dims?: readonly DimSpec[];
 }
 
 /** Hints that steer the router for one model. */
@@ -108,20 +109,24 @@ export function parseModelManifest(value: unknown, path = 'manifest'): ModelMani
   const outputs = optional(record.outputs, at(ctx, 'outputs'), parseTensorSpecs);
   if (inputs !== undefined) manifest.inputs = inputs;
   if (outputs !== undefined) manifest.outputs = outputs;
-  if (record.placement !== undefined) {
-    const hints = expectRecord(record.placement, at(ctx, 'placement'));
-    const placement: { prefer?: Where; minBackend?: LocalBackend } = {};
-    const prefer = optional(hints.prefer, at(ctx, 'placement.prefer'), (v, c) =>
-      expectOneOf(v, c, ['local', 'remote'] as const),
-    );
-    const minBackend = optional(hints.minBackend, at(ctx, 'placement.minBackend'), (v, c) =>
-      expectOneOf(v, c, LOCAL_BACKENDS),
-    );
-    if (prefer !== undefined) placement.prefer = prefer;
-    if (minBackend !== undefined) placement.minBackend = minBackend;
-    manifest.placement = placement;
-  }
+  const placement = optional(record.placement, at(ctx, 'placement'), parsePlacementHints);
+  if (placement !== undefined) manifest.placement = placement;
   return manifest;
+}
+
+/** Parses placement hints (from a manifest or a server's model.json). */
+export function parsePlacementHints(value: unknown, ctx: ParseContext): PlacementHints {
+  const hints = expectRecord(value, ctx);
+  const placement: { prefer?: Where; minBackend?: LocalBackend } = {};
+  const prefer = optional(hints.prefer, at(ctx, 'prefer'), (v, c) =>
+    expectOneOf(v, c, ['local', 'remote'] as const),
+  );
+  const minBackend = optional(hints.minBackend, at(ctx, 'minBackend'), (v, c) =>
+    expectOneOf(v, c, LOCAL_BACKENDS),
+  );
+  if (prefer !== undefined) placement.prefer = prefer;
+  if (minBackend !== undefined) placement.minBackend = minBackend;
+  return placement;
 }
 
 /** Parses a list of input or output specs. */
@@ -129,14 +134,16 @@ export function parseTensorSpecs(value: unknown, ctx: ParseContext): TensorSpec[
   return expectArray(value, ctx, MAX_TENSOR_SPECS).map((item, index) => {
     const itemCtx = at(ctx, index);
     const record = expectRecord(item, itemCtx);
-    return {
+    const spec: TensorSpec = {
       name: expectString(record.name, at(itemCtx, 'name'), MAX_NAME_CHARS),
       dtype: expectOneOf(record.dtype, at(itemCtx, 'dtype'), TENSOR_DTYPES),
-      dims: expectArray(record.dims, at(itemCtx, 'dims'), MAX_TENSOR_RANK).map((dim, d) =>
-        typeof dim === 'string'
-          ? expectString(dim, at(at(itemCtx, 'dims'), d), MAX_NAME_CHARS)
-          : expectInteger(dim, at(at(itemCtx, 'dims'), d), 0, 2 ** 32 - 1),
-      ),
     };
+    if (record.dims === undefined) return spec;
+    const dims = expectArray(record.dims, at(itemCtx, 'dims'), MAX_TENSOR_RANK).map((dim, d) =>
+      typeof dim === 'string'
+        ? expectString(dim, at(at(itemCtx, 'dims'), d), MAX_NAME_CHARS)
+        : expectInteger(dim, at(at(itemCtx, 'dims'), d), 0, 2 ** 32 - 1),
+    );
+    return { ...spec, dims };
   });
 }

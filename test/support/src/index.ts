@@ -1,1 +1,45 @@
-export {};
+// @tandem/test-support: synthetic ONNX models built in-process and the real models shipped in npm
+// packages, for tests and benchmarks. Node only.
+
+export {
+  DEFAULT_OPSET,
+  ONNX_DTYPE_CODES,
+  ONNX_IR_VERSION,
+  PRODUCER_NAME,
+  buildModel,
+} from './onnx-builder.js';
+export type {
+  AttributeValue,
+  Initializer,
+  ModelSpec,
+  NodeSpec,
+  OnnxDataByDtype,
+  OnnxDtype,
+  TensorValue,
+  ValueInfo,
+} from './onnx-builder.js';
+export { createPrng, fillUniform } from './prng.js';
+export type { Prng } from './prng.js';
+export {
+  HEAVY_MODEL_COLUMNS,
+  buildHeavyModel,
+  buildMlpClassifier,
+  buildTinyModel,
+} from './synthetic-models.js';
+export type {
+  HeavyModel,
+  HeavyModelOptions,
+  MlpClassifier,
+  MlpClassifierOptions,
+  TinyModel,
+} from './synthetic-models.js';
+export { MODEL_FILE_NAME, writeModelFile } from './model-repository.js';
+export {
+  PADDLEOCR_DICTIONARY,
+  REAL_MODELS,
+  REAL_MODEL_NAMES,
+  paddleOcrDictionaryPath,
+  realAssetPath,
+  realModelPath,
+} from './real-models.js';
+export type { RealAsset, RealModel, RealModelName, RealModelPackage } from './real-models.js';

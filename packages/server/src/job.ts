@@ -1,0 +1,134 @@
+// One inference job inside the server: what was asked, its progress, and its single outcome. A job
+// settles exactly once (result, error or cancellation); whoever listens (a WebSocket connection, an
+// HTTP request, a resumed connection later) hears the same outcome.
+
+import type { TandemError } from '@tandem/shared';
+import {
+  createProgressTracker,
+  type Backend,
+  type JobTimings,
+  type PlannedStage,
+  type ProgressEvent,
+  type ProgressTracker,
+  type StageUpdate,
+  type TensorMap,
+} from '@tandem/shared';
+
+/** What a caller submits. */
+export interface JobRequest {
+  /** Client-chosen id, unique per owner among live jobs. */
+  readonly id: string;
+  /** Who submitted it (an API key id, or "anonymous"): scopes ids, usage and limits. */
+  readonly owner: string;
+  readonly model: string;
+  readonly version?: string;
+  readonly inputs: TensorMap;
+  readonly outputs?: readonly string[];
+  readonly priority: number;
+  /** Milliseconds from receipt by which the job must be done. */
+  readonly deadlineMs?: number;
+}
+
+/** A finished job's answer. */
+export interface JobResult {
+  readonly id: string;
+  readonly model: string;
+  readonly version: string;
+  readonly outputs: TensorMap;
+  readonly backend: Backend;
+  readonly coldStart: boolean;
+  readonly timings: JobTimings;
+}
+
+/** How a job ended. */
+export type JobOutcome =
+  | { readonly ok: true; readonly result: JobResult }
+  | { readonly ok: false; readonly error: TandemError };
+
+/** Receives a job's progress events. */
+export type ProgressListener = (event: ProgressEvent) => void;
+
+let nextSeq = 0;
+
+/** A job in the server. Created by the model host; settled once. */
+export class Job {
+  readonly request: JobRequest;
+  /** Arrival order, for first-come-first-served among equal priorities. */
+  readonly seq = nextSeq++;
+  /** Higher runs first (copied from the request for the queue). */
+  readonly priority: number;
+  /** performance.now() at receipt. */
+  readonly receivedAt: number;
+  /** performance.now() by which it must be done, if it has a deadline. */
+  readonly deadlineAt: number | undefined;
+  /** Resolves once, with the outcome; never rejects. */
+  readonly outcome: Promise<JobOutcome>;
+  /** True when the job arrived while no instance of its model was ready. */
+  coldStart = false;
+  /** performance.now() when it left the queue for a run. */
+  startedAt: number | undefined;
+  /** Milliseconds this job spent waiting for a load and warm-up. */
+  loadWaitMs = 0;
+  warmupWaitMs = 0;
+  /** When the last queue-position update was sent, to throttle them. */
+  lastPositionAt = 0;
+  lastPosition = -1;
+
+  #settled = false;
+  #resolve!: (outcome: JobOutcome) => void;
+  #listener: ProgressListener | undefined;
+  readonly #tracker: ProgressTracker;
+
+  constructor(request: JobRequest, plan: readonly PlannedStage[] | undefined, now: number) {
+    this.request = request;
+    this.priority = request.priority;
+    this.receivedAt = now;
+    this.deadlineAt = request.deadlineMs === undefined ? undefined : now + request.deadlineMs;
+    this.outcome = new Promise((resolve) => (this.#resolve = resolve));
+    this.#tracker = createProgressTracker(
+      plan === undefined
+        ? { jobId: request.id, model: request.model, where: 'remote' }
+        : { jobId: request.id, model: request.model, where: 'remote', plan },
+    );
+  }
+
+  /** Whether the job has an outcome. */
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  /** Sets (or clears) who hears progress; a resumed connection takes over here. */
+  listen(listener: ProgressListener | undefined): void {
+    this.#listener = listener;
+  }
+
+  /** Reports a stage update to the listener, if any. */
+  progress(update: StageUpdate): void {
+    if (this.#settled) return;
+    const event = this.#tracker.update(update);
+    this.#listener?.(event);
+  }
+
+  /** The last progress event, for a resumed connection. */
+  get lastProgress(): ProgressEvent | undefined {
+    return this.#tracker.last;
+  }
+
+  /** Settles with a result. Returns false if the job had already settled. */
+  succeed(result: JobResult): boolean {
+    if (this.#settled) return false;
+    this.#settled = true;
+    this.#listener?.(this.#tracker.finish('done'));
+    this.#resolve({ ok: true, result });
+    return true;
+  }
+
+  /** Settles with an error. Returns false if the job had already settled. */
+  fail(error: TandemError): boolean {
+    if (this.#settled) return false;
+    this.#settled = true;
+    this.#listener?.(this.#tracker.finish(error.code === 'E_CANCELLED' ? 'cancelled' : 'error'));
+    this.#resolve({ ok: false, error });
+    return true;
+  }
+}

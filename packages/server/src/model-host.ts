@@ -1,0 +1,716 @@
+// One model version in the server: its lifecycle (unloaded → loading → warming → ready → idle
+// timeout → unloaded, or failed), its instances, its priority queue, and the dispatch loop that
+// feeds instances one job (or one dynamic batch) at a time. Measured moving averages of load,
+// warm-up and run times drive the ETAs in progress events.
+
+import {
+  TandemError,
+  type ModelState,
+  type ModelStatus,
+  type PlannedStage,
+  type StageUpdate,
+} from '@tandem/shared';
+import { batchKey, batchRows, concatInputs, hasBatchDimension, splitOutputs } from './batching.js';
+import { checkInputs, type ModelSignature } from './input-check.js';
+import { Job, type JobRequest } from './job.js';
+import { JobQueue } from './job-queue.js';
+import type { ModelEntry } from './model-repository.js';
+import { MovingAverage } from './moving-average.js';
+import { readOnnxMetadata } from './onnx-metadata.js';
+import {
+  createSession,
+  releaseSession,
+  runSession,
+  type LoadedSession,
+  type SessionSettings,
+} from './onnx-session.js';
+import { warmupInputs } from './warmup-inputs.js';
+
+/** Server-wide settings a host needs. */
+export interface HostSettings {
+  /** Idle time before an instance is unloaded, when model.json sets none. */
+  readonly idleTimeoutMs: number;
+  /** Queue bound, when model.json sets none. */
+  readonly maxQueue: number;
+  /** The autoscaler adds an instance while more than this many jobs wait per active instance. */
+  readonly scaleUpQueueDepth: number;
+  /** Least time between two queue-position updates to one job, in ms. */
+  readonly progressIntervalMs: number;
+  readonly session: SessionSettings;
+}
+
+/** What a host tells the rest of the server (metrics, usage, the memory budget, connections). */
+export interface HostObserver {
+  /** A lifecycle state or instance count changed. */
+  stateChanged(host: ModelHost): void;
+  /** Asks the budget for room for one more instance; `first` loads must go ahead regardless. */
+  requestMemory(host: ModelHost, bytes: number, first: boolean): boolean;
+  loaded?(host: ModelHost, loadMs: number, warmupMs: number): void;
+  ran?(host: ModelHost, runMs: number, jobs: readonly Job[]): void;
+  coldStart?(host: ModelHost): void;
+  rejected?(host: ModelHost, code: string): void;
+  log?(level: 'info' | 'warn', message: string, details?: Record<string, unknown>): void;
+}
+
+type InstanceState = 'loading' | 'warming' | 'ready' | 'unloading';
+
+interface Instance {
+  readonly id: number;
+  state: InstanceState;
+  loaded: LoadedSession | undefined;
+  busy: boolean;
+  lastUsedAt: number;
+  stateSince: number;
+  idleTimer: ReturnType<typeof setTimeout> | undefined;
+}
+
+let nextInstanceId = 1;
+
+/** A model version's lifecycle, queue and instances. */
+export class ModelHost {
+  readonly entry: ModelEntry;
+  /** The declared inputs and outputs (model.json overrides the file's own). */
+  readonly signature: ModelSignature | undefined;
+  readonly estimates = {
+    load: new MovingAverage(),
+    warmup: new MovingAverage(),
+    run: new MovingAverage(),
+  };
+
+  #failure: string | undefined;
+  #draining = false;
+  readonly #instances: Instance[] = [];
+  readonly #queue = new JobQueue<Job>();
+  readonly #running = new Set<Job>();
+  readonly #settings: HostSettings;
+  readonly #observer: HostObserver;
+  readonly #batchable: boolean;
+  #batchTimer: ReturnType<typeof setTimeout> | undefined;
+  #idleWaiters: (() => void)[] = [];
+  #readyWaiters: { resolve: () => void; reject: (error: TandemError) => void }[] = [];
+  #closed = false;
+
+  constructor(entry: ModelEntry, settings: HostSettings, observer: HostObserver) {
+    this.entry = entry;
+    this.#settings = settings;
+    this.#observer = observer;
+    let signature: ModelSignature | undefined;
+    if (entry.configError !== undefined) {
+      this.#failure = `model.json: ${entry.configError}`;
+    } else {
+      try {
+        const metadata = readOnnxMetadata(entry.path);
+        if (metadata.unsupported.length > 0) {
+          this.#failure = `unsupported tensor types for ${metadata.unsupported.join(', ')}`;
+        }
+        signature = {
+          inputs: entry.config.inputs ?? metadata.inputs,
+          outputs: entry.config.outputs ?? metadata.outputs,
+        };
+      } catch (error) {
+        this.#failure = error instanceof Error ? error.message : String(error);
+      }
+    }
+    this.signature = signature;
+    this.#batchable =
+      entry.config.maxBatch > 1 && signature !== undefined && hasBatchDimension(signature);
+  }
+
+  /** `name@version`, for logs. */
+  get label(): string {
+    return `${this.entry.name}@${this.entry.version}`;
+  }
+
+  /** The model's lifecycle state, summarised over its instances. */
+  get state(): ModelState {
+    if (this.#failure !== undefined) return 'failed';
+    const states = this.#instances.map((instance) => instance.state);
+    if (states.includes('ready')) return 'ready';
+    if (states.includes('warming')) return 'warming';
+    if (states.includes('loading')) return 'loading';
+    return 'unloaded';
+  }
+
+  /** Why the model failed, if it did. */
+  get failure(): string | undefined {
+    return this.#failure;
+  }
+
+  /** Instances per state, for metrics. */
+  instanceCounts(): Record<InstanceState, number> {
+    const counts = { loading: 0, warming: 0, ready: 0, unloading: 0 };
+    for (const instance of this.#instances) counts[instance.state] += 1;
+    return counts;
+  }
+
+  /** Bytes the memory budget counts for this model's loaded and loading instances. */
+  get loadedBytes(): number {
+    return this.#instances.filter((i) => i.state !== 'unloading').length * this.entry.bytes;
+  }
+
+  /** Jobs waiting in the queue. */
+  get queueDepth(): number {
+    return this.#queue.size;
+  }
+
+  /** Milliseconds the oldest waiting job has waited (0 when none). */
+  oldestWaitMs(now = performance.now()): number {
+    let oldest = Infinity;
+    for (const job of this.#queue.toArray()) oldest = Math.min(oldest, job.receivedAt);
+    return oldest === Infinity ? 0 : now - oldest;
+  }
+
+  /** The wire view of this model. */
+  status(): ModelStatus {
+    const estimates: { loadMs?: number; warmupMs?: number; runMs?: number } = {};
+    if (this.estimates.load.value !== undefined) estimates.loadMs = this.estimates.load.value;
+    if (this.estimates.warmup.value !== undefined) estimates.warmupMs = this.estimates.warmup.value;
+    if (this.estimates.run.value !== undefined) estimates.runMs = this.estimates.run.value;
+    const status = {
+      name: this.entry.name,
+      version: this.entry.version,
+      state: this.state,
+      instances: this.#instances.filter((i) => i.state === 'ready').length,
+      estimates,
+    };
+    return this.#failure === undefined ? status : { ...status, reason: this.#failure };
+  }
+
+  /**
+   * Accepts a job: checks the model and the inputs, queues it, and starts a load if nothing is
+   * loaded. Throws a TandemError for anything rejected up front (nothing is queued then).
+   */
+  submit(request: JobRequest): Job {
+    try {
+      if (this.#draining || this.#closed) {
+        throw new TandemError('E_SHUTTING_DOWN', 'the server is shutting down', {
+          retryAfterMs: 1000,
+        });
+      }
+      if (this.#failure !== undefined || this.signature === undefined) {
+        throw new TandemError(
+          'E_MODEL_LOAD_FAILED',
+          `model ${this.label} failed to load: ${this.#failure ?? 'no signature'}`,
+        );
+      }
+      checkInputs(this.signature, request.inputs, request.outputs);
+      const maxQueue = this.entry.config.maxQueue ?? this.#settings.maxQueue;
+      if (this.#queue.size >= maxQueue) {
+        throw new TandemError('E_BUSY', `the queue for ${this.label} is full (${maxQueue} jobs)`, {
+          retryAfterMs: this.#retryAfterMs(),
+        });
+      }
+    } catch (error) {
+      const coded = TandemError.from(error);
+      this.#observer.rejected?.(this, coded.code);
+      throw coded;
+    }
+    const cold = this.#readyCount() === 0;
+    const job = new Job(request, this.#plan(cold, this.#queue.size), performance.now());
+    job.coldStart = cold;
+    if (cold) this.#observer.coldStart?.(this);
+    const position = this.#queue.push(job);
+    if (job.deadlineAt !== undefined) this.#watchDeadline(job);
+    this.#reportWaiting(job, position, true);
+    this.#ensureCapacity();
+    this.#pump();
+    return job;
+  }
+
+  /** Cancels a job: a queued one leaves the queue; a running one's result is dropped. */
+  cancel(job: Job): void {
+    const cancelled = new TandemError('E_CANCELLED', `job ${job.request.id} was cancelled`);
+    if (this.#queue.remove(job)) {
+      job.fail(cancelled);
+      this.#updatePositions();
+      this.#checkIdle();
+    } else if (this.#running.has(job)) {
+      job.fail(cancelled);
+    }
+  }
+
+  /** Starts a load without running anything; resolves when an instance is ready. */
+  warm(): Promise<void> {
+    if (this.#closed || this.#draining) {
+      return Promise.reject(new TandemError('E_SHUTTING_DOWN', 'the server is shutting down'));
+    }
+    if (this.#failure !== undefined && this.entry.configError === undefined && this.signature) {
+      // An operator may have replaced a file that failed to load: warm tries again.
+      this.#failure = undefined;
+    }
+    if (this.#failure !== undefined) {
+      return Promise.reject(
+        new TandemError('E_MODEL_LOAD_FAILED', `model ${this.label} failed: ${this.#failure}`),
+      );
+    }
+    if (this.#readyCount() > 0) {
+      for (const instance of this.#instances) this.#scheduleIdle(instance);
+      return Promise.resolve();
+    }
+    const promise = new Promise<void>((resolve, reject) =>
+      this.#readyWaiters.push({ resolve, reject }),
+    );
+    if (!this.#instances.some((i) => i.state === 'loading' || i.state === 'warming')) {
+      void this.#startInstance(true);
+    }
+    return promise;
+  }
+
+  /** Loads instances up to `minReady` (keep-warm). */
+  keepWarm(): void {
+    const missing = this.entry.config.minReady - this.#activeCount();
+    for (let i = 0; i < missing && this.#failure === undefined; i++)
+      void this.#startInstance(i === 0 && this.#activeCount() === 0);
+  }
+
+  /**
+   * Unloads the least recently used idle instance beyond `minReady`, for the memory budget.
+   * Returns its `lastUsedAt`, or undefined when nothing could be unloaded.
+   */
+  evictableSince(): number | undefined {
+    const candidate = this.#evictionCandidate();
+    return candidate?.lastUsedAt;
+  }
+
+  /** Unloads the instance {@link evictableSince} pointed at. */
+  evict(): boolean {
+    const candidate = this.#evictionCandidate();
+    if (candidate === undefined) return false;
+    void this.#unload(candidate, 'memory budget');
+    return true;
+  }
+
+  /** Stops taking jobs; resolves when every accepted job has settled. */
+  drain(): Promise<void> {
+    this.#draining = true;
+    if (this.#batchTimer !== undefined) {
+      clearTimeout(this.#batchTimer);
+      this.#batchTimer = undefined;
+    }
+    this.#pump(true);
+    if (this.#queue.size === 0 && this.#running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Releases every instance. Jobs still queued fail with `E_SHUTTING_DOWN`. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#batchTimer !== undefined) clearTimeout(this.#batchTimer);
+    for (const job of this.#queue.removeWhere(() => true)) {
+      job.fail(new TandemError('E_SHUTTING_DOWN', 'the server is shutting down'));
+    }
+    for (const waiter of this.#readyWaiters.splice(0)) {
+      waiter.reject(new TandemError('E_SHUTTING_DOWN', 'the server is shutting down'));
+    }
+    await Promise.all(this.#instances.map((instance) => this.#unload(instance, 'shutdown')));
+  }
+
+  // ---- dispatch -------------------------------------------------------------------------------
+
+  #pump(force = false): void {
+    if (this.#closed) return;
+    for (const instance of this.#instances) {
+      if (instance.state !== 'ready' || instance.busy) continue;
+      const batch = this.#takeBatch(force);
+      if (batch === undefined) break;
+      void this.#run(instance, batch);
+    }
+    this.#checkIdle();
+  }
+
+  /** The next jobs to run together, or undefined (nothing runnable yet). */
+  #takeBatch(force: boolean): Job[] | undefined {
+    const now = performance.now();
+    for (let head = this.#queue.peek(); head !== undefined; head = this.#queue.peek()) {
+      if (!this.#tooLate(head, now)) break;
+      this.#queue.shift();
+      head.fail(
+        new TandemError(
+          'E_DEADLINE_EXCEEDED',
+          `job ${head.request.id} could not finish before its deadline of ${head.request.deadlineMs} ms`,
+        ),
+      );
+      this.#observer.rejected?.(this, 'E_DEADLINE_EXCEEDED');
+    }
+    const head = this.#queue.peek();
+    if (head === undefined) return undefined;
+    if (!this.#batchable) {
+      this.#queue.shift();
+      this.#updatePositions();
+      return [head];
+    }
+    const key = batchKey(head.request.inputs, head.request.outputs);
+    const maxRows = this.entry.config.maxBatch;
+    let rows = 0;
+    const batch = this.#queue.toArray().filter((job) => {
+      if (batchKey(job.request.inputs, job.request.outputs) !== key) return false;
+      const jobRows = batchRows(job.request.inputs);
+      if (rows > 0 && rows + jobRows > maxRows) return false;
+      rows += jobRows;
+      return true;
+    });
+    const waitedMs = now - head.receivedAt;
+    if (!force && rows < maxRows && waitedMs < this.entry.config.maxDelayMs) {
+      // Wait a little for more jobs to fill the batch, but never past the head's delay budget.
+      this.#batchTimer ??= setTimeout(() => {
+        this.#batchTimer = undefined;
+        this.#pump(true);
+      }, this.entry.config.maxDelayMs - waitedMs);
+      return undefined;
+    }
+    for (const job of batch) this.#queue.remove(job);
+    this.#updatePositions();
+    return batch;
+  }
+
+  async #run(instance: Instance, jobs: Job[]): Promise<void> {
+    const loaded = instance.loaded;
+    if (loaded === undefined) return;
+    instance.busy = true;
+    if (instance.idleTimer !== undefined) clearTimeout(instance.idleTimer);
+    const started = performance.now();
+    const runEstimate = this.estimates.run.value;
+    for (const job of jobs) {
+      job.startedAt = started;
+      this.#running.add(job);
+      job.progress(
+        runEstimate === undefined
+          ? { stage: 'running', etaMs: 0 }
+          : { stage: 'running', etaMs: runEstimate, stageExpectedMs: runEstimate },
+      );
+    }
+    try {
+      const first = jobs[0] as Job;
+      const outputs = await runSession(
+        loaded,
+        concatInputs(jobs.map((job) => job.request.inputs)),
+        first.request.outputs,
+      );
+      const finished = performance.now();
+      const runMs = finished - started;
+      this.estimates.run.add(runMs);
+      this.#observer.ran?.(this, runMs, jobs);
+      const parts =
+        jobs.length === 1
+          ? [outputs]
+          : splitOutputs(
+              outputs,
+              jobs.map((job) => batchRows(job.request.inputs)),
+            );
+      jobs.forEach((job, index) => {
+        const queueMs = Math.max(0, started - job.receivedAt - job.loadWaitMs - job.warmupWaitMs);
+        job.succeed({
+          id: job.request.id,
+          model: this.entry.name,
+          version: this.entry.version,
+          outputs: parts[index] ?? {},
+          backend: loaded.backend,
+          coldStart: job.coldStart,
+          timings: {
+            queueMs,
+            loadMs: job.loadWaitMs,
+            warmupMs: job.warmupWaitMs,
+            runMs,
+            totalMs: finished - job.receivedAt,
+          },
+        });
+      });
+    } catch (error) {
+      const coded = TandemError.from(error, 'E_RUNTIME');
+      for (const job of jobs) job.fail(coded);
+    } finally {
+      for (const job of jobs) this.#running.delete(job);
+      instance.busy = false;
+      instance.lastUsedAt = performance.now();
+      this.#scheduleIdle(instance);
+      this.#pump(this.#draining);
+    }
+  }
+
+  #tooLate(job: Job, now: number): boolean {
+    if (job.deadlineAt === undefined) return false;
+    return now + (this.estimates.run.value ?? 0) > job.deadlineAt;
+  }
+
+  #watchDeadline(job: Job): void {
+    const deadlineAt = job.deadlineAt as number;
+    const timer = setTimeout(
+      () => {
+        const error = new TandemError(
+          'E_DEADLINE_EXCEEDED',
+          `job ${job.request.id} passed its deadline of ${job.request.deadlineMs} ms`,
+        );
+        if (this.#queue.remove(job)) {
+          job.fail(error);
+          this.#updatePositions();
+          this.#observer.rejected?.(this, error.code);
+        } else if (this.#running.has(job) && job.fail(error)) {
+          this.#observer.rejected?.(this, error.code);
+        }
+      },
+      Math.max(0, deadlineAt - performance.now()),
+    );
+    timer.unref();
+    void job.outcome.then(() => {
+      clearTimeout(timer);
+    });
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------------
+
+  #readyCount(): number {
+    return this.#instances.filter((i) => i.state === 'ready').length;
+  }
+
+  #activeCount(): number {
+    return this.#instances.filter((i) => i.state !== 'unloading').length;
+  }
+
+  /** Starts a first instance for waiting jobs, and more while the queue is deep (autoscaler). */
+  #ensureCapacity(): void {
+    if (this.#failure !== undefined || this.#closed || this.#queue.size === 0) return;
+    const active = this.#activeCount();
+    if (active === 0) {
+      void this.#startInstance(true);
+      return;
+    }
+    const starting = this.#instances.some((i) => i.state === 'loading' || i.state === 'warming');
+    const deep = this.#queue.size > this.#settings.scaleUpQueueDepth * active;
+    if (!starting && deep && active < this.entry.config.maxInstances) {
+      void this.#startInstance(false);
+    }
+  }
+
+  async #startInstance(first: boolean): Promise<void> {
+    if (!this.#observer.requestMemory(this, this.entry.bytes, first)) return;
+    const loadStart = performance.now();
+    const instance: Instance = {
+      id: nextInstanceId++,
+      state: 'loading',
+      loaded: undefined,
+      busy: false,
+      lastUsedAt: loadStart,
+      stateSince: loadStart,
+      idleTimer: undefined,
+    };
+    this.#instances.push(instance);
+    this.#observer.stateChanged(this);
+    this.#reportAllWaiting();
+    let loaded: LoadedSession;
+    try {
+      const settings: SessionSettings =
+        this.entry.config.intraOpNumThreads > 0
+          ? { ...this.#settings.session, intraOpNumThreads: this.entry.config.intraOpNumThreads }
+          : this.#settings.session;
+      loaded = await createSession(this.entry.path, settings);
+    } catch (error) {
+      this.#remove(instance);
+      const coded = TandemError.from(error, 'E_MODEL_LOAD_FAILED');
+      if (this.#readyCount() === 0) this.#fail(coded);
+      else
+        this.#observer.log?.('warn', `extra instance of ${this.label} failed to load`, {
+          reason: coded.message,
+        });
+      return;
+    }
+    const loadEnd = performance.now();
+    const loadMs = loadEnd - loadStart;
+    if (this.#discarded(instance)) {
+      await releaseSession(loaded);
+      return;
+    }
+    this.estimates.load.add(loadMs);
+    instance.state = 'warming';
+    instance.stateSince = loadEnd;
+    this.#observer.stateChanged(this);
+    this.#reportAllWaiting();
+    try {
+      await runSession(
+        loaded,
+        warmupInputs(this.signature ?? { inputs: [], outputs: [] }, this.entry.config.warmupDims),
+        undefined,
+      );
+    } catch (error) {
+      // A warm-up on zeros can fail for models that need real data; real jobs may still work.
+      this.#observer.log?.('warn', `warm-up run of ${this.label} failed`, {
+        reason: error instanceof Error ? error.message : String(error),
+      });
+    }
+    const ready = performance.now();
+    const warmupMs = ready - loadEnd;
+    this.estimates.warmup.add(warmupMs);
+    for (const job of this.#queue.toArray()) {
+      if (!job.coldStart) continue;
+      job.loadWaitMs += Math.max(0, loadEnd - Math.max(loadStart, job.receivedAt));
+      job.warmupWaitMs += Math.max(0, ready - Math.max(loadEnd, job.receivedAt));
+    }
+    if (this.#discarded(instance)) {
+      await releaseSession(loaded);
+      return;
+    }
+    instance.loaded = loaded;
+    instance.state = 'ready';
+    instance.stateSince = ready;
+    instance.lastUsedAt = ready;
+    this.#observer.loaded?.(this, loadMs, warmupMs);
+    this.#observer.stateChanged(this);
+    for (const waiter of this.#readyWaiters.splice(0)) waiter.resolve();
+    this.#scheduleIdle(instance);
+    this.#pump(this.#draining);
+    this.#ensureCapacity();
+  }
+
+  /** True when the instance was unloaded or the host closed while it was loading. */
+  #discarded(instance: Instance): boolean {
+    return this.#closed || instance.state === 'unloading';
+  }
+
+  #fail(error: TandemError): void {
+    this.#failure = error.message;
+    this.#observer.log?.('warn', `model ${this.label} failed to load`, { reason: error.message });
+    const failed = new TandemError(
+      'E_MODEL_LOAD_FAILED',
+      `model ${this.label} failed to load: ${error.message}`,
+    );
+    for (const job of this.#queue.removeWhere(() => true)) job.fail(failed);
+    for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(failed);
+    this.#observer.stateChanged(this);
+    this.#checkIdle();
+  }
+
+  #scheduleIdle(instance: Instance): void {
+    if (instance.idleTimer !== undefined) clearTimeout(instance.idleTimer);
+    instance.idleTimer = undefined;
+    if (instance.state !== 'ready' || instance.busy || this.#closed) return;
+    const idleTimeoutMs = this.entry.config.idleTimeoutMs ?? this.#settings.idleTimeoutMs;
+    instance.idleTimer = setTimeout(() => {
+      instance.idleTimer = undefined;
+      const keep = this.entry.config.minReady;
+      if (
+        instance.state === 'ready' &&
+        !instance.busy &&
+        this.#queue.size === 0 &&
+        this.#readyCount() > keep
+      ) {
+        void this.#unload(instance, 'idle');
+      }
+    }, idleTimeoutMs);
+    instance.idleTimer.unref();
+  }
+
+  #evictionCandidate(): Instance | undefined {
+    if (this.#queue.size > 0 || this.#readyCount() <= this.entry.config.minReady) return undefined;
+    return this.#instances
+      .filter((i) => i.state === 'ready' && !i.busy)
+      .sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
+  }
+
+  async #unload(instance: Instance, why: string): Promise<void> {
+    if (instance.state === 'unloading') return;
+    const loaded = instance.loaded;
+    instance.state = 'unloading';
+    instance.loaded = undefined;
+    if (instance.idleTimer !== undefined) clearTimeout(instance.idleTimer);
+    this.#observer.log?.('info', `unloading ${this.label} instance ${instance.id} (${why})`);
+    if (loaded !== undefined) await releaseSession(loaded);
+    this.#remove(instance);
+    this.#observer.stateChanged(this);
+  }
+
+  #remove(instance: Instance): void {
+    const index = this.#instances.indexOf(instance);
+    if (index >= 0) this.#instances.splice(index, 1);
+  }
+
+  #checkIdle(): void {
+    if (this.#queue.size > 0 || this.#running.size > 0) return;
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+
+  // ---- progress and estimates -----------------------------------------------------------------
+
+  /** Stage shares for a new job, in measured milliseconds; undefined until runs are measured. */
+  #plan(cold: boolean, ahead: number): PlannedStage[] | undefined {
+    const run = this.estimates.run.value;
+    if (run === undefined) return undefined;
+    const perInstance = Math.max(1, this.#activeCount());
+    const plan: PlannedStage[] = [
+      { stage: 'queued', weight: Math.max(1, (ahead / perInstance) * run) },
+    ];
+    if (cold) {
+      const load = this.estimates.load.value;
+      const warmup = this.estimates.warmup.value;
+      if (load === undefined || warmup === undefined) return undefined;
+      plan.push({ stage: 'loading', weight: load }, { stage: 'warmup', weight: warmup });
+    }
+    plan.push({ stage: 'running', weight: run });
+    return plan;
+  }
+
+  /** Estimated ms until a job at `position` is done; undefined until the needed parts are measured. */
+  #eta(position: number, now: number): number | undefined {
+    const run = this.estimates.run.value;
+    if (run === undefined) return undefined;
+    const active = Math.max(1, this.#activeCount());
+    let eta = (Math.floor(position / active) + 1) * run;
+    if (this.#readyCount() === 0) {
+      const load = this.estimates.load.value;
+      const warmup = this.estimates.warmup.value;
+      if (load === undefined || warmup === undefined) return undefined;
+      const starting = this.#instances.find((i) => i.state === 'loading' || i.state === 'warming');
+      if (starting === undefined) eta += load + warmup;
+      else if (starting.state === 'loading')
+        eta += Math.max(0, load - (now - starting.stateSince)) + warmup;
+      else eta += Math.max(0, warmup - (now - starting.stateSince));
+    }
+    return eta;
+  }
+
+  #reportWaiting(job: Job, position: number, force: boolean): void {
+    const now = performance.now();
+    if (!force && position === job.lastPosition) return;
+    if (!force && position > 0 && now - job.lastPositionAt < this.#settings.progressIntervalMs)
+      return;
+    job.lastPosition = position;
+    job.lastPositionAt = now;
+    const starting = this.#instances.find((i) => i.state === 'loading' || i.state === 'warming');
+    const waitingForLoad =
+      this.#readyCount() === 0 && starting !== undefined && position < this.#activeCount();
+    const eta = this.#eta(position, now);
+    let update: StageUpdate;
+    if (waitingForLoad) {
+      const stage = starting.state === 'warming' ? 'warmup' : 'loading';
+      const expected = stage === 'warmup' ? this.estimates.warmup.value : this.estimates.load.value;
+      update = {
+        stage,
+        queuePosition: position,
+        ...(eta === undefined ? {} : { etaMs: eta }),
+        ...(expected === undefined ? {} : { stageExpectedMs: expected }),
+      };
+    } else {
+      update = {
+        stage: 'queued',
+        queuePosition: position,
+        ...(eta === undefined ? {} : { etaMs: eta }),
+      };
+    }
+    job.progress(update);
+  }
+
+  #reportAllWaiting(): void {
+    this.#queue.toArray().forEach((job, position) => {
+      this.#reportWaiting(job, position, true);
+    });
+  }
+
+  #updatePositions(): void {
+    this.#queue.toArray().forEach((job, position) => {
+      this.#reportWaiting(job, position, false);
+    });
+  }
+
+  #retryAfterMs(): number {
+    const run = this.estimates.run.value ?? 100;
+    return Math.max(50, Math.ceil((this.#queue.size * run) / Math.max(1, this.#activeCount()) / 4));
+  }
+}

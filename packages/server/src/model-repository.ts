@@ -1,0 +1,144 @@
+// The model repository: DIR/<name>/<version>/model.onnx with an optional model.json beside it, plus
+// a built-in catalog. Nothing is hard-coded per model: a file dropped into DIR is found on the next
+// scan (and a request for an unknown model triggers one).
+
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { TandemError } from '@tandem/shared';
+import { DEFAULT_MODEL_CONFIG, parseModelConfig, type ModelConfig } from './model-config.js';
+
+/** One servable model version. */
+export interface ModelEntry {
+  readonly name: string;
+  readonly version: string;
+  /** Path of the .onnx file. */
+  readonly path: string;
+  /** File size in bytes (the memory budget's estimate of one instance). */
+  readonly bytes: number;
+  readonly config: ModelConfig;
+  /** Why model.json could not be used; such a model is reported failed. */
+  readonly configError?: string;
+  readonly source: 'repository' | 'catalog';
+}
+
+/** Names and versions allowed in the repository (they end up in URLs and metrics labels). */
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** Fewest milliseconds between two rescans triggered by lookups of unknown models. */
+const RESCAN_INTERVAL_MS = 1000;
+
+/** Compares versions: numerically when both are integers, else naturally ("v2" < "v10"). */
+export function compareVersions(a: string, b: string): number {
+  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return Number(a) - Number(b);
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
+/** Finds models in a directory and a catalog. */
+export class ModelRepository {
+  readonly #dir: string | undefined;
+  readonly #catalog: readonly ModelEntry[];
+  #entries: ModelEntry[] = [];
+  #lastScanAt = 0;
+
+  constructor(options: { dir?: string | undefined; catalog?: readonly ModelEntry[] }) {
+    this.#dir = options.dir;
+    this.#catalog = options.catalog ?? [];
+    this.scan();
+  }
+
+  /** Every known model version, repository entries overriding catalog ones of the same name. */
+  get entries(): readonly ModelEntry[] {
+    return this.#entries;
+  }
+
+  /** Re-reads the directory. */
+  scan(): readonly ModelEntry[] {
+    this.#lastScanAt = Date.now();
+    const found = this.#dir === undefined ? [] : scanDirectory(this.#dir);
+    const names = new Set(found.map((entry) => entry.name));
+    this.#entries = [...this.#catalog.filter((entry) => !names.has(entry.name)), ...found];
+    return this.#entries;
+  }
+
+  /**
+   * The entry for `name` at `version`, or its latest version. Rescans (at most once a second) when
+   * it is not known, so a model copied in while the server runs is found.
+   */
+  find(name: string, version?: string): ModelEntry | undefined {
+    const hit = this.#lookup(name, version);
+    if (hit !== undefined || Date.now() - this.#lastScanAt < RESCAN_INTERVAL_MS) return hit;
+    this.scan();
+    return this.#lookup(name, version);
+  }
+
+  /** Like {@link find}, but throws `E_MODEL_NOT_FOUND`. */
+  get(name: string, version?: string): ModelEntry {
+    const entry = this.find(name, version);
+    if (entry === undefined) {
+      throw new TandemError(
+        'E_MODEL_NOT_FOUND',
+        version === undefined
+          ? `no model named "${name}"`
+          : `model "${name}" has no version "${version}"`,
+      );
+    }
+    return entry;
+  }
+
+  #lookup(name: string, version: string | undefined): ModelEntry | undefined {
+    const versions = this.#entries.filter((entry) => entry.name === name);
+    if (version !== undefined) return versions.find((entry) => entry.version === version);
+    return versions.sort((a, b) => compareVersions(b.version, a.version))[0];
+  }
+}
+
+function scanDirectory(dir: string): ModelEntry[] {
+  if (!existsSync(dir)) return [];
+  const entries: ModelEntry[] = [];
+  for (const name of safeList(dir)) {
+    if (!NAME_PATTERN.test(name) || !isDirectory(join(dir, name))) continue;
+    for (const version of safeList(join(dir, name))) {
+      const versionDir = join(dir, name, version);
+      const path = join(versionDir, 'model.onnx');
+      if (!NAME_PATTERN.test(version) || !existsSync(path)) continue;
+      let config = DEFAULT_MODEL_CONFIG;
+      let configError: string | undefined;
+      const configPath = join(versionDir, 'model.json');
+      if (existsSync(configPath)) {
+        try {
+          config = parseModelConfig(
+            JSON.parse(readFileSync(configPath, 'utf8')),
+            `${name}/${version}/model.json`,
+          );
+        } catch (error) {
+          configError = error instanceof Error ? error.message : String(error);
+        }
+      }
+      const entry = {
+        name,
+        version,
+        path,
+        bytes: statSync(path).size,
+        config,
+        source: 'repository' as const,
+      };
+      entries.push(configError === undefined ? entry : { ...entry, configError });
+    }
+  }
+  return entries;
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
