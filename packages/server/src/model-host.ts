@@ -12,19 +12,14 @@ import {
 } from '@tandem/shared';
 import { batchKey, batchRows, concatInputs, hasBatchDimension, splitOutputs } from './batching.js';
 import { checkInputs, type ModelSignature } from './input-check.js';
-import { Job, type JobRequest } from './job.js';
+import { Job, type JobRequest, type ProgressListener } from './job.js';
 import { JobQueue } from './job-queue.js';
 import type { ModelEntry } from './model-repository.js';
 import { MovingAverage } from './moving-average.js';
 import { readOnnxMetadata } from './onnx-metadata.js';
-import {
-  createSession,
-  releaseSession,
-  runSession,
-  type LoadedSession,
-  type SessionSettings,
-} from './onnx-session.js';
+import type { SessionSettings } from './onnx-session.js';
 import { warmupInputs } from './warmup-inputs.js';
+import { WorkerSession } from './worker-session.js';
 
 /** Server-wide settings a host needs. */
 export interface HostSettings {
@@ -57,7 +52,7 @@ type InstanceState = 'loading' | 'warming' | 'ready' | 'unloading';
 interface Instance {
   readonly id: number;
   state: InstanceState;
-  loaded: LoadedSession | undefined;
+  loaded: WorkerSession | undefined;
   busy: boolean;
   lastUsedAt: number;
   stateSince: number;
@@ -180,7 +175,7 @@ export class ModelHost {
    * Accepts a job: checks the model and the inputs, queues it, and starts a load if nothing is
    * loaded. Throws a TandemError for anything rejected up front (nothing is queued then).
    */
-  submit(request: JobRequest): Job {
+  submit(request: JobRequest, listener?: ProgressListener): Job {
     try {
       if (this.#draining || this.#closed) {
         throw new TandemError('E_SHUTTING_DOWN', 'the server is shutting down', {
@@ -207,6 +202,8 @@ export class ModelHost {
     }
     const cold = this.#readyCount() === 0;
     const job = new Job(request, this.#plan(cold, this.#queue.size), performance.now());
+    // Listen before anything happens: the first events (queued, loading) come from this call.
+    job.listen(listener);
     job.coldStart = cold;
     if (cold) this.#observer.coldStart?.(this);
     const position = this.#queue.push(job);
@@ -381,8 +378,7 @@ export class ModelHost {
     }
     try {
       const first = jobs[0] as Job;
-      const outputs = await runSession(
-        loaded,
+      const outputs = await loaded.run(
         concatInputs(jobs.map((job) => job.request.inputs)),
         first.request.outputs,
       );
@@ -496,13 +492,13 @@ export class ModelHost {
     this.#instances.push(instance);
     this.#observer.stateChanged(this);
     this.#reportAllWaiting();
-    let loaded: LoadedSession;
+    let loaded: WorkerSession;
     try {
       const settings: SessionSettings =
         this.entry.config.intraOpNumThreads > 0
           ? { ...this.#settings.session, intraOpNumThreads: this.entry.config.intraOpNumThreads }
           : this.#settings.session;
-      loaded = await createSession(this.entry.path, settings);
+      loaded = await WorkerSession.load(this.entry.path, settings);
     } catch (error) {
       this.#remove(instance);
       const coded = TandemError.from(error, 'E_MODEL_LOAD_FAILED');
@@ -516,7 +512,7 @@ export class ModelHost {
     const loadEnd = performance.now();
     const loadMs = loadEnd - loadStart;
     if (this.#discarded(instance)) {
-      await releaseSession(loaded);
+      await loaded.release();
       return;
     }
     this.estimates.load.add(loadMs);
@@ -525,8 +521,7 @@ export class ModelHost {
     this.#observer.stateChanged(this);
     this.#reportAllWaiting();
     try {
-      await runSession(
-        loaded,
+      await loaded.run(
         warmupInputs(this.signature ?? { inputs: [], outputs: [] }, this.entry.config.warmupDims),
         undefined,
       );
@@ -545,7 +540,7 @@ export class ModelHost {
       job.warmupWaitMs += Math.max(0, ready - Math.max(loadEnd, job.receivedAt));
     }
     if (this.#discarded(instance)) {
-      await releaseSession(loaded);
+      await loaded.release();
       return;
     }
     instance.loaded = loaded;
@@ -612,7 +607,7 @@ export class ModelHost {
     instance.loaded = undefined;
     if (instance.idleTimer !== undefined) clearTimeout(instance.idleTimer);
     this.#observer.log?.('info', `unloading ${this.label} instance ${instance.id} (${why})`);
-    if (loaded !== undefined) await releaseSession(loaded);
+    if (loaded !== undefined) await loaded.release();
     this.#remove(instance);
     this.#observer.stateChanged(this);
   }

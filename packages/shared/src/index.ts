@@ -108,3 +108,4 @@ export {
   optional,
 } from './assert.js';
 export type { ParseContext } from './assert.js';
+export { fromFloat16Bits, toFloat16Bits } from './float16.js';

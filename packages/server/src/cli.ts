@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// The `tandem` command: `tandem serve` runs the server; `tandem hash-key KEY` prints the hash to put
+// in an API key file. SIGTERM/SIGINT drain in-flight jobs, then exit 0.
+
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { TandemError } from '@tandem/shared';
+import { hashApiKey } from './api-keys.js';
+import { SERVER_VERSION, createServer, type ServerOptions } from './create-server.js';
+
+const USAGE = `tandem ${SERVER_VERSION}
+
+Usage:
+  tandem serve [options]      run the inference server (WebSocket /v1/stream, OIP v2 /v2, /metrics)
+  tandem hash-key KEY         print the sha256 to store in an API key file
+
+Options of serve:
+  --models DIR                model repository: DIR/<name>/<version>/model.onnx (+ model.json)
+  --port N                    port (default 8080; 0 picks a free one)
+  --host H                    interface (default 127.0.0.1; 0.0.0.0 for all)
+  --api-keys FILE             JSON key file: {"keys":[{"id","sha256","ratePerMinute"?,"maxConcurrent"?}]}
+  --origins LIST              comma-separated page origins allowed to open WebSockets
+  --idle-timeout-ms N         unload a model after N ms idle (default 300000)
+  --max-queue N               jobs that may wait per model (default 256)
+  --max-payload-bytes N       largest frame or request body (default 67108864)
+  --memory-budget-bytes N     model bytes loaded at once before idle models are evicted
+  --result-ttl-ms N           how long results wait for a reconnecting client (default 60000)
+  --static DIR                serve a directory of static files at / (the demo)
+  --no-catalog                do not serve the built-in PaddleOCR catalog
+  --allow-key-in-hello        accept the API key in the WebSocket hello message
+  --quiet                     no logs
+`;
+
+function integer(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new TandemError('E_INVALID_ARGUMENT', `${flag} must be a non-negative integer`);
+  return n;
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      models: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'api-keys': { type: 'string' },
+      origins: { type: 'string' },
+      'idle-timeout-ms': { type: 'string' },
+      'max-queue': { type: 'string' },
+      'max-payload-bytes': { type: 'string' },
+      'memory-budget-bytes': { type: 'string' },
+      'result-ttl-ms': { type: 'string' },
+      static: { type: 'string' },
+      'no-catalog': { type: 'boolean' },
+      'allow-key-in-hello': { type: 'boolean' },
+      quiet: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  const options: { -readonly [K in keyof ServerOptions]: ServerOptions[K] } = {
+    port: integer(values.port, '--port') ?? 8080,
+    host: values.host ?? '127.0.0.1',
+    catalog: values['no-catalog'] !== true,
+    allowKeyInHello: values['allow-key-in-hello'] === true,
+    logger: values.quiet !== true,
+  };
+  if (values.models !== undefined) options.modelsDir = values.models;
+  if (values['api-keys'] !== undefined) options.apiKeys = values['api-keys'];
+  if (values.origins !== undefined)
+    options.origins = values.origins
+      .split(',')
+      .map((o) => o.trim())
+      .filter(Boolean);
+  const idle = integer(values['idle-timeout-ms'], '--idle-timeout-ms');
+  const maxQueue = integer(values['max-queue'], '--max-queue');
+  const maxPayload = integer(values['max-payload-bytes'], '--max-payload-bytes');
+  const budget = integer(values['memory-budget-bytes'], '--memory-budget-bytes');
+  const ttl = integer(values['result-ttl-ms'], '--result-ttl-ms');
+  if (idle !== undefined) options.idleTimeoutMs = idle;
+  if (maxQueue !== undefined) options.maxQueue = maxQueue;
+  if (maxPayload !== undefined) options.maxPayloadBytes = maxPayload;
+  if (budget !== undefined) options.memoryBudgetBytes = budget;
+  if (ttl !== undefined) options.resultTtlMs = ttl;
+  if (values.static !== undefined) {
+    if (existsSync(values.static)) options.staticDir = values.static;
+    else console.error(`tandem: ${values.static} does not exist; serving no static files`);
+  }
+  const server = await createServer(options);
+  const url = await server.listen();
+  const models = server.manager.statuses().map((m) => `${m.name}@${m.version} (${m.state})`);
+  console.error(`tandem: serving on ${url} — models: ${models.join(', ') || 'none'}`);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`tandem: ${signal}: draining in-flight jobs, then exiting`);
+    server.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        console.error('tandem: shutdown failed', error);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  switch (command) {
+    case 'serve':
+      return serve(rest);
+    case 'hash-key': {
+      const key = rest[0];
+      if (key === undefined)
+        throw new TandemError('E_INVALID_ARGUMENT', 'usage: tandem hash-key KEY');
+      console.log(hashApiKey(key));
+      return;
+    }
+    case '--version':
+    case '-v':
+      console.log(SERVER_VERSION);
+      return;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return;
+    default:
+      throw new TandemError('E_INVALID_ARGUMENT', `unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(`tandem: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(2);
+});

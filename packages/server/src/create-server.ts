@@ -1,0 +1,275 @@
+// createServer: assembles the model repository, the model manager, the WebSocket gateway, the Open
+// Inference Protocol v2 routes, metrics, usage and (optionally) static files into one fastify
+// instance. Warm-up (keep-warm models) happens in onReady; draining happens in preClose.
+
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import fastifyStatic from '@fastify/static';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { ERROR_CODES, TandemError, type ServerLimits } from '@tandem/shared';
+import { ApiKeys, loadApiKeyFile, type ApiKeyRecord } from './api-keys.js';
+import { defaultCatalog } from './default-catalog.js';
+import { JobRegistry } from './job-registry.js';
+import { ServerMetrics } from './metrics.js';
+import { ModelManager } from './model-manager.js';
+import { ModelRepository, type ModelEntry } from './model-repository.js';
+import { registerModelRoutes } from './model-routes.js';
+import { registerOipRoutes } from './oip-routes.js';
+import type { SessionSettings } from './onnx-session.js';
+import { UsageLedger } from './usage.js';
+import { registerGateway, type Gateway } from './ws-gateway.js';
+
+/** Options of {@link createServer}. Every limit has a default; units are in the names. */
+export interface ServerOptions {
+  /** Interface to listen on. @default '127.0.0.1' */
+  readonly host?: string;
+  /** Port to listen on; 0 picks a free one. @default 8080 */
+  readonly port?: number;
+  /** Model repository directory: `DIR/<name>/<version>/model.onnx` (+ model.json). */
+  readonly modelsDir?: string;
+  /** The built-in catalog (PaddleOCR from npm), or your own entries, or none. @default true */
+  readonly catalog?: boolean | readonly ModelEntry[];
+  /** API keys (records, or the path of a key file). No keys: anyone may call. */
+  readonly apiKeys?: readonly ApiKeyRecord[] | string;
+  /** Accept the key in the WebSocket `hello` when the upgrade carried none. @default false */
+  readonly allowKeyInHello?: boolean;
+  /** Page origins allowed to open WebSockets; undefined allows any. */
+  readonly origins?: readonly string[];
+  /** Largest frame or request body, in bytes. @default 67108864 (64 MiB) */
+  readonly maxPayloadBytes?: number;
+  /** Jobs that may wait per model (model.json may override). @default 256 */
+  readonly maxQueue?: number;
+  /** Idle time before a model instance is unloaded (scale to zero), in ms. @default 300000 */
+  readonly idleTimeoutMs?: number;
+  /** How long a finished job's outcome is kept for `resume`, in ms. @default 60000 */
+  readonly resultTtlMs?: number;
+  /** WebSocket ping interval; a peer silent for two intervals is dropped, in ms. @default 15000 */
+  readonly heartbeatIntervalMs?: number;
+  /** Bytes of model files loaded at once before idle models are evicted (LRU). @default Infinity */
+  readonly memoryBudgetBytes?: number;
+  /** Autoscaler: add an instance while more than this many jobs wait per instance. @default 4 */
+  readonly scaleUpQueueDepth?: number;
+  /** Least time between queue-position updates to one job, in ms. @default 100 */
+  readonly progressIntervalMs?: number;
+  /** Bytes queued on one socket past which progress is dropped and new jobs refused. @default 16777216 */
+  readonly maxBufferedBytes?: number;
+  /** Malformed frames tolerated per connection before it is closed. @default 100 */
+  readonly maxProtocolErrors?: number;
+  /** onnxruntime-node session settings (execution providers, threads). */
+  readonly session?: SessionSettings;
+  /** A directory of static files (the demo) served at `/`, cross-origin isolated. */
+  readonly staticDir?: string;
+  /** Longest time SIGTERM-style shutdown waits for accepted jobs, in ms. @default 30000 */
+  readonly shutdownTimeoutMs?: number;
+  /** Structured logs (pino, via fastify). @default false */
+  readonly logger?: boolean;
+}
+
+/** A running (or ready to run) Tandem server. */
+export interface TandemServer {
+  /** The fastify instance inside. */
+  readonly fastify: FastifyInstance;
+  readonly manager: ModelManager;
+  readonly metrics: ServerMetrics;
+  readonly usage: UsageLedger;
+  /** Starts listening; resolves with the base URL (http://host:port). */
+  listen(): Promise<string>;
+  /** The base URL once listening. */
+  readonly url: string | undefined;
+  /**
+   * Shuts down cleanly: readiness goes false, new work is refused, accepted jobs finish (up to
+   * `shutdownTimeoutMs`), connections close, models are released.
+   */
+  close(): Promise<void>;
+}
+
+/** The server's own name and version, sent in `welcome`. */
+export const SERVER_NAME = '@tandem/server';
+export const SERVER_VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  }
+).version;
+
+/** Creates a server. Nothing listens until `listen()`. */
+export async function createServer(options: ServerOptions = {}): Promise<TandemServer> {
+  const maxPayloadBytes = options.maxPayloadBytes ?? 64 * 1024 * 1024;
+  const limits: ServerLimits = {
+    maxPayloadBytes,
+    maxQueue: options.maxQueue ?? 256,
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
+    resultTtlMs: options.resultTtlMs ?? 60_000,
+  };
+  const keys = new ApiKeys(
+    typeof options.apiKeys === 'string' ? loadApiKeyFile(options.apiKeys) : (options.apiKeys ?? []),
+  );
+  const catalog =
+    options.catalog === false
+      ? []
+      : options.catalog === true || options.catalog === undefined
+        ? defaultCatalog()
+        : options.catalog;
+  const repository = new ModelRepository({ dir: options.modelsDir, catalog });
+  const fastify = Fastify({ logger: options.logger ?? false, bodyLimit: maxPayloadBytes });
+  const usage = new UsageLedger();
+  let metrics: ServerMetrics | undefined;
+  let gateway: Gateway | undefined;
+  const manager = new ModelManager(
+    repository,
+    {
+      idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+      maxQueue: limits.maxQueue,
+      scaleUpQueueDepth: options.scaleUpQueueDepth ?? 4,
+      progressIntervalMs: options.progressIntervalMs ?? 100,
+      memoryBudgetBytes: options.memoryBudgetBytes ?? Infinity,
+      session: options.session ?? {},
+    },
+    {
+      stateChanged: (host) => gateway?.broadcastModel(host.status()),
+      loaded: (host, loadMs, warmupMs) => {
+        const labels = { model: host.entry.name, version: host.entry.version };
+        metrics?.loadSeconds.observe(labels, loadMs / 1000);
+        metrics?.warmupSeconds.observe(labels, warmupMs / 1000);
+        fastify.log.info({ model: host.label, loadMs, warmupMs }, 'model ready');
+      },
+      ran: (host, runMs, jobs) => {
+        const labels = { model: host.entry.name, version: host.entry.version };
+        metrics?.runSeconds.observe(labels, runMs / 1000);
+        metrics?.jobs.inc(labels, jobs.length);
+        usage.recordRun(host.entry.name, host.entry.version, runMs, jobs);
+      },
+      coldStart: (host) =>
+        metrics?.coldStarts.inc({ model: host.entry.name, version: host.entry.version }),
+      rejected: (host, code) => metrics?.rejections.inc({ model: host.entry.name, code }),
+      log: (level, message, details) => fastify.log[level](details ?? {}, message),
+    },
+  );
+  metrics = new ServerMetrics(manager);
+  const registry = new JobRegistry(limits.resultTtlMs);
+
+  fastify.setErrorHandler((error, request, reply) =>
+    sendError(reply, toTandemError(error), request),
+  );
+  fastify.addHook('onSend', async (_request, reply) => {
+    // Cross-origin isolation lets the demo page use onnxruntime-web's wasm threads.
+    reply.header('Cross-Origin-Opener-Policy', 'same-origin');
+    reply.header('Cross-Origin-Embedder-Policy', 'require-corp');
+    reply.header('Cross-Origin-Resource-Policy', 'cross-origin');
+  });
+
+  /** Resolves the caller's key for HTTP routes; 401 when keys are required and it is bad. */
+  const authenticate = (request: FastifyRequest): ApiKeyRecord => {
+    const header = request.headers.authorization;
+    const key = header?.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : undefined;
+    const owner = keys.verify(key);
+    if (owner === undefined) {
+      throw new TandemError(
+        'E_UNAUTHORIZED',
+        key === undefined
+          ? 'an API key is required (Authorization: Bearer)'
+          : 'the API key is not valid',
+      );
+    }
+    return owner;
+  };
+
+  registerOipRoutes(fastify, {
+    manager,
+    keys,
+    authenticate,
+    serverName: SERVER_NAME,
+    serverVersion: SERVER_VERSION,
+  });
+  registerModelRoutes(fastify, { manager, authenticate, usage });
+  fastify.get('/metrics', async (_request, reply) => {
+    reply.header('Content-Type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  gateway = registerGateway(fastify, {
+    manager,
+    registry,
+    keys,
+    origins: options.origins,
+    allowKeyInHello: options.allowKeyInHello ?? false,
+    limits,
+    maxBufferedBytes: options.maxBufferedBytes ?? 16 * 1024 * 1024,
+    maxProtocolErrors: options.maxProtocolErrors ?? 100,
+    serverName: SERVER_NAME,
+    serverVersion: SERVER_VERSION,
+    onConnections: (count) => metrics.connections.set(count),
+  });
+  if (options.staticDir !== undefined) {
+    await fastify.register(fastifyStatic, { root: resolve(options.staticDir), wildcard: false });
+  }
+
+  fastify.addHook('onReady', async () => {
+    manager.start();
+  });
+  fastify.addHook('preClose', async () => {
+    const timeout = options.shutdownTimeoutMs ?? 30_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      manager.drain(),
+      new Promise<void>((resolveTimeout) => (timer = setTimeout(resolveTimeout, timeout))),
+    ]);
+    clearTimeout(timer);
+  });
+  fastify.addHook('onClose', async () => {
+    await manager.close();
+  });
+
+  let url: string | undefined;
+  return {
+    fastify,
+    manager,
+    metrics,
+    usage,
+    get url() {
+      return url;
+    },
+    async listen() {
+      url = await fastify.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 8080 });
+      return url;
+    },
+    async close() {
+      await fastify.close();
+    },
+  };
+}
+
+/** Maps anything thrown in a route to a TandemError (fastify's own errors included). */
+export function toTandemError(error: unknown): TandemError {
+  if (error instanceof TandemError) return error;
+  const fastifyCode = (error as { code?: unknown }).code;
+  const status = (error as { statusCode?: unknown }).statusCode;
+  const message = error instanceof Error ? error.message : String(error);
+  if (fastifyCode === 'FST_ERR_CTP_BODY_TOO_LARGE')
+    return new TandemError('E_PAYLOAD_TOO_LARGE', message);
+  if ((error as { validation?: unknown }).validation !== undefined)
+    return new TandemError('E_INVALID_ARGUMENT', message);
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return new TandemError('E_INVALID_ARGUMENT', message, { cause: error });
+  return TandemError.from(error);
+}
+
+/**
+ * Answers with a TandemError in the Open Inference Protocol's shape (`error` is the message, as
+ * KServe and Triton clients read it), plus Tandem's code, retryability and `Retry-After`.
+ */
+export function sendError(
+  reply: FastifyReply,
+  error: TandemError,
+  request?: FastifyRequest,
+): FastifyReply {
+  const status = ERROR_CODES[error.code].httpStatus;
+  if (status >= 500 && error.code === 'E_INTERNAL')
+    request?.log.error({ err: error.cause ?? error }, error.message);
+  if (error.retryAfterMs !== undefined)
+    reply.header('Retry-After', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));
+  return reply.code(status).send({
+    error: error.message,
+    code: error.code,
+    retryable: error.retryable,
+    ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+  });
+}

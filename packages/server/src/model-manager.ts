@@ -1,0 +1,129 @@
+// Every model the server knows: hosts created on demand from the repository, the memory budget
+// that evicts the least recently used idle instance, keep-warm at start, and draining at shutdown.
+
+import { TandemError, type ModelStatus } from '@tandem/shared';
+import type { Job, JobRequest, ProgressListener } from './job.js';
+import { ModelHost, type HostObserver, type HostSettings } from './model-host.js';
+import type { ModelEntry, ModelRepository } from './model-repository.js';
+
+/** Settings of the manager. */
+export interface ManagerSettings extends HostSettings {
+  /** Bytes of model files that may be loaded at once (instances × file size). @default Infinity */
+  readonly memoryBudgetBytes: number;
+}
+
+/** Hooks for metrics, usage and logs (all optional but `stateChanged`). */
+export type ManagerObserver = Omit<HostObserver, 'requestMemory'>;
+
+/** Owns one ModelHost per model version. */
+export class ModelManager {
+  readonly #repository: ModelRepository;
+  readonly #settings: ManagerSettings;
+  readonly #observer: ManagerObserver;
+  readonly #hosts = new Map<string, ModelHost>();
+  #draining = false;
+
+  constructor(repository: ModelRepository, settings: ManagerSettings, observer: ManagerObserver) {
+    this.#repository = repository;
+    this.#settings = settings;
+    this.#observer = observer;
+  }
+
+  /** Whether the manager is draining for shutdown. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** The host of a model version (its latest when `version` is absent); `E_MODEL_NOT_FOUND` else. */
+  host(name: string, version?: string): ModelHost {
+    return this.#hostFor(this.#repository.get(name, version));
+  }
+
+  /** Hosts of every model in the repository. */
+  hosts(): ModelHost[] {
+    return this.#repository.entries.map((entry) => this.#hostFor(entry));
+  }
+
+  /** The wire view of every model. */
+  statuses(): ModelStatus[] {
+    return this.hosts().map((host) => host.status());
+  }
+
+  /** Submits a job to its model. Throws a TandemError when it is rejected up front. */
+  submit(request: JobRequest, listener?: ProgressListener): { job: Job; host: ModelHost } {
+    if (this.#draining) {
+      throw new TandemError('E_SHUTTING_DOWN', 'the server is shutting down', {
+        retryAfterMs: 1000,
+      });
+    }
+    const host = this.host(request.model, request.version);
+    return { job: host.submit(request, listener), host };
+  }
+
+  /** Loads models with `minReady` > 0 (keep-warm). */
+  start(): void {
+    for (const host of this.hosts()) {
+      if (host.entry.config.minReady > 0) host.keepWarm();
+    }
+  }
+
+  /** Stops taking jobs and waits for every accepted job to settle. */
+  async drain(): Promise<void> {
+    this.#draining = true;
+    await Promise.all([...this.#hosts.values()].map((host) => host.drain()));
+  }
+
+  /** Releases every loaded model. */
+  async close(): Promise<void> {
+    this.#draining = true;
+    await Promise.all([...this.#hosts.values()].map((host) => host.close()));
+  }
+
+  /** Bytes currently counted against the budget. */
+  get loadedBytes(): number {
+    let total = 0;
+    for (const host of this.#hosts.values()) total += host.loadedBytes;
+    return total;
+  }
+
+  #hostFor(entry: ModelEntry): ModelHost {
+    const key = `${entry.name}\u0000${entry.version}`;
+    let host = this.#hosts.get(key);
+    if (host === undefined || host.entry.path !== entry.path) {
+      host = new ModelHost(entry, this.#settings, {
+        ...this.#observer,
+        requestMemory: (requester, bytes, first) => this.#requestMemory(requester, bytes, first),
+      });
+      this.#hosts.set(key, host);
+    }
+    return host;
+  }
+
+  /** Makes room for `bytes` by evicting least recently used idle instances of other models. */
+  #requestMemory(requester: ModelHost, bytes: number, first: boolean): boolean {
+    const budget = this.#settings.memoryBudgetBytes;
+    while (this.loadedBytes + bytes > budget) {
+      let victim: ModelHost | undefined;
+      let oldest = Infinity;
+      for (const host of this.#hosts.values()) {
+        if (host === requester) continue;
+        const since = host.evictableSince();
+        if (since !== undefined && since < oldest) {
+          oldest = since;
+          victim = host;
+        }
+      }
+      if (victim === undefined || !victim.evict()) {
+        if (first) {
+          this.#observer.log?.('warn', `loading ${requester.label} beyond the memory budget`, {
+            budgetBytes: budget,
+            loadedBytes: this.loadedBytes,
+            bytes,
+          });
+        }
+        return first;
+      }
+    }
+    return true;
+  }
+}

@@ -1,0 +1,102 @@
+// Tandem's own HTTP routes beside OIP v2: the model list with lifecycle states, the "wake up" call,
+// manifests and model files for browsers that run a model locally, and the usage report.
+//   GET  /v1/models                         states, estimates
+//   POST /v1/models/:name/warm              start loading (202), or wait with ?wait=true (200)
+//   GET  /v1/models/:name/manifest          ModelManifest (url, bytes, sha256, inputs, outputs, hints)
+//   GET  /v1/models/:name/versions/:version/model.onnx
+//   GET  /v1/usage                          compute-seconds, jobs, cold starts per key and model
+
+import { createHash } from 'node:crypto';
+import { createReadStream, statSync } from 'node:fs';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ModelManifest } from '@tandem/shared';
+import type { ApiKeyRecord } from './api-keys.js';
+import type { ModelManager } from './model-manager.js';
+import type { UsageLedger } from './usage.js';
+
+/** What the routes need from the server. */
+export interface ModelRouteOptions {
+  readonly manager: ModelManager;
+  readonly usage: UsageLedger;
+  readonly authenticate: (request: FastifyRequest) => ApiKeyRecord;
+}
+
+/** Registers the /v1 model routes. */
+export function registerModelRoutes(fastify: FastifyInstance, options: ModelRouteOptions): void {
+  const { manager } = options;
+  const digests = new Map<string, { size: number; mtimeMs: number; sha256: Promise<string> }>();
+
+  /** sha256 of a model file, computed once per file version (streamed, never fully in memory). */
+  const sha256Of = (path: string): Promise<string> => {
+    const stat = statSync(path);
+    const cached = digests.get(path);
+    if (cached !== undefined && cached.size === stat.size && cached.mtimeMs === stat.mtimeMs)
+      return cached.sha256;
+    const sha256 = new Promise<string>((resolve, reject) => {
+      const hash = createHash('sha256');
+      createReadStream(path)
+        .on('data', (chunk) => hash.update(chunk))
+        .on('error', reject)
+        .on('end', () => resolve(hash.digest('hex')));
+    });
+    digests.set(path, { size: stat.size, mtimeMs: stat.mtimeMs, sha256 });
+    return sha256;
+  };
+
+  fastify.get('/v1/models', async (request) => {
+    options.authenticate(request);
+    return { models: manager.statuses() };
+  });
+
+  fastify.post('/v1/models/:name/warm', async (request, reply) => {
+    options.authenticate(request);
+    const { name } = request.params as { name: string };
+    const { version, wait } = request.query as { version?: string; wait?: string };
+    const host = manager.host(name, version);
+    const ready = host.warm();
+    if (wait === 'true' || wait === '1') {
+      await ready;
+      return reply.code(200).send(host.status());
+    }
+    ready.catch(() => undefined); // the outcome is visible in /v1/models and the `model` messages
+    return reply.code(202).send(host.status());
+  });
+
+  fastify.get('/v1/models/:name/manifest', async (request) => {
+    options.authenticate(request);
+    const { name } = request.params as { name: string };
+    const { version } = request.query as { version?: string };
+    const host = manager.host(name, version);
+    const { entry } = host;
+    const manifest: ModelManifest = {
+      name: entry.name,
+      version: entry.version,
+      url: `/v1/models/${encodeURIComponent(entry.name)}/versions/${encodeURIComponent(entry.version)}/model.onnx`,
+      bytes: entry.bytes,
+      sha256: await sha256Of(entry.path),
+      ...(host.signature === undefined
+        ? {}
+        : { inputs: host.signature.inputs, outputs: host.signature.outputs }),
+      ...(entry.config.placement === undefined ? {} : { placement: entry.config.placement }),
+    };
+    return manifest;
+  });
+
+  fastify.get('/v1/models/:name/versions/:version/model.onnx', async (request, reply) => {
+    options.authenticate(request);
+    const { name, version } = request.params as { name: string; version: string };
+    const { entry } = manager.host(name, version);
+    const sha256 = await sha256Of(entry.path);
+    reply.header('Content-Type', 'application/octet-stream');
+    reply.header('Content-Length', String(entry.bytes));
+    reply.header('ETag', `"${sha256}"`);
+    reply.header('Cache-Control', 'public, max-age=31536000, immutable');
+    if (request.headers['if-none-match'] === `"${sha256}"`) return reply.code(304).send();
+    return reply.send(createReadStream(entry.path));
+  });
+
+  fastify.get('/v1/usage', async (request) => {
+    const owner = options.authenticate(request);
+    return { usage: options.usage.rows(owner.id === 'anonymous' ? undefined : owner.id) };
+  });
+}

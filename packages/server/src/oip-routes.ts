@@ -1,0 +1,502 @@
+// The Open Inference Protocol v2 (KServe / Triton REST API) over HTTP, with its binary-data
+// extension, so existing KServe and Triton clients work against Tandem unchanged:
+//   GET  /v2, /v2/health/live, /v2/health/ready
+//   GET  /v2/models/{m}[/versions/{v}], /v2/models/{m}[/versions/{v}]/ready
+//   POST /v2/models/{m}[/versions/{v}]/infer   (JSON, or JSON + binary with Inference-Header-Content-Length)
+// Tandem extensions in request `parameters`: `priority` (0..10) and Triton's `timeout` (µs).
+
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  DEFAULT_PRIORITY,
+  PRIORITY_MAX,
+  PRIORITY_MIN,
+  TandemError,
+  at,
+  bytesPerElement,
+  elementCount,
+  expectArray,
+  expectBoolean,
+  expectInteger,
+  expectNumber,
+  expectOneOf,
+  expectRecord,
+  expectString,
+  fromFloat16Bits,
+  optional,
+  toFloat16Bits,
+  type ParseContext,
+  type Tensor,
+  type TensorDtype,
+  type TensorMap,
+  type TensorSpec,
+} from '@tandem/shared';
+import type { ApiKeyRecord, ApiKeys } from './api-keys.js';
+import type { ModelHost } from './model-host.js';
+import type { ModelManager } from './model-manager.js';
+
+/** OIP datatype names ↔ Tandem dtypes. */
+const OIP_TO_DTYPE = {
+  BOOL: 'bool',
+  UINT8: 'uint8',
+  UINT16: 'uint16',
+  UINT32: 'uint32',
+  UINT64: 'uint64',
+  INT8: 'int8',
+  INT16: 'int16',
+  INT32: 'int32',
+  INT64: 'int64',
+  FP16: 'float16',
+  FP32: 'float32',
+  FP64: 'float64',
+  BYTES: 'string',
+} as const satisfies Record<string, TensorDtype>;
+type OipDatatype = keyof typeof OIP_TO_DTYPE;
+const OIP_DATATYPES = Object.keys(OIP_TO_DTYPE) as OipDatatype[];
+const DTYPE_TO_OIP = Object.fromEntries(
+  Object.entries(OIP_TO_DTYPE).map(([oip, dtype]) => [dtype, oip]),
+) as Record<TensorDtype, OipDatatype>;
+
+/** The header a client sets when the body carries binary tensor data after the JSON. */
+export const HEADER_LENGTH_HEADER = 'inference-header-content-length';
+
+/** What the OIP routes need from the server. */
+export interface OipOptions {
+  readonly manager: ModelManager;
+  readonly keys: ApiKeys;
+  readonly authenticate: (request: FastifyRequest) => ApiKeyRecord;
+  readonly serverName: string;
+  readonly serverVersion: string;
+}
+
+/** Registers the OIP v2 routes. */
+export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions): void {
+  const { manager } = options;
+
+  fastify.get('/v2', async () => ({
+    name: options.serverName,
+    version: options.serverVersion,
+    extensions: ['binary_tensor_data', 'model_repository'],
+  }));
+  fastify.get('/v2/health/live', async () => ({ live: true }));
+  fastify.get('/v2/health/ready', async (_request, reply) => {
+    const ready = !manager.draining;
+    return reply.code(ready ? 200 : 503).send({ ready });
+  });
+
+  const hostOf = (request: FastifyRequest): ModelHost => {
+    const { name, version } = request.params as { name: string; version?: string };
+    return manager.host(name, version);
+  };
+
+  for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
+    fastify.get(prefix, async (request) => {
+      options.authenticate(request);
+      const host = hostOf(request);
+      const versions = manager
+        .hosts()
+        .filter((h) => h.entry.name === host.entry.name)
+        .map((h) => h.entry.version);
+      return {
+        name: host.entry.name,
+        versions,
+        platform: 'onnxruntime_onnx',
+        inputs: (host.signature?.inputs ?? []).map(toOipSpec),
+        outputs: (host.signature?.outputs ?? []).map(toOipSpec),
+      };
+    });
+
+    // A model is ready when it can serve: loading is on demand, so an unloaded model is ready
+    // (its first request pays a cold start); a failed model is not.
+    fastify.get(`${prefix}/ready`, async (request, reply) => {
+      options.authenticate(request);
+      const host = hostOf(request);
+      const ready = host.state !== 'failed' && !manager.draining;
+      return reply.code(ready ? 200 : 503).send({ name: host.entry.name, ready });
+    });
+  }
+
+  // Infer bodies are raw bytes (JSON, or JSON followed by binary tensors): parse them ourselves.
+  void fastify.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) =>
+      done(null, body),
+    );
+    for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
+      scope.post(`${prefix}/infer`, async (request, reply) => infer(request, reply));
+    }
+  });
+
+  const infer = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const owner = options.authenticate(request);
+    const host = hostOf(request);
+    const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    const parsed = parseInferRequest(body, request.headers[HEADER_LENGTH_HEADER]);
+    const release = options.keys.acquire(owner);
+    let job;
+    try {
+      job = host.submit({
+        id: randomUUID(),
+        owner: owner.id,
+        model: host.entry.name,
+        version: host.entry.version,
+        inputs: parsed.inputs,
+        ...(parsed.outputs === undefined ? {} : { outputs: parsed.outputs.map((o) => o.name) }),
+        priority: parsed.priority,
+        ...(parsed.deadlineMs === undefined ? {} : { deadlineMs: parsed.deadlineMs }),
+      });
+    } catch (error) {
+      release();
+      throw error;
+    }
+    // A client that hangs up no longer wants the answer: free its place in the queue. (The
+    // response's close, not the request's: a request closes as soon as its body is read.)
+    const onAbort = (): void => {
+      if (!reply.raw.writableFinished) host.cancel(job);
+    };
+    reply.raw.on('close', onAbort);
+    const outcome = await job.outcome;
+    reply.raw.off('close', onAbort);
+    release();
+    if (!outcome.ok) throw outcome.error;
+    const binaryNames = new Set((parsed.outputs ?? []).filter((o) => o.binary).map((o) => o.name));
+    return sendInferResponse(reply, {
+      modelName: host.entry.name,
+      modelVersion: host.entry.version,
+      id: parsed.id,
+      outputs: outcome.result.outputs,
+      binary: (name) => parsed.binaryOutput || binaryNames.has(name),
+    });
+  };
+}
+
+function toOipSpec(spec: TensorSpec): { name: string; datatype: OipDatatype; shape: number[] } {
+  return {
+    name: spec.name,
+    datatype: DTYPE_TO_OIP[spec.dtype],
+    shape:
+      spec.dims === undefined ? [-1] : spec.dims.map((dim) => (typeof dim === 'number' ? dim : -1)),
+  };
+}
+
+interface ParsedInferRequest {
+  readonly id: string | undefined;
+  readonly inputs: TensorMap;
+  readonly outputs: { name: string; binary: boolean }[] | undefined;
+  readonly binaryOutput: boolean;
+  readonly priority: number;
+  readonly deadlineMs: number | undefined;
+}
+
+/** Parses an OIP infer body (JSON, optionally followed by binary data). Errors name the field. */
+export function parseInferRequest(
+  body: Buffer,
+  headerLength: string | string[] | undefined,
+): ParsedInferRequest {
+  const ctx: ParseContext = { path: 'request', code: 'E_INVALID_ARGUMENT' };
+  let jsonEnd = body.byteLength;
+  if (headerLength !== undefined) {
+    const n = Number(Array.isArray(headerLength) ? headerLength[0] : headerLength);
+    if (!Number.isInteger(n) || n < 0 || n > body.byteLength) {
+      throw new TandemError(
+        'E_INVALID_ARGUMENT',
+        `${HEADER_LENGTH_HEADER} must be an integer within the body (${body.byteLength} bytes)`,
+      );
+    }
+    jsonEnd = n;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(body.subarray(0, jsonEnd).toString('utf8'));
+  } catch {
+    throw new TandemError('E_INVALID_ARGUMENT', 'the request body is not valid JSON');
+  }
+  const record = expectRecord(json, ctx);
+  const parameters =
+    record.parameters === undefined ? {} : expectRecord(record.parameters, at(ctx, 'parameters'));
+  let binaryPos = jsonEnd;
+  const inputs: TensorMap = {};
+  expectArray(record.inputs, at(ctx, 'inputs'), 4096).forEach((item, index) => {
+    const c = at(at(ctx, 'inputs'), index);
+    const input = expectRecord(item, c);
+    const name = expectString(input.name, at(c, 'name'), 256);
+    if (Object.prototype.hasOwnProperty.call(inputs, name)) {
+      throw new TandemError('E_INVALID_ARGUMENT', `${c.path}: input "${name}" is given twice`);
+    }
+    const datatype = expectOneOf(input.datatype, at(c, 'datatype'), OIP_DATATYPES);
+    const dims = expectArray(input.shape, at(c, 'shape'), 32).map((d, i) =>
+      expectInteger(d, at(at(c, 'shape'), i), 0, 2 ** 32 - 1),
+    );
+    const inputParams =
+      input.parameters === undefined ? {} : expectRecord(input.parameters, at(c, 'parameters'));
+    const binarySize = optional(
+      inputParams.binary_data_size,
+      at(c, 'parameters.binary_data_size'),
+      (v, cc) => expectInteger(v, cc, 0, body.byteLength),
+    );
+    const dtype = OIP_TO_DTYPE[datatype];
+    let tensor: Tensor;
+    if (binarySize !== undefined) {
+      if (binaryPos + binarySize > body.byteLength) {
+        throw new TandemError(
+          'E_INVALID_ARGUMENT',
+          `${c.path}: binary_data_size ${binarySize} runs past the body`,
+        );
+      }
+      tensor = tensorFromBinary(
+        name,
+        dtype,
+        dims,
+        body.subarray(binaryPos, binaryPos + binarySize),
+      );
+      binaryPos += binarySize;
+    } else {
+      tensor = tensorFromJson(name, dtype, dims, input.data, at(c, 'data'));
+    }
+    inputs[name] = tensor;
+  });
+  if (binaryPos !== body.byteLength) {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      `${body.byteLength - binaryPos} bytes of binary data are not claimed by any input`,
+    );
+  }
+  const outputs = optional(record.outputs, at(ctx, 'outputs'), (value, c) =>
+    expectArray(value, c, 4096).map((item, index) => {
+      const oc = at(c, index);
+      const output = expectRecord(item, oc);
+      const params =
+        output.parameters === undefined
+          ? {}
+          : expectRecord(output.parameters, at(oc, 'parameters'));
+      return {
+        name: expectString(output.name, at(oc, 'name'), 256),
+        binary:
+          optional(params.binary_data, at(oc, 'parameters.binary_data'), expectBoolean) ?? false,
+      };
+    }),
+  );
+  const timeoutUs = optional(parameters.timeout, at(ctx, 'parameters.timeout'), (v, c) =>
+    expectNumber(v, c, 0, Number.MAX_SAFE_INTEGER),
+  );
+  return {
+    id: optional(record.id, at(ctx, 'id'), (v, c) => expectString(v, c, 256, true)),
+    inputs,
+    outputs: outputs !== undefined && outputs.length > 0 ? outputs : undefined,
+    binaryOutput:
+      optional(
+        parameters.binary_data_output,
+        at(ctx, 'parameters.binary_data_output'),
+        expectBoolean,
+      ) ?? false,
+    priority:
+      optional(parameters.priority, at(ctx, 'parameters.priority'), (v, c) =>
+        expectInteger(v, c, PRIORITY_MIN, PRIORITY_MAX),
+      ) ?? DEFAULT_PRIORITY,
+    deadlineMs: timeoutUs === undefined || timeoutUs === 0 ? undefined : timeoutUs / 1000,
+  };
+}
+
+function shapeError(name: string, message: string): TandemError {
+  return new TandemError('E_INPUT_SHAPE', `input "${name}": ${message}`);
+}
+
+/** Builds a tensor from raw little-endian bytes (copied once: the body buffer may be unaligned). */
+function tensorFromBinary(name: string, dtype: TensorDtype, dims: number[], bytes: Buffer): Tensor {
+  const count = elementCount(dims);
+  if (dtype === 'string') {
+    const data: string[] = [];
+    let pos = 0;
+    while (pos < bytes.byteLength) {
+      if (pos + 4 > bytes.byteLength)
+        throw shapeError(name, 'BYTES element length runs past its data');
+      const size = bytes.readUInt32LE(pos);
+      pos += 4;
+      if (pos + size > bytes.byteLength) throw shapeError(name, 'BYTES element runs past its data');
+      data.push(bytes.toString('utf8', pos, pos + size));
+      pos += size;
+      if (data.length > count) break;
+    }
+    if (data.length !== count)
+      throw shapeError(
+        name,
+        `${data.length} BYTES elements for shape [${dims.join(', ')}] (${count})`,
+      );
+    return { dtype, dims, data };
+  }
+  const size = bytesPerElement(dtype);
+  if (bytes.byteLength !== count * size) {
+    throw shapeError(
+      name,
+      `${bytes.byteLength} bytes of ${dtype} for shape [${dims.join(', ')}] need ${count * size}`,
+    );
+  }
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return viewAs(dtype, copy.buffer, dims);
+}
+
+function viewAs(
+  dtype: Exclude<TensorDtype, 'string'>,
+  buffer: ArrayBuffer,
+  dims: number[],
+): Tensor {
+  switch (dtype) {
+    case 'float32':
+      return { dtype, dims, data: new Float32Array(buffer) };
+    case 'float16':
+      return { dtype, dims, data: new Uint16Array(buffer) };
+    case 'float64':
+      return { dtype, dims, data: new Float64Array(buffer) };
+    case 'int8':
+      return { dtype, dims, data: new Int8Array(buffer) };
+    case 'int16':
+      return { dtype, dims, data: new Int16Array(buffer) };
+    case 'int32':
+      return { dtype, dims, data: new Int32Array(buffer) };
+    case 'int64':
+      return { dtype, dims, data: new BigInt64Array(buffer) };
+    case 'uint8':
+      return { dtype, dims, data: new Uint8Array(buffer) };
+    case 'uint16':
+      return { dtype, dims, data: new Uint16Array(buffer) };
+    case 'uint32':
+      return { dtype, dims, data: new Uint32Array(buffer) };
+    case 'uint64':
+      return { dtype, dims, data: new BigUint64Array(buffer) };
+    case 'bool':
+      return { dtype, dims, data: new Uint8Array(buffer) };
+  }
+}
+
+/** Builds a tensor from JSON `data` (flat or nested arrays, row-major). */
+function tensorFromJson(
+  name: string,
+  dtype: TensorDtype,
+  dims: number[],
+  data: unknown,
+  ctx: ParseContext,
+): Tensor {
+  const count = elementCount(dims);
+  const flat: unknown[] = Array.isArray(data) ? (data as unknown[]).flat(dims.length) : [data];
+  if (flat.length !== count) {
+    throw shapeError(name, `${flat.length} values for shape [${dims.join(', ')}] (${count})`);
+  }
+  const bad = (index: number, expected: string): never => {
+    throw new TandemError(
+      'E_INPUT_DTYPE',
+      `${ctx.path}[${index}]: expected ${expected} for ${DTYPE_TO_OIP[dtype]}`,
+    );
+  };
+  switch (dtype) {
+    case 'string':
+      return {
+        dtype,
+        dims,
+        data: flat.map((v, i) => (typeof v === 'string' ? v : bad(i, 'a string'))),
+      };
+    case 'bool':
+      return {
+        dtype,
+        dims,
+        data: Uint8Array.from(flat, (v, i) =>
+          typeof v === 'boolean' ? Number(v) : bad(i, 'true or false'),
+        ),
+      };
+    case 'int64':
+    case 'uint64': {
+      const values = flat.map((v, i) => {
+        if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+        if (typeof v === 'string' && /^-?\d+$/.test(v)) return BigInt(v);
+        return bad(i, 'an integer');
+      });
+      return dtype === 'int64'
+        ? { dtype, dims, data: BigInt64Array.from(values) }
+        : { dtype, dims, data: BigUint64Array.from(values) };
+    }
+    case 'float16':
+      return {
+        dtype,
+        dims,
+        data: Uint16Array.from(flat, (v, i) =>
+          typeof v === 'number' ? toFloat16Bits(v) : bad(i, 'a number'),
+        ),
+      };
+    default: {
+      const numbers = flat.map((v, i) => (typeof v === 'number' ? v : bad(i, 'a number')));
+      const isInteger = dtype !== 'float32' && dtype !== 'float64';
+      if (isInteger && numbers.some((v) => !Number.isInteger(v))) {
+        throw new TandemError(
+          'E_INPUT_DTYPE',
+          `${ctx.path}: ${DTYPE_TO_OIP[dtype]} values must be integers`,
+        );
+      }
+      const buffer = new ArrayBuffer(count * bytesPerElement(dtype));
+      const tensor = viewAs(dtype, buffer, dims);
+      (tensor.data as Float32Array).set(numbers);
+      return tensor;
+    }
+  }
+}
+
+/** JSON values of a tensor (flattened, row-major), as OIP clients expect. */
+function jsonData(tensor: Tensor): unknown[] {
+  switch (tensor.dtype) {
+    case 'string':
+      return tensor.data;
+    case 'bool':
+      return Array.from(tensor.data, (v) => v !== 0);
+    case 'int64':
+    case 'uint64':
+      return Array.from(tensor.data, (v) => Number(v));
+    case 'float16':
+      return Array.from(tensor.data, fromFloat16Bits);
+    default:
+      return Array.from(tensor.data);
+  }
+}
+
+function binaryData(tensor: Tensor): Buffer {
+  if (tensor.dtype !== 'string')
+    return Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
+  const parts = tensor.data.map((s) => Buffer.from(s, 'utf8'));
+  const out = Buffer.alloc(parts.reduce((sum, p) => sum + 4 + p.byteLength, 0));
+  let pos = 0;
+  for (const part of parts) {
+    out.writeUInt32LE(part.byteLength, pos);
+    part.copy(out, pos + 4);
+    pos += 4 + part.byteLength;
+  }
+  return out;
+}
+
+function sendInferResponse(
+  reply: FastifyReply,
+  response: {
+    modelName: string;
+    modelVersion: string;
+    id: string | undefined;
+    outputs: TensorMap;
+    binary: (name: string) => boolean;
+  },
+): FastifyReply {
+  const chunks: Buffer[] = [];
+  const outputs = Object.entries(response.outputs).map(([name, tensor]) => {
+    const base = { name, datatype: DTYPE_TO_OIP[tensor.dtype], shape: [...tensor.dims] };
+    if (!response.binary(name)) return { ...base, data: jsonData(tensor) };
+    const bytes = binaryData(tensor);
+    chunks.push(bytes);
+    return { ...base, parameters: { binary_data_size: bytes.byteLength } };
+  });
+  const header = {
+    model_name: response.modelName,
+    model_version: response.modelVersion,
+    ...(response.id === undefined ? {} : { id: response.id }),
+    outputs,
+  };
+  if (chunks.length === 0) return reply.send(header);
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  reply.header(HEADER_LENGTH_HEADER, String(json.byteLength));
+  reply.header('Content-Type', 'application/octet-stream');
+  return reply.send(Buffer.concat([json, ...chunks]));
+}

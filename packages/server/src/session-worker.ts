@@ -1,0 +1,67 @@
+// Entry point of a session worker thread: owns one onnxruntime-node session and answers load, run
+// and release requests. Outputs go back as transferred buffers (no copy).
+
+import { parentPort } from 'node:worker_threads';
+import { TandemError, type TensorMap } from '@tandem/shared';
+import { createSession, releaseSession, runSession, type LoadedSession } from './onnx-session.js';
+import type { WorkerReply, WorkerRequest } from './session-messages.js';
+
+const port = parentPort;
+if (port === null) throw new Error('session-worker must run in a worker thread');
+
+let loaded: LoadedSession | undefined;
+
+function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
+  port?.postMessage(message, transfer);
+}
+
+/** Buffers to transfer: each output that owns its whole buffer moves; others are copied. */
+function transferables(outputs: TensorMap): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const tensor of Object.values(outputs)) {
+    if (tensor.dtype === 'string') continue;
+    const { buffer, byteOffset, byteLength } = tensor.data;
+    if (buffer instanceof ArrayBuffer && byteOffset === 0 && byteLength === buffer.byteLength)
+      buffers.add(buffer);
+  }
+  return [...buffers];
+}
+
+port.on('message', (message: WorkerRequest) => {
+  void handle(message);
+});
+
+async function handle(message: WorkerRequest): Promise<void> {
+  switch (message.type) {
+    case 'load':
+      try {
+        loaded = await createSession(message.path, message.settings);
+        reply({ type: 'loaded', backend: loaded.backend });
+      } catch (error) {
+        reply({
+          type: 'failed',
+          id: null,
+          error: TandemError.from(error, 'E_MODEL_LOAD_FAILED').toJSON(),
+        });
+      }
+      return;
+    case 'run':
+      try {
+        if (loaded === undefined) throw new TandemError('E_INTERNAL', 'run before load');
+        const outputs = await runSession(loaded, message.inputs, message.outputs);
+        reply({ type: 'ran', id: message.id, outputs }, transferables(outputs));
+      } catch (error) {
+        reply({
+          type: 'failed',
+          id: message.id,
+          error: TandemError.from(error, 'E_RUNTIME').toJSON(),
+        });
+      }
+      return;
+    case 'release':
+      if (loaded !== undefined) await releaseSession(loaded);
+      loaded = undefined;
+      port?.close();
+      return;
+  }
+}

@@ -1,0 +1,147 @@
+// The main thread's handle on a session worker: load, run and release, as promises. Inputs are
+// copied once into buffers of their own and transferred; outputs come back transferred.
+
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { TandemError, type Backend, type Tensor, type TensorMap } from '@tandem/shared';
+import type { SessionSettings } from './onnx-session.js';
+import type { WorkerReply, WorkerRequest } from './session-messages.js';
+
+/**
+ * The compiled worker script. Tests run this package from its TypeScript sources, where no .js
+ * sits beside this file; worker threads need JavaScript, so they use the build in dist/ (npm test
+ * builds first).
+ */
+function workerUrl(): URL {
+  const beside = new URL('./session-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(beside))) return beside;
+  return new URL('../dist/session-worker.js', import.meta.url);
+}
+
+/** A session living in its own worker thread. */
+export class WorkerSession {
+  readonly backend: Backend;
+  readonly #worker: Worker;
+  readonly #pending = new Map<
+    number,
+    { resolve: (outputs: TensorMap) => void; reject: (error: TandemError) => void }
+  >();
+  #nextId = 1;
+  #closed = false;
+
+  private constructor(worker: Worker, backend: Backend) {
+    this.#worker = worker;
+    this.backend = backend;
+    worker.on('message', (message: WorkerReply) => this.#onReply(message));
+    worker.on('error', (error) => this.#failAll(TandemError.from(error, 'E_RUNTIME')));
+    worker.on('exit', () =>
+      this.#failAll(new TandemError('E_RUNTIME', 'the session worker exited')),
+    );
+  }
+
+  /** Starts a worker and loads the model in it. Failures are `E_MODEL_LOAD_FAILED`. */
+  static async load(path: string, settings: SessionSettings): Promise<WorkerSession> {
+    const worker = new Worker(workerUrl());
+    const backend = await new Promise<Backend>((resolve, reject) => {
+      const onMessage = (message: WorkerReply): void => {
+        cleanup();
+        if (message.type === 'loaded') resolve(message.backend);
+        else if (message.type === 'failed') reject(TandemError.fromSerialized(message.error));
+        else reject(new TandemError('E_INTERNAL', `unexpected ${message.type} before loaded`));
+      };
+      const onError = (error: Error): void => {
+        cleanup();
+        reject(
+          new TandemError('E_MODEL_LOAD_FAILED', `the session worker failed: ${error.message}`, {
+            cause: error,
+          }),
+        );
+      };
+      const onExit = (code: number): void => {
+        cleanup();
+        reject(
+          new TandemError(
+            'E_MODEL_LOAD_FAILED',
+            `the session worker exited with code ${code} while loading`,
+          ),
+        );
+      };
+      const cleanup = (): void => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+      };
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+      post(worker, { type: 'load', path, settings });
+    }).catch(async (error: unknown) => {
+      await worker.terminate();
+      throw error;
+    });
+    return new WorkerSession(worker, backend);
+  }
+
+  /** Runs the session on `inputs`, returning `outputs` (all when undefined). */
+  run(inputs: TensorMap, outputs: readonly string[] | undefined): Promise<TensorMap> {
+    if (this.#closed)
+      return Promise.reject(new TandemError('E_RUNTIME', 'the session was released'));
+    const id = this.#nextId++;
+    const { owned, transfer } = ownInputs(inputs);
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      post(this.#worker, { type: 'run', id, inputs: owned, outputs }, transfer);
+    });
+  }
+
+  /** Releases the session and ends the worker. */
+  async release(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const exited = new Promise<void>((resolve) => this.#worker.once('exit', () => resolve()));
+    post(this.#worker, { type: 'release' });
+    const timer = setTimeout(() => void this.#worker.terminate(), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  #onReply(message: WorkerReply): void {
+    if (message.type === 'loaded' || message.id === null) return;
+    const pending = this.#pending.get(message.id);
+    if (pending === undefined) return;
+    this.#pending.delete(message.id);
+    // The worker is this package's own code and structured cloning keeps typed arrays intact.
+    if (message.type === 'ran') pending.resolve(message.outputs);
+    else pending.reject(TandemError.fromSerialized(message.error));
+  }
+
+  #failAll(error: TandemError): void {
+    this.#closed = true;
+    for (const pending of this.#pending.values()) pending.reject(error);
+    this.#pending.clear();
+  }
+}
+
+function post(worker: Worker, message: WorkerRequest, transfer: ArrayBuffer[] = []): void {
+  worker.postMessage(message, transfer);
+}
+
+/**
+ * Gives each numeric input a buffer of its own so it can be transferred: decoded inputs are views
+ * into a frame (or Node's shared buffer pool) that must not be detached.
+ */
+function ownInputs(inputs: TensorMap): { owned: TensorMap; transfer: ArrayBuffer[] } {
+  const owned: TensorMap = {};
+  const transfer: ArrayBuffer[] = [];
+  for (const [name, tensor] of Object.entries(inputs)) {
+    if (tensor.dtype === 'string') {
+      owned[name] = tensor;
+      continue;
+    }
+    const data = (tensor.data as Float32Array).slice();
+    transfer.push(data.buffer);
+    owned[name] = { dtype: tensor.dtype, dims: tensor.dims, data } as Tensor;
+  }
+  return { owned, transfer };
+}

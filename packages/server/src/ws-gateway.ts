@@ -1,0 +1,426 @@
+// The WebSocket gateway at /v1/stream (subprotocol tandem.v1). The upgrade is checked before it
+// happens (path, Origin allowlist, API key: 403/401 answered over plain HTTP); then each connection
+// speaks the shared binary protocol: hello/welcome, infer with streamed progress, cancel, resume
+// after a reconnect, warm, ping. Heartbeats drop dead peers; a slow reader loses progress events
+// (never results) and gets E_BUSY for new jobs instead of making the server buffer without bound.
+
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import {
+  DEFAULT_PRIORITY,
+  PROTOCOL_VERSION,
+  TandemError,
+  decodeClientMessage,
+  encodeMessage,
+  type ClientMessage,
+  type InferMessage,
+  type ModelStatus,
+  type ProgressEvent,
+  type ServerLimits,
+  type ServerMessage,
+} from '@tandem/shared';
+import type { ApiKeyRecord, ApiKeys } from './api-keys.js';
+import type { Job, JobOutcome } from './job.js';
+import type { JobRegistry } from './job-registry.js';
+import type { ModelManager } from './model-manager.js';
+
+/** The WebSocket path. */
+export const STREAM_PATH = '/v1/stream';
+/** The subprotocol every client must offer. */
+export const SUBPROTOCOL = 'tandem.v1';
+/** Prefix of the subprotocol entry that carries an API key: `tandem.key.<key>`. */
+export const KEY_SUBPROTOCOL_PREFIX = 'tandem.key.';
+
+/** What the gateway needs from the server. */
+export interface GatewayOptions {
+  readonly manager: ModelManager;
+  readonly registry: JobRegistry;
+  readonly keys: ApiKeys;
+  /** Page origins allowed to connect; undefined allows any (requests without Origin always pass). */
+  readonly origins: readonly string[] | undefined;
+  /** Accept the API key in `hello` when the upgrade carried none. @default false */
+  readonly allowKeyInHello: boolean;
+  readonly limits: ServerLimits;
+  /** Past this many bytes queued on a socket, progress is dropped and new jobs get E_BUSY. */
+  readonly maxBufferedBytes: number;
+  /** Malformed frames tolerated on one connection before it is closed (1008). */
+  readonly maxProtocolErrors: number;
+  readonly serverName: string;
+  readonly serverVersion: string;
+  readonly onConnections?: (count: number) => void;
+}
+
+interface Connection {
+  readonly socket: WebSocket;
+  owner: ApiKeyRecord | undefined;
+  hello: boolean;
+  alive: boolean;
+  protocolErrors: number;
+  /** Jobs whose progress and outcome go to this connection. */
+  readonly jobs: Map<string, Job>;
+}
+
+/** What the rest of the server can ask of the gateway. */
+export interface Gateway {
+  /** Tells every connection that a model changed lifecycle state. */
+  broadcastModel(status: ModelStatus): void;
+  /** Open connections. */
+  readonly connections: number;
+}
+
+/** Registers the gateway on a fastify instance, with its lifecycle in fastify hooks. */
+export function registerGateway(fastify: FastifyInstance, options: GatewayOptions): Gateway {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.limits.maxPayloadBytes,
+    perMessageDeflate: false,
+    handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+  });
+  const connections = new Set<Connection>();
+
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    if (url.pathname !== STREAM_PATH)
+      return refuse(socket, 404, 'E_MODEL_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}`);
+    if (options.manager.draining)
+      return refuse(socket, 503, 'E_SHUTTING_DOWN', 'the server is shutting down');
+    const origin = request.headers.origin;
+    if (
+      origin !== undefined &&
+      options.origins !== undefined &&
+      !options.origins.includes(origin)
+    ) {
+      return refuse(socket, 403, 'E_FORBIDDEN_ORIGIN', `origin ${origin} is not allowed`);
+    }
+    const offered = parseProtocols(request.headers['sec-websocket-protocol']);
+    if (!offered.includes(SUBPROTOCOL)) {
+      return refuse(socket, 400, 'E_PROTOCOL', `offer the "${SUBPROTOCOL}" subprotocol`);
+    }
+    const presented = keyFromRequest(request, offered);
+    let owner: ApiKeyRecord | undefined;
+    if (presented !== undefined || !options.allowKeyInHello || !options.keys.required) {
+      owner = options.keys.verify(presented);
+      if (owner === undefined) {
+        return refuse(
+          socket,
+          401,
+          'E_UNAUTHORIZED',
+          presented === undefined ? 'an API key is required' : 'the API key is not valid',
+        );
+      }
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => accept(ws, owner));
+  };
+
+  const accept = (socket: WebSocket, owner: ApiKeyRecord | undefined): void => {
+    const connection: Connection = {
+      socket,
+      owner,
+      hello: false,
+      alive: true,
+      protocolErrors: 0,
+      jobs: new Map(),
+    };
+    connections.add(connection);
+    options.onConnections?.(connections.size);
+    socket.on('pong', () => (connection.alive = true));
+    socket.on('message', (data, isBinary) => {
+      connection.alive = true;
+      onMessage(connection, data, isBinary);
+    });
+    socket.on('error', () => socket.terminate());
+    socket.on('close', () => {
+      connections.delete(connection);
+      options.onConnections?.(connections.size);
+      // Jobs keep running after a disconnect: the client may resume them by id.
+      for (const job of connection.jobs.values()) job.listen(undefined);
+      connection.jobs.clear();
+    });
+  };
+
+  const send = (connection: Connection, message: ServerMessage, droppable = false): void => {
+    const socket = connection.socket;
+    if (socket.readyState !== socket.OPEN) return;
+    if (droppable && socket.bufferedAmount > options.maxBufferedBytes) return;
+    socket.send(encodeMessage(message), { binary: true });
+  };
+
+  const sendError = (connection: Connection, id: string | null, error: TandemError): void => {
+    send(connection, {
+      type: 'error',
+      id,
+      code: error.code,
+      message: error.message,
+      retryable: error.retryable,
+      ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+    });
+  };
+
+  const onMessage = (connection: Connection, data: RawData, isBinary: boolean): void => {
+    let message: ClientMessage;
+    try {
+      if (!isBinary)
+        throw new TandemError(
+          'E_PROTOCOL',
+          'text frames are not part of the protocol; send binary frames',
+        );
+      message = decodeClientMessage(toBytes(data));
+    } catch (error) {
+      const coded = TandemError.from(error, 'E_PROTOCOL');
+      connection.protocolErrors += 1;
+      if (connection.protocolErrors > options.maxProtocolErrors) {
+        connection.socket.close(1008, 'too many malformed frames');
+        return;
+      }
+      sendError(connection, null, coded);
+      return;
+    }
+    if (!connection.hello && message.type !== 'hello') {
+      sendError(connection, null, new TandemError('E_PROTOCOL', 'the first message must be hello'));
+      connection.socket.close(1002, 'hello first');
+      return;
+    }
+    switch (message.type) {
+      case 'hello':
+        return onHello(connection, message);
+      case 'infer':
+        return onInfer(connection, message);
+      case 'cancel':
+        return onCancel(connection, message.id);
+      case 'resume':
+        return onResume(connection, message.ids);
+      case 'warm':
+        options.manager
+          .host(message.model, message.version)
+          .warm()
+          .catch((error: unknown) => sendError(connection, null, TandemError.from(error)));
+        return;
+      case 'ping':
+        return send(connection, { type: 'pong', nonce: message.nonce });
+    }
+  };
+
+  const onHello = (
+    connection: Connection,
+    message: Extract<ClientMessage, { type: 'hello' }>,
+  ): void => {
+    if (connection.hello) {
+      sendError(connection, null, new TandemError('E_PROTOCOL', 'hello was already received'));
+      return;
+    }
+    if (message.protocolVersion !== PROTOCOL_VERSION) {
+      sendError(
+        connection,
+        null,
+        new TandemError(
+          'E_PROTOCOL_VERSION',
+          `client speaks protocol ${message.protocolVersion}; this server speaks ${PROTOCOL_VERSION}`,
+        ),
+      );
+      connection.socket.close(1002, 'protocol version mismatch');
+      return;
+    }
+    if (connection.owner === undefined) {
+      const owner = options.keys.verify(message.apiKey);
+      if (owner === undefined) {
+        sendError(
+          connection,
+          null,
+          new TandemError('E_UNAUTHORIZED', 'the API key is missing or not valid'),
+        );
+        connection.socket.close(1008, 'unauthorized');
+        return;
+      }
+      connection.owner = owner;
+    }
+    connection.hello = true;
+    send(connection, {
+      type: 'welcome',
+      protocolVersion: PROTOCOL_VERSION,
+      server: { name: options.serverName, version: options.serverVersion },
+      models: options.manager.statuses(),
+      limits: options.limits,
+    });
+  };
+
+  const onInfer = (connection: Connection, message: InferMessage): void => {
+    const owner = connection.owner as ApiKeyRecord;
+    if (
+      connection.jobs.has(message.id) ||
+      options.registry.get(owner.id, message.id)?.settled === false
+    ) {
+      sendError(
+        connection,
+        message.id,
+        new TandemError('E_DUPLICATE_JOB', `job ${message.id} is already in flight`),
+      );
+      return;
+    }
+    if (connection.socket.bufferedAmount > options.maxBufferedBytes) {
+      sendError(
+        connection,
+        message.id,
+        new TandemError('E_BUSY', 'this connection is not reading its results fast enough', {
+          retryAfterMs: 250,
+        }),
+      );
+      return;
+    }
+    let release: (() => void) | undefined;
+    let job: Job;
+    try {
+      release = options.keys.acquire(owner);
+      job = options.manager.submit(
+        {
+          id: message.id,
+          owner: owner.id,
+          model: message.model,
+          ...(message.version === undefined ? {} : { version: message.version }),
+          inputs: message.inputs,
+          ...(message.outputs === undefined ? {} : { outputs: message.outputs }),
+          priority: message.priority ?? DEFAULT_PRIORITY,
+          ...(message.deadlineMs === undefined ? {} : { deadlineMs: message.deadlineMs }),
+        },
+        progressSender(connection),
+      ).job;
+    } catch (error) {
+      release?.();
+      sendError(connection, message.id, TandemError.from(error));
+      return;
+    }
+    options.registry.add(job);
+    follow(connection, job);
+    void job.outcome.then(() => release());
+  };
+
+  /** Sends a job's progress to a connection, dropped when the reader is slow. */
+  const progressSender =
+    (connection: Connection) =>
+    (event: ProgressEvent): void => {
+      // The result (or error) message ends the job; a separate final event would only add a frame.
+      if (event.stage === 'done' || event.stage === 'error' || event.stage === 'cancelled') return;
+      send(connection, { type: 'progress', event }, true);
+    };
+
+  /** Routes a job's progress and outcome to a connection. */
+  const follow = (connection: Connection, job: Job): void => {
+    connection.jobs.set(job.request.id, job);
+    job.listen(progressSender(connection));
+    void job.outcome.then((outcome) => {
+      if (connection.jobs.get(job.request.id) !== job) return;
+      connection.jobs.delete(job.request.id);
+      deliver(connection, job.request.id, outcome);
+    });
+  };
+
+  const deliver = (connection: Connection, id: string, outcome: JobOutcome): void => {
+    if (outcome.ok) send(connection, { type: 'result', ...outcome.result });
+    else sendError(connection, id, outcome.error);
+  };
+
+  const onCancel = (connection: Connection, id: string): void => {
+    const owner = connection.owner as ApiKeyRecord;
+    const job = connection.jobs.get(id) ?? options.registry.get(owner.id, id);
+    if (job === undefined || job.settled) return;
+    options.manager.host(job.request.model, job.request.version).cancel(job);
+  };
+
+  const onResume = (connection: Connection, ids: readonly string[]): void => {
+    const owner = connection.owner as ApiKeyRecord;
+    for (const id of ids) {
+      const job = options.registry.get(owner.id, id);
+      if (job === undefined) {
+        sendError(
+          connection,
+          id,
+          new TandemError(
+            'E_JOB_NOT_FOUND',
+            `no job ${id} (never submitted, or its result expired)`,
+          ),
+        );
+        continue;
+      }
+      if (job.settled) {
+        // Hand a finished outcome over once; the registry forgets it so it is not delivered twice.
+        options.registry.delete(job);
+        void job.outcome.then((outcome) => deliver(connection, id, outcome));
+        continue;
+      }
+      const last = job.lastProgress;
+      follow(connection, job);
+      if (last !== undefined) send(connection, { type: 'progress', event: last }, true);
+    }
+  };
+
+  const broadcastModel = (status: ModelStatus): void => {
+    for (const connection of connections) {
+      if (connection.hello) send(connection, { type: 'model', model: status }, true);
+    }
+  };
+
+  const heartbeat = setInterval(() => {
+    for (const connection of connections) {
+      if (!connection.alive) {
+        connection.socket.terminate();
+        continue;
+      }
+      connection.alive = false;
+      connection.socket.ping();
+    }
+  }, options.limits.heartbeatIntervalMs);
+  heartbeat.unref();
+
+  fastify.server.on('upgrade', onUpgrade);
+  fastify.addHook('onClose', async () => {
+    clearInterval(heartbeat);
+    fastify.server.off('upgrade', onUpgrade);
+    for (const connection of connections) connection.socket.close(1001, 'server shutting down');
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+  });
+  return {
+    broadcastModel,
+    get connections() {
+      return connections.size;
+    },
+  };
+}
+
+function refuse(socket: Duplex, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: message, code });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  503: 'Service Unavailable',
+};
+
+function parseProtocols(header: string | undefined): string[] {
+  return (header ?? '')
+    .split(',')
+    .map((value) => value.trim())
+    .filter((value) => value.length > 0);
+}
+
+function keyFromRequest(
+  request: IncomingMessage,
+  protocols: readonly string[],
+): string | undefined {
+  const fromProtocol = protocols.find((value) => value.startsWith(KEY_SUBPROTOCOL_PREFIX));
+  if (fromProtocol !== undefined) return fromProtocol.slice(KEY_SUBPROTOCOL_PREFIX.length);
+  const authorization = request.headers.authorization;
+  if (authorization?.startsWith('Bearer ')) return authorization.slice('Bearer '.length).trim();
+  return undefined;
+}
+
+function toBytes(data: RawData): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+}
