@@ -283,7 +283,8 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
           priority: message.priority ?? DEFAULT_PRIORITY,
           ...(message.deadlineMs === undefined ? {} : { deadlineMs: message.deadlineMs }),
         },
-        progressSender(connection),
+        // Clients that only want the answer (batch jobs, benchmarks) can opt out of progress.
+        message.progress === false ? undefined : progressSender(connection),
       ).job;
     } catch (error) {
       release?.();
@@ -291,7 +292,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       return;
     }
     options.registry.add(job);
-    follow(connection, job);
+    follow(connection, job, message.progress !== false);
     void job.outcome.then(() => release());
   };
 
@@ -305,9 +306,9 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     };
 
   /** Routes a job's progress and outcome to a connection. */
-  const follow = (connection: Connection, job: Job): void => {
+  const follow = (connection: Connection, job: Job, progress = true): void => {
     connection.jobs.set(job.request.id, job);
-    job.listen(progressSender(connection));
+    job.listen(progress ? progressSender(connection) : undefined);
     void job.outcome.then((outcome) => {
       if (connection.jobs.get(job.request.id) !== job) return;
       connection.jobs.delete(job.request.id);

@@ -69,6 +69,8 @@ export interface InferMessage {
   readonly priority?: number;
   /** Milliseconds from the server's receipt by which the job must finish, or it is not run. */
   readonly deadlineMs?: number;
+  /** Set false to get only the result, without progress messages. @default true */
+  readonly progress?: boolean;
 }
 
 /** Cancels a job: removed if queued, its result dropped if running. */
@@ -305,6 +307,7 @@ export function parseMessageFields(
           deadlineMs: optional(header.deadlineMs, at(ctx, 'deadlineMs'), (v, c) =>
             expectNumber(v, c, 0, Number.MAX_SAFE_INTEGER),
           ),
+          progress: optional(header.progress, at(ctx, 'progress'), expectBoolean),
         },
       );
     case 'cancel':

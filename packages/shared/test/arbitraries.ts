@@ -134,6 +134,7 @@ export const messageArbs: { readonly [K in Message['type']]: fc.Arbitrary<Messag
       outputs: fc.array(shortText, { maxLength: 4 }),
       priority: fc.integer({ min: 0, max: 10 }),
       deadlineMs: nonNegativeDouble,
+      progress: fc.boolean(),
     },
     { requiredKeys: ['type', 'id', 'model', 'inputs'] },
   ),

@@ -1,0 +1,98 @@
+// Baselines the server benches compare against, measured in the same run: onnxruntime-node used
+// directly, a plain ws echo server (the floor for any WebSocket protocol), and a hand-written
+// fastify JSON endpoint (the usual way people put a model behind HTTP).
+
+import Fastify from 'fastify';
+import * as ort from 'onnxruntime-node';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { Tensor } from '@tandem/shared';
+
+/** onnxruntime-node's session.run, used directly on the main thread. */
+export async function rawSession(path: string): Promise<{
+  run(inputs: Record<string, Tensor>): Promise<void>;
+  release(): Promise<void>;
+}> {
+  const session = await ort.InferenceSession.create(path, { graphOptimizationLevel: 'all' });
+  return {
+    async run(inputs) {
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const [name, t] of Object.entries(inputs))
+        feeds[name] = new ort.Tensor(t.dtype, t.data, t.dims);
+      await session.run(feeds);
+    },
+    release: () => session.release(),
+  };
+}
+
+/** A ws server that echoes every binary message back, and a client to time it. */
+export async function startEchoServer(): Promise<{
+  roundTrip(bytes: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+}> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  wss.on('connection', (socket) =>
+    socket.on('message', (data) => socket.send(data as Buffer, { binary: true })),
+  );
+  await new Promise<void>((resolve) => wss.once('listening', resolve));
+  const { port } = wss.address() as { port: number };
+  const client = new WebSocket(`ws://127.0.0.1:${port}`);
+  client.binaryType = 'arraybuffer';
+  await new Promise((resolve) => client.once('open', resolve));
+  // Echoes come back in order on one socket: a FIFO of waiters matches them.
+  const waiters: (() => void)[] = [];
+  client.on('message', () => waiters.shift()?.());
+  return {
+    roundTrip(bytes) {
+      return new Promise((resolve) => {
+        waiters.push(resolve);
+        client.send(bytes);
+      });
+    },
+    async close() {
+      client.close();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * The usual hand-written endpoint: POST JSON `{ inputs: { name: { dims, data: number[] } } }`,
+ * run onnxruntime-node, answer JSON number arrays.
+ */
+export async function startJsonEndpoint(path: string): Promise<{
+  infer(inputs: Record<string, Tensor>): Promise<void>;
+  close(): Promise<void>;
+}> {
+  const session = await ort.InferenceSession.create(path, { graphOptimizationLevel: 'all' });
+  const app = Fastify({ bodyLimit: 256 * 1024 * 1024 });
+  app.post('/infer', async (request) => {
+    const body = request.body as { inputs: Record<string, { dims: number[]; data: number[] }> };
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(body.inputs))
+      feeds[name] = new ort.Tensor('float32', Float32Array.from(t.data), t.dims);
+    const results = await session.run(feeds);
+    const outputs: Record<string, { dims: readonly number[]; data: number[] }> = {};
+    for (const [name, value] of Object.entries(results))
+      outputs[name] = { dims: value.dims, data: Array.from(value.data as Float32Array) };
+    return { outputs };
+  });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    async infer(inputs) {
+      const payload: Record<string, { dims: readonly number[]; data: number[] }> = {};
+      for (const [name, t] of Object.entries(inputs))
+        payload[name] = { dims: t.dims, data: Array.from(t.data as Float32Array) };
+      const response = await fetch(`${url}/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ inputs: payload }),
+      });
+      const json = (await response.json()) as { outputs: Record<string, { data: number[] }> };
+      for (const output of Object.values(json.outputs)) Float32Array.from(output.data);
+    },
+    async close() {
+      await app.close();
+      await session.release();
+    },
+  };
+}
