@@ -26,6 +26,9 @@ export interface ApiKeyRecord {
   readonly maxConcurrent?: number;
 }
 
+/** A key's stored hash: 64 lower-case hex digits. */
+const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+
 /** The hash stored in a key file for `key` (what `tandem hash-key` prints). */
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
@@ -44,7 +47,7 @@ export function parseApiKeyFile(value: unknown, path: string): ApiKeyRecord[] {
       throw new TandemError('E_INVALID_ARGUMENT', `${c.path}.id: duplicate id "${id}"`);
     ids.add(id);
     const sha256 = expectString(record.sha256, at(c, 'sha256'), 64);
-    if (!/^[0-9a-f]{64}$/.test(sha256)) {
+    if (!SHA256_PATTERN.test(sha256)) {
       throw new TandemError(
         'E_INVALID_ARGUMENT',
         `${c.path}.sha256: expected 64 lower-case hex digits`,
@@ -93,7 +96,18 @@ export class ApiKeys {
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
   readonly #inflight = new Map<string, number>();
 
+  /** Throws `E_INVALID_ARGUMENT` for a record whose sha256 is not 64 lower-case hex digits. */
   constructor(records: readonly ApiKeyRecord[]) {
+    // Records given in code skip parseApiKeyFile: a malformed hash (say, the key itself) would
+    // make timingSafeEqual throw on every request instead of failing once, here, at start-up.
+    for (const record of records) {
+      if (!SHA256_PATTERN.test(record.sha256)) {
+        throw new TandemError(
+          'E_INVALID_ARGUMENT',
+          `API key "${record.id}": sha256 must be 64 lower-case hex digits (see hashApiKey)`,
+        );
+      }
+    }
     this.#records = records.map((record) => ({
       record,
       digest: Buffer.from(record.sha256, 'hex'),
@@ -157,4 +171,10 @@ export class ApiKeys {
       this.#inflight.set(record.id, (this.#inflight.get(record.id) ?? 1) - 1);
     };
   }
+}
+
+/** The token of an `Authorization: Bearer <token>` header (scheme case-insensitive), if any. */
+export function bearerToken(header: string | undefined): string | undefined {
+  const match = /^bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  return match?.[1];
 }

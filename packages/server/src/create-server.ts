@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ERROR_CODES, TandemError, type ServerLimits } from '@tandem/shared';
-import { ApiKeys, loadApiKeyFile, type ApiKeyRecord } from './api-keys.js';
+import { ApiKeys, bearerToken, loadApiKeyFile, type ApiKeyRecord } from './api-keys.js';
 import { defaultCatalog } from './default-catalog.js';
 import { JobRegistry } from './job-registry.js';
 import { ServerMetrics } from './metrics.js';
@@ -93,6 +93,7 @@ export const SERVER_VERSION: string = (
 
 /** Creates a server. Nothing listens until `listen()`. */
 export async function createServer(options: ServerOptions = {}): Promise<TandemServer> {
+  checkLimits(options);
   const maxPayloadBytes = options.maxPayloadBytes ?? 64 * 1024 * 1024;
   const limits: ServerLimits = {
     maxPayloadBytes,
@@ -110,7 +111,13 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
         ? defaultCatalog()
         : options.catalog;
   const repository = new ModelRepository({ dir: options.modelsDir, catalog });
-  const fastify = Fastify({ logger: options.logger ?? false, bodyLimit: maxPayloadBytes });
+  // return503OnClosing off: while draining, the routes themselves answer (ready 503, live 200,
+  // new work E_SHUTTING_DOWN with Retry-After) instead of fastify's bare 503 for everything.
+  const fastify = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: maxPayloadBytes,
+    return503OnClosing: false,
+  });
   const usage = new UsageLedger();
   let metrics: ServerMetrics | undefined;
   let gateway: Gateway | undefined;
@@ -160,7 +167,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   /** Resolves the caller's key for HTTP routes; 401 when keys are required and it is bad. */
   const authenticate = (request: FastifyRequest): ApiKeyRecord => {
     const header = request.headers.authorization;
-    const key = header?.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : undefined;
+    const key = bearerToken(header);
     const owner = keys.verify(key);
     if (owner === undefined) {
       throw new TandemError(
@@ -213,6 +220,9 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       new Promise<void>((resolveTimeout) => (timer = setTimeout(resolveTimeout, timeout))),
     ]);
     clearTimeout(timer);
+    // Results are out; now close the WebSockets. The http server's close (next, before onClose)
+    // waits for upgraded sockets, so with any client connected it never finished.
+    await gateway.closeConnections();
   });
   fastify.addHook('onClose', async () => {
     await manager.close();
@@ -235,6 +245,31 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       await fastify.close();
     },
   };
+}
+
+/** Rejects limits that would make the server refuse everything or never time out. */
+function checkLimits(options: ServerOptions): void {
+  const positive: (keyof ServerOptions)[] = [
+    'maxPayloadBytes',
+    'maxQueue',
+    'idleTimeoutMs',
+    'resultTtlMs',
+    'heartbeatIntervalMs',
+    'memoryBudgetBytes',
+    'scaleUpQueueDepth',
+    'maxBufferedBytes',
+    'maxProtocolErrors',
+    'shutdownTimeoutMs',
+  ];
+  for (const key of positive) {
+    const value = options[key];
+    if (value !== undefined && (typeof value !== 'number' || !(value >= 1))) {
+      throw new TandemError('E_INVALID_ARGUMENT', `option ${key} must be a number >= 1`);
+    }
+  }
+  if (options.progressIntervalMs !== undefined && !(options.progressIntervalMs >= 0)) {
+    throw new TandemError('E_INVALID_ARGUMENT', 'option progressIntervalMs must be >= 0');
+  }
 }
 
 /** Maps anything thrown in a route to a TandemError (fastify's own errors included). */

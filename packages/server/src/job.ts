@@ -75,6 +75,7 @@ export class Job {
   lastPosition = -1;
 
   #settled = false;
+  #canceller: (() => void) | undefined;
   #resolve!: (outcome: JobOutcome) => void;
   #listener: ProgressListener | undefined;
   readonly #tracker: ProgressTracker;
@@ -90,6 +91,16 @@ export class Job {
         ? { jobId: request.id, model: request.model, where: 'remote' }
         : { jobId: request.id, model: request.model, where: 'remote', plan },
     );
+  }
+
+  /** Set by the model host that holds the job, so anyone with the job can cancel it there. */
+  setCanceller(canceller: () => void): void {
+    this.#canceller = canceller;
+  }
+
+  /** Cancels the job in its host (see ModelHost.cancel). */
+  cancel(): void {
+    this.#canceller?.();
   }
 
   /** Whether the job has an outcome. */

@@ -5,6 +5,7 @@ import {
   at,
   expectArray,
   expectInteger,
+  expectNumber,
   expectRecord,
   expectString,
   optional,
@@ -35,6 +36,8 @@ export interface ModelConfig {
   readonly maxQueue?: number;
   /** Shapes for the warm-up run, per input name; symbolic dims default to 1. */
   readonly warmupDims?: Readonly<Record<string, readonly number[]>>;
+  /** Values for the warm-up run, per input name (every element); zeros otherwise. */
+  readonly warmupValues?: Readonly<Record<string, number>>;
   /** onnxruntime intra-op threads for this model; 0 = onnxruntime's choice. @default 0 */
   readonly intraOpNumThreads: number;
   /** The worker pool that runs this model when scaled out. @default 'default' */
@@ -73,7 +76,8 @@ export function parseModelConfig(value: unknown, path: string): ModelConfig {
   config.intraOpNumThreads = int('intraOpNumThreads', 0, 1024) ?? config.intraOpNumThreads;
   const idle = int('idleTimeoutMs', 1, 7 * 24 * 3600 * 1000);
   if (idle !== undefined) config.idleTimeoutMs = idle;
-  const maxQueue = int('maxQueue', 0, 1_000_000);
+  // At least 1: every job passes through the queue, so 0 would make the model refuse them all.
+  const maxQueue = int('maxQueue', 1, 1_000_000);
   if (maxQueue !== undefined) config.maxQueue = maxQueue;
   if (config.minReady > config.maxInstances) config.maxInstances = config.minReady;
   const pool = optional(record.pool, at(ctx, 'pool'), (v, c) => expectString(v, c, 64));
@@ -87,6 +91,14 @@ export function parseModelConfig(value: unknown, path: string): ModelConfig {
       );
     }
     config.warmupDims = out;
+  }
+  if (record.warmupValues !== undefined) {
+    const values = expectRecord(record.warmupValues, at(ctx, 'warmupValues'));
+    const out: Record<string, number> = {};
+    for (const [name, value] of Object.entries(values)) {
+      out[name] = expectNumber(value, at(ctx, `warmupValues.${name}`), -1e300, 1e300);
+    }
+    config.warmupValues = out;
   }
   const placement = optional(record.placement, at(ctx, 'placement'), parsePlacementHints);
   if (placement !== undefined) config.placement = placement;

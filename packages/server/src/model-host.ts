@@ -4,6 +4,7 @@
 // warm-up and run times drive the ETAs in progress events.
 
 import {
+  MovingAverage,
   TandemError,
   type ModelState,
   type ModelStatus,
@@ -15,7 +16,6 @@ import { checkInputs, type ModelSignature } from './input-check.js';
 import { Job, type JobRequest, type ProgressListener } from './job.js';
 import { JobQueue } from './job-queue.js';
 import type { ModelEntry } from './model-repository.js';
-import { MovingAverage } from './moving-average.js';
 import { readOnnxMetadata } from './onnx-metadata.js';
 import type { SessionSettings } from './onnx-session.js';
 import { warmupInputs } from './warmup-inputs.js';
@@ -204,6 +204,7 @@ export class ModelHost {
     const job = new Job(request, this.#plan(cold, this.#queue.size), performance.now());
     // Listen before anything happens: the first events (queued, loading) come from this call.
     job.listen(listener);
+    job.setCanceller(() => this.cancel(job));
     job.coldStart = cold;
     if (cold) this.#observer.coldStart?.(this);
     const position = this.#queue.push(job);
@@ -522,7 +523,11 @@ export class ModelHost {
     this.#reportAllWaiting();
     try {
       await loaded.run(
-        warmupInputs(this.signature ?? { inputs: [], outputs: [] }, this.entry.config.warmupDims),
+        warmupInputs(
+          this.signature ?? { inputs: [], outputs: [] },
+          this.entry.config.warmupDims,
+          this.entry.config.warmupValues,
+        ),
         undefined,
       );
     } catch (error) {

@@ -2,8 +2,9 @@
 // extension, so existing KServe and Triton clients work against Tandem unchanged:
 //   GET  /v2, /v2/health/live, /v2/health/ready
 //   GET  /v2/models/{m}[/versions/{v}], /v2/models/{m}[/versions/{v}]/ready
-//   POST /v2/models/{m}[/versions/{v}]/infer   (JSON, or JSON + binary with Inference-Header-Content-Length)
-// Tandem extensions in request `parameters`: `priority` (0..10) and Triton's `timeout` (µs).
+//   POST /v2/models/{m}[/versions/{v}]/infer   (JSON, or JSON + binary with Inference-Header-Content-Length,
+//                                               or Triton's raw binary request when that header is 0)
+// Request `parameters` understood as Triton does: `priority` (0 default, 1 highest) and `timeout` (µs).
 
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -32,6 +33,7 @@ import {
   type TensorSpec,
 } from '@tandem/shared';
 import type { ApiKeyRecord, ApiKeys } from './api-keys.js';
+import type { ModelSignature } from './input-check.js';
 import type { ModelHost } from './model-host.js';
 import type { ModelManager } from './model-manager.js';
 
@@ -93,6 +95,15 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     fastify.get(prefix, async (request) => {
       options.authenticate(request);
       const host = hostOf(request);
+      // A model whose file or model.json could not be read has no signature. Answering with
+      // empty inputs would tell clients to send nothing; OIP wants an error status instead.
+      const signature = host.signature;
+      if (signature === undefined) {
+        throw new TandemError(
+          'E_MODEL_LOAD_FAILED',
+          `model ${host.label} has no readable signature: ${host.failure ?? 'unknown reason'}`,
+        );
+      }
       const versions = manager
         .hosts()
         .filter((h) => h.entry.name === host.entry.name)
@@ -101,8 +112,8 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
         name: host.entry.name,
         versions,
         platform: 'onnxruntime_onnx',
-        inputs: (host.signature?.inputs ?? []).map(toOipSpec),
-        outputs: (host.signature?.outputs ?? []).map(toOipSpec),
+        inputs: signature.inputs.map(toOipSpec),
+        outputs: signature.outputs.map(toOipSpec),
       };
     });
 
@@ -131,7 +142,10 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     const owner = options.authenticate(request);
     const host = hostOf(request);
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-    const parsed = parseInferRequest(body, request.headers[HEADER_LENGTH_HEADER]);
+    const headerLength = request.headers[HEADER_LENGTH_HEADER];
+    const parsed = isRawBinary(headerLength)
+      ? parseRawBinaryRequest(body, host.signature)
+      : parseInferRequest(body, headerLength);
     const release = options.keys.acquire(owner);
     let job;
     try {
@@ -159,13 +173,15 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     reply.raw.off('close', onAbort);
     release();
     if (!outcome.ok) throw outcome.error;
-    const binaryNames = new Set((parsed.outputs ?? []).filter((o) => o.binary).map((o) => o.name));
+    // Triton's binary-data extension: `binary_data` on a requested output overrides the request's
+    // `binary_data_output` either way, so an explicit false keeps that output in JSON.
+    const binaryOf = new Map((parsed.outputs ?? []).map((o) => [o.name, o.binary]));
     return sendInferResponse(reply, {
       modelName: host.entry.name,
       modelVersion: host.entry.version,
       id: parsed.id,
       outputs: outcome.result.outputs,
-      binary: (name) => parsed.binaryOutput || binaryNames.has(name),
+      binary: (name) => binaryOf.get(name) ?? parsed.binaryOutput,
     });
   };
 }
@@ -182,7 +198,8 @@ function toOipSpec(spec: TensorSpec): { name: string; datatype: OipDatatype; sha
 interface ParsedInferRequest {
   readonly id: string | undefined;
   readonly inputs: TensorMap;
-  readonly outputs: { name: string; binary: boolean }[] | undefined;
+  /** Requested outputs; `binary` is undefined when the output leaves it to `binaryOutput`. */
+  readonly outputs: { name: string; binary: boolean | undefined }[] | undefined;
   readonly binaryOutput: boolean;
   readonly priority: number;
   readonly deadlineMs: number | undefined;
@@ -271,8 +288,7 @@ export function parseInferRequest(
           : expectRecord(output.parameters, at(oc, 'parameters'));
       return {
         name: expectString(output.name, at(oc, 'name'), 256),
-        binary:
-          optional(params.binary_data, at(oc, 'parameters.binary_data'), expectBoolean) ?? false,
+        binary: optional(params.binary_data, at(oc, 'parameters.binary_data'), expectBoolean),
       };
     }),
   );
@@ -289,11 +305,75 @@ export function parseInferRequest(
         at(ctx, 'parameters.binary_data_output'),
         expectBoolean,
       ) ?? false,
-    priority:
+    priority: fromTritonPriority(
       optional(parameters.priority, at(ctx, 'parameters.priority'), (v, c) =>
-        expectInteger(v, c, PRIORITY_MIN, PRIORITY_MAX),
-      ) ?? DEFAULT_PRIORITY,
+        expectInteger(v, c, 0, Number.MAX_SAFE_INTEGER),
+      ),
+    ),
     deadlineMs: timeoutUs === undefined || timeoutUs === 0 ? undefined : timeoutUs / 1000,
+  };
+}
+
+/**
+ * Triton's `priority` parameter: 0 (or absent) is the default, 1 the highest, larger numbers lower.
+ * Tandem's scale runs 0..10 with higher first, so 1 → 10, 2 → 9, … and 10 or more → 1 (still above
+ * nothing but Tandem's own lowest, 0, which OIP clients cannot ask for).
+ */
+export function fromTritonPriority(priority: number | undefined): number {
+  if (priority === undefined || priority === 0) return DEFAULT_PRIORITY;
+  return Math.max(PRIORITY_MIN + 1, PRIORITY_MAX + 1 - priority);
+}
+
+/** `Inference-Header-Content-Length: 0`: Triton's raw binary request, a body with no JSON at all. */
+function isRawBinary(headerLength: string | string[] | undefined): boolean {
+  return (Array.isArray(headerLength) ? headerLength[0] : headerLength)?.trim() === '0';
+}
+
+/**
+ * Parses Triton's raw binary request: the body is the bytes of the model's only input, whose shape
+ * follows from the byte count (the model may have at most one variable dim; a BYTES input is one
+ * element, the whole body). Every output comes back in binary, as Triton does.
+ */
+export function parseRawBinaryRequest(
+  body: Buffer,
+  signature: ModelSignature | undefined,
+): ParsedInferRequest {
+  if (signature === undefined) {
+    throw new TandemError('E_MODEL_LOAD_FAILED', 'the model has no readable signature');
+  }
+  const spec = signature.inputs[0];
+  if (spec === undefined || signature.inputs.length !== 1 || spec.dims === undefined) {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      'a raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one input of known rank',
+    );
+  }
+  const variable = spec.dims.filter((dim) => typeof dim !== 'number').length;
+  let tensor: Tensor;
+  if (spec.dtype === 'string') {
+    tensor = { dtype: 'string', dims: [1], data: [body.toString('utf8')] };
+  } else if (variable > 1) {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      `a raw binary request cannot tell the shape of input "${spec.name}" [${spec.dims.join(', ')}]: more than one variable dim`,
+    );
+  } else {
+    // The variable dim (if any) takes whatever the bytes fill; tensorFromBinary then checks
+    // that they fill the shape exactly.
+    const rowBytes =
+      bytesPerElement(spec.dtype) *
+      elementCount(spec.dims.map((dim) => (typeof dim === 'number' ? dim : 1)));
+    const rows = rowBytes === 0 ? 0 : Math.floor(body.byteLength / rowBytes);
+    const dims = spec.dims.map((dim) => (typeof dim === 'number' ? dim : rows));
+    tensor = tensorFromBinary(spec.name, spec.dtype, dims, body);
+  }
+  return {
+    id: undefined,
+    inputs: { [spec.name]: tensor },
+    outputs: undefined,
+    binaryOutput: true,
+    priority: DEFAULT_PRIORITY,
+    deadlineMs: undefined,
   };
 }
 
@@ -405,10 +485,18 @@ function tensorFromJson(
       };
     case 'int64':
     case 'uint64': {
+      // A JSON number past 2^53 was already rounded by JSON.parse, and a typed array would wrap a
+      // value out of range: refuse both rather than run on a different number. Values of any size
+      // can come as decimal strings (or in binary).
+      const [min, max] = dtype === 'int64' ? [-(2n ** 63n), 2n ** 63n - 1n] : [0n, 2n ** 64n - 1n];
       const values = flat.map((v, i) => {
-        if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
-        if (typeof v === 'string' && /^-?\d+$/.test(v)) return BigInt(v);
-        return bad(i, 'an integer');
+        let value: bigint | undefined;
+        if (typeof v === 'number' && Number.isSafeInteger(v)) value = BigInt(v);
+        if (typeof v === 'string' && /^-?\d+$/.test(v)) value = BigInt(v);
+        if (value === undefined || value < min || value > max) {
+          return bad(i, `an integer in [${min}, ${max}] (beyond 2^53 as a decimal string)`);
+        }
+        return value;
       });
       return dtype === 'int64'
         ? { dtype, dims, data: BigInt64Array.from(values) }
@@ -424,12 +512,13 @@ function tensorFromJson(
       };
     default: {
       const numbers = flat.map((v, i) => (typeof v === 'number' ? v : bad(i, 'a number')));
-      const isInteger = dtype !== 'float32' && dtype !== 'float64';
-      if (isInteger && numbers.some((v) => !Number.isInteger(v))) {
-        throw new TandemError(
-          'E_INPUT_DTYPE',
-          `${ctx.path}: ${DTYPE_TO_OIP[dtype]} values must be integers`,
-        );
+      // Integer typed arrays wrap out-of-range values silently (300 as INT8 would run as 44).
+      const range = INTEGER_RANGES[dtype];
+      if (range !== undefined) {
+        const [min, max] = range;
+        numbers.forEach((v, i) => {
+          if (!Number.isInteger(v) || v < min || v > max) bad(i, `an integer in [${min}, ${max}]`);
+        });
       }
       const buffer = new ArrayBuffer(count * bytesPerElement(dtype));
       const tensor = viewAs(dtype, buffer, dims);
@@ -439,20 +528,34 @@ function tensorFromJson(
   }
 }
 
-/** JSON values of a tensor (flattened, row-major), as OIP clients expect. */
-function jsonData(tensor: Tensor): unknown[] {
+/** Ranges of the integer dtypes that JSON numbers carry exactly. */
+const INTEGER_RANGES: Partial<Record<TensorDtype, readonly [number, number]>> = {
+  int8: [-128, 127],
+  int16: [-32768, 32767],
+  int32: [-(2 ** 31), 2 ** 31 - 1],
+  uint8: [0, 255],
+  uint16: [0, 65535],
+  uint32: [0, 2 ** 32 - 1],
+};
+
+/**
+ * JSON text of a tensor's values (flattened, row-major), as OIP clients expect. 64-bit integers
+ * are written digit for digit: a double would round them past 2^53, and JSON.stringify cannot
+ * write a BigInt at all.
+ */
+function jsonData(tensor: Tensor): string {
   switch (tensor.dtype) {
     case 'string':
-      return tensor.data;
+      return JSON.stringify(tensor.data);
     case 'bool':
-      return Array.from(tensor.data, (v) => v !== 0);
+      return JSON.stringify(Array.from(tensor.data, (v) => v !== 0));
     case 'int64':
     case 'uint64':
-      return Array.from(tensor.data, (v) => Number(v));
+      return `[${Array.from(tensor.data, String).join(',')}]`;
     case 'float16':
-      return Array.from(tensor.data, fromFloat16Bits);
+      return JSON.stringify(Array.from(tensor.data, fromFloat16Bits));
     default:
-      return Array.from(tensor.data);
+      return JSON.stringify(Array.from(tensor.data));
   }
 }
 
@@ -481,21 +584,26 @@ function sendInferResponse(
   },
 ): FastifyReply {
   const chunks: Buffer[] = [];
+  // The JSON is assembled as text so that `data` can hold exact 64-bit integers (see jsonData).
   const outputs = Object.entries(response.outputs).map(([name, tensor]) => {
-    const base = { name, datatype: DTYPE_TO_OIP[tensor.dtype], shape: [...tensor.dims] };
-    if (!response.binary(name)) return { ...base, data: jsonData(tensor) };
+    const base = JSON.stringify({
+      name,
+      datatype: DTYPE_TO_OIP[tensor.dtype],
+      shape: [...tensor.dims],
+    }).slice(0, -1);
+    if (!response.binary(name)) return `${base},"data":${jsonData(tensor)}}`;
     const bytes = binaryData(tensor);
     chunks.push(bytes);
-    return { ...base, parameters: { binary_data_size: bytes.byteLength } };
+    return `${base},"parameters":${JSON.stringify({ binary_data_size: bytes.byteLength })}}`;
   });
-  const header = {
+  const head = JSON.stringify({
     model_name: response.modelName,
     model_version: response.modelVersion,
     ...(response.id === undefined ? {} : { id: response.id }),
-    outputs,
-  };
-  if (chunks.length === 0) return reply.send(header);
-  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  }).slice(0, -1);
+  const text = `${head},"outputs":[${outputs.join(',')}]}`;
+  if (chunks.length === 0) return reply.type('application/json; charset=utf-8').send(text);
+  const json = Buffer.from(text, 'utf8');
   reply.header(HEADER_LENGTH_HEADER, String(json.byteLength));
   reply.header('Content-Type', 'application/octet-stream');
   return reply.send(Buffer.concat([json, ...chunks]));

@@ -221,6 +221,10 @@ export function readOnnxMetadata(path: string): OnnxMetadata {
       outputs: outputs.map(toSpec).filter((spec) => spec !== undefined),
       unsupported,
     };
+  } catch (error) {
+    // Read errors are load failures too: a directory named model.onnx opens but reads EISDIR.
+    if (error instanceof TandemError) throw error;
+    throw new TandemError('E_MODEL_LOAD_FAILED', `cannot read ${path}`, { cause: error });
   } finally {
     closeSync(fd);
   }

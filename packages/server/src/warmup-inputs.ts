@@ -2,21 +2,53 @@
 // symbolic dims from model.json's `warmupDims` or 1. The run pays first-run costs (allocations,
 // kernel selection) so the first real job does not.
 
-import { TandemError, elementCount, type Tensor, type TensorMap } from '@tandem/shared';
+import {
+  TandemError,
+  elementCount,
+  toFloat16Bits,
+  type Tensor,
+  type TensorMap,
+} from '@tandem/shared';
 import type { ModelSignature } from './input-check.js';
 
-/** Builds warm-up inputs; `dims` overrides the shape of named inputs. */
+/**
+ * Builds warm-up inputs; `dims` overrides the shape of named inputs and `values` the value every
+ * element of a named input takes (a sample rate, say, where zero is not a valid input).
+ */
 export function warmupInputs(
   signature: ModelSignature,
   dims: Readonly<Record<string, readonly number[]>> = {},
+  values: Readonly<Record<string, number>> = {},
 ): TensorMap {
   const inputs: TensorMap = {};
   for (const spec of signature.inputs) {
     const shape =
       dims[spec.name] ?? (spec.dims ?? []).map((dim) => (typeof dim === 'number' ? dim : 1));
-    inputs[spec.name] = zeros(spec.dtype, shape);
+    const tensor = zeros(spec.dtype, shape);
+    const value = values[spec.name];
+    if (value !== undefined) fill(tensor, value);
+    inputs[spec.name] = tensor;
   }
   return inputs;
+}
+
+function fill(tensor: Tensor, value: number): void {
+  switch (tensor.dtype) {
+    case 'string':
+      tensor.data.fill(String(value));
+      return;
+    case 'int64':
+      tensor.data.fill(BigInt(Math.trunc(value)));
+      return;
+    case 'uint64':
+      tensor.data.fill(BigInt(Math.max(0, Math.trunc(value))));
+      return;
+    case 'float16':
+      tensor.data.fill(toFloat16Bits(value));
+      return;
+    default:
+      tensor.data.fill(value);
+  }
 }
 
 function zeros(dtype: Tensor['dtype'], dims: readonly number[]): Tensor {

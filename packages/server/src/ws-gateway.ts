@@ -21,7 +21,7 @@ import {
   type ServerLimits,
   type ServerMessage,
 } from '@tandem/shared';
-import type { ApiKeyRecord, ApiKeys } from './api-keys.js';
+import { bearerToken, type ApiKeyRecord, type ApiKeys } from './api-keys.js';
 import type { Job, JobOutcome } from './job.js';
 import type { JobRegistry } from './job-registry.js';
 import type { ModelManager } from './model-manager.js';
@@ -32,6 +32,8 @@ export const STREAM_PATH = '/v1/stream';
 export const SUBPROTOCOL = 'tandem.v1';
 /** Prefix of the subprotocol entry that carries an API key: `tandem.key.<key>`. */
 export const KEY_SUBPROTOCOL_PREFIX = 'tandem.key.';
+/** How long a closing handshake may take at shutdown before the socket is cut, in ms. */
+const CLOSE_GRACE_MS = 2000;
 
 /** What the gateway needs from the server. */
 export interface GatewayOptions {
@@ -66,6 +68,13 @@ interface Connection {
 export interface Gateway {
   /** Tells every connection that a model changed lifecycle state. */
   broadcastModel(status: ModelStatus): void;
+  /**
+   * Closes every connection (1001) and resolves once all are closed. For shutdown, after the
+   * accepted jobs have drained: the http server's close waits for upgraded sockets, so closing
+   * them in fastify's onClose (which runs after it) left `close()` hanging while any client
+   * stayed connected.
+   */
+  closeConnections(): Promise<void>;
   /** Open connections. */
   readonly connections: number;
 }
@@ -182,6 +191,17 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       connection.socket.close(1002, 'hello first');
       return;
     }
+    try {
+      dispatch(connection, message);
+    } catch (error) {
+      // Anything a handler throws must become a coded answer: thrown out of ws's 'message'
+      // event it is an uncaught exception that takes the whole server down (a `warm` of an
+      // unknown model did exactly that).
+      sendError(connection, null, TandemError.from(error));
+    }
+  };
+
+  const dispatch = (connection: Connection, message: ClientMessage): void => {
     switch (message.type) {
       case 'hello':
         return onHello(connection, message);
@@ -191,12 +211,17 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
         return onCancel(connection, message.id);
       case 'resume':
         return onResume(connection, message.ids);
-      case 'warm':
-        options.manager
-          .host(message.model, message.version)
-          .warm()
-          .catch((error: unknown) => sendError(connection, null, TandemError.from(error)));
+      case 'warm': {
+        // host() throws E_MODEL_NOT_FOUND synchronously (answered by onMessage's catch); a failed
+        // load rejects later. Once ready, the caller hears so even if nothing changed state (the
+        // model was already warm), so "wait for ready after warm" always ends.
+        const host = options.manager.host(message.model, message.version);
+        host.warm().then(
+          () => send(connection, { type: 'model', model: host.status() }),
+          (error: unknown) => sendError(connection, null, TandemError.from(error)),
+        );
         return;
+      }
       case 'ping':
         return send(connection, { type: 'pong', nonce: message.nonce });
     }
@@ -306,13 +331,17 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     };
 
   /** Routes a job's progress and outcome to a connection. */
-  const follow = (connection: Connection, job: Job, progress = true): void => {
+  const follow = (connection: Connection, job: Job, progress = true, resumed = false): void => {
     connection.jobs.set(job.request.id, job);
     job.listen(progress ? progressSender(connection) : undefined);
     void job.outcome.then((outcome) => {
       if (connection.jobs.get(job.request.id) !== job) return;
       connection.jobs.delete(job.request.id);
       deliver(connection, job.request.id, outcome);
+      // A job resumed while still running hands its outcome over once, like one that had
+      // finished before the resume: a later resume of the id gets E_JOB_NOT_FOUND instead of a
+      // second copy. (If this connection drops first, the job stays in the registry.)
+      if (resumed) options.registry.delete(job);
     });
   };
 
@@ -325,7 +354,8 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     const owner = connection.owner as ApiKeyRecord;
     const job = connection.jobs.get(id) ?? options.registry.get(owner.id, id);
     if (job === undefined || job.settled) return;
-    options.manager.host(job.request.model, job.request.version).cancel(job);
+    // The job knows its own host: a newer version may have appeared since it was submitted.
+    job.cancel();
   };
 
   const onResume = (connection: Connection, ids: readonly string[]): void => {
@@ -350,7 +380,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
         continue;
       }
       const last = job.lastProgress;
-      follow(connection, job);
+      follow(connection, job, true, true);
       if (last !== undefined) send(connection, { type: 'progress', event: last }, true);
     }
   };
@@ -359,6 +389,24 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     for (const connection of connections) {
       if (connection.hello) send(connection, { type: 'model', model: status }, true);
     }
+  };
+
+  const closeConnections = async (): Promise<void> => {
+    await Promise.all(
+      [...connections].map(
+        ({ socket }) =>
+          new Promise<void>((resolve) => {
+            if (socket.readyState === socket.CLOSED) return resolve();
+            // A peer that never completes the closing handshake is cut off, not waited for.
+            const timer = setTimeout(() => socket.terminate(), CLOSE_GRACE_MS);
+            socket.once('close', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            socket.close(1001, 'server shutting down');
+          }),
+      ),
+    );
   };
 
   const heartbeat = setInterval(() => {
@@ -382,6 +430,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
   });
   return {
     broadcastModel,
+    closeConnections,
     get connections() {
       return connections.size;
     },
@@ -416,9 +465,7 @@ function keyFromRequest(
 ): string | undefined {
   const fromProtocol = protocols.find((value) => value.startsWith(KEY_SUBPROTOCOL_PREFIX));
   if (fromProtocol !== undefined) return fromProtocol.slice(KEY_SUBPROTOCOL_PREFIX.length);
-  const authorization = request.headers.authorization;
-  if (authorization?.startsWith('Bearer ')) return authorization.slice('Bearer '.length).trim();
-  return undefined;
+  return bearerToken(request.headers.authorization);
 }
 
 function toBytes(data: RawData): Uint8Array {

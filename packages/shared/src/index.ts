@@ -109,3 +109,4 @@ export {
 } from './assert.js';
 export type { ParseContext } from './assert.js';
 export { fromFloat16Bits, toFloat16Bits } from './float16.js';
+export { MovingAverage } from './moving-average.js';

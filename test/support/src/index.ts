@@ -43,3 +43,18 @@ export {
   realModelPath,
 } from './real-models.js';
 export type { RealAsset, RealModel, RealModelName, RealModelPackage } from './real-models.js';
+export {
+  DEFAULT_WAIT_MS,
+  TestClient,
+  connectClient,
+  openRawSocket,
+  refusedUpgrade,
+  toStreamUrl,
+} from './ws-test-client.js';
+export type {
+  CloseInfo,
+  ConnectOptions,
+  JobLog,
+  RawSocketOptions,
+  RawSocketResult,
+} from './ws-test-client.js';

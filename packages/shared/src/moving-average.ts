@@ -1,4 +1,5 @@
-// Exponentially weighted moving averages of measured durations. ETAs come from these, never from
+// Exponentially weighted moving averages of measured durations, on both sides: the server's ETAs
+// and the client's placement estimates come from these, never from
 // made-up constants: until something is measured, the estimate is undefined.
 
 /** An exponentially weighted moving average that is undefined until its first sample. */

@@ -1,0 +1,109 @@
+// Integration test of the `tandem serve` command as a real child process: it prints its URL,
+// serves over WebSocket, and on SIGTERM refuses new work, lets every accepted job finish and
+// deliver its result, closes connections (1001), then exits 0. Runs the build (dist/cli.js).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  buildTinyModel,
+  connectClient,
+  refusedUpgrade,
+  writeModelFile,
+  type JobLog,
+} from '@tandem/test-support';
+import { errorCodeOf, expectSameTensors, resultOf, slowInput, writeSlowModel } from './fixtures.js';
+
+/** Rows per job: enough that four jobs keep the server busy well past the probes below. */
+const ROWS = 512;
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+/** Resolves with the URL the CLI prints on stderr ("tandem: serving on http://…"). */
+function servingUrl(child: ChildProcess, log: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no URL in 30 s: ${log.join('')}`)), 30_000);
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      log.push(chunk);
+      const match = /serving on (http:\/\/\S+)/.exec(log.join(''));
+      if (match !== null) {
+        clearTimeout(timer);
+        resolve(match[1]!);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the CLI exited (${code}) before serving: ${log.join('')}`));
+    });
+  });
+}
+
+describe('cli: tandem serve', () => {
+  let child: ChildProcess | undefined;
+  let modelsDir: string | undefined;
+
+  afterEach(async () => {
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+    if (modelsDir !== undefined) await rm(modelsDir, { recursive: true, force: true });
+  });
+
+  it('drains in-flight jobs on SIGTERM: every job gets its result, then exit code 0', async () => {
+    expect(existsSync(CLI), 'build first: npx tsc -b').toBe(true);
+    modelsDir = await mkdtemp(join(tmpdir(), 'tandem-cli-test-'));
+    await writeSlowModel(modelsDir);
+    await writeModelFile(modelsDir, 'tiny', 1, buildTinyModel().bytes);
+    const stderr: string[] = [];
+    child = spawn(
+      process.execPath,
+      [CLI, 'serve', '--port', '0', '--models', modelsDir, '--no-catalog', '--quiet'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    const url = await servingUrl(child, stderr);
+
+    const client = await connectClient(url);
+    for (const model of ['slow', 'tiny']) {
+      const warm = await fetch(`${url}/v1/models/${model}/warm?wait=true`, { method: 'POST' });
+      expect(warm.status).toBe(200);
+    }
+    const ids = ['t-1', 't-2', 't-3', 't-4'];
+    ids.forEach((id, index) => {
+      client.send({ type: 'infer', id, model: 'slow', inputs: slowInput(ROWS, index) });
+    });
+    // Each job reports progress from submit(): once the last one has, all are accepted.
+    await client.nextOf('progress', (m) => m.event.jobId === 't-4');
+    const logs = Promise.all(ids.map((id) => client.collectJob(id)));
+
+    child.kill('SIGTERM');
+    // Draining starts a moment after the signal, with no message for it: probe with tiny jobs
+    // (bounded) until new work is refused.
+    const tinyInput = { x: { dtype: 'float32', dims: [1], data: new Float32Array([1]) } } as const;
+    let probe: JobLog | undefined;
+    for (let i = 0; i < 500; i++) {
+      probe = await client.infer({ id: `probe-${i}`, model: 'tiny', inputs: tinyInput });
+      if (probe.error !== undefined) break;
+    }
+    expect(errorCodeOf(probe!)).toBe('E_SHUTTING_DOWN');
+    expect(probe!.error?.retryable).toBe(true);
+    // Still draining: not ready, and new WebSockets are refused before the upgrade.
+    expect((await fetch(`${url}/v2/health/ready`)).status).toBe(503);
+    expect((await refusedUpgrade(url)).status).toBe(503);
+
+    for (const [index, log] of (await logs).entries()) {
+      // The slow model computes y = x exactly.
+      expectSameTensors(resultOf(log).outputs, { y: slowInput(ROWS, index).x! });
+    }
+    expect((await client.closed).code).toBe(1001);
+    const [code, signal] = await exited;
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    expect(stderr.join('')).toContain('SIGTERM');
+  });
+});

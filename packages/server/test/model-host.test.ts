@@ -1,0 +1,398 @@
+// Integration tests of a model's lifecycle and scheduler, driven over real WebSockets against a
+// real server on loopback: cold start then warm (progress stages and fractions), the `warm` wake-up
+// call, scale to zero after idleTimeoutMs (seen in `model` messages and /metrics), load failures
+// of corrupt files while other models keep serving, the bounded queue (E_BUSY), cancellation,
+// deadlines and priorities.
+
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ModelState, ResultMessage, TensorMap } from '@tandem/shared';
+import {
+  buildMlpClassifier,
+  buildModel,
+  connectClient,
+  createPrng,
+  realModelPath,
+  writeModelFile,
+  type TestClient,
+} from '@tandem/test-support';
+import {
+  errorCodeOf,
+  expectMonotoneFractions,
+  metricValue,
+  resultOf,
+  scrapeMetrics,
+  slowInput,
+  stagesOf,
+  startServer,
+  writeSlowModel,
+  type TestServer,
+} from './fixtures.js';
+
+const MLP = buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 5 });
+
+function mlpInput(rows = 2): TensorMap {
+  const prng = createPrng(rows);
+  const data = new Float32Array(rows * MLP.features);
+  for (let i = 0; i < data.length; i++) data[i] = prng.uniform(-1, 1);
+  return { x: { dtype: 'float32', dims: [rows, MLP.features], data } };
+}
+
+/** Rows of a job that keeps the slow model's one instance busy for a while (tens of ms or more). */
+const BUSY_ROWS = 1024;
+
+/** Waits for a `model` message saying `name` reached `state`. */
+async function modelState(client: TestClient, name: string, state: ModelState): Promise<void> {
+  await client.nextOf('model', (m) => m.model.name === name && m.model.state === state);
+}
+
+/** States announced for a model so far, in order. */
+function announcedStates(client: TestClient, name: string): ModelState[] {
+  return client.received.flatMap((m) =>
+    m.type === 'model' && m.model.name === name ? [m.model.state] : [],
+  );
+}
+
+/** Ids (starting with `prefix`) of the results received so far, in arrival order. */
+function resultOrder(client: TestClient, prefix: string): string[] {
+  return client.received.flatMap((m) =>
+    m.type === 'result' && m.id.startsWith(prefix) ? [m.id] : [],
+  );
+}
+
+describe('model-host: cold start, then warm', () => {
+  let ctx: TestServer;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => {
+      for (const name of ['mlp', 'mlp-ws-warm', 'mlp-http-warm'])
+        await writeModelFile(dir, name, 1, MLP.bytes);
+    });
+    client = await connectClient(ctx.url);
+  });
+  afterAll(async () => {
+    await client.close();
+    await ctx.close();
+  });
+
+  it('streams queued → loading → warmup → running with a rising fraction, then a cold result', async () => {
+    const log = await client.infer({ id: 'cold', model: 'mlp', inputs: mlpInput() });
+    const result = resultOf(log);
+    // Queued comes from submit(), before the load it triggers starts; each later stage is
+    // reported when the instance changes state or the job starts running.
+    expect(stagesOf(log.progress)).toEqual(['queued', 'loading', 'warmup', 'running']);
+    expect(log.progress[0]!.queuePosition).toBe(0);
+    expect(log.progress.every((event) => event.where === 'remote' && event.model === 'mlp')).toBe(
+      true,
+    );
+    expectMonotoneFractions(log.progress);
+    expect(result.coldStart).toBe(true);
+    expect(result.timings.loadMs).toBeGreaterThan(0);
+    expect(result.timings.totalMs).toBeGreaterThanOrEqual(result.timings.runMs);
+    expect(announcedStates(client, 'mlp')).toEqual(['loading', 'warming', 'ready']);
+  });
+
+  it('runs the next job warm: no loading stage, coldStart false, an ETA from measurements', async () => {
+    const log = await client.infer({ id: 'warm-1', model: 'mlp', inputs: mlpInput() });
+    expect(stagesOf(log.progress)).toEqual(['queued', 'running']);
+    expectMonotoneFractions(log.progress);
+    expect(resultOf(log).coldStart).toBe(false);
+    expect(log.progress[0]!.etaMs).toBeGreaterThanOrEqual(0);
+    const metrics = await scrapeMetrics(ctx.url);
+    expect(metricValue(metrics, 'tandem_cold_starts_total', { model: 'mlp' })).toBe(1);
+  });
+
+  it('loads on a `warm` message so the first job has no loading stage', async () => {
+    client.send({ type: 'warm', model: 'mlp-ws-warm' });
+    await modelState(client, 'mlp-ws-warm', 'ready');
+    const log = await client.infer({ id: 'ws-warmed', model: 'mlp-ws-warm', inputs: mlpInput() });
+    expect(stagesOf(log.progress)).toEqual(['queued', 'running']);
+    expect(resultOf(log).coldStart).toBe(false);
+  });
+
+  it('loads on POST /v1/models/:name/warm?wait=true so the first job has no loading stage', async () => {
+    const response = await fetch(`${ctx.url}/v1/models/mlp-http-warm/warm?wait=true`, {
+      method: 'POST',
+    });
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { state: string }).state).toBe('ready');
+    const log = await client.infer({
+      id: 'http-warmed',
+      model: 'mlp-http-warm',
+      inputs: mlpInput(),
+    });
+    expect(stagesOf(log.progress)).toEqual(['queued', 'running']);
+    expect(resultOf(log).coldStart).toBe(false);
+    const metrics = await scrapeMetrics(ctx.url);
+    expect(metricValue(metrics, 'tandem_cold_starts_total', { model: 'mlp-http-warm' })).toBe(
+      undefined,
+    );
+  });
+});
+
+describe('model-host: scale to zero', () => {
+  let ctx: TestServer;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      },
+      { idleTimeoutMs: 300 },
+    );
+    client = await connectClient(ctx.url);
+  });
+  afterAll(async () => {
+    await client.close();
+    await ctx.close();
+  });
+
+  it('unloads an idle model after idleTimeoutMs, visible in model messages and /metrics', async () => {
+    resultOf(await client.infer({ id: 'before', model: 'mlp', inputs: mlpInput() }));
+    let metrics = await scrapeMetrics(ctx.url);
+    expect(metricValue(metrics, 'tandem_model_instances', { model: 'mlp', state: 'ready' })).toBe(
+      1,
+    );
+    await modelState(client, 'mlp', 'unloaded');
+    metrics = await scrapeMetrics(ctx.url);
+    expect(metricValue(metrics, 'tandem_model_instances', { model: 'mlp', state: 'ready' })).toBe(
+      0,
+    );
+    expect(metricValue(metrics, 'tandem_memory_loaded_bytes')).toBe(0);
+    const listed = (await (await fetch(`${ctx.url}/v1/models`)).json()) as {
+      models: { name: string; state: string }[];
+    };
+    expect(listed.models.find((m) => m.name === 'mlp')?.state).toBe('unloaded');
+    // From zero, the next job is a cold start again.
+    const log = await client.infer({ id: 'after', model: 'mlp', inputs: mlpInput() });
+    expect(resultOf(log).coldStart).toBe(true);
+    expect(stagesOf(log.progress)).toContain('loading');
+  });
+});
+
+describe('model-host: corrupt model files fail alone', () => {
+  let ctx: TestServer;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => {
+      await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      const prng = createPrng(42);
+      await writeModelFile(
+        dir,
+        'garbage',
+        1,
+        Uint8Array.from({ length: 4096 }, () => prng.integer(0, 255)),
+      );
+      const real = readFileSync(realModelPath('paddleocr-cls'));
+      await writeModelFile(dir, 'truncated', 1, real.subarray(0, Math.floor(real.length * 0.6)));
+      // Well-formed ONNX whose metadata reads fine, but onnxruntime cannot create a session.
+      await writeModelFile(
+        dir,
+        'unknown-op',
+        1,
+        buildModel({
+          inputs: [{ name: 'x', dtype: 'float32', dims: ['n'] }],
+          outputs: [{ name: 'y', dtype: 'float32', dims: ['n'] }],
+          nodes: [{ opType: 'NoSuchOperator', inputs: ['x'], outputs: ['y'] }],
+        }),
+      );
+    });
+    client = await connectClient(ctx.url);
+  });
+  afterAll(async () => {
+    await client.close();
+    await ctx.close();
+  });
+
+  it('reports unreadable files as failed, with a reason, in welcome and /metrics', async () => {
+    const models = client.welcome!.models;
+    for (const name of ['garbage', 'truncated']) {
+      const status = models.find((m) => m.name === name);
+      expect(status?.state, name).toBe('failed');
+      expect(status?.reason, name).toBeTruthy();
+    }
+    expect(models.find((m) => m.name === 'mlp')?.state).toBe('unloaded');
+    const metrics = await scrapeMetrics(ctx.url);
+    expect(metricValue(metrics, 'tandem_model_failed', { model: 'garbage' })).toBe(1);
+    expect(metricValue(metrics, 'tandem_model_failed', { model: 'mlp' })).toBe(0);
+  });
+
+  it('answers jobs for them with E_MODEL_LOAD_FAILED while the good model keeps serving', async () => {
+    const x: TensorMap = { x: { dtype: 'float32', dims: [2], data: new Float32Array([1, 2]) } };
+    const cls: TensorMap = {
+      x: { dtype: 'float32', dims: [1, 3, 48, 192], data: new Float32Array(3 * 48 * 192) },
+    };
+    const jobs: [string, string, TensorMap][] = [
+      ['good-1', 'mlp', mlpInput()],
+      ['bad-garbage', 'garbage', x],
+      ['bad-truncated', 'truncated', cls],
+      ['bad-op', 'unknown-op', x],
+      ['good-2', 'mlp', mlpInput(3)],
+    ];
+    for (const [id, model, inputs] of jobs) client.send({ type: 'infer', id, model, inputs });
+    const logs = new Map(
+      await Promise.all(jobs.map(async ([id]) => [id, await client.collectJob(id)] as const)),
+    );
+    for (const id of ['bad-garbage', 'bad-truncated', 'bad-op'])
+      expect(errorCodeOf(logs.get(id)!), id).toBe('E_MODEL_LOAD_FAILED');
+    for (const id of ['good-1', 'good-2']) resultOf(logs.get(id)!);
+    // The session failed in its worker thread: the model is announced failed, with a reason.
+    const failed = client.received.find(
+      (m) => m.type === 'model' && m.model.name === 'unknown-op' && m.model.state === 'failed',
+    );
+    expect(failed?.type === 'model' && failed.model.reason).toBeTruthy();
+    // A wake-up call for a failed model is answered with the code too.
+    client.send({ type: 'warm', model: 'garbage' });
+    expect((await client.nextOf('error', (m) => m.id === null)).code).toBe('E_MODEL_LOAD_FAILED');
+    resultOf(await client.infer({ id: 'good-3', model: 'mlp', inputs: mlpInput() }));
+  });
+});
+
+describe('model-host: scheduler (one busy instance)', () => {
+  let ctx: TestServer;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => {
+      await writeSlowModel(dir);
+    });
+    const warm = await fetch(`${ctx.url}/v1/models/slow/warm?wait=true`, { method: 'POST' });
+    expect(warm.status).toBe(200);
+    client = await connectClient(ctx.url);
+  });
+  afterAll(async () => {
+    await client.close();
+    await ctx.close();
+  });
+
+  /** Sends a job that occupies the instance, and waits until it runs. */
+  async function occupy(id: string): Promise<void> {
+    client.send({ type: 'infer', id, model: 'slow', inputs: slowInput(BUSY_ROWS) });
+    await client.nextOf('progress', (m) => m.event.jobId === id && m.event.stage === 'running');
+  }
+
+  function quick(id: string, priority?: number, deadlineMs?: number): void {
+    client.send({
+      type: 'infer',
+      id,
+      model: 'slow',
+      inputs: slowInput(1, id.length),
+      ...(priority === undefined ? {} : { priority }),
+      ...(deadlineMs === undefined ? {} : { deadlineMs }),
+    });
+  }
+
+  it('runs a high-priority job before low-priority jobs queued earlier', async () => {
+    await occupy('p-busy');
+    quick('p-low-1', 1);
+    quick('p-low-2', 1);
+    quick('p-low-3', 1);
+    quick('p-high', 9);
+    for (const id of ['p-busy', 'p-low-1', 'p-low-2', 'p-low-3', 'p-high'])
+      resultOf(await client.collectJob(id));
+    expect(resultOrder(client, 'p-')).toEqual([
+      'p-busy',
+      'p-high',
+      'p-low-1',
+      'p-low-2',
+      'p-low-3',
+    ]);
+  });
+
+  it('cancels a queued job with E_CANCELLED; it never runs and the others complete', async () => {
+    await occupy('c-busy');
+    quick('c-1');
+    quick('c-2');
+    quick('c-3');
+    client.send({ type: 'cancel', id: 'c-2' });
+    const cancelled = await client.collectJob('c-2');
+    expect(errorCodeOf(cancelled)).toBe('E_CANCELLED');
+    // Cancelled while c-busy still ran: nothing after the cancel came for it.
+    expect(client.received.some((m) => m.type === 'result' && m.id === 'c-busy')).toBe(false);
+    for (const id of ['c-busy', 'c-1', 'c-3']) resultOf(await client.collectJob(id));
+    await client.roundTrip();
+    expect(resultOrder(client, 'c-')).toEqual(['c-busy', 'c-1', 'c-3']);
+  });
+
+  it('cancels a running job: E_CANCELLED, and its result is dropped', async () => {
+    await occupy('x-busy');
+    client.send({ type: 'cancel', id: 'x-busy' });
+    expect(errorCodeOf(await client.collectJob('x-busy'))).toBe('E_CANCELLED');
+    // The next job runs after the cancelled run ends; by its result, a leaked one would be in.
+    quick('x-next');
+    resultOf(await client.collectJob('x-next'));
+    await client.roundTrip();
+    expect(resultOrder(client, 'x-')).toEqual(['x-next']);
+  });
+
+  it('fails a job with E_DEADLINE_EXCEEDED while it waits, never running it late', async () => {
+    await occupy('d-busy');
+    quick('d-tight', 5, 20);
+    quick('d-loose', 5, 60_000);
+    expect(errorCodeOf(await client.collectJob('d-tight'))).toBe('E_DEADLINE_EXCEEDED');
+    // It failed at its deadline, while the job ahead of it was still running.
+    expect(resultOrder(client, 'd-')).toEqual([]);
+    resultOf(await client.collectJob('d-busy'));
+    resultOf(await client.collectJob('d-loose'));
+    const metrics = await scrapeMetrics(ctx.url);
+    expect(
+      metricValue(metrics, 'tandem_rejections_total', {
+        model: 'slow',
+        code: 'E_DEADLINE_EXCEEDED',
+      }),
+    ).toBe(1);
+  });
+});
+
+describe('model-host: a full queue answers E_BUSY', () => {
+  const MAX_QUEUE = 2;
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeSlowModel(dir);
+      },
+      { maxQueue: MAX_QUEUE },
+    );
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('refuses jobs past maxQueue with a retryable E_BUSY and retryAfterMs, and serves the rest', async () => {
+    const client = await connectClient(ctx.url);
+    const ids = Array.from({ length: 12 }, (_, i) => `q-${i}`);
+    // Sent at once while the model is still cold: at most one job runs and MAX_QUEUE wait.
+    for (const id of ids)
+      client.send({ type: 'infer', id, model: 'slow', inputs: slowInput(BUSY_ROWS, id.length) });
+    const logs = await Promise.all(ids.map((id) => client.collectJob(id)));
+    const busy = logs.filter((log) => log.error !== undefined);
+    const done = logs.filter((log) => log.result !== undefined);
+    expect(busy.length + done.length).toBe(ids.length);
+    expect(done.length).toBeGreaterThanOrEqual(MAX_QUEUE);
+    expect(busy.length).toBeGreaterThanOrEqual(1);
+    // No accepted job ever waited behind MAX_QUEUE others.
+    for (const log of done) {
+      for (const event of log.progress) expect(event.queuePosition ?? 0).toBeLessThan(MAX_QUEUE);
+    }
+    for (const log of busy) {
+      expect(log.error.code).toBe('E_BUSY');
+      expect(log.error.retryable).toBe(true);
+      expect(log.error.retryAfterMs).toBeGreaterThan(0);
+    }
+    const metrics = await scrapeMetrics(ctx.url);
+    expect(metricValue(metrics, 'tandem_rejections_total', { model: 'slow', code: 'E_BUSY' })).toBe(
+      busy.length,
+    );
+    // Once the queue has drained the server takes work again.
+    const again: ResultMessage = resultOf(
+      await client.infer({ id: 'q-again', model: 'slow', inputs: slowInput(1) }),
+    );
+    expect(again.outputs.y?.dims).toEqual([1, 256]);
+    await client.close();
+  });
+});

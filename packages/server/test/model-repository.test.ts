@@ -1,0 +1,142 @@
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { TandemError } from '@tandem/shared';
+import { buildTinyModel, writeModelFile } from '@tandem/test-support';
+import { DEFAULT_MODEL_CONFIG } from '../src/model-config.js';
+import { ModelRepository, compareVersions, type ModelEntry } from '../src/model-repository.js';
+import { tempDir, writeModelConfig } from './server-fixtures.js';
+
+const model = buildTinyModel().bytes;
+
+let dir: string;
+let remove: () => void;
+
+beforeEach(() => {
+  ({ dir, remove } = tempDir('repository'));
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+  remove();
+});
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(TandemError);
+    return (error as TandemError).code;
+  }
+  return 'ok';
+}
+
+describe('ModelRepository', () => {
+  it('finds every version and picks the latest numerically, or naturally', async () => {
+    for (const version of ['1', '2', '10']) await writeModelFile(dir, 'mlp', version, model);
+    for (const version of ['v2', 'v10']) await writeModelFile(dir, 'named', version, model);
+    const path = await writeModelFile(dir, 'solo', 3, model);
+    const repository = new ModelRepository({ dir });
+    const versions = (name: string) =>
+      repository.entries.filter((entry) => entry.name === name).map((entry) => entry.version);
+    expect(versions('mlp').sort()).toEqual(['1', '10', '2']);
+    expect(repository.find('mlp')!.version).toBe('10');
+    expect(repository.find('mlp', '2')!.version).toBe('2');
+    expect(repository.find('named')!.version).toBe('v10');
+    expect(repository.get('solo')).toEqual({
+      name: 'solo',
+      version: '3',
+      path,
+      bytes: statSync(path).size,
+      config: DEFAULT_MODEL_CONFIG,
+      source: 'repository',
+    });
+  });
+
+  it('ignores names and versions with characters that do not belong in URLs and labels', async () => {
+    for (const name of ['bad name', '.hidden', '-dash', 'ok'])
+      await writeModelFile(dir, name, 1, model);
+    await writeModelFile(dir, 'ok', 'bad version', model);
+    await writeModelFile(dir, 'ok', '..dots', model);
+    mkdirSync(join(dir, 'empty', '1'), { recursive: true }); // no model.onnx
+    writeFileSync(join(dir, 'loose.onnx'), model); // not in a version directory
+    writeFileSync(join(dir, 'ok', 'file'), 'not a directory');
+    const repository = new ModelRepository({ dir });
+    expect(repository.entries.map((entry) => `${entry.name}@${entry.version}`)).toEqual(['ok@1']);
+  });
+
+  it('reads model.json and reports a broken one as configError, keeping the model listed', async () => {
+    await writeModelFile(dir, 'tuned', 1, model);
+    writeModelConfig(dir, 'tuned', 1, { maxBatch: 8, minReady: 1 });
+    await writeModelFile(dir, 'invalid', 1, model);
+    writeModelConfig(dir, 'invalid', 1, { maxBatch: 0 });
+    await writeModelFile(dir, 'garbled', 1, model);
+    writeFileSync(join(dir, 'garbled', '1', 'model.json'), '{ not json');
+    const repository = new ModelRepository({ dir });
+    expect(repository.get('tuned').config).toMatchObject({ maxBatch: 8, minReady: 1 });
+    expect(repository.get('tuned').configError).toBeUndefined();
+    for (const name of ['invalid', 'garbled']) {
+      const entry = repository.get(name);
+      expect(typeof entry.configError, name).toBe('string');
+      expect(entry.config).toEqual(DEFAULT_MODEL_CONFIG);
+    }
+    expect(repository.get('invalid').configError).toContain('maxBatch');
+  });
+
+  it('lets repository models override catalog entries of the same name', async () => {
+    const catalogEntry = (name: string): ModelEntry => ({
+      name,
+      version: 'catalog',
+      path: '/nowhere/model.onnx',
+      bytes: 1,
+      config: DEFAULT_MODEL_CONFIG,
+      source: 'catalog',
+    });
+    await writeModelFile(dir, 'shared', 1, model);
+    const repository = new ModelRepository({
+      dir,
+      catalog: [catalogEntry('shared'), catalogEntry('builtin')],
+    });
+    expect(repository.get('shared').source).toBe('repository');
+    expect(repository.find('shared', 'catalog')).toBeUndefined();
+    expect(repository.get('builtin').source).toBe('catalog');
+    expect(new ModelRepository({ catalog: [catalogEntry('builtin')] }).entries).toHaveLength(1);
+    expect(new ModelRepository({ dir: join(dir, 'missing') }).entries).toEqual([]);
+  });
+
+  it('answers an unknown model or version with E_MODEL_NOT_FOUND', async () => {
+    await writeModelFile(dir, 'mlp', 1, model);
+    const repository = new ModelRepository({ dir });
+    expect(codeOf(() => repository.get('nope'))).toBe('E_MODEL_NOT_FOUND');
+    expect(codeOf(() => repository.get('mlp', '2'))).toBe('E_MODEL_NOT_FOUND');
+  });
+
+  it('finds a model copied in later: on scan(), and on a lookup at most once a second', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const repository = new ModelRepository({ dir });
+    expect(repository.entries).toEqual([]);
+    await writeModelFile(dir, 'late', 1, model);
+    // Within a second of the last scan a miss does not rescan (a flood of bad names stays cheap).
+    vi.advanceTimersByTime(500);
+    expect(repository.find('late')).toBeUndefined();
+    vi.advanceTimersByTime(600);
+    expect(repository.find('late')!.version).toBe('1');
+    await writeModelFile(dir, 'late', 2, model);
+    expect(repository.find('late')!.version).toBe('1'); // a hit never rescans
+    expect(
+      repository
+        .scan()
+        .map((entry) => entry.version)
+        .sort(),
+    ).toEqual(['1', '2']);
+    expect(repository.find('late')!.version).toBe('2');
+  });
+});
+
+describe('compareVersions', () => {
+  it('orders integers numerically and other names naturally', () => {
+    expect(['10', '9', '1', '100'].sort(compareVersions)).toEqual(['1', '9', '10', '100']);
+    expect(['v10', 'v2', 'v1'].sort(compareVersions)).toEqual(['v1', 'v2', 'v10']);
+    expect(compareVersions('2024-05-01', '2024-12-01')).toBeLessThan(0);
+  });
+});

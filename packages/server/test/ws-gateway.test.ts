@@ -1,0 +1,482 @@
+// Integration tests of the WebSocket gateway (/v1/stream) against a real server on loopback with
+// real models and real sockets: serving models the server has never seen (bytewise equal to
+// onnxruntime-node run directly), the upgrade checks (API key, Origin), hello, bad input answered
+// with codes while the server keeps serving, oversize and malformed frames, heartbeats, and
+// resume after a disconnect.
+
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION, encodeMessage, type ErrorMessage, type TensorMap } from '@tandem/shared';
+import { hashApiKey } from '@tandem/server';
+import {
+  buildMlpClassifier,
+  buildTinyModel,
+  connectClient,
+  createPrng,
+  realModelPath,
+  refusedUpgrade,
+  writeModelFile,
+  type TestClient,
+} from '@tandem/test-support';
+import {
+  errorCodeOf,
+  expectSameTensors,
+  metricValue,
+  resultOf,
+  runDirect,
+  scrapeMetrics,
+  slowInput,
+  startServer,
+  writeSlowModel,
+  type TestServer,
+} from './fixtures.js';
+
+const MLP = buildMlpClassifier({ features: 16, hidden: 32, classes: 5, seed: 7 });
+
+/** `rows` rows of MLP input drawn from a seeded generator. */
+function mlpInput(rows: number, seed = 1): TensorMap {
+  const prng = createPrng(seed);
+  const data = new Float32Array(rows * MLP.features);
+  for (let i = 0; i < data.length; i++) data[i] = prng.uniform(-2, 2);
+  return { x: { dtype: 'float32', dims: [rows, MLP.features], data } };
+}
+
+/** One chunk of Silero VAD input: 512 samples at 16 kHz, a zero state, and the int64 scalar sr. */
+function sileroInput(): TensorMap {
+  const prng = createPrng(3);
+  const samples = new Float32Array(512);
+  for (let i = 0; i < samples.length; i++)
+    samples[i] = 0.5 * Math.sin((2 * Math.PI * 440 * i) / 16_000) + prng.uniform(-0.05, 0.05);
+  return {
+    input: { dtype: 'float32', dims: [1, 512], data: samples },
+    state: { dtype: 'float32', dims: [2, 1, 128], data: new Float32Array(2 * 128) },
+    sr: { dtype: 'int64', dims: [], data: new BigInt64Array([16_000n]) },
+  };
+}
+
+/** Expects a client to still get a correct MLP result. */
+async function expectServing(client: TestClient, id: string): Promise<void> {
+  const result = resultOf(await client.infer({ id, model: 'mlp', inputs: mlpInput(2, 99) }));
+  expect(result.outputs.probs?.dims).toEqual([2, MLP.classes]);
+}
+
+describe('ws-gateway: serving models it has never seen', () => {
+  let ctx: TestServer;
+  let client: TestClient;
+  let mlpPath: string;
+  let sileroPath: string;
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => {
+      mlpPath = await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      sileroPath = await writeModelFile(
+        dir,
+        'silero-vad',
+        1,
+        readFileSync(realModelPath('silero-vad')),
+      );
+    });
+    client = await connectClient(ctx.url);
+  });
+  afterAll(async () => {
+    await client.close();
+    await ctx.close();
+  });
+
+  it('lists the models from the directory in welcome, with their limits', () => {
+    const welcome = client.welcome!;
+    expect(welcome.protocolVersion).toBe(PROTOCOL_VERSION);
+    expect(welcome.models.map((m) => m.name).sort()).toEqual(['mlp', 'silero-vad']);
+    expect(welcome.models.every((m) => m.state === 'unloaded')).toBe(true);
+    expect(welcome.limits.maxPayloadBytes).toBeGreaterThan(0);
+  });
+
+  it('serves a synthetic MLP with outputs bytewise equal to onnxruntime-node', async () => {
+    const inputs = mlpInput(3);
+    const result = resultOf(await client.infer({ id: 'mlp-all', model: 'mlp', inputs }));
+    expect(result.model).toBe('mlp');
+    expect(result.version).toBe('1');
+    expect(result.backend).toBe('cpu');
+    expectSameTensors(result.outputs, await runDirect(mlpPath, inputs));
+  });
+
+  it('returns only the one output asked for', async () => {
+    const inputs = mlpInput(4, 2);
+    for (const name of ['label', 'probs']) {
+      const result = resultOf(
+        await client.infer({ id: `mlp-${name}`, model: 'mlp', inputs, outputs: [name] }),
+      );
+      expect(Object.keys(result.outputs)).toEqual([name]);
+      expectSameTensors(result.outputs, await runDirect(mlpPath, inputs, [name]));
+    }
+  });
+
+  it('serves Silero VAD (three inputs, an int64 scalar) equal to onnxruntime-node', async () => {
+    const inputs = sileroInput();
+    const first = resultOf(await client.infer({ id: 'vad-1', model: 'silero-vad', inputs }));
+    expect(Object.keys(first.outputs).sort()).toEqual(['output', 'stateN']);
+    expectSameTensors(first.outputs, await runDirect(sileroPath, inputs));
+    // The recurrent state goes round: feed stateN back as the next chunk's state.
+    const next = { ...inputs, state: first.outputs.stateN! };
+    const second = resultOf(await client.infer({ id: 'vad-2', model: 'silero-vad', inputs: next }));
+    expectSameTensors(second.outputs, await runDirect(sileroPath, next));
+  });
+
+  it('finds a model copied into the directory while it runs', async () => {
+    const tiny = buildTinyModel();
+    await writeModelFile(ctx.modelsDir, 'late-tiny', 1, tiny.bytes);
+    const inputs: TensorMap = {
+      x: { dtype: 'float32', dims: [3], data: new Float32Array([1, -2, 0.5]) },
+    };
+    // The repository rescans at most once a second for unknown names: a bounded poll.
+    let log = await client.infer({ id: 'late-0', model: 'late-tiny', inputs });
+    for (let attempt = 1; log.error?.code === 'E_MODEL_NOT_FOUND' && attempt < 40; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      log = await client.infer({ id: `late-${attempt}`, model: 'late-tiny', inputs });
+    }
+    expect(Array.from(resultOf(log).outputs.y!.data as Float32Array)).toEqual([3, -3, 2]);
+  });
+});
+
+describe('ws-gateway: upgrade checks and hello', () => {
+  const KEY = 'tk_test_alice';
+  let keyed: TestServer;
+  let guarded: TestServer;
+
+  beforeAll(async () => {
+    const setup = async (dir: string): Promise<void> => {
+      await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+    };
+    [keyed, guarded] = await Promise.all([
+      startServer(setup, { apiKeys: [{ id: 'alice', sha256: hashApiKey(KEY) }] }),
+      startServer(setup, { origins: ['https://app.example'] }),
+    ]);
+  });
+  afterAll(async () => {
+    await Promise.all([keyed.close(), guarded.close()]);
+  });
+
+  it('answers a missing API key with 401 before the upgrade', async () => {
+    const refused = await refusedUpgrade(keyed.url);
+    expect(refused.status).toBe(401);
+    expect(refused.code).toBe('E_UNAUTHORIZED');
+  });
+
+  it('answers a wrong API key with 401 before the upgrade, in either place', async () => {
+    const inProtocol = await refusedUpgrade(keyed.url, {
+      protocols: ['tandem.v1', 'tandem.key.tk_test_mallory'],
+    });
+    expect([inProtocol.status, inProtocol.code]).toEqual([401, 'E_UNAUTHORIZED']);
+    const inHeader = await refusedUpgrade(keyed.url, {
+      headers: { authorization: 'Bearer tk_test_mallory' },
+    });
+    expect([inHeader.status, inHeader.code]).toEqual([401, 'E_UNAUTHORIZED']);
+  });
+
+  it('accepts the right key as a subprotocol entry or a Bearer header, and serves', async () => {
+    for (const keyIn of ['subprotocol', 'bearer'] as const) {
+      const client = await connectClient(keyed.url, { apiKey: KEY, keyIn });
+      expect(client.socket.protocol).toBe('tandem.v1');
+      await expectServing(client, `keyed-${keyIn}`);
+      await client.close();
+    }
+  });
+
+  it('answers a foreign Origin with 403 before the upgrade when origins are set', async () => {
+    const refused = await refusedUpgrade(guarded.url, { origin: 'https://evil.example' });
+    expect(refused.status).toBe(403);
+    expect(refused.code).toBe('E_FORBIDDEN_ORIGIN');
+    const allowed = await connectClient(guarded.url, { origin: 'https://app.example' });
+    await expectServing(allowed, 'origin-ok');
+    await allowed.close();
+  });
+
+  it('refuses an upgrade without the tandem.v1 subprotocol, or on another path', async () => {
+    const noProtocol = await refusedUpgrade(guarded.url, { protocols: ['chat'] });
+    expect([noProtocol.status, noProtocol.code]).toEqual([400, 'E_PROTOCOL']);
+    const otherPath = await refusedUpgrade(guarded.url.replace('http:', 'ws:') + '/v1/other');
+    expect(otherPath.status).toBe(404);
+  });
+
+  it('answers a protocol version mismatch with E_PROTOCOL_VERSION, then closes', async () => {
+    const client = await connectClient(guarded.url, { hello: false });
+    client.send({ type: 'hello', protocolVersion: 99, client: { name: 't', version: '0' } });
+    const error = await client.nextOf('error');
+    expect([error.id, error.code]).toEqual([null, 'E_PROTOCOL_VERSION']);
+    expect((await client.closed).code).toBe(1002);
+  });
+
+  it('requires hello first', async () => {
+    const client = await connectClient(guarded.url, { hello: false });
+    client.send({ type: 'ping', nonce: 1 });
+    expect((await client.nextOf('error')).code).toBe('E_PROTOCOL');
+    expect((await client.closed).code).toBe(1002);
+  });
+});
+
+/** A frame with the Tandem prefix around an arbitrary header (and optional body). */
+function rawFrame(header: string, body = new Uint8Array(0), version = 1): Uint8Array {
+  const headerBytes = Buffer.from(header, 'utf8');
+  const bodyStart =
+    body.length === 0 ? 12 + headerBytes.length : (12 + headerBytes.length + 7) & ~7;
+  const frame = new Uint8Array(bodyStart + body.length);
+  frame.set([0x54, 0x4e, 0x44, 0x4d, version, 0, 0, 0]);
+  new DataView(frame.buffer).setUint32(8, headerBytes.length, true);
+  frame.set(headerBytes, 12);
+  frame.set(body, bodyStart);
+  return frame;
+}
+
+/**
+ * `count` frames that are each malformed for a certain reason (too short, wrong magic, truncated,
+ * wrong version, reserved bytes set, not JSON, unknown or server-side type, unknown dtype, bytes
+ * past the end, header length past the end, text frames), drawn from a seeded generator.
+ */
+function malformedFrames(count: number, seed: number): (Uint8Array | string)[] {
+  const prng = createPrng(seed);
+  const valid = encodeMessage({ type: 'infer', id: 'm', model: 'mlp', inputs: mlpInput(1) });
+  const randomBytes = (length: number): Uint8Array =>
+    Uint8Array.from({ length }, () => prng.integer(0, 255));
+  const makers: (() => Uint8Array | string)[] = [
+    () => randomBytes(prng.integer(0, 11)),
+    () => {
+      const bytes = randomBytes(prng.integer(12, 200));
+      bytes[0] = 0x00;
+      return bytes;
+    },
+    () => valid.slice(0, prng.integer(1, valid.length - 1)),
+    () => {
+      const bytes = valid.slice();
+      bytes[4] = prng.integer(2, 255);
+      return bytes;
+    },
+    () => {
+      const bytes = valid.slice();
+      bytes[prng.integer(5, 7)] = prng.integer(1, 255);
+      return bytes;
+    },
+    () => rawFrame(`{"type":"infer","id":${'['.repeat(prng.integer(1, 9))}`),
+    () => rawFrame(`{"type":"x-${prng.nextUint32().toString(36)}"}`),
+    () => encodeMessage({ type: 'pong', nonce: prng.integer(0, 1000) }),
+    () =>
+      rawFrame(
+        '{"type":"infer","id":"d","model":"mlp","inputs":[{"name":"x","dtype":"complex64","dims":[1],"offset":0,"byteLength":8}]}',
+        new Uint8Array(8),
+      ),
+    () => Uint8Array.from([...valid, ...randomBytes(prng.integer(1, 16))]),
+    () => {
+      const bytes = valid.slice();
+      new DataView(bytes.buffer).setUint32(8, valid.length + prng.integer(1, 1000), true);
+      return bytes;
+    },
+    () => `{"type":"ping","nonce":${prng.integer(0, 99)}}`,
+  ];
+  return Array.from({ length: count }, (_, i) => makers[i % makers.length]!());
+}
+
+const MALFORMED_CODES = [
+  'E_PROTOCOL',
+  'E_PROTOCOL_VERSION',
+  'E_UNKNOWN_MESSAGE',
+  'E_UNKNOWN_DTYPE',
+];
+
+describe('ws-gateway: bad input gets a code and the server keeps serving', () => {
+  const MAX_PAYLOAD_BYTES = 64 * 1024;
+  let ctx: TestServer;
+  let lenient: TestServer;
+  let bystander: TestClient;
+
+  beforeAll(async () => {
+    const setup = async (dir: string): Promise<void> => {
+      await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+    };
+    [ctx, lenient] = await Promise.all([
+      startServer(setup, { maxPayloadBytes: MAX_PAYLOAD_BYTES, maxProtocolErrors: 100 }),
+      startServer(setup, { maxProtocolErrors: 20_000 }),
+    ]);
+    // A well-behaved client on the same server, checked after each kind of abuse.
+    bystander = await connectClient(ctx.url);
+    await expectServing(bystander, 'bystander-0');
+  });
+  afterAll(async () => {
+    await bystander.close();
+    await Promise.all([ctx.close(), lenient.close()]);
+  });
+
+  it('answers wrong dtype, rank, dims, inputs and outputs with their codes', async () => {
+    const client = await connectClient(ctx.url);
+    const x = (dtype: 'float32' | 'int32', dims: number[]): TensorMap => {
+      const n = dims.reduce((a, b) => a * b, 1);
+      return dtype === 'int32'
+        ? { x: { dtype, dims, data: new Int32Array(n) } }
+        : { x: { dtype, dims, data: new Float32Array(n) } };
+    };
+    const cases: [string, TensorMap, string[] | undefined, string][] = [
+      ['dtype', x('int32', [1, MLP.features]), undefined, 'E_INPUT_DTYPE'],
+      ['rank', x('float32', [MLP.features]), undefined, 'E_INPUT_SHAPE'],
+      ['rank3', x('float32', [1, 1, MLP.features]), undefined, 'E_INPUT_SHAPE'],
+      ['dims', x('float32', [1, MLP.features + 1]), undefined, 'E_INPUT_SHAPE'],
+      ['missing', {}, undefined, 'E_INPUT_MISSING'],
+      ['unknown-input', { ...mlpInput(1), extra: mlpInput(1).x! }, undefined, 'E_INPUT_MISSING'],
+      ['unknown-output', mlpInput(1), ['probs', 'logits'], 'E_OUTPUT_NOT_FOUND'],
+    ];
+    for (const [id, inputs, outputs, code] of cases) {
+      const log = await client.infer({
+        id,
+        model: 'mlp',
+        inputs,
+        ...(outputs === undefined ? {} : { outputs }),
+      });
+      expect(errorCodeOf(log), id).toBe(code);
+      expect(log.error?.retryable, id).toBe(false);
+      // Rejected up front: no progress was ever reported for it.
+      expect(log.progress, id).toEqual([]);
+    }
+    const unknown = await client.infer({ id: 'nope', model: 'no-such-model', inputs: mlpInput(1) });
+    expect(errorCodeOf(unknown)).toBe('E_MODEL_NOT_FOUND');
+    // A warm of an unknown model is a connection-level error, not a crash.
+    client.send({ type: 'warm', model: 'no-such-model' });
+    const warmError = await client.nextOf('error', (m) => m.id === null);
+    expect(warmError.code).toBe('E_MODEL_NOT_FOUND');
+    // The same connection and another one still get results.
+    await expectServing(client, 'after-bad-input');
+    await expectServing(bystander, 'bystander-1');
+    await client.close();
+  });
+
+  it('closes with 1009 on a frame over maxPayloadBytes; others keep being served', async () => {
+    const client = await connectClient(ctx.url);
+    expect(client.welcome!.limits.maxPayloadBytes).toBe(MAX_PAYLOAD_BYTES);
+    const rows = Math.ceil(MAX_PAYLOAD_BYTES / (4 * MLP.features)) + 1;
+    client.send({ type: 'infer', id: 'big', model: 'mlp', inputs: mlpInput(rows) });
+    expect((await client.closed).code).toBe(1009);
+    await expectServing(bystander, 'bystander-2');
+  });
+
+  it('answers 10,000 malformed frames with codes, then closes 1008; others are served', async () => {
+    const client = await connectClient(ctx.url);
+    for (const frame of malformedFrames(10_000, 11)) client.sendRaw(frame);
+    const closed = await client.closed;
+    expect(closed.code).toBe(1008);
+    const errors = client.received.filter((m): m is ErrorMessage => m.type === 'error');
+    // Every malformed frame up to the limit was answered with a coded, connection-level error.
+    expect(errors).toHaveLength(100);
+    for (const error of errors) {
+      expect(error.id).toBeNull();
+      expect(MALFORMED_CODES).toContain(error.code);
+    }
+    expect(client.received.some((m) => m.type === 'result')).toBe(false);
+    await expectServing(bystander, 'bystander-3');
+    const live = await fetch(`${ctx.url}/v2/health/live`);
+    expect(live.status).toBe(200);
+  });
+
+  it('answers each of 10,000 malformed frames when allowed, and the connection still works', async () => {
+    const client = await connectClient(lenient.url);
+    const frames = malformedFrames(10_000, 12);
+    for (const frame of frames) client.sendRaw(frame);
+    // Frames are answered in order: after the pong every error is in.
+    await client.roundTrip();
+    const errors = client.pending().filter((m): m is ErrorMessage => m.type === 'error');
+    expect(errors).toHaveLength(frames.length);
+    const codes = new Set(errors.map((error) => error.code));
+    for (const code of codes) expect(MALFORMED_CODES).toContain(code);
+    // Every kind of malformation produced its own code somewhere in the run.
+    expect([...codes].sort()).toEqual([...MALFORMED_CODES].sort());
+    expect(errors.every((error) => error.id === null)).toBe(true);
+    await expectServing(client, 'after-malformed');
+    await client.close();
+  });
+
+  it('drops a peer that stops answering heartbeats', async () => {
+    const beat = await startServer(
+      async (dir) => {
+        await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      },
+      { heartbeatIntervalMs: 100 },
+    );
+    try {
+      const dead = await connectClient(beat.url, { autoPong: false });
+      const alive = await connectClient(beat.url);
+      // A silent peer is terminated (no closing handshake: 1006 on this side).
+      expect((await dead.closed).code).toBe(1006);
+      await expectServing(alive, 'alive');
+      expect(alive.closeInfo).toBeUndefined();
+      const metrics = await scrapeMetrics(beat.url);
+      expect(metricValue(metrics, 'tandem_websocket_connections')).toBe(1);
+      await alive.close();
+    } finally {
+      await beat.close();
+    }
+  });
+});
+
+describe('ws-gateway: disconnect mid-job and resume', () => {
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => {
+      await writeSlowModel(dir);
+    });
+    const warm = await fetch(`${ctx.url}/v1/models/slow/warm?wait=true`, { method: 'POST' });
+    expect(warm.status).toBe(200);
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  /** Expects exactly one result for `id` on `client`, and a second resume to find nothing. */
+  async function expectOneResult(client: TestClient, id: string, seed: number): Promise<void> {
+    const log = await client.collectJob(id);
+    const result = resultOf(log);
+    expectSameTensors(result.outputs, { y: slowInput(64, seed).x! });
+    await client.roundTrip();
+    expect(
+      client.pending().filter((m) => (m.type === 'result' || m.type === 'error') && m.id === id),
+    ).toEqual([]);
+    client.send({ type: 'resume', ids: [id] });
+    expect(errorCodeOf(await client.collectJob(id))).toBe('E_JOB_NOT_FOUND');
+  }
+
+  it('delivers exactly one result to a client that reconnects while its jobs run', async () => {
+    const first = await connectClient(ctx.url);
+    const ids = ['r-1', 'r-2', 'r-3', 'r-4'];
+    ids.forEach((id, index) => {
+      first.send({ type: 'infer', id, model: 'slow', inputs: slowInput(64, index) });
+    });
+    // The server has accepted the last job once it reports progress for it.
+    await first.nextOf('progress', (m) => m.event.jobId === 'r-4');
+    await first.close();
+    const second = await connectClient(ctx.url);
+    second.send({ type: 'resume', ids });
+    for (const [index, id] of ids.entries()) await expectOneResult(second, id, index);
+    await second.close();
+  });
+
+  it('delivers exactly one result to a client that reconnects after its job finished', async () => {
+    const jobsDone = async (): Promise<number> =>
+      metricValue(await scrapeMetrics(ctx.url), 'tandem_jobs_total', { model: 'slow' }) ?? 0;
+    const before = await jobsDone();
+    const first = await connectClient(ctx.url);
+    first.send({ type: 'infer', id: 'f-1', model: 'slow', inputs: slowInput(64, 5) });
+    await first.nextOf('progress', (m) => m.event.jobId === 'f-1');
+    await first.terminate();
+    // No event tells a disconnected client its job ended: a bounded poll of /metrics.
+    for (let i = 0; i < 200 && (await jobsDone()) <= before; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    expect(await jobsDone()).toBe(before + 1);
+    const second = await connectClient(ctx.url);
+    second.send({ type: 'resume', ids: ['f-1'] });
+    await expectOneResult(second, 'f-1', 5);
+    await second.close();
+  });
+
+  it('answers a resume of an id it never saw with E_JOB_NOT_FOUND', async () => {
+    const client = await connectClient(ctx.url);
+    client.send({ type: 'resume', ids: ['never'] });
+    expect(errorCodeOf(await client.collectJob('never'))).toBe('E_JOB_NOT_FOUND');
+    await client.close();
+  });
+});
