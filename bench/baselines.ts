@@ -26,7 +26,7 @@ export async function rawSession(path: string): Promise<{
 
 /** A ws server that echoes every binary message back, and a client to time it. */
 export async function startEchoServer(): Promise<{
-  roundTrip(bytes: Uint8Array): Promise<void>;
+  roundTrip(bytes: Uint8Array): Promise<ArrayBuffer>;
   close(): Promise<void>;
 }> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
@@ -39,8 +39,8 @@ export async function startEchoServer(): Promise<{
   client.binaryType = 'arraybuffer';
   await new Promise((resolve) => client.once('open', resolve));
   // Echoes come back in order on one socket: a FIFO of waiters matches them.
-  const waiters: (() => void)[] = [];
-  client.on('message', () => waiters.shift()?.());
+  const waiters: ((data: ArrayBuffer) => void)[] = [];
+  client.on('message', (data: ArrayBuffer) => waiters.shift()?.(data));
   return {
     roundTrip(bytes) {
       return new Promise((resolve) => {

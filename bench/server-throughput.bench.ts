@@ -2,7 +2,7 @@
 // plain ws echo server carrying the same frames and vs a hand-written fastify JSON endpoint; and
 // dynamic batching vs none at 16 concurrent clients on an MLP.
 
-import { encodeMessage } from '@tandem/shared';
+import { decodeMessage, encodeMessage } from '@tandem/shared';
 import type { Bench, BenchFigure } from './bench-types.js';
 import { startEchoServer, startJsonEndpoint } from './baselines.js';
 import { makeFigure } from './figure.js';
@@ -41,16 +41,20 @@ const bench: Bench = {
     const repository = createBenchRepository();
     try {
       const tinyInput = { x: noise([1024]) };
-      const frame = encodeMessage({
-        type: 'infer',
-        id: 'bench-00000',
-        model: 'tiny',
-        inputs: tinyInput,
-        progress: false,
-      });
-
+      // The echo client does the client-side work Tandem's does (encode each request, decode each
+      // reply), so the ratio compares the servers.
       const echo = await startEchoServer();
-      const echoRate = await opsPerSecond(3, REQUESTS, CONCURRENCY, () => echo.roundTrip(frame));
+      let echoId = 0;
+      const echoRate = await opsPerSecond(3, REQUESTS, CONCURRENCY, async () => {
+        const frame = encodeMessage({
+          type: 'infer',
+          id: `e${echoId++}`,
+          model: 'tiny',
+          inputs: tinyInput,
+          progress: false,
+        });
+        decodeMessage(await echo.roundTrip(frame));
+      });
       await echo.close();
 
       const json = await startJsonEndpoint(repository.tinyPath);

@@ -51,6 +51,16 @@ export interface ServerOptions {
   readonly scaleUpQueueDepth?: number;
   /** Least time between queue-position updates to one job, in ms. @default 100 */
   readonly progressIntervalMs?: number;
+  /**
+   * Small models whose runs take at most this long (measured, in ms) also get a main-thread session
+   * and run there, skipping the worker-thread hop that would cost more than the run; 0 disables.
+   * @default 1
+   */
+  readonly inlineMaxRunMs?: number;
+  /** Largest model file that may run inline, in bytes. @default 8388608 (8 MiB) */
+  readonly inlineMaxModelBytes?: number;
+  /** Largest job input that may run inline, in bytes. @default 262144 (256 KiB) */
+  readonly inlineMaxInputBytes?: number;
   /** Bytes queued on one socket past which progress is dropped and new jobs refused. @default 16777216 */
   readonly maxBufferedBytes?: number;
   /** Malformed frames tolerated per connection before it is closed. @default 100 */
@@ -128,6 +138,9 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       maxQueue: limits.maxQueue,
       scaleUpQueueDepth: options.scaleUpQueueDepth ?? 4,
       progressIntervalMs: options.progressIntervalMs ?? 100,
+      inlineMaxRunMs: options.inlineMaxRunMs ?? 1,
+      inlineMaxModelBytes: options.inlineMaxModelBytes ?? 8 * 1024 * 1024,
+      inlineMaxInputBytes: options.inlineMaxInputBytes ?? 256 * 1024,
       memoryBudgetBytes: options.memoryBudgetBytes ?? Infinity,
       session: options.session ?? {},
     },

@@ -113,11 +113,16 @@ export class Job {
     this.#listener = listener;
   }
 
+  /** Whether anyone hears this job's progress (skip computing updates nobody reads). */
+  get listening(): boolean {
+    return this.#listener !== undefined;
+  }
+
   /** Reports a stage update to the listener, if any. */
   progress(update: StageUpdate): void {
-    if (this.#settled) return;
-    const event = this.#tracker.update(update);
-    this.#listener?.(event);
+    const listener = this.#listener;
+    if (this.#settled || listener === undefined) return;
+    listener(this.#tracker.update(update));
   }
 
   /** The last progress event, for a resumed connection. */

@@ -10,6 +10,7 @@ import {
   type ModelStatus,
   type PlannedStage,
   type StageUpdate,
+  type TensorMap,
 } from '@tandem/shared';
 import { batchKey, batchRows, concatInputs, hasBatchDimension, splitOutputs } from './batching.js';
 import { checkInputs, type ModelSignature } from './input-check.js';
@@ -17,7 +18,13 @@ import { Job, type JobRequest, type ProgressListener } from './job.js';
 import { JobQueue } from './job-queue.js';
 import type { ModelEntry } from './model-repository.js';
 import { readOnnxMetadata } from './onnx-metadata.js';
-import type { SessionSettings } from './onnx-session.js';
+import {
+  createSession,
+  releaseSession,
+  runSession,
+  type LoadedSession,
+  type SessionSettings,
+} from './onnx-session.js';
 import { warmupInputs } from './warmup-inputs.js';
 import { WorkerSession } from './worker-session.js';
 
@@ -31,6 +38,12 @@ export interface HostSettings {
   readonly scaleUpQueueDepth: number;
   /** Least time between two queue-position updates to one job, in ms. */
   readonly progressIntervalMs: number;
+  /** Models whose runs take at most this long (measured) run on the main thread; 0 disables. */
+  readonly inlineMaxRunMs: number;
+  /** Only models files up to this size get an inline session. */
+  readonly inlineMaxModelBytes: number;
+  /** Only jobs with inputs up to this size run inline. */
+  readonly inlineMaxInputBytes: number;
   readonly session: SessionSettings;
 }
 
@@ -53,6 +66,8 @@ interface Instance {
   readonly id: number;
   state: InstanceState;
   loaded: WorkerSession | undefined;
+  /** A main-thread session of a small, fast model (see HostSettings.inlineMaxRunMs). */
+  inline: LoadedSession | undefined;
   busy: boolean;
   lastUsedAt: number;
   stateSince: number;
@@ -379,10 +394,12 @@ export class ModelHost {
     }
     try {
       const first = jobs[0] as Job;
-      const outputs = await loaded.run(
-        concatInputs(jobs.map((job) => job.request.inputs)),
-        first.request.outputs,
-      );
+      const inputs = concatInputs(jobs.map((job) => job.request.inputs));
+      const inline = this.#runsInline(instance, inputs) ? instance.inline : undefined;
+      const outputs =
+        inline === undefined
+          ? await loaded.run(inputs, first.request.outputs)
+          : await runSession(inline, inputs, first.request.outputs);
       const finished = performance.now();
       const runMs = finished - started;
       this.estimates.run.add(runMs);
@@ -422,6 +439,20 @@ export class ModelHost {
       this.#scheduleIdle(instance);
       this.#pump(this.#draining);
     }
+  }
+
+  /**
+   * Whether this run goes to the instance's main-thread session: the model qualified at load (a
+   * measured run on an idle loop within inlineMaxRunMs) and the inputs are small. (Wall times of
+   * later inline runs include event-loop waits under load, so they cannot judge the run itself.)
+   */
+  #runsInline(instance: Instance, inputs: TensorMap): boolean {
+    if (instance.inline === undefined) return false;
+    let bytes = 0;
+    for (const tensor of Object.values(inputs)) {
+      bytes += tensor.dtype === 'string' ? tensor.data.length * 16 : tensor.data.byteLength;
+    }
+    return bytes <= this.#settings.inlineMaxInputBytes;
   }
 
   #tooLate(job: Job, now: number): boolean {
@@ -485,6 +516,7 @@ export class ModelHost {
       id: nextInstanceId++,
       state: 'loading',
       loaded: undefined,
+      inline: undefined,
       busy: false,
       lastUsedAt: loadStart,
       stateSince: loadStart,
@@ -522,14 +554,7 @@ export class ModelHost {
     this.#observer.stateChanged(this);
     this.#reportAllWaiting();
     try {
-      await loaded.run(
-        warmupInputs(
-          this.signature ?? { inputs: [], outputs: [] },
-          this.entry.config.warmupDims,
-          this.entry.config.warmupValues,
-        ),
-        undefined,
-      );
+      await loaded.run(this.#warmupInputs(), undefined);
     } catch (error) {
       // A warm-up on zeros can fail for models that need real data; real jobs may still work.
       this.#observer.log?.('warn', `warm-up run of ${this.label} failed`, {
@@ -548,6 +573,12 @@ export class ModelHost {
       await loaded.release();
       return;
     }
+    instance.inline = await this.#inlineSession();
+    if (this.#discarded(instance)) {
+      await loaded.release();
+      if (instance.inline !== undefined) await releaseSession(instance.inline);
+      return;
+    }
     instance.loaded = loaded;
     instance.state = 'ready';
     instance.stateSince = ready;
@@ -558,6 +589,51 @@ export class ModelHost {
     this.#scheduleIdle(instance);
     this.#pump(this.#draining);
     this.#ensureCapacity();
+  }
+
+  /**
+   * A second, main-thread session for a small model whose warm-up run was fast: handing a job to
+   * a worker thread and back costs more than such a run, so it runs inline, blocking the event
+   * loop for at most about `inlineMaxRunMs`. Larger inputs still go to the worker.
+   */
+  async #inlineSession(): Promise<LoadedSession | undefined> {
+    const { inlineMaxRunMs, inlineMaxModelBytes } = this.#settings;
+    if (inlineMaxRunMs <= 0 || this.entry.bytes > inlineMaxModelBytes) return undefined;
+    try {
+      // One thread: no pool threads spinning on the cores the event loop needs.
+      const inline = await createSession(this.entry.path, {
+        ...this.#settings.session,
+        intraOpNumThreads: 1,
+      });
+      // The first run pays one-time costs; the second says what a run costs.
+      await runSession(inline, this.#warmupInputs(), undefined);
+      const started = performance.now();
+      await runSession(inline, this.#warmupInputs(), undefined);
+      const runMs = performance.now() - started;
+
+      if (runMs > inlineMaxRunMs) {
+        await releaseSession(inline);
+        return undefined;
+      }
+      return inline;
+    } catch (error) {
+      this.#observer.log?.(
+        'warn',
+        `inline session of ${this.label} failed; using the worker only`,
+        {
+          reason: error instanceof Error ? error.message : String(error),
+        },
+      );
+      return undefined;
+    }
+  }
+
+  #warmupInputs(): TensorMap {
+    return warmupInputs(
+      this.signature ?? { inputs: [], outputs: [] },
+      this.entry.config.warmupDims,
+      this.entry.config.warmupValues,
+    );
   }
 
   /** True when the instance was unloaded or the host closed while it was loading. */
@@ -608,11 +684,14 @@ export class ModelHost {
   async #unload(instance: Instance, why: string): Promise<void> {
     if (instance.state === 'unloading') return;
     const loaded = instance.loaded;
+    const inline = instance.inline;
     instance.state = 'unloading';
     instance.loaded = undefined;
+    instance.inline = undefined;
     if (instance.idleTimer !== undefined) clearTimeout(instance.idleTimer);
     this.#observer.log?.('info', `unloading ${this.label} instance ${instance.id} (${why})`);
     if (loaded !== undefined) await loaded.release();
+    if (inline !== undefined) await releaseSession(inline);
     this.#remove(instance);
     this.#observer.stateChanged(this);
   }
@@ -667,6 +746,7 @@ export class ModelHost {
   }
 
   #reportWaiting(job: Job, position: number, force: boolean): void {
+    if (!job.listening) return;
     const now = performance.now();
     if (!force && position === job.lastPosition) return;
     if (!force && position > 0 && now - job.lastPositionAt < this.#settings.progressIntervalMs)
