@@ -79,7 +79,7 @@ const bench: Bench = {
       const withProgress: number[] = [];
       const withoutProgress: number[] = [];
       const pairRatios: number[] = [];
-      for (let i = 0; i < 40; i++) {
+      for (let i = 0; i < 100; i++) {
         const order = i % 2 === 0 ? [true, false] : [false, true];
         const times = new Map<boolean, number>();
         for (const progress of order) {
@@ -164,7 +164,7 @@ const bench: Bench = {
         }),
         makeFigure({
           bench: NAME,
-          figure: 'p50 with progress streamed, PaddleOCR det (ratio: median of 40 paired runs)',
+          figure: 'p50 with progress streamed, PaddleOCR det (ratio: median of 100 paired runs)',
           value: median(withProgress),
           unit: 'ms',
           baseline: 'same, progress: false',

@@ -1,1 +1,15 @@
-export {};
+// @tandem/client: run ONNX models where they run best. (Being built: the remote WebSocket runtime,
+// the router's policy and the Job type are here; the local runtime and createTandem come next.)
+
+export { Job } from './job.js';
+export type { JobController } from './job.js';
+export type { Fallback, RunResult, RunTimings } from './run-result.js';
+export type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from './runtime.js';
+export { FALLBACK_CODES, allowsFallback, decidePlacement, meetsBackend } from './router.js';
+export type { PlacementDecision } from './router.js';
+export { WebSocketRemote, backoffDelayMs, streamUrl } from './websocket-remote.js';
+export type {
+  WebSocketFactory,
+  WebSocketLike,
+  WebSocketRemoteOptions,
+} from './websocket-remote.js';

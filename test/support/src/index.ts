@@ -58,3 +58,4 @@ export type {
   RawSocketOptions,
   RawSocketResult,
 } from './ws-test-client.js';
+export { SLOW_WIDTH, buildMatMulChainModel, slowInput, writeSlowModel } from './slow-model.js';

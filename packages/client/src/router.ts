@@ -1,0 +1,141 @@
+// Placement decisions: which side to try first for a call, whether the other side may take over
+// when the first fails, and a sentence saying why. Pure functions over estimates, so the policy is
+// testable without a browser or a server.
+
+import {
+  LOCAL_BACKENDS,
+  type ErrorCode,
+  type LocalBackend,
+  type ModelManifest,
+  type Placement,
+  type Where,
+} from '@tandem/shared';
+import type { RuntimeEstimate } from './runtime.js';
+
+/** The router's decision for one call. */
+export interface PlacementDecision {
+  /** Sides to try, in order; the second (if any) is the fallback. */
+  readonly order: readonly Where[];
+  /** Why, in words, for RunResult.reason and logs. */
+  readonly reason: string;
+}
+
+/**
+ * Error codes after which the other side may take the job: the failure was about this side (its
+ * network, device, memory, backend, queue or model copy), not about the call itself. Bad inputs,
+ * cancellation and deadlines would fail or be wrong on the other side too.
+ */
+export const FALLBACK_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'E_NETWORK',
+  'E_BUSY',
+  'E_SHUTTING_DOWN',
+  'E_RATE_LIMITED',
+  'E_UNAUTHORIZED',
+  'E_FORBIDDEN_ORIGIN',
+  'E_MODEL_NOT_FOUND',
+  'E_MODEL_LOAD_FAILED',
+  'E_PROTOCOL_VERSION',
+  'E_RUNTIME',
+  'E_NO_BACKEND',
+  'E_UNSUPPORTED_OP',
+  'E_DEVICE_LOST',
+  'E_OUT_OF_MEMORY',
+  'E_DOWNLOAD',
+  'E_INTEGRITY',
+  'E_PAYLOAD_TOO_LARGE',
+  'E_INTERNAL',
+]);
+
+/** True when a placement lets the other side take over after a failure. */
+export function allowsFallback(placement: Placement): boolean {
+  return placement !== 'local-only' && placement !== 'remote-only';
+}
+
+/** True when `have` is at least the `need`ed backend (wasm < webgpu). */
+export function meetsBackend(
+  have: LocalBackend | undefined,
+  need: LocalBackend | undefined,
+): boolean {
+  if (need === undefined) return have !== undefined;
+  if (have === undefined) return false;
+  return LOCAL_BACKENDS.indexOf(have) >= LOCAL_BACKENDS.indexOf(need);
+}
+
+function other(side: Where): Where {
+  return side === 'local' ? 'remote' : 'local';
+}
+
+function describe(side: Where, estimate: RuntimeEstimate): string {
+  return estimate.ms === undefined
+    ? `${side} (no estimate yet)`
+    : `${side} ~${Math.round(estimate.ms)} ms`;
+}
+
+/**
+ * Decides the order to try the two sides in.
+ * - `local-only` / `remote-only`: that side alone.
+ * - `prefer-local` / `prefer-remote`: that side, then the other (when available).
+ * - `auto`: a side that is unavailable (or lacks the model's minimum backend) is skipped; else the
+ *   lower measured estimate goes first (local = download if not cached + compile + run; remote =
+ *   round trip + the server's ETA, cold start included); without estimates the manifest's
+ *   `prefer` hint decides, then local (the device is free and private).
+ */
+export function decidePlacement(
+  placement: Placement,
+  manifest: ModelManifest,
+  local: RuntimeEstimate,
+  remote: RuntimeEstimate,
+): PlacementDecision {
+  switch (placement) {
+    case 'local-only':
+      return { order: ['local'], reason: 'placement local-only' };
+    case 'remote-only':
+      return { order: ['remote'], reason: 'placement remote-only' };
+    case 'prefer-local':
+    case 'prefer-remote': {
+      const first: Where = placement === 'prefer-local' ? 'local' : 'remote';
+      const firstEstimate = first === 'local' ? local : remote;
+      const secondEstimate = first === 'local' ? remote : local;
+      if (!firstEstimate.available && secondEstimate.available) {
+        return {
+          order: [other(first), first],
+          reason: `${placement}, but ${first} is unavailable: ${firstEstimate.reason}`,
+        };
+      }
+      return {
+        order: secondEstimate.available ? [first, other(first)] : [first],
+        reason: `placement ${placement}`,
+      };
+    }
+    case 'auto': {
+      if (!local.available && !remote.available) {
+        return {
+          order: ['local', 'remote'],
+          reason: `auto: neither side is available (local: ${local.reason}; remote: ${remote.reason})`,
+        };
+      }
+      if (!local.available)
+        return { order: ['remote'], reason: `auto: local unavailable (${local.reason})` };
+      if (!remote.available)
+        return { order: ['local'], reason: `auto: remote unavailable (${remote.reason})` };
+      if (local.ms !== undefined && remote.ms !== undefined) {
+        const first: Where = local.ms <= remote.ms ? 'local' : 'remote';
+        const [a, b] = first === 'local' ? [local, remote] : [remote, local];
+        return {
+          order: [first, other(first)],
+          reason: `auto: ${describe(first, a)} vs ${describe(other(first), b)}`,
+        };
+      }
+      const hinted = manifest.placement?.prefer;
+      if (hinted !== undefined)
+        return {
+          order: [hinted, other(hinted)],
+          reason: `auto: model prefers ${hinted} (no estimates yet)`,
+        };
+      return {
+        order: ['local', 'remote'],
+        reason: 'auto: no estimates yet, trying this device first',
+      };
+    }
+  }
+}

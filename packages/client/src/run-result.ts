@@ -1,0 +1,43 @@
+// What a finished job returns: the outputs, where and on what it ran, whether it fell back from the
+// other side and why, and where the time went.
+
+import type { Backend, ErrorCode, TensorMap, Where } from '@tandem/shared';
+
+/** Where the time of a job went, in milliseconds. Stages that did not happen are 0. */
+export interface RunTimings {
+  /** Model download (local, not cached). */
+  readonly downloadMs: number;
+  /** Session creation (local). */
+  readonly compileMs: number;
+  /** Waiting in the server queue (remote). */
+  readonly queueMs: number;
+  /** Server cold start: loading and warming the model (remote). */
+  readonly loadMs: number;
+  /** The run itself. */
+  readonly runMs: number;
+  /** From `run()` to the result. */
+  readonly totalMs: number;
+}
+
+/** Why a job ran on the other side than first chosen. */
+export interface Fallback {
+  readonly from: Where;
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+/** The result of `tandem.run()`. */
+export interface RunResult {
+  readonly outputs: TensorMap;
+  /** The side that ran the job. */
+  readonly placement: Where;
+  /** The backend that ran it: 'webgpu' or 'wasm' locally, the server's execution provider remotely. */
+  readonly backend: Backend;
+  /** Present when the first side failed and the job ran on the other. */
+  readonly fallback?: Fallback;
+  /** Why the router chose the side it tried first (e.g. "auto: local 42 ms < remote 310 ms"). */
+  readonly reason: string;
+  /** True when the model had to be downloaded (local) or loaded by the server (remote) first. */
+  readonly cold: boolean;
+  readonly timings: RunTimings;
+}

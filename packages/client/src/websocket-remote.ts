@@ -1,0 +1,467 @@
+// The remote runtime over Tandem's WebSocket protocol: one connection per server, hello/welcome,
+// jobs matched to results by id, progress forwarded as it comes, heartbeats, and reconnection with
+// exponential backoff and full jitter. After a reconnect, in-flight jobs are resumed by id; a job
+// the server no longer knows (it restarted) is submitted again, so each job gets exactly one answer.
+
+import {
+  DEFAULT_PRIORITY,
+  MovingAverage,
+  PROTOCOL_VERSION,
+  TandemError,
+  decodeServerMessage,
+  encodeMessage,
+  type ClientMessage,
+  type InferMessage,
+  type ModelManifest,
+  type ModelStatus,
+  type ServerMessage,
+  type TensorMap,
+} from '@tandem/shared';
+import type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from './runtime.js';
+
+/** The subset of the WebSocket API this runtime uses (the browser's, or the `ws` package's). */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+}
+
+/** Creates a socket: `new WebSocket(url, protocols)`. */
+export type WebSocketFactory = (url: string, protocols: string[]) => WebSocketLike;
+
+/** Options of {@link WebSocketRemote}. */
+export interface WebSocketRemoteOptions {
+  /** The server: `https://host` / `http://host:port` (or a `ws(s)://…/v1/stream` URL). */
+  readonly url: string;
+  /** Sent as the `tandem.key.<key>` subprotocol, never in the URL. */
+  readonly apiKey?: string;
+  /** How sockets are made; the global WebSocket, or `ws` in Node. */
+  readonly createSocket: WebSocketFactory;
+  /** First reconnect delay, in ms. @default 250 */
+  readonly reconnectMinDelayMs?: number;
+  /** Longest reconnect delay, in ms. @default 10000 */
+  readonly reconnectMaxDelayMs?: number;
+  /** How long an in-flight job waits for the connection to come back before failing with E_NETWORK. @default 10000 */
+  readonly jobReconnectTimeoutMs?: number;
+  /** How long a first connection (hello → welcome) may take, in ms. @default 5000 */
+  readonly connectTimeoutMs?: number;
+  /** Application ping interval, in ms; two missed pongs drop the connection. @default 15000 */
+  readonly heartbeatIntervalMs?: number;
+  readonly clientName?: string;
+  readonly clientVersion?: string;
+  /** Random source for jitter (tests pass a fixed one). @default Math.random */
+  readonly random?: () => number;
+}
+
+interface PendingJob {
+  readonly message: InferMessage;
+  readonly options: RuntimeRunOptions;
+  readonly resolve: (result: RuntimeResult) => void;
+  readonly reject: (error: TandemError) => void;
+  readonly startedAt: number;
+  /** Set when the connection dropped: the job fails with E_NETWORK if it is not back by then. */
+  disconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  resubmitted: boolean;
+}
+
+const OPEN = 1;
+
+/** Delay before reconnect attempt `attempt` (0-based): exponential backoff with full jitter. */
+export function backoffDelayMs(
+  attempt: number,
+  minMs: number,
+  maxMs: number,
+  random: () => number,
+): number {
+  const ceiling = Math.min(maxMs, minMs * 2 ** attempt);
+  return minMs + random() * (ceiling - minMs);
+}
+
+/** The WebSocket remote runtime. */
+export class WebSocketRemote implements Runtime {
+  readonly where = 'remote' as const;
+  readonly name = 'websocket';
+  readonly #options: WebSocketRemoteOptions;
+  readonly #url: string;
+  readonly #jobs = new Map<string, PendingJob>();
+  readonly #models = new Map<string, ModelStatus>();
+  readonly #rtt = new MovingAverage();
+  /** Client-observed round trips of warm jobs, per model: what a call costs end to end. */
+  readonly #roundTrips = new Map<string, MovingAverage>();
+  #socket: WebSocketLike | undefined;
+  #ready: Promise<void> | undefined;
+  #welcomed = false;
+  #closed = false;
+  #attempt = 0;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #pings = new Map<number, number>();
+  #nonce = 0;
+  #lastError: TandemError | undefined;
+  #welcomeWaiters: { resolve: () => void; reject: (e: TandemError) => void }[] = [];
+
+  constructor(options: WebSocketRemoteOptions) {
+    this.#options = options;
+    this.#url = streamUrl(options.url);
+  }
+
+  /** Model states the server reported (welcome and model messages). */
+  get models(): ReadonlyMap<string, ModelStatus> {
+    return this.#models;
+  }
+
+  /** Whether the connection is up and welcomed. */
+  get connected(): boolean {
+    return this.#welcomed && this.#socket?.readyState === OPEN;
+  }
+
+  /** Connects (once; later calls share the attempt) and resolves after `welcome`. */
+  connect(): Promise<void> {
+    if (this.#closed)
+      return Promise.reject(new TandemError('E_NETWORK', 'the remote runtime is closed'));
+    if (this.connected) return Promise.resolve();
+    if (this.#ready !== undefined) return this.#ready;
+    const ready = new Promise<void>((resolve, reject) =>
+      this.#welcomeWaiters.push({ resolve, reject }),
+    );
+    this.#ready = ready;
+    ready.then(
+      () => undefined,
+      () => (this.#ready = undefined),
+    );
+    const timeout = setTimeout(() => {
+      const error = new TandemError(
+        'E_NETWORK',
+        `no welcome from ${this.#url} within ${this.#options.connectTimeoutMs ?? 5000} ms`,
+      );
+      for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
+    }, this.#options.connectTimeoutMs ?? 5000);
+    void ready.finally(() => clearTimeout(timeout)).catch(() => undefined);
+    if (this.#socket === undefined && this.#reconnectTimer === undefined) this.#open();
+    return ready;
+  }
+
+  async estimate(model: ModelManifest): Promise<RuntimeEstimate> {
+    try {
+      await this.connect();
+    } catch (error) {
+      return { available: false, reason: `server unreachable: ${TandemError.from(error).message}` };
+    }
+    const status = this.#models.get(model.name);
+    if (status === undefined)
+      return { available: false, reason: `the server has no model "${model.name}"` };
+    if (status.state === 'failed')
+      return {
+        available: false,
+        reason: `the server's copy failed: ${status.reason ?? 'unknown'}`,
+      };
+    const { loadMs, warmupMs, runMs } = status.estimates ?? {};
+    const cold = status.state !== 'ready';
+    // Prefer what this client measured end to end (transfer included); else the server's run
+    // estimate plus the ping round trip.
+    const warmMs =
+      this.#roundTrips.get(model.name)?.value ??
+      (runMs === undefined ? undefined : runMs + (this.#rtt.value ?? 0));
+    if (warmMs === undefined || (cold && (loadMs === undefined || warmupMs === undefined))) {
+      return { available: true, cold, reason: 'no measurements yet' };
+    }
+    const ms = warmMs + (cold ? (loadMs ?? 0) + (warmupMs ?? 0) : 0);
+    return { available: true, cold, ms, reason: cold ? 'server cold start + run' : 'server run' };
+  }
+
+  async run(
+    model: ModelManifest,
+    inputs: TensorMap,
+    options: RuntimeRunOptions,
+  ): Promise<RuntimeResult> {
+    if (options.signal.aborted) throw cancelled(options.jobId);
+    await this.connect();
+    const message: InferMessage = {
+      type: 'infer',
+      id: options.jobId,
+      model: model.name,
+      ...(model.version === undefined ? {} : { version: model.version }),
+      inputs,
+      ...(options.outputs === undefined ? {} : { outputs: options.outputs }),
+      priority: options.priority,
+      ...(options.deadlineMs === undefined ? {} : { deadlineMs: options.deadlineMs }),
+    };
+    return new Promise<RuntimeResult>((resolve, reject) => {
+      const job: PendingJob = {
+        message,
+        options,
+        resolve,
+        reject,
+        startedAt: performance.now(),
+        disconnectTimer: undefined,
+        resubmitted: false,
+      };
+      this.#jobs.set(options.jobId, job);
+      options.signal.addEventListener(
+        'abort',
+        () => {
+          if (!this.#jobs.has(options.jobId)) return;
+          this.#finish(options.jobId);
+          if (this.connected) this.#send({ type: 'cancel', id: options.jobId });
+          reject(cancelled(options.jobId));
+        },
+        { once: true },
+      );
+      this.#send(message);
+    });
+  }
+
+  async warm(model: ModelManifest): Promise<void> {
+    await this.connect();
+    this.#send({
+      type: 'warm',
+      model: model.name,
+      ...(model.version === undefined ? {} : { version: model.version }),
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#reconnectTimer);
+    clearInterval(this.#heartbeat);
+    const error = new TandemError('E_NETWORK', 'the remote runtime was closed');
+    for (const id of [...this.#jobs.keys()]) this.#fail(id, error);
+    for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
+    this.#socket?.close(1000, 'client closed');
+    this.#socket = undefined;
+  }
+
+  // ---- connection -----------------------------------------------------------------------------
+
+  #open(): void {
+    const protocols = ['tandem.v1'];
+    if (this.#options.apiKey !== undefined) protocols.push(`tandem.key.${this.#options.apiKey}`);
+    let socket: WebSocketLike;
+    try {
+      socket = this.#options.createSocket(this.#url, protocols);
+    } catch (error) {
+      this.#onDisconnect(TandemError.from(error, 'E_NETWORK'));
+      return;
+    }
+    this.#socket = socket;
+    this.#welcomed = false;
+    socket.binaryType = 'arraybuffer';
+    socket.onopen = () => {
+      this.#send({
+        type: 'hello',
+        protocolVersion: PROTOCOL_VERSION,
+        client: {
+          name: this.#options.clientName ?? '@tandem/client',
+          version: this.#options.clientVersion ?? '0.1.0',
+        },
+      });
+    };
+    socket.onmessage = (event) => this.#onMessage(event.data);
+    socket.onerror = () => undefined; // onclose follows with the code
+    socket.onclose = (event) => {
+      if (this.#socket !== socket) return;
+      this.#socket = undefined;
+      this.#welcomed = false;
+      const code = event.code === 1008 || event.code === 1002 ? 'E_PROTOCOL' : 'E_NETWORK';
+      this.#onDisconnect(
+        this.#lastError ??
+          new TandemError(
+            code,
+            `connection to ${this.#url} closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`,
+          ),
+      );
+    };
+  }
+
+  #onDisconnect(error: TandemError): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    this.#lastError = undefined;
+    if (this.#closed) return;
+    // A refused connection (bad key, wrong version) will not get better by retrying.
+    if (
+      error.code === 'E_UNAUTHORIZED' ||
+      error.code === 'E_PROTOCOL_VERSION' ||
+      error.code === 'E_FORBIDDEN_ORIGIN'
+    ) {
+      for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
+      for (const id of [...this.#jobs.keys()]) this.#fail(id, error);
+      return;
+    }
+    for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
+    this.#ready = undefined;
+    for (const [id, job] of this.#jobs) {
+      job.disconnectTimer ??= setTimeout(
+        () =>
+          this.#fail(
+            id,
+            new TandemError('E_NETWORK', `lost the connection to ${this.#url} during job ${id}`),
+          ),
+        this.#options.jobReconnectTimeoutMs ?? 10_000,
+      );
+    }
+    if (this.#jobs.size > 0 || this.#welcomeWaiters.length > 0) this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#reconnectTimer !== undefined || this.#closed) return;
+    const delay = backoffDelayMs(
+      this.#attempt++,
+      this.#options.reconnectMinDelayMs ?? 250,
+      this.#options.reconnectMaxDelayMs ?? 10_000,
+      this.#options.random ?? Math.random,
+    );
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#jobs.size === 0 && this.#welcomeWaiters.length === 0) return; // nobody waits: reconnect lazily
+      this.#ready ??= new Promise<void>((resolve, reject) =>
+        this.#welcomeWaiters.push({ resolve, reject }),
+      );
+      this.#ready.catch(() => (this.#ready = undefined));
+      this.#open();
+    }, delay);
+  }
+
+  #onWelcome(models: readonly ModelStatus[]): void {
+    this.#welcomed = true;
+    this.#attempt = 0;
+    this.#models.clear();
+    for (const model of models) this.#models.set(model.name, model);
+    const resumable = [...this.#jobs.entries()].filter(
+      ([, job]) => job.disconnectTimer !== undefined,
+    );
+    for (const [, job] of resumable) {
+      clearTimeout(job.disconnectTimer);
+      job.disconnectTimer = undefined;
+    }
+    if (resumable.length > 0) this.#send({ type: 'resume', ids: resumable.map(([id]) => id) });
+    this.#startHeartbeat();
+    for (const waiter of this.#welcomeWaiters.splice(0)) waiter.resolve();
+  }
+
+  #startHeartbeat(): void {
+    clearInterval(this.#heartbeat);
+    const interval = this.#options.heartbeatIntervalMs ?? 15_000;
+    this.#heartbeat = setInterval(() => {
+      // Two pings without a pong: the connection is dead even if the socket has not noticed.
+      if (this.#pings.size >= 2) {
+        this.#pings.clear();
+        this.#socket?.close(4000, 'heartbeat timeout');
+        return;
+      }
+      const nonce = ++this.#nonce;
+      this.#pings.set(nonce, performance.now());
+      this.#send({ type: 'ping', nonce });
+    }, interval);
+    const timer = this.#heartbeat as { unref?: () => void };
+    timer.unref?.();
+  }
+
+  // ---- messages -------------------------------------------------------------------------------
+
+  #send(message: ClientMessage): void {
+    const socket = this.#socket;
+    if (socket?.readyState !== OPEN) return;
+    socket.send(encodeMessage(message));
+  }
+
+  #onMessage(data: unknown): void {
+    let message: ServerMessage;
+    try {
+      message = decodeServerMessage(data);
+    } catch {
+      return; // a bad frame from the server loses that frame only
+    }
+    switch (message.type) {
+      case 'welcome':
+        return this.#onWelcome(message.models);
+      case 'model':
+        this.#models.set(message.model.name, message.model);
+        return;
+      case 'pong': {
+        const sentAt = this.#pings.get(message.nonce);
+        if (sentAt !== undefined) this.#rtt.add(performance.now() - sentAt);
+        this.#pings.clear();
+        return;
+      }
+      case 'progress':
+        this.#jobs.get(message.event.jobId)?.options.onProgress(message.event);
+        return;
+      case 'result': {
+        const job = this.#jobs.get(message.id);
+        if (job === undefined) return; // a result for a cancelled or already answered job
+        this.#finish(message.id);
+        if (!message.coldStart) {
+          const measured = this.#roundTrips.get(message.model) ?? new MovingAverage();
+          measured.add(performance.now() - job.startedAt);
+          this.#roundTrips.set(message.model, measured);
+        }
+        job.resolve({
+          outputs: message.outputs,
+          backend: message.backend,
+          cold: message.coldStart,
+          timings: {
+            queueMs: message.timings.queueMs,
+            loadMs: message.timings.loadMs + message.timings.warmupMs,
+            runMs: message.timings.runMs,
+          },
+        });
+        return;
+      }
+      case 'error': {
+        const error = new TandemError(message.code, message.message, {
+          retryable: message.retryable,
+          ...(message.retryAfterMs === undefined ? {} : { retryAfterMs: message.retryAfterMs }),
+        });
+        if (message.id === null) {
+          if (error.code === 'E_UNAUTHORIZED' || error.code === 'E_PROTOCOL_VERSION')
+            this.#lastError = error;
+          return;
+        }
+        const job = this.#jobs.get(message.id);
+        if (job === undefined) return;
+        if (error.code === 'E_JOB_NOT_FOUND' && !job.resubmitted) {
+          // The server restarted and lost the job: run it again, once.
+          job.resubmitted = true;
+          this.#send(job.message);
+          return;
+        }
+        this.#fail(message.id, error);
+        return;
+      }
+    }
+  }
+
+  #finish(id: string): PendingJob | undefined {
+    const job = this.#jobs.get(id);
+    if (job === undefined) return undefined;
+    clearTimeout(job.disconnectTimer);
+    this.#jobs.delete(id);
+    return job;
+  }
+
+  #fail(id: string, error: TandemError): void {
+    this.#finish(id)?.reject(error);
+  }
+}
+
+function cancelled(id: string): TandemError {
+  return new TandemError('E_CANCELLED', `job ${id} was cancelled`);
+}
+
+/** `http(s)://host[:port][/base]` → `ws(s)://host[:port][/base]/v1/stream`; ws URLs pass through. */
+export function streamUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.protocol === 'ws:' || parsed.protocol === 'wss:') return parsed.toString();
+  parsed.protocol = parsed.protocol === 'https:' ? 'wss:' : 'ws:';
+  parsed.pathname = `${parsed.pathname.replace(/\/$/, '')}/v1/stream`;
+  return parsed.toString();
+}
+
+/** Priority used when a call names none. */
+export const DEFAULT_JOB_PRIORITY = DEFAULT_PRIORITY;

@@ -1,0 +1,82 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { PLACEMENTS, type ModelManifest } from '@tandem/shared';
+import { allowsFallback, decidePlacement, meetsBackend } from '../src/router.js';
+import type { RuntimeEstimate } from '../src/runtime.js';
+
+const manifest: ModelManifest = { name: 'm' };
+const up = (ms?: number): RuntimeEstimate =>
+  ms === undefined ? { available: true, reason: 'ok' } : { available: true, reason: 'ok', ms };
+const down: RuntimeEstimate = { available: false, reason: 'no backend' };
+
+describe('decidePlacement', () => {
+  it('honours the -only policies whatever the estimates', () => {
+    expect(decidePlacement('local-only', manifest, down, up(1)).order).toEqual(['local']);
+    expect(decidePlacement('remote-only', manifest, up(1), down).order).toEqual(['remote']);
+  });
+
+  it('prefers a side but falls back to the other, or skips it when unavailable', () => {
+    expect(decidePlacement('prefer-local', manifest, up(), up()).order).toEqual([
+      'local',
+      'remote',
+    ]);
+    expect(decidePlacement('prefer-remote', manifest, up(), up()).order).toEqual([
+      'remote',
+      'local',
+    ]);
+    expect(decidePlacement('prefer-remote', manifest, up(), down).order).toEqual([
+      'local',
+      'remote',
+    ]);
+    expect(decidePlacement('prefer-local', manifest, up(), down).order).toEqual(['local']);
+  });
+
+  it('auto: picks the lower measured estimate and keeps the other as fallback', () => {
+    const d = decidePlacement('auto', manifest, up(40), up(300));
+    expect(d.order).toEqual(['local', 'remote']);
+    expect(d.reason).toContain('local ~40 ms');
+    expect(decidePlacement('auto', manifest, up(900), up(300)).order).toEqual(['remote', 'local']);
+  });
+
+  it('auto: skips an unavailable side and says why', () => {
+    const d = decidePlacement('auto', manifest, down, up(300));
+    expect(d.order).toEqual(['remote']);
+    expect(d.reason).toContain('no backend');
+  });
+
+  it('auto: without estimates follows the manifest hint, else this device', () => {
+    const hinted: ModelManifest = { name: 'm', placement: { prefer: 'remote' } };
+    expect(decidePlacement('auto', hinted, up(), up()).order).toEqual(['remote', 'local']);
+    expect(decidePlacement('auto', manifest, up(), up()).order).toEqual(['local', 'remote']);
+  });
+
+  it('always returns at least one side, each side at most once', () => {
+    const estimate = fc.oneof(
+      fc.constant(down),
+      fc.option(fc.double({ min: 0, max: 1e6, noNaN: true }), { nil: undefined }).map(up),
+    );
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...PLACEMENTS),
+        estimate,
+        estimate,
+        (placement, local, remote) => {
+          const { order, reason } = decidePlacement(placement, manifest, local, remote);
+          expect(order.length).toBeGreaterThan(0);
+          expect(new Set(order).size).toBe(order.length);
+          expect(reason.length).toBeGreaterThan(0);
+          if (!allowsFallback(placement)) expect(order).toHaveLength(1);
+        },
+      ),
+    );
+  });
+});
+
+describe('meetsBackend', () => {
+  it('orders wasm below webgpu', () => {
+    expect(meetsBackend('webgpu', 'wasm')).toBe(true);
+    expect(meetsBackend('wasm', 'webgpu')).toBe(false);
+    expect(meetsBackend('wasm', undefined)).toBe(true);
+    expect(meetsBackend(undefined, undefined)).toBe(false);
+  });
+});

@@ -1,0 +1,239 @@
+// The client's WebSocket remote runtime against a real server on loopback: results equal to
+// onnxruntime-node, progress, estimates, cancellation, an unreachable server, and a server that
+// dies mid-job and comes back on the same port (the job is resumed or retried: one answer).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import {
+  TandemError,
+  type ModelManifest,
+  type ProgressEvent,
+  type TensorMap,
+} from '@tandem/shared';
+import { createServer, type TandemServer } from '@tandem/server';
+import { WebSocketRemote, type WebSocketLike } from '@tandem/client';
+import {
+  buildMlpClassifier,
+  createPrng,
+  fillUniform,
+  slowInput,
+  writeModelFile,
+  writeSlowModel,
+} from '@tandem/test-support';
+
+const CLI = fileURLToPath(new URL('../packages/server/dist/cli.js', import.meta.url));
+const createSocket = (url: string, protocols: string[]): WebSocketLike =>
+  new WebSocket(url, protocols) as unknown as WebSocketLike;
+const mlp: ModelManifest = { name: 'mlp' };
+const slow: ModelManifest = { name: 'slow' };
+
+function options(
+  jobId: string,
+  events: ProgressEvent[] = [],
+  signal = new AbortController().signal,
+) {
+  return { jobId, priority: 5, signal, onProgress: (e: ProgressEvent) => events.push(e) };
+}
+
+function mlpInput(rows: number, seed: number): TensorMap {
+  const data = fillUniform(new Float32Array(rows * 8), createPrng(seed), -1, 1);
+  return { x: { dtype: 'float32', dims: [rows, 8], data } };
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(TandemError);
+    return (error as TandemError).code;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('WebSocketRemote against a real server', () => {
+  let dir: string;
+  let server: TandemServer;
+  let url: string;
+  let remote: WebSocketRemote;
+  let mlpPath: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tandem-client-remote-'));
+    mlpPath = await writeModelFile(
+      dir,
+      'mlp',
+      1,
+      buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 3 }).bytes,
+    );
+    await writeSlowModel(dir);
+    server = await createServer({ port: 0, catalog: false, modelsDir: dir });
+    url = await server.listen();
+    remote = new WebSocketRemote({ url, createSocket });
+  });
+
+  afterAll(async () => {
+    await remote.close();
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('runs a model with outputs equal to onnxruntime-node, streaming progress', async () => {
+    const inputs = mlpInput(4, 1);
+    const events: ProgressEvent[] = [];
+    const result = await remote.run(mlp, inputs, options('r-1', events));
+    const session = await ort.InferenceSession.create(mlpPath);
+    const direct = await session.run({
+      x: new ort.Tensor('float32', inputs.x!.data as Float32Array, [4, 8]),
+    });
+    await session.release();
+    expect(
+      Buffer.from(
+        (result.outputs.probs!.data as Float32Array).buffer,
+        (result.outputs.probs!.data as Float32Array).byteOffset,
+        48,
+      ),
+    ).toEqual(
+      Buffer.from(
+        (direct.probs!.data as Float32Array).buffer,
+        (direct.probs!.data as Float32Array).byteOffset,
+        48,
+      ),
+    );
+    expect(Array.from(result.outputs.label!.data as BigInt64Array)).toEqual(
+      Array.from(direct.label!.data as BigInt64Array),
+    );
+    expect(result.cold).toBe(true);
+    expect(result.backend).toBe('cpu');
+    expect(events.map((e) => e.stage)).toContain('loading');
+    for (let i = 1; i < events.length; i++)
+      expect(events[i]!.fraction).toBeGreaterThanOrEqual(events[i - 1]!.fraction);
+  });
+
+  it('estimates from the server measurements once the model has run', async () => {
+    await remote.run(mlp, mlpInput(1, 2), options('r-2'));
+    const estimate = await remote.estimate(mlp);
+    expect(estimate.available).toBe(true);
+    expect(estimate.cold).toBe(false);
+    expect(estimate.ms).toBeGreaterThan(0);
+    expect((await remote.estimate({ name: 'nope' })).available).toBe(false);
+  });
+
+  it('cancels a queued job with E_CANCELLED and stays usable', async () => {
+    await remote.warm(slow);
+    const busy = remote.run(slow, slowInput(512, 1), options('busy'));
+    const abort = new AbortController();
+    let queuedNow!: () => void;
+    const isQueued = new Promise<void>((resolve) => (queuedNow = resolve));
+    const queued = remote.run(slow, slowInput(1, 2), {
+      ...options('queued', [], abort.signal),
+      onProgress: () => queuedNow(),
+    });
+    // Cancel once the server has queued it (its first progress event says so).
+    await isQueued;
+    abort.abort();
+    expect(await codeOf(queued)).toBe('E_CANCELLED');
+    await busy;
+    const after = await remote.run(mlp, mlpInput(1, 3), options('after'));
+    expect(after.outputs.probs?.dims).toEqual([1, 3]);
+  });
+
+  it('reports a server error with its code', async () => {
+    const bad: TensorMap = { x: { dtype: 'int32', dims: [1, 8], data: new Int32Array(8) } };
+    expect(await codeOf(remote.run(mlp, bad, options('bad')))).toBe('E_INPUT_DTYPE');
+  });
+});
+
+describe('WebSocketRemote when the server is not there', () => {
+  it('is unavailable and fails fast with E_NETWORK', async () => {
+    const remote = new WebSocketRemote({
+      url: 'http://127.0.0.1:9',
+      createSocket,
+      connectTimeoutMs: 2000,
+    });
+    expect((await remote.estimate(mlp)).available).toBe(false);
+    expect(await codeOf(remote.run(mlp, mlpInput(1, 1), options('x')))).toBe('E_NETWORK');
+    await remote.close();
+  });
+});
+
+describe('WebSocketRemote across a server restart', () => {
+  let child: ChildProcess | undefined;
+  let dir: string;
+
+  afterEach(async () => {
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function startCli(port: number): Promise<{ child: ChildProcess; url: string }> {
+    const process_ = spawn(
+      process.execPath,
+      [CLI, 'serve', '--port', String(port), '--models', dir, '--no-catalog', '--quiet'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    let log = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      process_.stderr.setEncoding('utf8');
+      process_.stderr.on('data', (chunk: string) => {
+        log += chunk;
+        const match = /serving on (http:\/\/\S+)/.exec(log);
+        if (match !== null) resolve(match[1]!);
+      });
+      process_.once('exit', (code) => reject(new Error(`the CLI exited (${code}): ${log}`)));
+    });
+    return { child: process_, url };
+  }
+
+  it('reconnects and resumes or retries the job: exactly one result', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tandem-client-restart-'));
+    await writeSlowModel(dir);
+    const first = await startCli(0);
+    child = first.child;
+    const port = Number(new URL(first.url).port);
+    const remote = new WebSocketRemote({
+      url: first.url,
+      createSocket,
+      reconnectMinDelayMs: 50,
+      reconnectMaxDelayMs: 500,
+      jobReconnectTimeoutMs: 30_000,
+    });
+    await remote.warm(slow);
+    let runningNow!: () => void;
+    const isRunning = new Promise<void>((resolve) => (runningNow = resolve));
+    const job = remote.run(slow, slowInput(256, 4), {
+      ...options('restart-1'),
+      onProgress: (event) => {
+        if (event.stage === 'running') runningNow();
+      },
+    });
+    let results = 0;
+    void job.then(() => results++);
+    await isRunning;
+    // The server dies mid-job, then a new one starts on the same port.
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const second = await startCli(port);
+    child = second.child;
+    const result = await job;
+    expect(result.outputs.y?.dims).toEqual([256, 256]);
+    expect(Array.from((result.outputs.y!.data as Float32Array).subarray(0, 4))).toEqual(
+      Array.from((slowInput(256, 4).x!.data as Float32Array).subarray(0, 4)),
+    );
+    // One more round trip on the same runtime: nothing else arrives for the finished job.
+    await remote.run(slow, slowInput(1, 5), options('restart-2'));
+    expect(results).toBe(1);
+    await remote.close();
+  });
+});
