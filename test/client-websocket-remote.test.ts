@@ -11,12 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import {
-  TandemError,
-  type ModelManifest,
-  type ProgressEvent,
-  type TensorMap,
-} from '@tandem/shared';
+import type { ModelManifest, ProgressEvent, TensorMap } from '@tandem/shared';
 import { createServer, type TandemServer } from '@tandem/server';
 import { WebSocketRemote, type WebSocketLike } from '@tandem/client';
 import {
@@ -27,6 +22,7 @@ import {
   writeModelFile,
   writeSlowModel,
 } from '@tandem/test-support';
+import { rejectionCode as codeOf } from '@tandem/test-support';
 
 const CLI = fileURLToPath(new URL('../packages/server/dist/cli.js', import.meta.url));
 const createSocket = (url: string, protocols: string[]): WebSocketLike =>
@@ -45,16 +41,6 @@ function options(
 function mlpInput(rows: number, seed: number): TensorMap {
   const data = fillUniform(new Float32Array(rows * 8), createPrng(seed), -1, 1);
   return { x: { dtype: 'float32', dims: [rows, 8], data } };
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(TandemError);
-    return (error as TandemError).code;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('WebSocketRemote against a real server', () => {

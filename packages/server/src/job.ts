@@ -5,11 +5,10 @@
 import type { TandemError } from '@tandem/shared';
 import {
   createProgressTracker,
-  type Backend,
-  type JobTimings,
   type PlannedStage,
   type ProgressEvent,
   type ProgressTracker,
+  type ResultMessage,
   type StageUpdate,
   type TensorMap,
 } from '@tandem/shared';
@@ -29,16 +28,8 @@ export interface JobRequest {
   readonly deadlineMs?: number;
 }
 
-/** A finished job's answer. */
-export interface JobResult {
-  readonly id: string;
-  readonly model: string;
-  readonly version: string;
-  readonly outputs: TensorMap;
-  readonly backend: Backend;
-  readonly coldStart: boolean;
-  readonly timings: JobTimings;
-}
+/** A finished job's answer: the `result` message without its type tag. */
+export type JobResult = Omit<ResultMessage, 'type'>;
 
 /** How a job ended. */
 export type JobOutcome =

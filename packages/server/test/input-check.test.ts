@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { TandemError, type Tensor, type TensorMap } from '@tandem/shared';
+import type { Tensor, TensorMap } from '@tandem/shared';
 import { checkInputs, type ModelSignature } from '../src/input-check.js';
+import { errorCode } from '@tandem/test-support';
 
 const f32 = (dims: number[], count = dims.reduce((a, b) => a * b, 1)): Tensor => ({
   dtype: 'float32',
@@ -35,13 +36,7 @@ const good = (): TensorMap => ({
 });
 
 function codeOf(inputs: TensorMap, outputs?: readonly string[], sig = signature): string {
-  try {
-    checkInputs(sig, inputs, outputs);
-  } catch (error) {
-    expect(error).toBeInstanceOf(TandemError);
-    return (error as TandemError).code;
-  }
-  return 'ok';
+  return errorCode(() => checkInputs(sig, inputs, outputs));
 }
 
 describe('checkInputs', () => {

@@ -1,15 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { TandemError } from '@tandem/shared';
 import { DEFAULT_MODEL_CONFIG, parseModelConfig } from '../src/model-config.js';
+import { errorCode } from '@tandem/test-support';
 
 function codeOf(value: unknown): string {
-  try {
-    parseModelConfig(value, 'm/1/model.json');
-  } catch (error) {
-    expect(error).toBeInstanceOf(TandemError);
-    return (error as TandemError).code;
-  }
-  return 'ok';
+  return errorCode(() => parseModelConfig(value, 'm/1/model.json'));
 }
 
 describe('parseModelConfig', () => {

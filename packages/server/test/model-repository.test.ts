@@ -1,11 +1,11 @@
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { TandemError } from '@tandem/shared';
 import { buildTinyModel, writeModelFile } from '@tandem/test-support';
 import { DEFAULT_MODEL_CONFIG } from '../src/model-config.js';
 import { ModelRepository, compareVersions, type ModelEntry } from '../src/model-repository.js';
 import { tempDir, writeModelConfig } from './server-fixtures.js';
+import { errorCode as codeOf } from '@tandem/test-support';
 
 const model = buildTinyModel().bytes;
 
@@ -20,16 +20,6 @@ afterEach(() => {
   vi.useRealTimers();
   remove();
 });
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(TandemError);
-    return (error as TandemError).code;
-  }
-  return 'ok';
-}
 
 describe('ModelRepository', () => {
   it('finds every version and picks the latest numerically, or naturally', async () => {

@@ -21,6 +21,7 @@ import {
 } from '@tandem/test-support';
 import { readOnnxMetadata } from '../src/onnx-metadata.js';
 import { tempDir } from './server-fixtures.js';
+import { errorCode as codeOf } from '@tandem/test-support';
 
 const { dir, remove } = tempDir('onnx-metadata');
 afterAll(remove);
@@ -30,16 +31,6 @@ function fileWith(bytes: Uint8Array): string {
   const path = join(dir, `model-${fileCount++}.onnx`);
   writeFileSync(path, bytes);
   return path;
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(TandemError);
-    return (error as TandemError).code;
-  }
-  return 'ok';
 }
 
 // A few protobuf writers, to hand-craft what the model builder cannot express.

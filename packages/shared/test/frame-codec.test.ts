@@ -5,7 +5,6 @@ import {
   MAX_HEADER_BYTES,
   PROTOCOL_VERSION,
   TENSOR_DTYPES,
-  TandemError,
   decodeClientMessage,
   decodeMessage,
   decodeServerMessage,
@@ -15,6 +14,7 @@ import {
   type Tensor,
 } from '../src/index.js';
 import { messageArb, messageArbs, tensorOf } from './arbitraries.js';
+import { errorCode as codeOf } from '@tandem/test-support';
 
 /** Builds a frame from a raw header object and body, bypassing the encoder's checks. */
 function rawFrame(
@@ -35,16 +35,6 @@ function rawFrame(
 
 function inferHeader(tensors: unknown[]) {
   return { type: 'infer', id: 'j', model: 'm', inputs: tensors };
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(TandemError);
-    return (error as TandemError).code;
-  }
-  throw new Error('expected a TandemError');
 }
 
 const float32x4 = new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer);

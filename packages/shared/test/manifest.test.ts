@@ -1,16 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { TandemError, parseModelManifest } from '../src/index.js';
+import { parseModelManifest } from '../src/index.js';
+import { errorCode } from '@tandem/test-support';
 
 const sha256 = 'a'.repeat(64);
 
-function codeOf(value: unknown): string | undefined {
-  try {
-    parseModelManifest(value);
-    return undefined;
-  } catch (error) {
-    expect(error).toBeInstanceOf(TandemError);
-    return (error as TandemError).code;
-  }
+function codeOf(value: unknown): string {
+  return errorCode(() => parseModelManifest(value));
 }
 
 describe('parseModelManifest', () => {

@@ -1,22 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   TENSOR_DTYPES,
-  TandemError,
   bytesPerElement,
   createTensor,
   elementCount,
   isTensorDtype,
 } from '../src/index.js';
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(TandemError);
-    return (error as TandemError).code;
-  }
-  throw new Error('expected a TandemError');
-}
+import { errorCode as codeOf } from '@tandem/test-support';
 
 describe('tensor helpers', () => {
   it('knows every ONNX dtype and nothing else', () => {

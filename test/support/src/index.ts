@@ -59,3 +59,4 @@ export type {
   RawSocketResult,
 } from './ws-test-client.js';
 export { SLOW_WIDTH, buildMatMulChainModel, slowInput, writeSlowModel } from './slow-model.js';
+export { errorCode, rejectionCode } from './error-code.js';
