@@ -13,3 +13,11 @@ export type {
   WebSocketLike,
   WebSocketRemoteOptions,
 } from './websocket-remote.js';
+export { ModelFileStore, sha256Hex } from './model-files.js';
+export type {
+  CachedModel,
+  FileProgress,
+  ModelFile,
+  ModelFileStoreOptions,
+  ModelStorage,
+} from './model-files.js';

@@ -93,6 +93,9 @@ export interface TandemServer {
   close(): Promise<void>;
 }
 
+/** After draining, how long open HTTP responses may still take before their connections are cut. */
+const CONNECTION_GRACE_MS = 2000;
+
 /** The server's own name and version, sent in `welcome`. */
 export const SERVER_NAME = '@tandem/server';
 export const SERVER_VERSION: string = (
@@ -236,8 +239,15 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     // Results are out; now close the WebSockets. The http server's close (next, before onClose)
     // waits for upgraded sockets, so with any client connected it never finished.
     await gateway.closeConnections();
+    // The http server's close waits for every open HTTP connection too. Idle keep-alive ones are
+    // closed at once; one stuck mid-response (a client that stopped reading) must not hold the
+    // shutdown forever, so whatever is still open after a short grace is cut.
+    forceClose = setTimeout(() => fastify.server.closeAllConnections(), CONNECTION_GRACE_MS);
+    forceClose.unref();
   });
+  let forceClose: ReturnType<typeof setTimeout> | undefined;
   fastify.addHook('onClose', async () => {
+    clearTimeout(forceClose);
     await manager.close();
   });
 

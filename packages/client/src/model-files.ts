@@ -1,0 +1,307 @@
+// Model files for local runs: a streamed download with byte progress (the total is the manifest's
+// `bytes`, known before the first byte), a sha256 check (E_INTEGRITY), and Cache Storage so a second
+// visit reads no network. Where Cache Storage is missing (Node) or full (a quota error), files are
+// kept in memory for this page instead.
+
+import { TandemError, type ModelManifest } from '@tandem/shared';
+
+/** Where a stored model file lives. */
+export type ModelStorage = 'cache' | 'memory';
+
+/** A stored model file, as `tandem.cache.list()` reports it. */
+export interface CachedModel {
+  readonly name: string;
+  readonly url: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly storage: ModelStorage;
+}
+
+/** Progress of fetching one file. */
+export interface FileProgress {
+  readonly stage: 'download' | 'cache';
+  readonly loaded: number;
+  readonly total: number;
+}
+
+/** A fetched model file. */
+export interface ModelFile {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** True when it came from storage, with no network. */
+  readonly cached: boolean;
+  readonly downloadMs: number;
+}
+
+/** Options of {@link ModelFileStore}. */
+export interface ModelFileStoreOptions {
+  /** Cache Storage bucket name. @default 'tandem-models-v1' */
+  readonly cacheName?: string;
+  /** Resolves relative manifest URLs. @default location.href in a page */
+  readonly baseUrl?: string;
+  /** @default globalThis.fetch */
+  readonly fetch?: typeof fetch;
+  /** @default globalThis.caches (undefined in Node: memory only) */
+  readonly caches?: CacheStorage;
+}
+
+const INDEX_HEADER = 'x-tandem-model';
+
+/** Downloads, verifies and stores model files. */
+export class ModelFileStore {
+  readonly #cacheName: string;
+  readonly #baseUrl: string | undefined;
+  readonly #fetch: typeof fetch;
+  readonly #caches: CacheStorage | undefined;
+  readonly #memory = new Map<string, { model: CachedModel; bytes: Uint8Array<ArrayBuffer> }>();
+
+  constructor(options: ModelFileStoreOptions = {}) {
+    this.#cacheName = options.cacheName ?? 'tandem-models-v1';
+    this.#baseUrl =
+      options.baseUrl ?? (globalThis as { location?: { href: string } }).location?.href;
+    this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.#caches = options.caches ?? (globalThis as { caches?: CacheStorage }).caches;
+  }
+
+  /**
+   * The model's file: from storage when present (no network), else downloaded with progress,
+   * verified against the manifest's sha256, and stored. Aborting the signal stops the download
+   * with `E_CANCELLED`.
+   */
+  async get(
+    manifest: ModelManifest,
+    options: { signal?: AbortSignal; onProgress?: (progress: FileProgress) => void } = {},
+  ): Promise<ModelFile> {
+    const { url, bytes: total, sha256 } = requireFile(manifest);
+    const key = this.#key(url, sha256);
+    const stored = await this.#read(key, total);
+    if (stored !== undefined) {
+      options.onProgress?.({ stage: 'cache', loaded: total, total });
+      return { bytes: stored, cached: true, downloadMs: 0 };
+    }
+    const started = performance.now();
+    const bytes = await this.#download(url, total, options.signal, options.onProgress);
+    const digest = await sha256Hex(bytes);
+    if (digest !== sha256) {
+      throw new TandemError(
+        'E_INTEGRITY',
+        `${url}: sha256 is ${digest}, the manifest says ${sha256}`,
+      );
+    }
+    const downloadMs = performance.now() - started;
+    options.onProgress?.({ stage: 'cache', loaded: 0, total });
+    await this.#write(
+      key,
+      { name: manifest.name, url, bytes: total, sha256, storage: 'cache' },
+      bytes,
+    );
+    options.onProgress?.({ stage: 'cache', loaded: total, total });
+    return { bytes, cached: false, downloadMs };
+  }
+
+  /** Whether the file is stored (a run would need no download). */
+  async has(manifest: ModelManifest): Promise<boolean> {
+    if (manifest.url === undefined || manifest.sha256 === undefined) return false;
+    const key = this.#key(this.#resolve(manifest.url), manifest.sha256);
+    if (this.#memory.has(key)) return true;
+    const cache = await this.#open();
+    return (await cache?.match(key)) !== undefined;
+  }
+
+  /** Every stored file. */
+  async list(): Promise<CachedModel[]> {
+    const found: CachedModel[] = [...this.#memory.values()].map((entry) => entry.model);
+    const cache = await this.#open();
+    if (cache !== undefined) {
+      for (const request of await cache.keys()) {
+        const response = await cache.match(request);
+        const header = response?.headers.get(INDEX_HEADER);
+        if (header === null || header === undefined) continue;
+        try {
+          found.push({ ...(JSON.parse(header) as Omit<CachedModel, 'storage'>), storage: 'cache' });
+        } catch {
+          // An entry this version did not write: not ours to list.
+        }
+      }
+    }
+    return found;
+  }
+
+  /** Removes every stored version of a model (by name); returns how many files went. */
+  async delete(name: string): Promise<number> {
+    let removed = 0;
+    for (const [key, entry] of this.#memory) {
+      if (entry.model.name === name && this.#memory.delete(key)) removed++;
+    }
+    const cache = await this.#open();
+    if (cache !== undefined) {
+      for (const request of await cache.keys()) {
+        const header = (await cache.match(request))?.headers.get(INDEX_HEADER);
+        if (
+          header !== null &&
+          header !== undefined &&
+          (JSON.parse(header) as { name?: string }).name === name
+        ) {
+          if (await cache.delete(request)) removed++;
+        }
+      }
+    }
+    return removed;
+  }
+
+  /** Bytes stored, and the origin's storage usage and quota where the browser tells. */
+  async estimate(): Promise<{ modelBytes: number; usageBytes?: number; quotaBytes?: number }> {
+    const modelBytes = (await this.list()).reduce((sum, model) => sum + model.bytes, 0);
+    const storage = (globalThis as { navigator?: { storage?: StorageManager } }).navigator?.storage;
+    if (storage?.estimate === undefined) return { modelBytes };
+    const { usage, quota } = await storage.estimate();
+    return {
+      modelBytes,
+      ...(usage === undefined ? {} : { usageBytes: usage }),
+      ...(quota === undefined ? {} : { quotaBytes: quota }),
+    };
+  }
+
+  #resolve(url: string): string {
+    try {
+      return new URL(url, this.#baseUrl).toString();
+    } catch {
+      throw new TandemError(
+        'E_INVALID_ARGUMENT',
+        `cannot resolve the model URL "${url}" (give a baseUrl)`,
+      );
+    }
+  }
+
+  /** The storage key: the URL plus the hash, so a new file version never matches an old entry. */
+  #key(url: string, sha256: string): string {
+    const key = new URL(this.#resolve(url));
+    key.searchParams.set('tandem-sha256', sha256);
+    return key.toString();
+  }
+
+  async #open(): Promise<Cache | undefined> {
+    if (this.#caches === undefined) return undefined;
+    try {
+      return await this.#caches.open(this.#cacheName);
+    } catch {
+      return undefined; // e.g. Cache Storage disabled in this browsing mode
+    }
+  }
+
+  async #read(key: string, total: number): Promise<Uint8Array<ArrayBuffer> | undefined> {
+    const memory = this.#memory.get(key);
+    if (memory !== undefined) return memory.bytes;
+    const cache = await this.#open();
+    const response = await cache?.match(key);
+    if (response === undefined) return undefined;
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    // A truncated entry (storage trouble) is dropped and fetched again.
+    if (bytes.byteLength !== total) {
+      await cache?.delete(key);
+      return undefined;
+    }
+    return bytes;
+  }
+
+  async #write(key: string, model: CachedModel, bytes: Uint8Array<ArrayBuffer>): Promise<void> {
+    const cache = await this.#open();
+    if (cache !== undefined) {
+      try {
+        const headers = {
+          'content-type': 'application/octet-stream',
+          'content-length': String(bytes.byteLength),
+          [INDEX_HEADER]: JSON.stringify({
+            name: model.name,
+            url: model.url,
+            bytes: model.bytes,
+            sha256: model.sha256,
+          }),
+        };
+        await cache.put(key, new Response(bytes, { headers }));
+        return;
+      } catch {
+        // Quota exceeded (or storage unavailable): keep it in memory for this page instead.
+      }
+    }
+    this.#memory.set(key, { model: { ...model, storage: 'memory' }, bytes });
+  }
+
+  async #download(
+    url: string,
+    total: number,
+    signal: AbortSignal | undefined,
+    onProgress: ((progress: FileProgress) => void) | undefined,
+  ): Promise<Uint8Array<ArrayBuffer>> {
+    const resolved = this.#resolve(url);
+    let response: Response;
+    try {
+      response = await this.#fetch(resolved, signal === undefined ? {} : { signal });
+    } catch (error) {
+      throw (
+        aborted(signal) ??
+        new TandemError('E_DOWNLOAD', `could not fetch ${resolved}`, { cause: error })
+      );
+    }
+    if (!response.ok || response.body === null) {
+      throw new TandemError('E_DOWNLOAD', `fetching ${resolved} answered ${response.status}`, {
+        retryable: response.status >= 500 || response.status === 429,
+      });
+    }
+    const out = new Uint8Array(total);
+    let loaded = 0;
+    onProgress?.({ stage: 'download', loaded, total });
+    const reader = response.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (loaded + value.byteLength > total) {
+          throw new TandemError(
+            'E_INTEGRITY',
+            `${resolved} is larger than the manifest's ${total} bytes`,
+          );
+        }
+        out.set(value, loaded);
+        loaded += value.byteLength;
+        onProgress?.({ stage: 'download', loaded, total });
+      }
+    } catch (error) {
+      await reader.cancel().catch(() => undefined);
+      if (error instanceof TandemError) throw error;
+      throw (
+        aborted(signal) ??
+        new TandemError('E_DOWNLOAD', `the download of ${resolved} broke off`, { cause: error })
+      );
+    }
+    if (loaded !== total) {
+      throw new TandemError(
+        'E_INTEGRITY',
+        `${resolved} has ${loaded} bytes; the manifest says ${total}`,
+      );
+    }
+    return out;
+  }
+}
+
+function requireFile(manifest: ModelManifest): { url: string; bytes: number; sha256: string } {
+  if (manifest.url === undefined || manifest.bytes === undefined || manifest.sha256 === undefined) {
+    throw new TandemError(
+      'E_NO_BACKEND',
+      `model "${manifest.name}" has no file to run locally (url, bytes, sha256)`,
+    );
+  }
+  return { url: manifest.url, bytes: manifest.bytes, sha256: manifest.sha256 };
+}
+
+function aborted(signal: AbortSignal | undefined): TandemError | undefined {
+  if (signal?.aborted !== true) return undefined;
+  return signal.reason instanceof TandemError
+    ? signal.reason
+    : new TandemError('E_CANCELLED', 'the download was cancelled');
+}
+
+/** Lower-case hex sha256 of `bytes` (Web Crypto, in pages, workers and Node). */
+export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+}
