@@ -1,0 +1,356 @@
+// The local runtime: onnxruntime-web in a dedicated worker (a module Web Worker in browsers,
+// worker_threads in Node) behind comlink. It probes backends (webgpu, then wasm; a software WebGPU
+// adapter counts as no GPU unless allowed), fetches model files through the ModelFileStore,
+// compiles sessions once per file, runs them, and keeps moving averages of download speed, compile
+// and run times for the router's estimates.
+
+import { transfer, wrap, type Endpoint, type Remote } from 'comlink';
+import {
+  MovingAverage,
+  TandemError,
+  createProgressTracker,
+  type LocalBackend,
+  type ModelManifest,
+  type PlannedStage,
+  type TensorMap,
+} from '@tandem/shared';
+import type { BackendInfo, LocalWorkerApi } from './local-worker-api.js';
+import type { ModelFileStore } from './model-files.js';
+import { nodeEndpoint } from './node-endpoint.js';
+import { meetsBackend } from './router.js';
+import type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from './runtime.js';
+import { installTandemErrorHandler } from './worker-errors.js';
+
+/** A started worker. */
+export interface WorkerHandle {
+  readonly endpoint: Endpoint;
+  terminate(): unknown;
+}
+
+/** Options of {@link LocalRuntime}. */
+export interface LocalRuntimeOptions {
+  readonly files: ModelFileStore;
+  /** Count a software WebGPU adapter (SwiftShader) as a GPU. @default false */
+  readonly allowSoftwareGpu?: boolean;
+  /** Backends this app allows locally, best first. @default ['webgpu', 'wasm'] */
+  readonly backends?: readonly LocalBackend[];
+  /** Where onnxruntime-web's .wasm files are served from. */
+  readonly wasmPaths?: string;
+  /** wasm threads; 0 picks by cross-origin isolation. @default 0 */
+  readonly numThreads?: number;
+  /** Starts the worker. @default a module Web Worker, or worker_threads in Node */
+  readonly createWorker?: () => Promise<WorkerHandle>;
+}
+
+/** Per-call extras for local runs. */
+export interface LocalRunOptions extends RuntimeRunOptions {
+  /** Transfer input buffers to the worker instead of copying them (the caller's arrays detach). */
+  readonly transfer?: boolean;
+}
+
+/** Runs models on this device. */
+export class LocalRuntime implements Runtime {
+  readonly where = 'local' as const;
+  readonly name = 'worker';
+  readonly #options: LocalRuntimeOptions;
+  #worker: Promise<{ handle: WorkerHandle; api: Remote<LocalWorkerApi> }> | undefined;
+  #info: Promise<BackendInfo> | undefined;
+  readonly #sessions = new Map<string, Promise<{ backend: LocalBackend; compileMs: number }>>();
+  readonly #bandwidth = new MovingAverage(); // bytes per ms
+  readonly #compileMs = new Map<string, MovingAverage>();
+  readonly #runMs = new Map<string, MovingAverage>();
+
+  constructor(options: LocalRuntimeOptions) {
+    this.#options = options;
+    installTandemErrorHandler();
+  }
+
+  /** What this device can run on (probed once, in the worker). */
+  backendInfo(): Promise<BackendInfo> {
+    this.#info ??= this.#api().then((api) =>
+      api.probe({
+        allowSoftwareGpu: this.#options.allowSoftwareGpu ?? false,
+        ...(this.#options.wasmPaths === undefined ? {} : { wasmPaths: this.#options.wasmPaths }),
+        ...(this.#options.numThreads === undefined ? {} : { numThreads: this.#options.numThreads }),
+      }),
+    );
+    return this.#info;
+  }
+
+  /** The backend a model would run on here, or undefined when none fits. */
+  async backendFor(manifest: ModelManifest): Promise<LocalBackend | undefined> {
+    const info = await this.backendInfo();
+    const allowed = this.#options.backends ?? ['webgpu', 'wasm'];
+    return info.backends.find(
+      (backend) =>
+        allowed.includes(backend) && meetsBackend(backend, manifest.placement?.minBackend),
+    );
+  }
+
+  async estimate(manifest: ModelManifest): Promise<RuntimeEstimate> {
+    if (
+      manifest.url === undefined ||
+      manifest.bytes === undefined ||
+      manifest.sha256 === undefined
+    ) {
+      return { available: false, reason: 'the model has no file to run locally' };
+    }
+    let backend: LocalBackend | undefined;
+    try {
+      backend = await this.backendFor(manifest);
+    } catch (error) {
+      return {
+        available: false,
+        reason: `the local runtime failed: ${TandemError.from(error).message}`,
+      };
+    }
+    if (backend === undefined) {
+      return {
+        available: false,
+        reason: `this device lacks ${manifest.placement?.minBackend ?? 'a usable backend'}`,
+      };
+    }
+    const key = sessionKey(manifest, backend);
+    const compiled = this.#sessions.has(key);
+    const cached = compiled || (await this.#options.files.has(manifest));
+    const run = this.#runMs.get(key)?.value;
+    const compile = compiled ? 0 : this.#compileMs.get(key)?.value;
+    const bandwidth = this.#bandwidth.value;
+    const download = cached ? 0 : bandwidth === undefined ? undefined : manifest.bytes / bandwidth;
+    if (run === undefined || compile === undefined || download === undefined) {
+      return { available: true, cold: !compiled, reason: `${backend}, not measured yet` };
+    }
+    return {
+      available: true,
+      cold: !compiled,
+      ms: download + compile + run,
+      reason: `${backend}${cached ? '' : ' + download'}${compiled ? '' : ' + compile'}`,
+    };
+  }
+
+  async warm(manifest: ModelManifest, signal?: AbortSignal): Promise<void> {
+    await this.#session(manifest, signal, () => undefined);
+  }
+
+  async run(
+    manifest: ModelManifest,
+    inputs: TensorMap,
+    options: LocalRunOptions,
+  ): Promise<RuntimeResult> {
+    const plan = this.#plan(manifest);
+    const tracker = createProgressTracker({
+      jobId: options.jobId,
+      model: manifest.name,
+      where: 'local',
+      ...(plan === undefined ? {} : { plan }),
+    });
+    options.onProgress(tracker.update({ stage: 'resolve' }));
+    const started = performance.now();
+    const { backend, key, downloadMs, compileMs, cold } = await this.#session(
+      manifest,
+      options.signal,
+      (update) => options.onProgress(tracker.update(update)),
+    );
+    throwIfAborted(options.signal);
+    const { api } = await this.#ensureWorker();
+    const runEstimate = this.#runMs.get(key)?.value;
+    options.onProgress(
+      tracker.update(
+        runEstimate === undefined
+          ? { stage: 'running' }
+          : { stage: 'running', stageExpectedMs: runEstimate },
+      ),
+    );
+    const runStarted = performance.now();
+    const payload = options.transfer === true ? transferable(inputs) : inputs;
+    const outputs = await abortable(api.run(key, payload, options.outputs), options.signal);
+    const runMs = performance.now() - runStarted;
+    this.#average(this.#runMs, key).add(runMs);
+    return {
+      outputs,
+      backend,
+      cold,
+      timings: { downloadMs, compileMs, runMs, totalMs: performance.now() - started },
+    };
+  }
+
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    this.#info = undefined;
+    this.#sessions.clear();
+    if (worker !== undefined) await (await worker).handle.terminate();
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  #api(): Promise<Remote<LocalWorkerApi>> {
+    return this.#ensureWorker().then((worker) => worker.api);
+  }
+
+  #ensureWorker(): Promise<{ handle: WorkerHandle; api: Remote<LocalWorkerApi> }> {
+    this.#worker ??= (this.#options.createWorker ?? defaultWorker)().then((handle) => ({
+      handle,
+      api: wrap<LocalWorkerApi>(handle.endpoint),
+    }));
+    return this.#worker;
+  }
+
+  /** Downloads (or reads) and compiles a model once per file and backend. */
+  async #session(
+    manifest: ModelManifest,
+    signal: AbortSignal | undefined,
+    progress: (update: {
+      stage: 'download' | 'cache' | 'compile';
+      loaded?: number;
+      total?: number;
+      stageExpectedMs?: number;
+    }) => void,
+  ): Promise<{
+    backend: LocalBackend;
+    key: string;
+    downloadMs: number;
+    compileMs: number;
+    cold: boolean;
+  }> {
+    const backend = await this.backendFor(manifest);
+    if (backend === undefined) {
+      throw new TandemError(
+        'E_NO_BACKEND',
+        `this device has no backend for "${manifest.name}" (needs ${manifest.placement?.minBackend ?? 'webgpu or wasm'})`,
+      );
+    }
+    const key = sessionKey(manifest, backend);
+    const existing = this.#sessions.get(key);
+    if (existing !== undefined) {
+      await abortable(existing, signal);
+      return { backend, key, downloadMs: 0, compileMs: 0, cold: false };
+    }
+    const file = await this.#options.files.get(manifest, {
+      ...(signal === undefined ? {} : { signal }),
+      onProgress: (p) => progress({ stage: p.stage, loaded: p.loaded, total: p.total }),
+    });
+    if (!file.cached && file.downloadMs > 0)
+      this.#bandwidth.add(file.bytes.byteLength / file.downloadMs);
+    throwIfAborted(signal);
+    const { api } = await this.#ensureWorker();
+    const compileEstimate = this.#compileMs.get(key)?.value;
+    progress(
+      compileEstimate === undefined
+        ? { stage: 'compile' }
+        : { stage: 'compile', stageExpectedMs: compileEstimate },
+    );
+    // Compiling cannot be interrupted; a cancelled caller stops waiting, and the session stays
+    // cached for the next call rather than leaking.
+    const loading = api
+      .load(key, file.bytes, backend)
+      .then((loaded) => ({ backend: loaded.backend, compileMs: loaded.compileMs }));
+    this.#sessions.set(key, loading);
+    loading.catch(() => this.#sessions.delete(key));
+    const loaded = await abortable(loading, signal);
+    this.#average(this.#compileMs, key).add(loaded.compileMs);
+    return { backend, key, downloadMs: file.downloadMs, compileMs: loaded.compileMs, cold: true };
+  }
+
+  /** Stage shares for a job, in measured ms where known. */
+  #plan(manifest: ModelManifest): PlannedStage[] | undefined {
+    const bandwidth = this.#bandwidth.value;
+    const keyPrefix = `${manifest.name}@${manifest.sha256 ?? ''}`;
+    const compile = [...this.#compileMs].find(([key]) => key.startsWith(keyPrefix))?.[1].value;
+    const run = [...this.#runMs].find(([key]) => key.startsWith(keyPrefix))?.[1].value;
+    if (
+      bandwidth === undefined ||
+      compile === undefined ||
+      run === undefined ||
+      manifest.bytes === undefined
+    )
+      return undefined;
+    return [
+      { stage: 'resolve', weight: 1 },
+      { stage: 'download', weight: manifest.bytes / bandwidth },
+      { stage: 'cache', weight: 1 },
+      { stage: 'compile', weight: compile },
+      { stage: 'running', weight: run },
+    ];
+  }
+
+  #average(map: Map<string, MovingAverage>, key: string): MovingAverage {
+    let average = map.get(key);
+    if (average === undefined) {
+      average = new MovingAverage();
+      map.set(key, average);
+    }
+    return average;
+  }
+}
+
+function sessionKey(manifest: ModelManifest, backend: LocalBackend): string {
+  return `${manifest.name}@${manifest.sha256 ?? manifest.version ?? ''}/${backend}`;
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) {
+    throw signal.reason instanceof TandemError
+      ? signal.reason
+      : new TandemError('E_CANCELLED', 'cancelled');
+  }
+}
+
+/** Resolves like `promise`, or rejects with E_CANCELLED as soon as `signal` aborts. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  throwIfAborted(signal);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(
+        signal.reason instanceof TandemError
+          ? signal.reason
+          : new TandemError('E_CANCELLED', 'cancelled'),
+      );
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(TandemError.from(error));
+      },
+    );
+  });
+}
+
+/** Marks input buffers for transfer (comlink.transfer) when each tensor owns its whole buffer. */
+function transferable(inputs: TensorMap): TensorMap {
+  const buffers: ArrayBuffer[] = [];
+  for (const tensor of Object.values(inputs)) {
+    if (tensor.dtype === 'string') continue;
+    const { buffer, byteOffset, byteLength } = tensor.data;
+    if (buffer instanceof ArrayBuffer && byteOffset === 0 && byteLength === buffer.byteLength)
+      buffers.push(buffer);
+  }
+  return transfer(inputs, buffers);
+}
+
+/** The default worker: a module Web Worker in browsers, worker_threads in Node. */
+export async function defaultWorker(): Promise<WorkerHandle> {
+  const isNode =
+    typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions
+      ?.node === 'string' && typeof (globalThis as { window?: unknown }).window === 'undefined';
+  if (isNode) {
+    const { Worker } = await import('node:worker_threads');
+    const { existsSync } = await import('node:fs');
+    const { fileURLToPath } = await import('node:url');
+    // Tests run this package from its TypeScript sources: workers need the built JavaScript.
+    const beside = new URL('./local-worker-node.js', import.meta.url);
+    const url = existsSync(fileURLToPath(beside))
+      ? beside
+      : new URL('../dist/local-worker-node.js', import.meta.url);
+    const worker = new Worker(url);
+    return { endpoint: nodeEndpoint(worker), terminate: () => worker.terminate() };
+  }
+  const worker = new Worker(new URL('./local-worker.js', import.meta.url), { type: 'module' });
+  return { endpoint: worker as unknown as Endpoint, terminate: () => worker.terminate() };
+}

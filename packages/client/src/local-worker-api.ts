@@ -1,0 +1,175 @@
+// What runs inside the local worker: onnxruntime-web sessions, the backend probe, and runs. The
+// main thread reaches it through comlink (local-runtime.ts); tensors come back as transferred
+// buffers. Errors are TandemErrors with codes (worker-errors.ts).
+
+import { transfer } from 'comlink';
+import * as ort from 'onnxruntime-web';
+import { TandemError, type LocalBackend, type Tensor, type TensorMap } from '@tandem/shared';
+import { classifyOrtError } from './worker-errors.js';
+
+/** What the probe found on this device. */
+export interface BackendInfo {
+  /** Usable backends, best first. */
+  readonly backends: LocalBackend[];
+  /** The WebGPU adapter's description, when there is one. */
+  readonly adapter?: string;
+  /** True when the only GPU adapter is a software one (SwiftShader, llvmpipe). */
+  readonly softwareGpu: boolean;
+  /** wasm threads onnxruntime-web uses. */
+  readonly threads: number;
+}
+
+/** Settings for the probe and onnxruntime-web. */
+export interface ProbeOptions {
+  /** Count a software WebGPU adapter as a GPU (tests, or apps that know better). @default false */
+  readonly allowSoftwareGpu: boolean;
+  /** Where onnxruntime-web's .wasm files are served from, when not beside its script. */
+  readonly wasmPaths?: string;
+  /** wasm threads; 0 picks by cross-origin isolation and cores. @default 0 */
+  readonly numThreads?: number;
+}
+
+/** A compiled session. */
+export interface LoadedSession {
+  readonly backend: LocalBackend;
+  readonly compileMs: number;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+}
+
+interface GpuAdapterLike {
+  readonly isFallbackAdapter?: boolean;
+  readonly info?: { vendor?: string; architecture?: string; description?: string; device?: string };
+}
+
+interface NavigatorLike {
+  gpu?: { requestAdapter(): Promise<GpuAdapterLike | null> };
+  hardwareConcurrency?: number;
+}
+
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|software|basic render/i;
+
+/** Builds the worker's API object. */
+export function createLocalWorkerApi() {
+  const sessions = new Map<string, { session: ort.InferenceSession; backend: LocalBackend }>();
+  let info: BackendInfo | undefined;
+
+  async function probe(options: ProbeOptions): Promise<BackendInfo> {
+    if (info !== undefined) return info;
+    const nav = (globalThis as { navigator?: NavigatorLike }).navigator;
+    const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
+    const threads =
+      options.numThreads !== undefined && options.numThreads > 0
+        ? options.numThreads
+        : isolated
+          ? Math.max(1, Math.min(4, nav?.hardwareConcurrency ?? 1))
+          : 1;
+    ort.env.wasm.numThreads = threads;
+    if (options.wasmPaths !== undefined) ort.env.wasm.wasmPaths = options.wasmPaths;
+    const backends: LocalBackend[] = [];
+    let adapterText: string | undefined;
+    let softwareGpu = false;
+    try {
+      const adapter = await nav?.gpu?.requestAdapter();
+      if (adapter !== null && adapter !== undefined) {
+        const details = adapter.info ?? {};
+        adapterText = [details.vendor, details.architecture, details.device, details.description]
+          .filter((part) => part !== undefined && part !== '')
+          .join(' ');
+        softwareGpu = adapter.isFallbackAdapter === true || SOFTWARE_ADAPTER.test(adapterText);
+        if (!softwareGpu || options.allowSoftwareGpu) backends.push('webgpu');
+      }
+    } catch {
+      // No WebGPU here: wasm it is.
+    }
+    backends.push('wasm');
+    info = {
+      backends,
+      ...(adapterText === undefined ? {} : { adapter: adapterText }),
+      softwareGpu,
+      threads,
+    };
+    return info;
+  }
+
+  async function load(
+    key: string,
+    bytes: Uint8Array,
+    backend: LocalBackend,
+  ): Promise<LoadedSession> {
+    const existing = sessions.get(key);
+    if (existing !== undefined) {
+      return {
+        backend: existing.backend,
+        compileMs: 0,
+        inputNames: existing.session.inputNames,
+        outputNames: existing.session.outputNames,
+      };
+    }
+    const started = performance.now();
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        executionProviders: [backend],
+        graphOptimizationLevel: 'all',
+      });
+    } catch (error) {
+      throw classifyOrtError(error, 'E_MODEL_LOAD_FAILED');
+    }
+    sessions.set(key, { session, backend });
+    return {
+      backend,
+      compileMs: performance.now() - started,
+      inputNames: session.inputNames,
+      outputNames: session.outputNames,
+    };
+  }
+
+  async function run(
+    key: string,
+    inputs: TensorMap,
+    outputs: readonly string[] | undefined,
+  ): Promise<TensorMap> {
+    const entry = sessions.get(key);
+    if (entry === undefined) throw new TandemError('E_INTERNAL', `no session ${key} in the worker`);
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const [name, tensor] of Object.entries(inputs))
+      feeds[name] = new ort.Tensor(tensor.dtype, tensor.data, tensor.dims);
+    let results: ort.InferenceSession.ReturnType;
+    try {
+      results =
+        outputs === undefined
+          ? await entry.session.run(feeds)
+          : await entry.session.run(feeds, [...outputs]);
+    } catch (error) {
+      throw classifyOrtError(error);
+    }
+    const out: TensorMap = {};
+    const buffers: ArrayBuffer[] = [];
+    for (const [name, value] of Object.entries(results)) {
+      // GPU-resident outputs are read back here; the page only ever sees CPU data.
+      const data = value.location === 'cpu' ? value.data : await value.getData(true);
+      out[name] = { dtype: value.type, dims: [...value.dims], data } as Tensor;
+      if (
+        ArrayBuffer.isView(data) &&
+        data.buffer instanceof ArrayBuffer &&
+        data.byteOffset === 0 &&
+        data.byteLength === data.buffer.byteLength
+      ) {
+        buffers.push(data.buffer);
+      }
+    }
+    return transfer(out, buffers);
+  }
+
+  async function release(key: string): Promise<void> {
+    const entry = sessions.get(key);
+    sessions.delete(key);
+    await entry?.session.release();
+  }
+
+  return { probe, load, run, release };
+}
+
+/** The worker's API, as the main thread sees it through comlink. */
+export type LocalWorkerApi = ReturnType<typeof createLocalWorkerApi>;
