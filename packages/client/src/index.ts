@@ -1,5 +1,5 @@
-// @tandem/client: run ONNX models where they run best. (Being built: the remote WebSocket runtime,
-// the router's policy and the Job type are here; the local runtime and createTandem come next.)
+// @tandem/client: run ONNX models where they run best: on this device (WebGPU or WASM, in a
+// worker) or on a Tandem server, with one progress stream and one cancel button per call.
 
 export { Job } from './job.js';
 export type { JobController } from './job.js';
@@ -25,3 +25,5 @@ export { LocalRuntime, defaultWorker } from './local-runtime.js';
 export type { LocalRunOptions, LocalRuntimeOptions, WorkerHandle } from './local-runtime.js';
 export type { BackendInfo } from './local-worker-api.js';
 export { classifyOrtError } from './worker-errors.js';
+export { createTandem } from './create-tandem.js';
+export type { ModelSource, RunOptions, Tandem, TandemOptions } from './create-tandem.js';

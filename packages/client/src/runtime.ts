@@ -2,7 +2,14 @@
 // remote and the OIP v2 HTTP remote. The router asks each for an estimate, tries them in order,
 // and reports which ran and why.
 
-import type { Backend, ModelManifest, ProgressEvent, TensorMap, Where } from '@tandem/shared';
+import type {
+  Backend,
+  ErrorCode,
+  ModelManifest,
+  ProgressEvent,
+  TensorMap,
+  Where,
+} from '@tandem/shared';
 import type { RunTimings } from './run-result.js';
 
 /** What a runtime thinks of running a model now. */
@@ -15,6 +22,8 @@ export interface RuntimeEstimate {
   readonly ms?: number;
   /** Whether the model would first have to be downloaded (local) or loaded (remote). */
   readonly cold?: boolean;
+  /** When unavailable because something failed (the server is unreachable…), its code. */
+  readonly code?: ErrorCode;
 }
 
 /** Per-call options a runtime receives from the router. */

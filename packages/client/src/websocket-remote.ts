@@ -150,7 +150,8 @@ export class WebSocketRemote implements Runtime {
     try {
       await this.connect();
     } catch (error) {
-      return { available: false, reason: `server unreachable: ${TandemError.from(error).message}` };
+      const coded = TandemError.from(error, 'E_NETWORK');
+      return { available: false, code: coded.code, reason: `server unreachable: ${coded.message}` };
     }
     const status = this.#models.get(model.name);
     if (status === undefined)

@@ -1,0 +1,343 @@
+// createTandem: the library's front door. It resolves model manifests, asks the local and remote
+// runtimes for estimates, lets the router pick a side, falls back to the other side when the first
+// fails (where the placement allows), and hands back a Job that streams progress and says where
+// the work ran and why.
+
+import {
+  DEFAULT_PRIORITY,
+  TandemError,
+  parseModelManifest,
+  type ModelManifest,
+  type Placement,
+  type ProgressEvent,
+  type TensorMap,
+  type Where,
+} from '@tandem/shared';
+import { Job, type JobController } from './job.js';
+import { LocalRuntime, type WorkerHandle } from './local-runtime.js';
+import { ModelFileStore, type CachedModel } from './model-files.js';
+import { FALLBACK_CODES, allowsFallback, decidePlacement } from './router.js';
+import type { Fallback, RunResult, RunTimings } from './run-result.js';
+import type { Runtime, RuntimeEstimate, RuntimeResult } from './runtime.js';
+import { WebSocketRemote, type WebSocketFactory } from './websocket-remote.js';
+
+/** Where a model's manifest comes from: the manifest itself, or the URL of its JSON. */
+export type ModelSource = ModelManifest | string;
+
+/** Options of {@link createTandem}. */
+export interface TandemOptions {
+  /** The Tandem server (`https://host`); without it everything runs locally. */
+  readonly server?: string;
+  /** Sent to the server as a WebSocket subprotocol, never in a URL. */
+  readonly apiKey?: string;
+  /**
+   * Models by name. A model not listed here but known to the server uses the server's manifest
+   * (`/v1/models/{name}/manifest`).
+   */
+  readonly models?: Readonly<Record<string, ModelSource>>;
+  /** Where calls run unless a call says otherwise. @default 'auto' */
+  readonly placement?: Placement;
+  /** Count a software WebGPU adapter (SwiftShader) as a GPU. @default false */
+  readonly allowSoftwareGpu?: boolean;
+  /** Where onnxruntime-web's .wasm files are served from. */
+  readonly wasmPaths?: string;
+  /** Cache Storage bucket for model files. @default 'tandem-models-v1' */
+  readonly cacheName?: string;
+  /** Resolves relative URLs (manifests, model files). @default the page URL, else `server` */
+  readonly baseUrl?: string;
+  /** How long the first connection to the server may take before a call falls back, in ms. @default 3000 */
+  readonly connectTimeoutMs?: number;
+  /** Starts the local worker (tests, custom bundling). */
+  readonly createWorker?: () => Promise<WorkerHandle>;
+  /** Creates WebSockets. @default the global WebSocket, or the `ws` package in Node */
+  readonly createSocket?: WebSocketFactory;
+}
+
+/** Options of one call. */
+export interface RunOptions {
+  /** Overrides the client's placement for this call. */
+  readonly placement?: Placement;
+  /** Cancels the call (download, compile, local run, or remote job). */
+  readonly signal?: AbortSignal;
+  /** 0..10, higher first in the server queue. @default 5 */
+  readonly priority?: number;
+  /** The server must finish within this many ms of receiving the job. */
+  readonly deadlineMs?: number;
+  /** Only these outputs. */
+  readonly outputs?: readonly string[];
+  /** Called with every progress event (the Job is also an async iterable of them). */
+  readonly onProgress?: (event: ProgressEvent) => void;
+}
+
+/** A Tandem client. */
+export interface Tandem {
+  /** Runs a model where it runs best; see {@link RunOptions}. */
+  run(model: string, inputs: TensorMap, options?: RunOptions): Job;
+  /** Wakes a model up: the server starts loading it, and/or this device downloads and compiles it. */
+  warm(model: string, options?: { where?: Where | 'both'; signal?: AbortSignal }): Promise<void>;
+  /** Model files stored on this device. */
+  readonly cache: {
+    list(): Promise<CachedModel[]>;
+    delete(model: string): Promise<number>;
+    estimate(): Promise<{ modelBytes: number; usageBytes?: number; quotaBytes?: number }>;
+  };
+  /** Closes the connection and the worker. */
+  close(): Promise<void>;
+}
+
+let jobCounter = 0;
+
+function newJobId(): string {
+  const random = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto?.randomUUID?.();
+  return random ?? `job-${Date.now().toString(36)}-${(jobCounter++).toString(36)}`;
+}
+
+/** Creates a Tandem client. */
+export function createTandem(options: TandemOptions = {}): Tandem {
+  const baseUrl =
+    options.baseUrl ??
+    (globalThis as { location?: { href: string } }).location?.href ??
+    options.server;
+  const files = new ModelFileStore({
+    ...(options.cacheName === undefined ? {} : { cacheName: options.cacheName }),
+    ...(baseUrl === undefined ? {} : { baseUrl }),
+  });
+  const local = new LocalRuntime({
+    files,
+    allowSoftwareGpu: options.allowSoftwareGpu ?? false,
+    ...(options.wasmPaths === undefined ? {} : { wasmPaths: options.wasmPaths }),
+    ...(options.createWorker === undefined ? {} : { createWorker: options.createWorker }),
+  });
+  let remote: Promise<WebSocketRemote> | undefined;
+  const remoteRuntime = (): Promise<WebSocketRemote> | undefined => {
+    const server = options.server;
+    if (server === undefined) return undefined;
+    remote ??= socketFactory(options.createSocket).then(
+      (createSocket) =>
+        new WebSocketRemote({
+          url: server,
+          createSocket,
+          connectTimeoutMs: options.connectTimeoutMs ?? 3000,
+          ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+        }),
+    );
+    return remote;
+  };
+  const manifests = new Map<string, Promise<ModelManifest>>();
+
+  const manifestOf = (name: string): Promise<ModelManifest> => {
+    let pending = manifests.get(name);
+    if (pending === undefined) {
+      pending = resolveManifest(name, options.models?.[name], options.server, baseUrl);
+      manifests.set(name, pending);
+      pending.catch(() => manifests.delete(name));
+    }
+    return pending;
+  };
+
+  const unavailable = (reason: string): RuntimeEstimate => ({ available: false, reason });
+
+  const execute = async (
+    model: string,
+    inputs: TensorMap,
+    runOptions: RunOptions,
+    controller: JobController,
+    jobId: string,
+  ): Promise<RunResult> => {
+    const started = performance.now();
+    const manifest = await manifestOf(model);
+    const placement = runOptions.placement ?? options.placement ?? 'auto';
+    const remoteRt = await remoteRuntime();
+    const [localEstimate, remoteEstimate] = await Promise.all([
+      placement === 'remote-only' ? unavailable('placement remote-only') : local.estimate(manifest),
+      placement === 'local-only'
+        ? unavailable('placement local-only')
+        : remoteRt === undefined
+          ? unavailable('no server configured')
+          : remoteRt.estimate(manifest),
+    ]);
+    const decision = decidePlacement(placement, manifest, localEstimate, remoteEstimate);
+    let best = 0;
+    const forward = (event: ProgressEvent): void => {
+      // One sequence per job, whichever side reports: the fraction never goes backwards.
+      best = Math.max(best, Math.min(event.fraction, 0.99));
+      const clamped: ProgressEvent = {
+        ...event,
+        jobId,
+        fraction: best,
+        elapsedMs: performance.now() - started,
+      };
+      runOptions.onProgress?.(clamped);
+      controller.progress(clamped);
+    };
+    // A side skipped because it failed (an unreachable server) counts as a fallback from it.
+    let fallback: Fallback | undefined;
+    for (const [side, estimate] of [
+      ['local', localEstimate],
+      ['remote', remoteEstimate],
+    ] as const) {
+      if (!estimate.available && estimate.code !== undefined && allowsFallback(placement)) {
+        fallback = { from: side, code: estimate.code, message: estimate.reason };
+      }
+    }
+    let lastError: TandemError | undefined;
+    for (const side of decision.order) {
+      const runtime: Runtime | undefined = side === 'local' ? local : remoteRt;
+      if (runtime === undefined) continue;
+      try {
+        const result: RuntimeResult = await runtime.run(manifest, inputs, {
+          jobId: side === decision.order[0] ? jobId : `${jobId}-${side}`,
+          priority: runOptions.priority ?? DEFAULT_PRIORITY,
+          signal: controller.signal,
+          onProgress: forward,
+          ...(runOptions.deadlineMs === undefined ? {} : { deadlineMs: runOptions.deadlineMs }),
+          ...(runOptions.outputs === undefined ? {} : { outputs: runOptions.outputs }),
+        });
+        const totalMs = performance.now() - started;
+        const timings: RunTimings = {
+          downloadMs: result.timings.downloadMs ?? 0,
+          compileMs: result.timings.compileMs ?? 0,
+          queueMs: result.timings.queueMs ?? 0,
+          loadMs: result.timings.loadMs ?? 0,
+          runMs: result.timings.runMs ?? 0,
+          totalMs,
+        };
+        const done: ProgressEvent = {
+          jobId,
+          model,
+          where: side,
+          stage: 'done',
+          fraction: 1,
+          elapsedMs: totalMs,
+          etaMs: 0,
+        };
+        runOptions.onProgress?.(done);
+        controller.progress(done);
+        return {
+          outputs: result.outputs,
+          placement: side,
+          backend: result.backend,
+          reason: decision.reason,
+          cold: result.cold,
+          timings,
+          ...(fallback === undefined ? {} : { fallback }),
+        };
+      } catch (error) {
+        const coded = TandemError.from(error);
+        lastError = coded;
+        if (
+          coded.code === 'E_CANCELLED' ||
+          !allowsFallback(placement) ||
+          !FALLBACK_CODES.has(coded.code)
+        )
+          throw coded;
+        fallback = { from: side, code: coded.code, message: coded.message };
+      }
+    }
+    throw (
+      lastError ?? new TandemError('E_NO_BACKEND', `no side can run "${model}": ${decision.reason}`)
+    );
+  };
+
+  return {
+    run(model, inputs, runOptions = {}) {
+      const jobId = newJobId();
+      return new Job(
+        jobId,
+        model,
+        (controller) => {
+          execute(model, inputs, runOptions, controller, jobId).then(
+            (result) => controller.resolve(result),
+            (error: unknown) => {
+              const coded = TandemError.from(error);
+              const end: ProgressEvent = {
+                jobId,
+                model,
+                where: 'local',
+                stage: coded.code === 'E_CANCELLED' ? 'cancelled' : 'error',
+                fraction: 0,
+                elapsedMs: 0,
+              };
+              runOptions.onProgress?.(end);
+              controller.reject(coded);
+            },
+          );
+        },
+        runOptions.signal,
+      );
+    },
+    async warm(model, warmOptions = {}) {
+      const where = warmOptions.where ?? 'remote';
+      const manifest = await manifestOf(model);
+      const tasks: Promise<void>[] = [];
+      const remoteRt = await remoteRuntime();
+      if ((where === 'remote' || where === 'both') && remoteRt !== undefined)
+        tasks.push(remoteRt.warm(manifest));
+      if (where === 'local' || where === 'both')
+        tasks.push(local.warm(manifest, warmOptions.signal));
+      await Promise.all(tasks);
+    },
+    cache: {
+      list: () => files.list(),
+      delete: (model) => files.delete(model),
+      estimate: () => files.estimate(),
+    },
+    async close() {
+      await local.close();
+      if (remote !== undefined) await (await remote).close();
+    },
+  };
+}
+
+/** A model's manifest: given inline, fetched from a URL, or the server's. */
+async function resolveManifest(
+  name: string,
+  source: ModelSource | undefined,
+  server: string | undefined,
+  baseUrl: string | undefined,
+): Promise<ModelManifest> {
+  if (source !== undefined && typeof source !== 'string')
+    return parseModelManifest(source, `models.${name}`);
+  const url =
+    source ??
+    (server === undefined
+      ? undefined
+      : `${server.replace(/\/$/, '')}/v1/models/${encodeURIComponent(name)}/manifest`);
+  if (url === undefined)
+    throw new TandemError(
+      'E_MODEL_NOT_FOUND',
+      `no manifest for model "${name}" and no server to ask`,
+    );
+  let response: Response;
+  try {
+    response = await fetch(new URL(url, baseUrl));
+  } catch (error) {
+    throw new TandemError('E_NETWORK', `could not fetch the manifest of "${name}" from ${url}`, {
+      cause: error,
+    });
+  }
+  if (response.status === 404)
+    throw new TandemError('E_MODEL_NOT_FOUND', `no model "${name}" at ${url}`);
+  if (!response.ok)
+    throw new TandemError(
+      'E_NETWORK',
+      `fetching the manifest of "${name}" answered ${response.status}`,
+    );
+  const manifest = parseModelManifest(await response.json(), `manifest of ${name}`);
+  // File URLs in a server's manifest are relative to the server.
+  return manifest.url === undefined
+    ? manifest
+    : { ...manifest, url: new URL(manifest.url, new URL(url, baseUrl)).toString() };
+}
+
+/** The WebSocket constructor: the platform's, or `ws` in Node (imported only there). */
+async function socketFactory(given: WebSocketFactory | undefined): Promise<WebSocketFactory> {
+  if (given !== undefined) return given;
+  const Native = (globalThis as { WebSocket?: new (url: string, protocols: string[]) => unknown })
+    .WebSocket;
+  if (Native !== undefined)
+    return (url, protocols) => new Native(url, protocols) as ReturnType<WebSocketFactory>;
+  const { WebSocket: NodeWebSocket } = await import('ws');
+  return (url, protocols) =>
+    new NodeWebSocket(url, protocols) as unknown as ReturnType<WebSocketFactory>;
+}

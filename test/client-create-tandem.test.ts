@@ -1,0 +1,112 @@
+// createTandem in Node against a real server: where each call runs and why, fallback when the
+// server is down, a model that needs a backend this device lacks going remote, cancellation, and
+// one progress sequence per job that never goes backwards and ends at 1.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ProgressEvent, TensorMap } from '@tandem/shared';
+import { createServer, type TandemServer } from '@tandem/server';
+import { createTandem, type Tandem } from '@tandem/client';
+import { createPrng, fillUniform, rejectionCode } from '@tandem/test-support';
+
+function clsInput(seed: number): TensorMap {
+  const data = fillUniform(new Float32Array(3 * 48 * 192), createPrng(seed), 0, 1);
+  return { x: { dtype: 'float32', dims: [1, 3, 48, 192], data } };
+}
+
+async function collect(job: AsyncIterable<ProgressEvent>): Promise<ProgressEvent[]> {
+  const events: ProgressEvent[] = [];
+  for await (const event of job) events.push(event);
+  return events;
+}
+
+function expectMonotoneToOne(events: readonly ProgressEvent[]): void {
+  expect(events.length).toBeGreaterThan(1);
+  for (let i = 1; i < events.length; i++)
+    expect(events[i]!.fraction).toBeGreaterThanOrEqual(events[i - 1]!.fraction);
+  expect(events.at(-1)).toMatchObject({ stage: 'done', fraction: 1 });
+  expect(events.slice(0, -1).every((e) => e.fraction < 1)).toBe(true);
+}
+
+describe('createTandem with a server', () => {
+  let server: TandemServer;
+  let tandem: Tandem;
+
+  beforeAll(async () => {
+    server = await createServer({ port: 0 });
+    const url = await server.listen();
+    tandem = createTandem({ server: url });
+  });
+
+  afterAll(async () => {
+    await tandem.close();
+    await server.close();
+  });
+
+  it('runs remote-only on the server, with progress ending at 1', async () => {
+    const job = tandem.run('paddleocr-cls', clsInput(1), { placement: 'remote-only' });
+    const [result, events] = await Promise.all([job, collect(job)]);
+    expect(result.placement).toBe('remote');
+    expect(result.backend).toBe('cpu');
+    expect(result.fallback).toBeUndefined();
+    expect(result.outputs['softmax_0.tmp_0']?.dims).toEqual([1, 2]);
+    expectMonotoneToOne(events);
+  });
+
+  it('runs local-only on this device (wasm), downloading from the server', async () => {
+    const job = tandem.run('paddleocr-cls', clsInput(2), { placement: 'local-only' });
+    const [result, events] = await Promise.all([job, collect(job)]);
+    expect(result.placement).toBe('local');
+    expect(result.backend).toBe('wasm');
+    expect(events.map((e) => e.stage)).toContain('download');
+    expect(events.find((e) => e.stage === 'download')?.total).toBeGreaterThan(0);
+    expectMonotoneToOne(events);
+    expect((await tandem.cache.list()).map((m) => m.name)).toContain('paddleocr-cls');
+  });
+
+  it('auto: a model that needs WebGPU, which Node lacks, goes to the server and says why', async () => {
+    const gpuOnly = createTandem({
+      server: server.url!,
+      models: {
+        needsGpu: {
+          name: 'paddleocr-cls',
+          url: `${server.url!}/v1/models/paddleocr-cls/versions/1/model.onnx`,
+          bytes: 578_966,
+          sha256: 'a'.repeat(64),
+          placement: { minBackend: 'webgpu' },
+        },
+      },
+    });
+    const result = await gpuOnly.run('needsGpu', clsInput(3));
+    expect(result.placement).toBe('remote');
+    expect(result.reason).toContain('webgpu');
+    await gpuOnly.close();
+  });
+
+  it('cancels with E_CANCELLED', async () => {
+    const job = tandem.run('paddleocr-cls', clsInput(4), { placement: 'remote-only' });
+    job.cancel();
+    expect(await rejectionCode(job)).toBe('E_CANCELLED');
+  });
+});
+
+describe('createTandem with the server down', () => {
+  it('auto falls back to local, and the result says so', async () => {
+    const server = await createServer({ port: 0 });
+    const url = await server.listen();
+    const manifest: unknown = await (await fetch(`${url}/v1/models/paddleocr-cls/manifest`)).json();
+    const models = {
+      cls: {
+        ...(manifest as object),
+        url: `${url}/v1/models/paddleocr-cls/versions/1/model.onnx`,
+      } as never,
+    };
+    // Download and compile while the server is up, then stop it: the model is here, the server gone.
+    const tandem = createTandem({ server: url, models, connectTimeoutMs: 1000 });
+    await tandem.warm('cls', { where: 'local' });
+    await server.close();
+    const result = await tandem.run('cls', clsInput(5));
+    expect(result.placement).toBe('local');
+    expect(result.fallback).toMatchObject({ from: 'remote', code: 'E_NETWORK' });
+    await tandem.close();
+  });
+});
