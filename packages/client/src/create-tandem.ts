@@ -19,6 +19,7 @@ import { ModelFileStore, type CachedModel } from './model-files.js';
 import { FALLBACK_CODES, allowsFallback, decidePlacement } from './router.js';
 import type { Fallback, RunResult, RunTimings } from './run-result.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult } from './runtime.js';
+import { OipRemote } from './oip-remote.js';
 import { WebSocketRemote, type WebSocketFactory } from './websocket-remote.js';
 
 /** Where a model's manifest comes from: the manifest itself, or the URL of its JSON. */
@@ -28,6 +29,12 @@ export type ModelSource = ModelManifest | string;
 export interface TandemOptions {
   /** The Tandem server (`https://host`); without it everything runs locally. */
   readonly server?: string;
+  /**
+   * How to reach the server: Tandem's WebSocket protocol (progress, queue position, resume), or
+   * the Open Inference Protocol v2 over HTTP (any Triton or KServe server; coarse progress).
+   * @default 'websocket'
+   */
+  readonly remote?: 'websocket' | 'oip';
   /** Sent to the server as a WebSocket subprotocol, never in a URL. */
   readonly apiKey?: string;
   /**
@@ -108,10 +115,19 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     ...(options.wasmPaths === undefined ? {} : { wasmPaths: options.wasmPaths }),
     ...(options.createWorker === undefined ? {} : { createWorker: options.createWorker }),
   });
-  let remote: Promise<WebSocketRemote> | undefined;
-  const remoteRuntime = (): Promise<WebSocketRemote> | undefined => {
+  let remote: Promise<Runtime> | undefined;
+  const remoteRuntime = (): Promise<Runtime> | undefined => {
     const server = options.server;
     if (server === undefined) return undefined;
+    if (options.remote === 'oip') {
+      remote ??= Promise.resolve(
+        new OipRemote({
+          url: server,
+          ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+        }),
+      );
+      return remote;
+    }
     remote ??= socketFactory(options.createSocket).then(
       (createSocket) =>
         new WebSocketRemote({

@@ -27,3 +27,5 @@ export type { BackendInfo } from './local-worker-api.js';
 export { classifyOrtError } from './worker-errors.js';
 export { createTandem } from './create-tandem.js';
 export type { ModelSource, RunOptions, Tandem, TandemOptions } from './create-tandem.js';
+export { OipRemote } from './oip-remote.js';
+export type { OipRemoteOptions } from './oip-remote.js';

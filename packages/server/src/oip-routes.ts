@@ -10,6 +10,11 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   DEFAULT_PRIORITY,
+  DTYPE_TO_OIP,
+  OIP_DATATYPES,
+  OIP_HEADER_LENGTH_HEADER,
+  OIP_TO_DTYPE,
+  type OipDatatype,
   PRIORITY_MAX,
   PRIORITY_MIN,
   TandemError,
@@ -37,30 +42,8 @@ import type { ModelSignature } from './input-check.js';
 import type { ModelHost } from './model-host.js';
 import type { ModelManager } from './model-manager.js';
 
-/** OIP datatype names ↔ Tandem dtypes. */
-const OIP_TO_DTYPE = {
-  BOOL: 'bool',
-  UINT8: 'uint8',
-  UINT16: 'uint16',
-  UINT32: 'uint32',
-  UINT64: 'uint64',
-  INT8: 'int8',
-  INT16: 'int16',
-  INT32: 'int32',
-  INT64: 'int64',
-  FP16: 'float16',
-  FP32: 'float32',
-  FP64: 'float64',
-  BYTES: 'string',
-} as const satisfies Record<string, TensorDtype>;
-type OipDatatype = keyof typeof OIP_TO_DTYPE;
-const OIP_DATATYPES = Object.keys(OIP_TO_DTYPE) as OipDatatype[];
-const DTYPE_TO_OIP = Object.fromEntries(
-  Object.entries(OIP_TO_DTYPE).map(([oip, dtype]) => [dtype, oip]),
-) as Record<TensorDtype, OipDatatype>;
-
 /** The header a client sets when the body carries binary tensor data after the JSON. */
-export const HEADER_LENGTH_HEADER = 'inference-header-content-length';
+export const HEADER_LENGTH_HEADER = OIP_HEADER_LENGTH_HEADER;
 
 /** What the OIP routes need from the server. */
 export interface OipOptions {

@@ -110,3 +110,11 @@ export {
 export type { ParseContext } from './assert.js';
 export { fromFloat16Bits, toFloat16Bits } from './float16.js';
 export { MovingAverage } from './moving-average.js';
+export {
+  DTYPE_TO_OIP,
+  OIP_DATATYPES,
+  OIP_HEADER_LENGTH_HEADER,
+  OIP_TO_DTYPE,
+  isOipDatatype,
+} from './oip-datatypes.js';
+export type { OipDatatype } from './oip-datatypes.js';
