@@ -60,3 +60,4 @@ export type {
 } from './ws-test-client.js';
 export { SLOW_WIDTH, buildMatMulChainModel, slowInput, writeSlowModel } from './slow-model.js';
 export { errorCode, rejectionCode } from './error-code.js';
+export { chromiumPath, launchChromium } from './chromium.js';
