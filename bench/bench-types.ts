@@ -9,8 +9,10 @@ export type Better = 'lower' | 'higher';
  * - `ratio`: compares `value / baselineValue` with `target` ("≤ 0.76×", "≥ 3×").
  * - `delta`: compares `value - baselineValue` with `target`, in the figure's unit
  *   ("≤ baseline + 1.0 ms"), for overheads that a ratio would hide or exaggerate.
+ * - `absolute`: compares `value` itself with `target`, in the figure's unit ("≤ 1 ms"), for
+ *   budgets; the baseline is shown for scale.
  */
-export type TargetKind = 'ratio' | 'delta';
+export type TargetKind = 'ratio' | 'delta' | 'absolute';
 
 /** One row of the report: one quantity, measured for Tandem and for a baseline in the same run. */
 export interface BenchFigure {

@@ -24,11 +24,14 @@ export function makeFigure(input: FigureInput): BenchFigure {
   if (input.target === undefined) return { ...input, ratio };
   const kind = input.targetKind ?? 'ratio';
   const op = input.better === 'lower' ? '≤' : '≥';
-  const compared = kind === 'ratio' ? ratio : input.value - input.baselineValue;
+  const compared =
+    kind === 'ratio' ? ratio : kind === 'delta' ? input.value - input.baselineValue : input.value;
   const pass = input.better === 'lower' ? compared <= input.target : compared >= input.target;
   const targetText =
     kind === 'ratio'
       ? `${op} ${input.target}×`
-      : `${op} baseline ${input.target < 0 ? '−' : '+'} ${Math.abs(input.target)} ${input.unit}`;
+      : kind === 'absolute'
+        ? `${op} ${input.target} ${input.unit}`
+        : `${op} baseline ${input.target < 0 ? '−' : '+'} ${Math.abs(input.target)} ${input.unit}`;
   return { ...input, targetKind: kind, ratio, targetText, pass };
 }

@@ -3,17 +3,10 @@
 // on WebGPU (the software adapter allowed here), agreement with the server's result, a second page
 // load reading the model from Cache Storage with no network, and an integrity failure.
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type TandemServer } from '@tandem/server';
-import { launchChromium } from '@tandem/test-support';
-
-const PAGE_ROOT = fileURLToPath(new URL('./browser-page', import.meta.url));
+import { buildBrowserPage, launchChromium } from '@tandem/test-support';
 
 interface PageRun {
   placement: string;
@@ -69,22 +62,15 @@ function runInPage(
 }
 
 describe('the client in Chromium', () => {
-  let dist: string;
+  let site: { dir: string; remove: () => Promise<void> };
   let server: TandemServer;
   let origin: string;
   let browser: Browser;
 
   beforeAll(async () => {
-    dist = await mkdtemp(join(tmpdir(), 'tandem-browser-page-'));
-    await build({
-      root: PAGE_ROOT,
-      logLevel: 'error',
-      build: { outDir: dist, emptyOutDir: true, target: 'es2022' },
-      worker: { format: 'es' },
-    });
-    server = await createServer({ port: 0, staticDir: dist });
-    // WebGPU needs a secure context: localhost is one, 127.0.0.1 in a URL is treated alike, but
-    // the brief asks for localhost.
+    site = await buildBrowserPage();
+    server = await createServer({ port: 0, staticDir: site.dir });
+    // WebGPU needs a secure context: http://localhost is one.
     origin = (await server.listen()).replace('127.0.0.1', 'localhost');
     browser = await launchChromium();
   });
@@ -92,7 +78,7 @@ describe('the client in Chromium', () => {
   afterAll(async () => {
     await browser.close();
     await server.close();
-    await rm(dist, { recursive: true, force: true });
+    await site.remove();
   });
 
   async function openPage(

@@ -48,6 +48,8 @@ export interface TandemOptions {
   readonly allowSoftwareGpu?: boolean;
   /** Where onnxruntime-web's .wasm files are served from. */
   readonly wasmPaths?: string;
+  /** wasm threads in the local worker; 0 picks by cross-origin isolation and cores. @default 0 */
+  readonly numThreads?: number;
   /** Cache Storage bucket for model files. @default 'tandem-models-v1' */
   readonly cacheName?: string;
   /** Resolves relative URLs (manifests, model files). @default the page URL, else `server` */
@@ -113,6 +115,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     files,
     allowSoftwareGpu: options.allowSoftwareGpu ?? false,
     ...(options.wasmPaths === undefined ? {} : { wasmPaths: options.wasmPaths }),
+    ...(options.numThreads === undefined ? {} : { numThreads: options.numThreads }),
     ...(options.createWorker === undefined ? {} : { createWorker: options.createWorker }),
   });
   let remote: Promise<Runtime> | undefined;

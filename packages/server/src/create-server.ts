@@ -222,7 +222,17 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     onConnections: (count) => metrics.connections.set(count),
   });
   if (options.staticDir !== undefined) {
-    await fastify.register(fastifyStatic, { root: resolve(options.staticDir), wildcard: false });
+    await fastify.register(fastifyStatic, {
+      root: resolve(options.staticDir),
+      wildcard: false,
+      // Bundlers put content hashes in asset names (Vite: assets/name-<hash>.js), so those never
+      // change: a returning visitor loads the page's code and onnxruntime's .wasm from cache.
+      setHeaders: (response, path) => {
+        if (/[/\\]assets[/\\]/.test(path)) {
+          response.header('Cache-Control', 'public, max-age=31536000, immutable');
+        }
+      },
+    });
   }
 
   fastify.addHook('onReady', async () => {

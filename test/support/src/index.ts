@@ -61,3 +61,4 @@ export type {
 export { SLOW_WIDTH, buildMatMulChainModel, slowInput, writeSlowModel } from './slow-model.js';
 export { errorCode, rejectionCode } from './error-code.js';
 export { chromiumPath, launchChromium } from './chromium.js';
+export { BROWSER_PAGE_ROOT, buildBrowserPage } from './browser-page.js';

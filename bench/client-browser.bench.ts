@@ -1,0 +1,217 @@
+// The client in real Chromium (wasm; WebGPU here is a software adapter, useless for speed):
+// a local run through Tandem's worker vs onnxruntime-web used directly in the same page
+// (PaddleOCR detection 1×3×320×320); the main-thread cost of handing a 16 MB tensor to the worker,
+// transferred vs copied; and model-ready time on a second page load vs the first.
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { createServer } from '@tandem/server';
+import { buildBrowserPage, buildTinyModel, launchChromium } from '@tandem/test-support';
+import type { Bench, BenchFigure } from './bench-types.js';
+import { makeFigure } from './figure.js';
+
+const NAME = 'client-browser';
+/** Download speed of the throttled network for the page-load figure, bytes per second (50 Mbit/s). */
+const THROTTLE_BYTES_PER_S = 50e6 / 8;
+
+async function ready(page: Page, origin: string): Promise<void> {
+  // tsx compiles this file with esbuild's keepNames, which wraps named functions in __name(…);
+  // the functions passed to page.evaluate run in the page, where that helper must exist too.
+  await page.addInitScript('globalThis.__name = (fn) => fn;');
+  await page.goto(`${origin}/`);
+  await page.waitForFunction(() => document.getElementById('status')?.textContent === 'ready');
+}
+
+const bench: Bench = {
+  name: NAME,
+  async run(): Promise<BenchFigure[]> {
+    const site = await buildBrowserPage();
+    const models = mkdtempSync(join(tmpdir(), 'tandem-bench-models-'));
+    mkdirSync(join(models, 'tiny', '1'), { recursive: true });
+    writeFileSync(join(models, 'tiny', '1', 'model.onnx'), buildTinyModel().bytes);
+    const server = await createServer({ port: 0, staticDir: site.dir, modelsDir: models });
+    const origin = (await server.listen()).replace('127.0.0.1', 'localhost');
+    const browser = await launchChromium();
+    try {
+      // 1. A local run through the worker vs onnxruntime-web directly, alternating blocks.
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await ready(page, origin);
+      const runs = await page.evaluate(async () => {
+        const { createTandem } = window.tandemClient;
+        const ort = window.ort;
+        const manifest = (await (await fetch('/v1/models/paddleocr-det/manifest')).json()) as {
+          url: string;
+        };
+        const bytes = new Uint8Array(await (await fetch(manifest.url)).arrayBuffer());
+        // One wasm thread on both sides: onnxruntime-web's threads hang on a page's main thread,
+        // and equal settings make the figure the cost of the worker alone.
+        ort.env.wasm.numThreads = 1;
+        const direct = await ort.InferenceSession.create(bytes, {
+          executionProviders: ['wasm'],
+          graphOptimizationLevel: 'all',
+        });
+        const tandem = createTandem({
+          server: location.origin,
+          numThreads: 1,
+          models: { det: manifest as never },
+        });
+        await tandem.warm('det', { where: 'local' });
+        const data = new Float32Array(3 * 320 * 320);
+        for (let i = 0; i < data.length; i++) data[i] = (i % 255) / 255;
+        const timeDirect = async (): Promise<number> => {
+          const t0 = performance.now();
+          await direct.run({ x: new ort.Tensor('float32', data, [1, 3, 320, 320]) });
+          return performance.now() - t0;
+        };
+        const timeTandem = async (): Promise<number> => {
+          const t0 = performance.now();
+          await tandem.run(
+            'det',
+            { x: { dtype: 'float32', dims: [1, 3, 320, 320], data } },
+            { placement: 'local-only' },
+          );
+          return performance.now() - t0;
+        };
+        await timeDirect();
+        await timeTandem();
+        const directTimes: number[] = [];
+        const tandemTimes: number[] = [];
+        for (let round = 0; round < 4; round++) {
+          for (let i = 0; i < 4; i++) directTimes.push(await timeDirect());
+          for (let i = 0; i < 4; i++) tandemTimes.push(await timeTandem());
+        }
+        await tandem.close();
+        await direct.release();
+        const median = (v: number[]): number => [...v].sort((a, b) => a - b)[v.length >> 1]!;
+        return { direct: median(directTimes), tandem: median(tandemTimes) };
+      });
+
+      // 2. Main-thread cost of handing a 16 MB tensor to the worker: every postMessage timed.
+      const handoff = await page.evaluate(async () => {
+        const { LocalRuntime, ModelFileStore, defaultWorker } = window.tandemClient;
+        const manifest = (await (await fetch('/v1/models/tiny/manifest')).json()) as never;
+        // Each postMessage's main-thread time, and whether it carried a transfer list.
+        const posts: { ms: number; transferred: boolean }[] = [];
+        const runtime = new LocalRuntime({
+          files: new ModelFileStore(),
+          createWorker: async () => {
+            const handle = await defaultWorker();
+            const endpoint = handle.endpoint as {
+              postMessage: (message: unknown, transfer?: Transferable[]) => void;
+            };
+            const post = endpoint.postMessage.bind(endpoint);
+            endpoint.postMessage = (message, transfer) => {
+              const t0 = performance.now();
+              post(message, transfer);
+              posts.push({ ms: performance.now() - t0, transferred: (transfer?.length ?? 0) > 0 });
+            };
+            return handle;
+          },
+        });
+        const n = 4 * 1024 * 1024; // 16 MB of float32
+        const once = async (transfer: boolean): Promise<number> => {
+          posts.length = 0;
+          const data = new Float32Array(n).fill(1);
+          await runtime.run(
+            manifest,
+            { x: { dtype: 'float32', dims: [n], data } },
+            {
+              jobId: 'h',
+              priority: 5,
+              signal: new AbortController().signal,
+              onProgress: () => undefined,
+              transfer,
+            },
+          );
+          // The message that carries the tensor: the one with a transfer list when transferring,
+          // else the slowest (the structured clone of 16 MB).
+          const carrying = transfer ? posts.filter((p) => p.transferred) : posts;
+          return Math.max(...carrying.map((p) => p.ms));
+        };
+        await once(true);
+        const transferred: number[] = [];
+        const copied: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          transferred.push(await once(true));
+          copied.push(await once(false));
+        }
+        await runtime.close();
+        const median = (v: number[]): number => [...v].sort((a, b) => a - b)[v.length >> 1]!;
+        return { transferred: median(transferred), copied: median(copied) };
+      });
+      await context.close();
+
+      // 3. Model-ready time (download or cache read + compile) on a first and a second page load,
+      //    on a throttled 50 Mbit/s network, in a fresh browser profile.
+      const loads = await browser.newContext();
+      const readyTimes: number[] = [];
+      for (let visit = 0; visit < 2; visit++) {
+        const visitPage = await loads.newPage();
+        const cdp = await loads.newCDPSession(visitPage);
+        await cdp.send('Network.emulateNetworkConditions', {
+          offline: false,
+          latency: 20,
+          downloadThroughput: THROTTLE_BYTES_PER_S,
+          uploadThroughput: THROTTLE_BYTES_PER_S,
+        });
+        await ready(visitPage, origin);
+        readyTimes.push(
+          await visitPage.evaluate(async () => {
+            const tandem = window.tandemClient.createTandem({ server: location.origin });
+            const t0 = performance.now();
+            await tandem.warm('paddleocr-det', { where: 'local' });
+            const took = performance.now() - t0;
+            await tandem.close();
+            return took;
+          }),
+        );
+        await visitPage.close();
+      }
+      await loads.close();
+
+      return [
+        makeFigure({
+          bench: NAME,
+          figure: 'local run p50, PaddleOCR det 1×3×320×320, wasm, through the worker',
+          value: runs.tandem,
+          unit: 'ms',
+          baseline: 'onnxruntime-web directly in the page',
+          baselineValue: runs.direct,
+          better: 'lower',
+          target: 1.05,
+        }),
+        makeFigure({
+          bench: NAME,
+          figure: 'main-thread cost of sending a 16 MB tensor to the worker (transferred)',
+          value: handoff.transferred,
+          unit: 'ms',
+          baseline: 'same, copied (structured clone)',
+          baselineValue: handoff.copied,
+          better: 'lower',
+          target: 1,
+          targetKind: 'absolute',
+        }),
+        makeFigure({
+          bench: NAME,
+          figure: 'model ready on the second page load (Cache Storage), PaddleOCR det, 50 Mbit/s',
+          value: readyTimes[1]!,
+          unit: 'ms',
+          baseline: 'first page load (download)',
+          baselineValue: readyTimes[0]!,
+          better: 'lower',
+          target: 0.25,
+        }),
+      ];
+    } finally {
+      await browser.close();
+      await server.close();
+      await site.remove();
+      rmSync(models, { recursive: true, force: true });
+    }
+  },
+};
+
+export default bench;

@@ -1,0 +1,23 @@
+// Builds the browser test page (test/browser-page) with Vite into a temporary folder, for a Tandem
+// server to serve as static files (cross-origin isolated) to real Chromium.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'vite';
+
+/** The page's source folder. */
+export const BROWSER_PAGE_ROOT = fileURLToPath(new URL('../../browser-page', import.meta.url));
+
+/** Builds the page; returns its folder and a function that removes it. */
+export async function buildBrowserPage(): Promise<{ dir: string; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'tandem-browser-page-'));
+  await build({
+    root: BROWSER_PAGE_ROOT,
+    logLevel: 'error',
+    build: { outDir: dir, emptyOutDir: true, target: 'es2022' },
+    worker: { format: 'es' },
+  });
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
