@@ -110,3 +110,39 @@ describe('createTandem with the server down', () => {
     await tandem.close();
   });
 });
+
+describe('createTandem keepWarm', () => {
+  it('keeps a server model loaded past its idle timeout while open, and lets it scale to zero after', async () => {
+    const server = await createServer({ port: 0, idleTimeoutMs: 400 });
+    const url = await server.listen();
+    const state = async (): Promise<string | undefined> => {
+      const body = (await (await fetch(`${url}/v1/models`)).json()) as {
+        models: { name: string; state: string }[];
+      };
+      return body.models.find((m) => m.name === 'paddleocr-cls')?.state;
+    };
+    /** Polls (bounded) until the model reaches `want`. */
+    const until = async (want: string): Promise<void> => {
+      for (let i = 0; i < 100 && (await state()) !== want; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(await state()).toBe(want);
+    };
+    const tandem = createTandem({
+      server: url,
+      keepWarm: { models: ['paddleocr-cls'], intervalMs: 100 },
+    });
+    await until('ready');
+    // Four idle timeouts with no job at all: the pings keep it loaded the whole time.
+    const seen = new Set<string | undefined>();
+    const watchUntil = Date.now() + 1600;
+    while (Date.now() < watchUntil) {
+      seen.add(await state());
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect([...seen]).toEqual(['ready']);
+    await tandem.close();
+    await until('unloaded');
+    await server.close();
+  });
+});

@@ -60,6 +60,12 @@ export interface TandemOptions {
   readonly createWorker?: () => Promise<WorkerHandle>;
   /** Creates WebSockets. @default the global WebSocket, or the `ws` package in Node */
   readonly createSocket?: WebSocketFactory;
+  /**
+   * Keep these server models warm while the page is visible: a `warm` every `intervalMs` (the
+   * server's idle clock restarts), none while the page is hidden (the server may scale to zero).
+   * Opt-in: warm servers cost money.
+   */
+  readonly keepWarm?: { readonly models: readonly string[]; readonly intervalMs?: number };
 }
 
 /** Options of one call. */
@@ -258,6 +264,14 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     );
   };
 
+  const stopKeepWarm = startKeepWarm(options.keepWarm, (model) => {
+    const pending = remoteRuntime();
+    if (pending === undefined) return;
+    void Promise.all([pending, manifestOf(model)])
+      .then(([runtime, manifest]) => runtime.warm(manifest))
+      .catch(() => undefined); // a failed ping is retried at the next interval
+  });
+
   return {
     run(model, inputs, runOptions = {}) {
       const jobId = newJobId();
@@ -302,6 +316,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
       estimate: () => files.estimate(),
     },
     async close() {
+      stopKeepWarm();
       await local.close();
       if (remote !== undefined) await (await remote).close();
     },
@@ -359,4 +374,28 @@ async function socketFactory(given: WebSocketFactory | undefined): Promise<WebSo
   const { WebSocket: NodeWebSocket } = await import('ws');
   return (url, protocols) =>
     new NodeWebSocket(url, protocols) as unknown as ReturnType<WebSocketFactory>;
+}
+
+/** Pings `warm` for each model every interval while the page is visible; returns the stop. */
+function startKeepWarm(
+  keepWarm: TandemOptions['keepWarm'],
+  warm: (model: string) => void,
+): () => void {
+  if (keepWarm === undefined || keepWarm.models.length === 0) return () => undefined;
+  const doc = (globalThis as { document?: Document }).document;
+  const visible = (): boolean => doc === undefined || doc.visibilityState === 'visible';
+  const ping = (): void => {
+    if (visible()) for (const model of keepWarm.models) warm(model);
+  };
+  ping();
+  const timer = setInterval(ping, keepWarm.intervalMs ?? 60_000);
+  // Back on screen: wake the models at once rather than at the next tick.
+  const onVisibility = (): void => {
+    if (visible()) ping();
+  };
+  doc?.addEventListener('visibilitychange', onVisibility);
+  return () => {
+    clearInterval(timer);
+    doc?.removeEventListener('visibilitychange', onVisibility);
+  };
 }
