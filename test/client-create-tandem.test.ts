@@ -2,11 +2,20 @@
 // server is down, a model that needs a backend this device lacks going remote, cancellation, and
 // one progress sequence per job that never goes backwards and ends at 1.
 
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProgressEvent, TensorMap } from '@tandem/shared';
 import { createServer, type TandemServer } from '@tandem/server';
 import { createTandem, type Tandem } from '@tandem/client';
-import { createPrng, fillUniform, rejectionCode } from '@tandem/test-support';
+import {
+  createPrng,
+  fillUniform,
+  rejectionCode,
+  slowInput,
+  writeSlowModel,
+} from '@tandem/test-support';
 
 function clsInput(seed: number): TensorMap {
   const data = fillUniform(new Float32Array(3 * 48 * 192), createPrng(seed), 0, 1);
@@ -144,5 +153,58 @@ describe('createTandem keepWarm', () => {
     await tandem.close();
     await until('unloaded');
     await server.close();
+  });
+});
+
+describe('createTandem cancellation', () => {
+  it('cancels mid-download, mid-queue and mid-run with E_CANCELLED; worker and socket stay usable', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-cancel-'));
+    await writeSlowModel(dir);
+    const server = await createServer({ port: 0, modelsDir: dir });
+    const url = await server.listen();
+    const tandem = createTandem({ server: url });
+    const cancelAt = (stage: string) => {
+      const abort = new AbortController();
+      return {
+        signal: abort.signal,
+        onProgress: (event: ProgressEvent) => {
+          if (event.stage === stage) abort.abort();
+        },
+      };
+    };
+    // Mid-download (local): the first byte-progress event cancels.
+    const download = tandem.run(
+      'paddleocr-det',
+      { x: { dtype: 'float32', dims: [1, 3, 64, 64], data: new Float32Array(3 * 64 * 64) } },
+      { placement: 'local-only', ...cancelAt('download') },
+    );
+    expect(await rejectionCode(download)).toBe('E_CANCELLED');
+    // Mid-queue (remote): a long job holds the server; the next one is cancelled while queued.
+    const busy = tandem.run('slow', slowInput(512, 1), { placement: 'remote-only' });
+    const queued = tandem.run('slow', slowInput(1, 2), {
+      placement: 'remote-only',
+      ...cancelAt('queued'),
+    });
+    expect(await rejectionCode(queued)).toBe('E_CANCELLED');
+    expect((await busy).placement).toBe('remote');
+    // Mid-run (local).
+    const cls = {
+      x: { dtype: 'float32', dims: [1, 3, 48, 192], data: new Float32Array(3 * 48 * 192) },
+    } as const;
+    const running = tandem.run('paddleocr-cls', cls, {
+      placement: 'local-only',
+      ...cancelAt('running'),
+    });
+    expect(await rejectionCode(running)).toBe('E_CANCELLED');
+    // Nothing leaked: both sides still answer.
+    expect((await tandem.run('paddleocr-cls', cls, { placement: 'local-only' })).placement).toBe(
+      'local',
+    );
+    expect(
+      (await tandem.run('slow', slowInput(1, 3), { placement: 'remote-only' })).placement,
+    ).toBe('remote');
+    await tandem.close();
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
   });
 });
