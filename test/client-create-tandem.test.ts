@@ -208,3 +208,31 @@ describe('createTandem cancellation', () => {
     await rm(dir, { recursive: true, force: true });
   });
 });
+
+describe('createTandem prefetch', () => {
+  it('downloads a model the server just ran, in the background, for local runs later', async () => {
+    const server = await createServer({ port: 0 });
+    const url = await server.listen();
+    const cls = {
+      x: { dtype: 'float32', dims: [1, 3, 48, 192], data: new Float32Array(3 * 48 * 192) },
+    } as const;
+    const withPrefetch = createTandem({ server: url, prefetch: true });
+    expect(
+      (await withPrefetch.run('paddleocr-cls', cls, { placement: 'prefer-remote' })).placement,
+    ).toBe('remote');
+    // The download runs after the result; poll (bounded) until it is stored.
+    let names: string[] = [];
+    for (let i = 0; i < 100 && !names.includes('paddleocr-cls'); i++) {
+      names = (await withPrefetch.cache.list()).map((m) => m.name);
+      if (!names.includes('paddleocr-cls')) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(names).toContain('paddleocr-cls');
+    await withPrefetch.close();
+    // Off by default: nothing is downloaded.
+    const without = createTandem({ server: url });
+    await without.run('paddleocr-cls', cls, { placement: 'prefer-remote' });
+    expect(await without.cache.list()).toEqual([]);
+    await without.close();
+    await server.close();
+  });
+});

@@ -66,6 +66,12 @@ export interface TandemOptions {
    * Opt-in: warm servers cost money.
    */
   readonly keepWarm?: { readonly models: readonly string[]; readonly intervalMs?: number };
+  /**
+   * When the server ran a model that could run on this device (it has a file and this device a
+   * backend for it), download the file in the background so later calls can run locally.
+   * Opt-in: it spends the user's bandwidth. @default false
+   */
+  readonly prefetch?: boolean;
 }
 
 /** Options of one call. */
@@ -161,6 +167,13 @@ export function createTandem(options: TandemOptions = {}): Tandem {
   };
 
   const unavailable = (reason: string): RuntimeEstimate => ({ available: false, reason });
+  const prefetched = new Set<string>();
+  /** Fetches a model file for next time, once per model, never failing a call. */
+  const prefetch = (manifest: ModelManifest, local: RuntimeEstimate): void => {
+    if (options.prefetch !== true || !local.available || prefetched.has(manifest.name)) return;
+    prefetched.add(manifest.name);
+    void files.get(manifest).catch(() => prefetched.delete(manifest.name));
+  };
 
   const execute = async (
     model: string,
@@ -227,6 +240,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
           runMs: result.timings.runMs ?? 0,
           totalMs,
         };
+        if (side === 'remote') prefetch(manifest, localEstimate);
         const done: ProgressEvent = {
           jobId,
           model,
