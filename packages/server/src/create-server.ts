@@ -241,11 +241,16 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   fastify.addHook('preClose', async () => {
     const timeout = options.shutdownTimeoutMs ?? 30_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      manager.drain(),
-      new Promise<void>((resolveTimeout) => (timer = setTimeout(resolveTimeout, timeout))),
+    const drained = await Promise.race([
+      manager.drain().then(() => true),
+      new Promise<boolean>((resolveTimeout) => {
+        timer = setTimeout(() => resolveTimeout(false), timeout);
+      }),
     ]);
     clearTimeout(timer);
+    // Past the timeout, jobs still queued or running fail with a coded, retryable error that
+    // goes out before the sockets close (closing first left their clients with a bare 1001).
+    if (!drained) await manager.abandon();
     // Results are out; now close the WebSockets. The http server's close (next, before onClose)
     // waits for upgraded sockets, so with any client connected it never finished.
     await gateway.closeConnections();

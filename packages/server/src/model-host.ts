@@ -305,6 +305,19 @@ export class ModelHost {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /**
+   * Gives up on every accepted job (the shutdown timeout passed): queued and running jobs fail
+   * with a retryable `E_SHUTTING_DOWN` now, while their callers can still hear it. Returns them.
+   */
+  abandon(): Job[] {
+    const error = new TandemError('E_SHUTTING_DOWN', 'the server shut down before the job finished', {
+      retryAfterMs: 1000,
+    });
+    const jobs = [...this.#queue.removeWhere(() => true), ...this.#running];
+    for (const job of jobs) job.fail(error);
+    return jobs;
+  }
+
   /** Releases every instance. Jobs still queued fail with `E_SHUTTING_DOWN`. */
   async close(): Promise<void> {
     this.#closed = true;

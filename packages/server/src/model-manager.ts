@@ -73,6 +73,16 @@ export class ModelManager {
     await Promise.all([...this.#hosts.values()].map((host) => host.drain()));
   }
 
+  /**
+   * Fails every job still queued or running with `E_SHUTTING_DOWN` (see ModelHost.abandon);
+   * resolves once their listeners have heard it, so a connection closed next has sent it first.
+   */
+  async abandon(): Promise<void> {
+    this.#draining = true;
+    const jobs = [...this.#hosts.values()].flatMap((host) => host.abandon());
+    await Promise.all(jobs.map((job) => job.outcome));
+  }
+
   /** Releases every loaded model. */
   async close(): Promise<void> {
     this.#draining = true;

@@ -1,0 +1,59 @@
+// createServer's shutdown when accepted jobs outlast `shutdownTimeoutMs`: close() does not wait
+// for them to finish; every job still queued or running fails with a retryable E_SHUTTING_DOWN
+// that reaches its client before the connection closes (1001).
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectClient } from '@tandem/test-support';
+import {
+  errorCodeOf,
+  slowInput,
+  startServer,
+  writeSlowModel,
+  type TestServer,
+} from './fixtures.js';
+
+/** Rows of a slow-model job that runs far longer than the shutdown timeout below (about a second). */
+const LONG_ROWS = 4096;
+
+describe('create-server: shutdownTimeoutMs expires', () => {
+  let ctx: TestServer | undefined;
+
+  afterEach(async () => {
+    await ctx?.close();
+    ctx = undefined;
+  });
+
+  it('fails running and queued jobs with a retryable E_SHUTTING_DOWN, then closes', async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeSlowModel(dir);
+      },
+      { shutdownTimeoutMs: 1 },
+    );
+    const warm = await fetch(`${ctx.url}/v1/models/slow/warm?wait=true`, { method: 'POST' });
+    expect(warm.status).toBe(200);
+    const client = await connectClient(ctx.url);
+    client.send({ type: 'infer', id: 'long', model: 'slow', inputs: slowInput(LONG_ROWS) });
+    await client.nextOf('progress', (m) => m.event.jobId === 'long' && m.event.stage === 'running');
+    // One instance: these wait behind the long job.
+    const queued = ['queued-1', 'queued-2'];
+    for (const id of queued)
+      client.send({ type: 'infer', id, model: 'slow', inputs: slowInput(1) });
+    await client.nextOf('progress', (m) => m.event.jobId === 'queued-2');
+
+    const server = ctx.server;
+    await server.close();
+
+    for (const id of ['long', ...queued]) {
+      const log = await client.collectJob(id);
+      expect(errorCodeOf(log), id).toBe('E_SHUTTING_DOWN');
+      expect(log.error?.retryable, id).toBe(true);
+    }
+    // The errors came before the close, and the close was the server's shutdown.
+    expect((await client.closed).code).toBe(1001);
+    // The queued jobs never ran. (The long run itself may end inside close(): onnxruntime cannot
+    // stop a run midway, so its worker is released once the run returns; its result is dropped.)
+    const runs = await server.metrics.jobs.get();
+    expect(runs.values.reduce((sum, { value }) => sum + value, 0)).toBeLessThanOrEqual(1);
+  });
+});
