@@ -310,9 +310,11 @@ export class ModelHost {
    * with a retryable `E_SHUTTING_DOWN` now, while their callers can still hear it. Returns them.
    */
   abandon(): Job[] {
-    const error = new TandemError('E_SHUTTING_DOWN', 'the server shut down before the job finished', {
-      retryAfterMs: 1000,
-    });
+    const error = new TandemError(
+      'E_SHUTTING_DOWN',
+      'the server shut down before the job finished',
+      { retryAfterMs: 1000 },
+    );
     const jobs = [...this.#queue.removeWhere(() => true), ...this.#running];
     for (const job of jobs) job.fail(error);
     return jobs;
