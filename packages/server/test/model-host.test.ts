@@ -2,7 +2,7 @@
 // real server on loopback: cold start then warm (progress stages and fractions), the `warm` wake-up
 // call, scale to zero after idleTimeoutMs (seen in `model` messages and /metrics), load failures
 // of corrupt files while other models keep serving, the bounded queue (E_BUSY), cancellation,
-// deadlines and priorities.
+// deadlines and priorities, the autoscaler (maxInstances) and keep-warm (minReady).
 
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,7 @@ import {
 import {
   errorCodeOf,
   expectMonotoneFractions,
+  expectSameTensors,
   metricValue,
   resultOf,
   scrapeMetrics,
@@ -28,6 +29,7 @@ import {
   writeSlowModel,
   type TestServer,
 } from './fixtures.js';
+import { writeModelConfig } from './server-fixtures.js';
 
 const MLP = buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 5 });
 
@@ -393,6 +395,160 @@ describe('model-host: a full queue answers E_BUSY', () => {
       await client.infer({ id: 'q-again', model: 'slow', inputs: slowInput(1) }),
     );
     expect(again.outputs.y?.dims).toEqual([1, 256]);
+    await client.close();
+  });
+});
+
+/** Instance counts announced for a model in `model` messages since `from` (an index into received). */
+function announcedInstances(client: TestClient, name: string, from = 0): number[] {
+  return client.received
+    .slice(from)
+    .flatMap((m) => (m.type === 'model' && m.model.name === name ? [m.model.instances] : []));
+}
+
+/**
+ * Rows of a burst job: long enough (tens of ms) that a burst of them keeps a queue deep, and over
+ * the inline input limit (256 KiB), so each runs in its instance's worker thread.
+ */
+const BURST_ROWS = 320;
+const BURST_JOBS = 8;
+
+/** Sends `count` jobs at once to the slow model `name` and returns their ids. */
+function sendBurst(client: TestClient, name: string, prefix: string, count = BURST_JOBS): string[] {
+  const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
+  ids.forEach((id, i) => {
+    client.send({ type: 'infer', id, model: name, inputs: slowInput(BURST_ROWS, i) });
+  });
+  return ids;
+}
+
+describe('model-host: autoscaler', () => {
+  let ctx: TestServer;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeSlowModel(dir, 'scaled');
+        writeModelConfig(dir, 'scaled', 1, { maxInstances: 2 });
+        await writeSlowModel(dir, 'single');
+      },
+      // One waiting job per instance is already "deep": any burst scales.
+      { scaleUpQueueDepth: 1, idleTimeoutMs: 300 },
+    );
+    client = await connectClient(ctx.url);
+  });
+  afterAll(async () => {
+    await client.close();
+    await ctx.close();
+  });
+
+  it('stays at one instance while jobs come one at a time', async () => {
+    const from = client.received.length;
+    for (let i = 0; i < 4; i++)
+      resultOf(await client.infer({ id: `one-${i}`, model: 'scaled', inputs: slowInput(1, i) }));
+    expect(Math.max(...announcedInstances(client, 'scaled', from))).toBe(1);
+  });
+
+  it('adds an instance while the queue is deep, up to maxInstances, and removes them when idle', async () => {
+    client.send({ type: 'warm', model: 'scaled' });
+    await client.nextOf('model', (m) => m.model.name === 'scaled' && m.model.state === 'ready');
+    const from = client.received.length;
+    const ids = sendBurst(client, 'scaled', 'burst');
+    const scaled = await client.nextOf(
+      'model',
+      (m) => m.model.name === 'scaled' && m.model.instances === 2,
+    );
+    const logs = await Promise.all(ids.map((id) => client.collectJob(id)));
+    for (const [index, log] of logs.entries())
+      expectSameTensors(resultOf(log).outputs, { y: slowInput(BURST_ROWS, index).x! });
+    // The second instance came while jobs were still waiting, not after the burst.
+    const lastResult = Math.max(
+      ...ids.map((id) => client.received.findIndex((m) => m.type === 'result' && m.id === id)),
+    );
+    expect(client.received.indexOf(scaled)).toBeLessThan(lastResult);
+    expect(Math.max(...announcedInstances(client, 'scaled', from))).toBe(2);
+
+    // Idle: both instances go (minReady 0), announced and visible in /metrics.
+    await client.nextOf(
+      'model',
+      (m) => m.model.name === 'scaled' && m.model.state === 'unloaded' && m.model.instances === 0,
+    );
+    const metrics = await scrapeMetrics(ctx.url);
+    for (const state of ['loading', 'warming', 'ready'])
+      expect(
+        metricValue(metrics, 'tandem_model_instances', { model: 'scaled', state }),
+        state,
+      ).toBe(0);
+  });
+
+  it('never adds an instance beyond maxInstances (1 by default)', async () => {
+    const from = client.received.length;
+    // Three wait behind the first: deep enough to scale a model that may.
+    const ids = sendBurst(client, 'single', 'capped', 4);
+    for (const id of ids) resultOf(await client.collectJob(id));
+    const announced = announcedInstances(client, 'single', from);
+    expect(announced).toContain(1);
+    expect(Math.max(...announced)).toBe(1);
+  });
+});
+
+describe('model-host: keep-warm (minReady)', () => {
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeSlowModel(dir, 'kept');
+        writeModelConfig(dir, 'kept', 1, { minReady: 1, maxInstances: 2 });
+        await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+        // Longer than the server's: when mlp unloads, kept's idle timers have all fired.
+        writeModelConfig(dir, 'mlp', 1, { idleTimeoutMs: 400 });
+      },
+      { scaleUpQueueDepth: 1, idleTimeoutMs: 200 },
+    );
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('loads a minReady model at startup, before any request, so its first job is warm', async () => {
+    const client = await connectClient(ctx.url);
+    const models = client.welcome!.models;
+    // Loading began when the server started listening; models without minReady wait for work.
+    expect(models.find((m) => m.name === 'kept')?.state).not.toBe('unloaded');
+    expect(models.find((m) => m.name === 'mlp')?.state).toBe('unloaded');
+    if (models.find((m) => m.name === 'kept')?.state !== 'ready')
+      await modelState(client, 'kept', 'ready');
+    const log = await client.infer({ id: 'first', model: 'kept', inputs: slowInput(1) });
+    expect(resultOf(log).coldStart).toBe(false);
+    expect(stagesOf(log.progress)).toEqual(['queued', 'running']);
+    const metrics = await scrapeMetrics(ctx.url);
+    expect(metricValue(metrics, 'tandem_cold_starts_total', { model: 'kept' })).toBe(undefined);
+    await client.close();
+  });
+
+  it('scales up under load, then idles back down to minReady and never below', async () => {
+    const client = await connectClient(ctx.url);
+    const from = client.received.length;
+    const ids = sendBurst(client, 'kept', 'kept');
+    await client.nextOf('model', (m) => m.model.name === 'kept' && m.model.instances === 2);
+    for (const id of ids) resultOf(await client.collectJob(id));
+    await client.nextOf('model', (m) => m.model.name === 'kept' && m.model.instances === 1);
+
+    // mlp's idle timer starts after kept's last ones and is longer: once mlp has scaled to zero,
+    // every idle timer of kept has fired.
+    resultOf(await client.infer({ id: 'mlp', model: 'mlp', inputs: mlpInput() }));
+    await modelState(client, 'mlp', 'unloaded');
+    expect(announcedInstances(client, 'kept', from)).not.toContain(0);
+    expect(announcedStates(client, 'kept')).not.toContain('unloaded');
+    const metrics = await scrapeMetrics(ctx.url);
+    expect(metricValue(metrics, 'tandem_model_instances', { model: 'kept', state: 'ready' })).toBe(
+      1,
+    );
+    const log = await client.infer({ id: 'after-idle', model: 'kept', inputs: slowInput(1) });
+    expect(resultOf(log).coldStart).toBe(false);
+    expect(stagesOf(log.progress)).toEqual(['queued', 'running']);
     await client.close();
   });
 });
