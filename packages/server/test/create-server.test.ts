@@ -1,11 +1,13 @@
 // createServer's shutdown when accepted jobs outlast `shutdownTimeoutMs`: close() does not wait
 // for them to finish; every job still queued or running fails with a retryable E_SHUTTING_DOWN
-// that reaches its client before the connection closes (1001).
+// that reaches its client (WebSocket, before the close with 1001; OIP v2, as a 503).
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectClient } from '@tandem/test-support';
 import {
   errorCodeOf,
+  metricValue,
+  scrapeMetrics,
   slowInput,
   startServer,
   writeSlowModel,
@@ -40,6 +42,22 @@ describe('create-server: shutdownTimeoutMs expires', () => {
     for (const id of queued)
       client.send({ type: 'infer', id, model: 'slow', inputs: slowInput(1) });
     await client.nextOf('progress', (m) => m.event.jobId === 'queued-2');
+    // An OIP v2 request waits behind them too; no message says it is queued: a bounded poll.
+    const url = ctx.url;
+    const http = fetch(`${url}/v2/models/slow/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        inputs: [
+          { name: 'x', datatype: 'FP32', shape: [1, 256], data: Array<number>(256).fill(0) },
+        ],
+      }),
+    });
+    const queueDepth = async (): Promise<number | undefined> =>
+      metricValue(await scrapeMetrics(url), 'tandem_queue_depth', { model: 'slow' });
+    for (let i = 0; i < 400 && (await queueDepth()) !== 3; i++)
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(await queueDepth()).toBe(3);
 
     const server = ctx.server;
     await server.close();
@@ -51,6 +69,9 @@ describe('create-server: shutdownTimeoutMs expires', () => {
     }
     // The errors came before the close, and the close was the server's shutdown.
     expect((await client.closed).code).toBe(1001);
+    const answer = await http;
+    expect(answer.status).toBe(503);
+    expect(((await answer.json()) as { code: string }).code).toBe('E_SHUTTING_DOWN');
     // The queued jobs never ran. (The long run itself may end inside close(): onnxruntime cannot
     // stop a run midway, so its worker is released once the run returns; its result is dropped.)
     const runs = await server.metrics.jobs.get();

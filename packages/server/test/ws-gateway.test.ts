@@ -1,8 +1,9 @@
 // Integration tests of the WebSocket gateway (/v1/stream) against a real server on loopback with
 // real models and real sockets: serving models the server has never seen (bytewise equal to
 // onnxruntime-node run directly), the upgrade checks (API key, Origin), hello, bad input answered
-// with codes while the server keeps serving, oversize and malformed frames, heartbeats, and
-// resume after a disconnect.
+// with codes while the server keeps serving, oversize and malformed frames, heartbeats, resume
+// after a disconnect, the API key in `hello` (allowKeyInHello), and backpressure on a client that
+// stops reading (maxBufferedBytes).
 
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +11,7 @@ import { PROTOCOL_VERSION, encodeMessage, type ErrorMessage, type TensorMap } fr
 import { hashApiKey } from '@tandem/server';
 import {
   buildMlpClassifier,
+  buildModel,
   buildTinyModel,
   connectClient,
   createPrng,
@@ -26,6 +28,7 @@ import {
   runDirect,
   scrapeMetrics,
   slowInput,
+  stagesOf,
   startServer,
   writeSlowModel,
   type TestServer,
@@ -478,5 +481,172 @@ describe('ws-gateway: disconnect mid-job and resume', () => {
     client.send({ type: 'resume', ids: ['never'] });
     expect(errorCodeOf(await client.collectJob('never'))).toBe('E_JOB_NOT_FOUND');
     await client.close();
+  });
+});
+
+describe('ws-gateway: API key in hello (allowKeyInHello)', () => {
+  const KEY = 'tk_test_bob';
+  const keys = [{ id: 'bob', sha256: hashApiKey(KEY) }];
+  let inHello: TestServer;
+  let strict: TestServer;
+
+  beforeAll(async () => {
+    const setup = async (dir: string): Promise<void> => {
+      await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+    };
+    [inHello, strict] = await Promise.all([
+      startServer(setup, { apiKeys: keys, allowKeyInHello: true }),
+      startServer(setup, { apiKeys: keys }),
+    ]);
+  });
+  afterAll(async () => {
+    await Promise.all([inHello.close(), strict.close()]);
+  });
+
+  it('accepts the key in hello when allowed, and runs jobs as that key', async () => {
+    const client = await connectClient(inHello.url, { apiKey: KEY, keyIn: 'hello' });
+    await expectServing(client, 'hello-key');
+    const usage = await fetch(`${inHello.url}/v1/usage`, {
+      headers: { authorization: `Bearer ${KEY}` },
+    });
+    const rows = ((await usage.json()) as { usage: { key: string; model: string; jobs: number }[] })
+      .usage;
+    expect(rows.map(({ key, model, jobs }) => ({ key, model, jobs }))).toEqual([
+      { key: 'bob', model: 'mlp', jobs: 1 },
+    ]);
+    await client.close();
+  });
+
+  it('answers a wrong or missing key in hello with E_UNAUTHORIZED, then closes 1008', async () => {
+    for (const apiKey of ['tk_test_mallory', undefined]) {
+      const client = await connectClient(inHello.url, { hello: false });
+      client.send({
+        type: 'hello',
+        protocolVersion: PROTOCOL_VERSION,
+        client: { name: 't', version: '0' },
+        ...(apiKey === undefined ? {} : { apiKey }),
+      });
+      // A job sent right after the refused hello is never run.
+      client.send({ type: 'infer', id: 'sneaky', model: 'mlp', inputs: mlpInput(1) });
+      const error = await client.nextOf('error');
+      expect([error.id, error.code], String(apiKey)).toEqual([null, 'E_UNAUTHORIZED']);
+      expect((await client.closed).code, String(apiKey)).toBe(1008);
+      expect(client.received.some((m) => m.type === 'welcome' || m.type === 'result')).toBe(false);
+    }
+  });
+
+  it('still checks a key in the upgrade: a wrong one gets 401, a right one needs none in hello', async () => {
+    const wrong = await refusedUpgrade(inHello.url, {
+      protocols: ['tandem.v1', 'tandem.key.tk_test_mallory'],
+    });
+    expect([wrong.status, wrong.code]).toEqual([401, 'E_UNAUTHORIZED']);
+    const client = await connectClient(inHello.url, { apiKey: KEY, keyIn: 'bearer' });
+    await expectServing(client, 'upgrade-key');
+    await client.close();
+  });
+
+  it('without allowKeyInHello, refuses an upgrade that carries no key (401) and accepts one that does', async () => {
+    const refused = await refusedUpgrade(strict.url);
+    expect([refused.status, refused.code]).toEqual([401, 'E_UNAUTHORIZED']);
+    for (const keyIn of ['subprotocol', 'bearer'] as const) {
+      const client = await connectClient(strict.url, { apiKey: KEY, keyIn });
+      await expectServing(client, `strict-${keyIn}`);
+      await client.close();
+    }
+  });
+});
+
+/** Elements of {@link buildExpandModel}'s output: 4 MiB of float32 from a 4-byte input. */
+const BIG_ELEMENTS = 1 << 20;
+
+/** `y` = `x` (float32 `[1]`) repeated BIG_ELEMENTS times: a large result for a tiny request. */
+function buildExpandModel(): Uint8Array {
+  return buildModel({
+    inputs: [{ name: 'x', dtype: 'float32', dims: [1] }],
+    outputs: [{ name: 'y', dtype: 'float32', dims: [BIG_ELEMENTS] }],
+    initializers: [
+      { name: 'shape', dtype: 'int64', dims: [1], data: new BigInt64Array([BigInt(BIG_ELEMENTS)]) },
+    ],
+    nodes: [{ opType: 'Expand', inputs: ['x', 'shape'], outputs: ['y'] }],
+  });
+}
+
+function bigInput(value: number): TensorMap {
+  return { x: { dtype: 'float32', dims: [1], data: new Float32Array([value]) } };
+}
+
+describe('ws-gateway: a client that stops reading (maxBufferedBytes)', () => {
+  /** Results queued for the paused client: far more than loopback's socket buffers absorb. */
+  const BIG_JOBS = 8;
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeModelFile(dir, 'big', 1, buildExpandModel());
+        await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+        // Loaded by `warm` only to mark a point in the paused client's stream (see below).
+        for (const name of ['mark-1', 'mark-2'])
+          await writeModelFile(dir, name, 1, buildTinyModel().bytes);
+      },
+      { maxBufferedBytes: 1 << 20, progressIntervalMs: 0 },
+    );
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('drops its progress events, never its results, and answers its new jobs with E_BUSY', async () => {
+    const slow = await connectClient(ctx.url);
+    const bystander = await connectClient(ctx.url);
+    slow.send({ type: 'warm', model: 'big' });
+    await slow.nextOf('model', (m) => m.model.name === 'big' && m.model.state === 'ready');
+
+    // The client stops reading its socket: what the server writes piles up in its buffer.
+    slow.socket.pause();
+    const ids = Array.from({ length: BIG_JOBS }, (_, i) => `big-${i}`);
+    for (const [i, id] of ids.entries())
+      slow.send({ type: 'infer', id, model: 'big', inputs: bigInput(i + 1) });
+    // Queued behind them: it starts once all but the last result sit in the buffer.
+    slow.send({ type: 'infer', id: 'behind', model: 'big', inputs: bigInput(-1) });
+    // A socket's messages are handled in order: once the bystander hears mark-1 loading, the
+    // server has accepted every job above.
+    slow.send({ type: 'warm', model: 'mark-1' });
+    await bystander.nextOf('model', (m) => m.model.name === 'mark-1');
+    // FIFO: when this result is out, so is every result of the paused client.
+    const probe = await bystander.infer({ id: 'bystander-big', model: 'big', inputs: bigInput(7) });
+    expect(resultOf(probe).outputs.y?.dims).toEqual([BIG_ELEMENTS]);
+    await expectServing(bystander, 'bystander-mlp');
+
+    slow.send({ type: 'infer', id: 'refused', model: 'mlp', inputs: mlpInput(1) });
+    slow.send({ type: 'warm', model: 'mark-2' });
+    await bystander.nextOf('model', (m) => m.model.name === 'mark-2');
+
+    slow.socket.resume();
+    for (const [i, id] of ids.entries()) {
+      const y = resultOf(await slow.collectJob(id)).outputs.y!;
+      expect(y.dims, id).toEqual([BIG_ELEMENTS]);
+      expect(
+        (y.data as Float32Array).every((value) => value === i + 1),
+        id,
+      ).toBe(true);
+    }
+    const behind = await slow.collectJob('behind');
+    expect((resultOf(behind).outputs.y?.data as Float32Array)[0]).toBe(-1);
+    // The server reports `running` for every job it starts; this one's was dropped.
+    expect(stagesOf(behind.progress)).not.toContain('running');
+    const refused = await slow.collectJob('refused');
+    expect(errorCodeOf(refused)).toBe('E_BUSY');
+    expect(refused.error?.retryable).toBe(true);
+    expect(refused.error?.retryAfterMs).toBeGreaterThan(0);
+    expect(refused.progress).toEqual([]);
+
+    // Reading again, the client is served as before, progress included.
+    await slow.roundTrip();
+    const after = await slow.infer({ id: 'after', model: 'big', inputs: bigInput(3) });
+    expect((resultOf(after).outputs.y?.data as Float32Array)[0]).toBe(3);
+    expect(stagesOf(after.progress)).toEqual(['queued', 'running']);
+    expect(slow.closeInfo).toBeUndefined();
+    await Promise.all([slow.close(), bystander.close()]);
   });
 });
