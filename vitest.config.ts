@@ -9,6 +9,8 @@ export default defineConfig({
   resolve: {
     alias: {
       '@tandem/shared': source('./packages/shared/src/index.ts'),
+      // Before '@tandem/client': an alias also matches as a path prefix.
+      '@tandem/client/progress': source('./packages/client/src/progress-element.ts'),
       '@tandem/client': source('./packages/client/src/index.ts'),
       '@tandem/server': source('./packages/server/src/index.ts'),
       '@tandem/test-support': source('./test/support/src/index.ts'),

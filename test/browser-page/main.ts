@@ -1,18 +1,22 @@
 // The page the browser tests and benches drive: it exposes the client library on window so they
-// can call it with page.evaluate, exactly as an app would use it, and onnxruntime-web itself for
-// benches that compare against using it directly.
+// can call it with page.evaluate, exactly as an app would use it, onnxruntime-web itself for
+// benches that compare against using it directly, and the progress element (imported by its
+// subpath, as an app does, which defines <tandem-progress>).
 
 import * as client from '@tandem/client';
+import * as progress from '@tandem/client/progress';
 import * as ort from 'onnxruntime-web';
 
 declare global {
   interface Window {
     tandemClient: typeof client;
+    tandemProgress: typeof progress;
     ort: typeof ort;
   }
 }
 
 window.tandemClient = client;
+window.tandemProgress = progress;
 window.ort = ort;
 const status = document.getElementById('status');
 if (status !== null) status.textContent = 'ready';
