@@ -21,3 +21,17 @@ export async function buildBrowserPage(): Promise<{ dir: string; remove: () => P
   });
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
 }
+
+/** The demo app's Vite config (demo/vite.config.ts). */
+export const DEMO_CONFIG = fileURLToPath(new URL('../../../demo/vite.config.ts', import.meta.url));
+
+/** Builds the demo app as `npm start` does, into a temporary folder. */
+export async function buildDemo(): Promise<{ dir: string; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'tandem-demo-'));
+  await build({
+    configFile: DEMO_CONFIG,
+    logLevel: 'error',
+    build: { outDir: dir, emptyOutDir: true },
+  });
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}

@@ -26,14 +26,23 @@ export function chromiumPath(): string {
   );
 }
 
-/** Launches headless Chromium with WebGPU enabled (a software adapter where there is no GPU). */
-export function launchChromium(): Promise<Browser> {
+/** Options for {@link launchChromium}. */
+export interface LaunchOptions {
+  /**
+   * Enable WebGPU (a software adapter where there is no GPU). Off, the browser has no WebGPU
+   * adapter at all, like most browsers on Linux today. @default true
+   */
+  readonly webgpu?: boolean;
+}
+
+/** Launches headless Chromium, with WebGPU enabled unless asked otherwise. */
+export function launchChromium(options: LaunchOptions = {}): Promise<Browser> {
   return chromium.launch({
     executablePath: chromiumPath(),
     headless: true,
     args: [
       '--no-sandbox',
-      '--enable-unsafe-webgpu',
+      ...(options.webgpu === false ? ['--disable-features=WebGPU'] : ['--enable-unsafe-webgpu']),
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',

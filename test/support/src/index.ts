@@ -61,4 +61,7 @@ export type {
 export { SLOW_WIDTH, buildMatMulChainModel, slowInput, writeSlowModel } from './slow-model.js';
 export { errorCode, rejectionCode } from './error-code.js';
 export { chromiumPath, launchChromium } from './chromium.js';
-export { BROWSER_PAGE_ROOT, buildBrowserPage } from './browser-page.js';
+export type { LaunchOptions } from './chromium.js';
+export { BROWSER_PAGE_ROOT, DEMO_CONFIG, buildBrowserPage, buildDemo } from './browser-page.js';
+export { CLI_PATH, startCli } from './cli-process.js';
+export type { CliProcess } from './cli-process.js';
