@@ -92,6 +92,12 @@ async function serve(argv: string[]): Promise<void> {
   const url = await server.listen();
   const models = server.manager.statuses().map((m) => `${m.name}@${m.version} (${m.state})`);
   console.error(`tandem: serving on ${url} — models: ${models.join(', ') || 'none'}`);
+  if (options.staticDir !== undefined) {
+    // Browsers give WebGPU only to secure contexts; http://localhost is one, a bare IP is not.
+    const page = new URL(url);
+    if (page.hostname === '127.0.0.1' || page.hostname === '::1') page.hostname = 'localhost';
+    console.error(`tandem: open ${page.href} in a browser for the page in ${options.staticDir}`);
+  }
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
