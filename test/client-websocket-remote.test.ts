@@ -2,12 +2,11 @@
 // onnxruntime-node, progress, estimates, cancellation, an unreachable server, and a server that
 // dies mid-job and comes back on the same port (the job is resumed or retried: one answer).
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
@@ -22,9 +21,8 @@ import {
   writeModelFile,
   writeSlowModel,
 } from '@tandem/test-support';
-import { rejectionCode as codeOf } from '@tandem/test-support';
+import { rejectionCode as codeOf, startCli, type CliProcess } from '@tandem/test-support';
 
-const CLI = fileURLToPath(new URL('../packages/server/dist/cli.js', import.meta.url));
 const createSocket = (url: string, protocols: string[]): WebSocketLike =>
   new WebSocket(url, protocols) as unknown as WebSocketLike;
 const mlp: ModelManifest = { name: 'mlp' };
@@ -161,31 +159,13 @@ describe('WebSocketRemote across a server restart', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function startCli(port: number): Promise<{ child: ChildProcess; url: string }> {
-    const process_ = spawn(
-      process.execPath,
-      [CLI, 'serve', '--port', String(port), '--models', dir, '--no-catalog', '--quiet'],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    let log = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      process_.stderr.setEncoding('utf8');
-      process_.stderr.on('data', (chunk: string) => {
-        log += chunk;
-        const match = /serving on (http:\/\/\S+)/.exec(log);
-        if (match !== null) resolve(match[1]!);
-      });
-      process_.once('exit', (code) => reject(new Error(`the CLI exited (${code}): ${log}`)));
-    });
-    return { child: process_, url };
-  }
+  const serve = (port: number): Promise<CliProcess> =>
+    startCli(['serve', '--port', String(port), '--models', dir, '--no-catalog', '--quiet']);
 
   it('reconnects and resumes or retries the job: exactly one result', async () => {
     dir = await mkdtemp(join(tmpdir(), 'tandem-client-restart-'));
     await writeSlowModel(dir);
-    const first = await startCli(0);
+    const first = await serve(0);
     child = first.child;
     const port = Number(new URL(first.url).port);
     const remote = new WebSocketRemote({
@@ -208,9 +188,8 @@ describe('WebSocketRemote across a server restart', () => {
     void job.then(() => results++);
     await isRunning;
     // The server dies mid-job, then a new one starts on the same port.
-    child.kill('SIGKILL');
-    await once(child, 'exit');
-    const second = await startCli(port);
+    await first.stop('SIGKILL');
+    const second = await serve(port);
     child = second.child;
     const result = await job;
     expect(result.outputs.y?.dims).toEqual([256, 256]);

@@ -2,16 +2,17 @@
 // serves over WebSocket, and on SIGTERM refuses new work, lets every accepted job finish and
 // deliver its result, closes connections (1001), then exits 0. Runs the build (dist/cli.js).
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  CLI_PATH,
   buildTinyModel,
+  startCli,
   connectClient,
   refusedUpgrade,
   writeModelFile,
@@ -21,27 +22,6 @@ import { errorCodeOf, expectSameTensors, resultOf, slowInput, writeSlowModel } f
 
 /** Rows per job: enough that four jobs keep the server busy well past the probes below. */
 const ROWS = 512;
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
-
-/** Resolves with the URL the CLI prints on stderr ("tandem: serving on http://…"). */
-function servingUrl(child: ChildProcess, log: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no URL in 30 s: ${log.join('')}`)), 30_000);
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      log.push(chunk);
-      const match = /serving on (http:\/\/\S+)/.exec(log.join(''));
-      if (match !== null) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the CLI exited (${code}) before serving: ${log.join('')}`));
-    });
-  });
-}
 
 describe('cli: tandem serve', () => {
   let child: ChildProcess | undefined;
@@ -56,18 +36,21 @@ describe('cli: tandem serve', () => {
   });
 
   it('drains in-flight jobs on SIGTERM: every job gets its result, then exit code 0', async () => {
-    expect(existsSync(CLI), 'build first: npx tsc -b').toBe(true);
+    expect(existsSync(CLI_PATH), 'build first: npx tsc -b').toBe(true);
     modelsDir = await mkdtemp(join(tmpdir(), 'tandem-cli-test-'));
     await writeSlowModel(modelsDir);
     await writeModelFile(modelsDir, 'tiny', 1, buildTinyModel().bytes);
-    const stderr: string[] = [];
-    child = spawn(
-      process.execPath,
-      [CLI, 'serve', '--port', '0', '--models', modelsDir, '--no-catalog', '--quiet'],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-    const url = await servingUrl(child, stderr);
+    const cli = await startCli([
+      'serve',
+      '--port',
+      '0',
+      '--models',
+      modelsDir,
+      '--no-catalog',
+      '--quiet',
+    ]);
+    child = cli.child;
+    const url = cli.url;
 
     const client = await connectClient(url);
     for (const model of ['slow', 'tiny']) {
@@ -82,7 +65,7 @@ describe('cli: tandem serve', () => {
     await client.nextOf('progress', (m) => m.event.jobId === 't-4');
     const logs = Promise.all(ids.map((id) => client.collectJob(id)));
 
-    child.kill('SIGTERM');
+    const exited = cli.stop('SIGTERM');
     // Draining starts a moment after the signal, with no message for it: probe with tiny jobs
     // (bounded) until new work is refused.
     const tinyInput = { x: { dtype: 'float32', dims: [1], data: new Float32Array([1]) } } as const;
@@ -102,8 +85,7 @@ describe('cli: tandem serve', () => {
       expectSameTensors(resultOf(log).outputs, { y: slowInput(ROWS, index).x! });
     }
     expect((await client.closed).code).toBe(1001);
-    const [code, signal] = await exited;
-    expect({ code, signal }).toEqual({ code: 0, signal: null });
-    expect(stderr.join('')).toContain('SIGTERM');
+    expect(await exited).toEqual({ code: 0, signal: null });
+    expect(cli.stderr()).toContain('SIGTERM');
   });
 });
