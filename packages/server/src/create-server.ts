@@ -9,6 +9,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { ERROR_CODES, TandemError, type ServerLimits } from '@tandem/shared';
 import { ApiKeys, bearerToken, loadApiKeyFile, type ApiKeyRecord } from './api-keys.js';
 import { defaultCatalog } from './default-catalog.js';
+import type { JobDispatcher } from './job-dispatcher.js';
 import { JobRegistry } from './job-registry.js';
 import { ServerMetrics } from './metrics.js';
 import { ModelManager } from './model-manager.js';
@@ -79,7 +80,13 @@ export interface ServerOptions {
 export interface TandemServer {
   /** The fastify instance inside. */
   readonly fastify: FastifyInstance;
+  /**
+   * The models of the repository. In-process it runs the jobs; behind `redis` it only describes
+   * them (signatures, manifests, files) and the workers run them.
+   */
   readonly manager: ModelManager;
+  /** What the routes submit jobs through: `manager` in-process, the Redis dispatcher scaled out. */
+  readonly dispatcher: JobDispatcher;
   readonly metrics: ServerMetrics;
   readonly usage: UsageLedger;
   /** Starts listening; resolves with the base URL (http://host:port). */
@@ -167,6 +174,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       log: (level, message, details) => fastify.log[level](details ?? {}, message),
     },
   );
+  const dispatcher: JobDispatcher = manager;
   metrics = new ServerMetrics(manager);
   const registry = new JobRegistry(limits.resultTtlMs);
 
@@ -197,19 +205,19 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   };
 
   registerOipRoutes(fastify, {
-    manager,
+    manager: dispatcher,
     keys,
     authenticate,
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
   });
-  registerModelRoutes(fastify, { manager, authenticate, usage });
+  registerModelRoutes(fastify, { manager: dispatcher, authenticate, usage });
   fastify.get('/metrics', async (_request, reply) => {
     reply.header('Content-Type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });
   gateway = registerGateway(fastify, {
-    manager,
+    manager: dispatcher,
     registry,
     keys,
     origins: options.origins,
@@ -236,13 +244,13 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   }
 
   fastify.addHook('onReady', async () => {
-    manager.start();
+    await dispatcher.start();
   });
   fastify.addHook('preClose', async () => {
     const timeout = options.shutdownTimeoutMs ?? 30_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const drained = await Promise.race([
-      manager.drain().then(() => true),
+      dispatcher.drain().then(() => true),
       new Promise<boolean>((resolveTimeout) => {
         timer = setTimeout(() => resolveTimeout(false), timeout);
       }),
@@ -250,7 +258,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     clearTimeout(timer);
     // Past the timeout, jobs still queued or running fail with a coded, retryable error that
     // goes out before the sockets close (closing first left their clients with a bare 1001).
-    if (!drained) await manager.abandon();
+    if (!drained) await dispatcher.abandon();
     // Results are out; now close the WebSockets. The http server's close (next, before onClose)
     // waits for upgraded sockets, so with any client connected it never finished.
     await gateway.closeConnections();
@@ -263,13 +271,14 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   let forceClose: ReturnType<typeof setTimeout> | undefined;
   fastify.addHook('onClose', async () => {
     clearTimeout(forceClose);
-    await manager.close();
+    await dispatcher.close();
   });
 
   let url: string | undefined;
   return {
     fastify,
     manager,
+    dispatcher,
     metrics,
     usage,
     get url() {

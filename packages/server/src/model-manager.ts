@@ -3,6 +3,7 @@
 
 import { TandemError, type ModelStatus } from '@tandem/shared';
 import type { Job, JobRequest, ProgressListener } from './job.js';
+import type { JobDispatcher } from './job-dispatcher.js';
 import { ModelHost, type HostObserver, type HostSettings } from './model-host.js';
 import type { ModelEntry, ModelRepository } from './model-repository.js';
 
@@ -15,8 +16,8 @@ export interface ManagerSettings extends HostSettings {
 /** Hooks for metrics, usage and logs (all optional but `stateChanged`). */
 export type ManagerObserver = Omit<HostObserver, 'requestMemory'>;
 
-/** Owns one ModelHost per model version. */
-export class ModelManager {
+/** Owns one ModelHost per model version; the in-process {@link JobDispatcher}. */
+export class ModelManager implements JobDispatcher {
   readonly #repository: ModelRepository;
   readonly #settings: ManagerSettings;
   readonly #observer: ManagerObserver;
@@ -42,6 +43,22 @@ export class ModelManager {
   /** Hosts of every model in the repository. */
   hosts(): ModelHost[] {
     return this.#repository.entries.map((entry) => this.#hostFor(entry));
+  }
+
+  /** {@link host}, as the dispatcher interface names it. */
+  model(name: string, version?: string): ModelHost {
+    return this.host(name, version);
+  }
+
+  /** {@link hosts}, as the dispatcher interface names it. */
+  models(): ModelHost[] {
+    return this.hosts();
+  }
+
+  /** Starts loading a model; `ready` resolves with its status once an instance is ready. */
+  warm(name: string, version?: string): { model: ModelHost; ready: Promise<ModelStatus> } {
+    const host = this.host(name, version);
+    return { model: host, ready: host.warm().then(() => host.status()) };
   }
 
   /** The wire view of every model. */

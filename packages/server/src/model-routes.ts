@@ -11,12 +11,13 @@ import { createReadStream, statSync } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ModelManifest } from '@tandem/shared';
 import type { ApiKeyRecord } from './api-keys.js';
-import type { ModelManager } from './model-manager.js';
+import type { JobDispatcher } from './job-dispatcher.js';
 import type { UsageLedger } from './usage.js';
 
 /** What the routes need from the server. */
 export interface ModelRouteOptions {
-  readonly manager: ModelManager;
+  /** The in-process ModelManager, or the Redis dispatcher when scaled out. */
+  readonly manager: JobDispatcher;
   readonly usage: UsageLedger;
   readonly authenticate: (request: FastifyRequest) => ApiKeyRecord;
 }
@@ -52,21 +53,17 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
     options.authenticate(request);
     const { name } = request.params as { name: string };
     const { version, wait } = request.query as { version?: string; wait?: string };
-    const host = manager.host(name, version);
-    const ready = host.warm();
-    if (wait === 'true' || wait === '1') {
-      await ready;
-      return reply.code(200).send(host.status());
-    }
+    const { model, ready } = manager.warm(name, version);
+    if (wait === 'true' || wait === '1') return reply.code(200).send(await ready);
     ready.catch(() => undefined); // the outcome is visible in /v1/models and the `model` messages
-    return reply.code(202).send(host.status());
+    return reply.code(202).send(model.status());
   });
 
   fastify.get('/v1/models/:name/manifest', async (request) => {
     options.authenticate(request);
     const { name } = request.params as { name: string };
     const { version } = request.query as { version?: string };
-    const host = manager.host(name, version);
+    const host = manager.model(name, version);
     const { entry } = host;
     const manifest: ModelManifest = {
       name: entry.name,
@@ -85,7 +82,7 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
   fastify.get('/v1/models/:name/versions/:version/model.onnx', async (request, reply) => {
     options.authenticate(request);
     const { name, version } = request.params as { name: string; version: string };
-    const { entry } = manager.host(name, version);
+    const { entry } = manager.model(name, version);
     const sha256 = await sha256Of(entry.path);
     reply.header('Content-Type', 'application/octet-stream');
     reply.header('Content-Length', String(entry.bytes));

@@ -39,15 +39,15 @@ import {
 } from '@tandem/shared';
 import type { ApiKeyRecord, ApiKeys } from './api-keys.js';
 import type { ModelSignature } from './input-check.js';
-import type { ModelHost } from './model-host.js';
-import type { ModelManager } from './model-manager.js';
+import type { DispatchedModel, JobDispatcher } from './job-dispatcher.js';
 
 /** The header a client sets when the body carries binary tensor data after the JSON. */
 export const HEADER_LENGTH_HEADER = OIP_HEADER_LENGTH_HEADER;
 
 /** What the OIP routes need from the server. */
 export interface OipOptions {
-  readonly manager: ModelManager;
+  /** Runs the jobs: the in-process ModelManager, or the Redis dispatcher when scaled out. */
+  readonly manager: JobDispatcher;
   readonly keys: ApiKeys;
   readonly authenticate: (request: FastifyRequest) => ApiKeyRecord;
   readonly serverName: string;
@@ -69,9 +69,9 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     return reply.code(ready ? 200 : 503).send({ ready });
   });
 
-  const hostOf = (request: FastifyRequest): ModelHost => {
+  const hostOf = (request: FastifyRequest): DispatchedModel => {
     const { name, version } = request.params as { name: string; version?: string };
-    return manager.host(name, version);
+    return manager.model(name, version);
   };
 
   for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
@@ -88,7 +88,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
         );
       }
       const versions = manager
-        .hosts()
+        .models()
         .filter((h) => h.entry.name === host.entry.name)
         .map((h) => h.entry.version);
       return {
@@ -132,7 +132,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     const release = options.keys.acquire(owner);
     let job;
     try {
-      job = host.submit({
+      job = manager.submit({
         id: randomUUID(),
         owner: owner.id,
         model: host.entry.name,
@@ -141,7 +141,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
         ...(parsed.outputs === undefined ? {} : { outputs: parsed.outputs.map((o) => o.name) }),
         priority: parsed.priority,
         ...(parsed.deadlineMs === undefined ? {} : { deadlineMs: parsed.deadlineMs }),
-      });
+      }).job;
     } catch (error) {
       release();
       throw error;
@@ -149,7 +149,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     // A client that hangs up no longer wants the answer: free its place in the queue. (The
     // response's close, not the request's: a request closes as soon as its body is read.)
     const onAbort = (): void => {
-      if (!reply.raw.writableFinished) host.cancel(job);
+      if (!reply.raw.writableFinished) job.cancel();
     };
     reply.raw.on('close', onAbort);
     const outcome = await job.outcome;

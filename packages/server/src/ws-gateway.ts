@@ -23,8 +23,8 @@ import {
 } from '@tandem/shared';
 import { bearerToken, type ApiKeyRecord, type ApiKeys } from './api-keys.js';
 import type { Job, JobOutcome } from './job.js';
+import type { JobDispatcher } from './job-dispatcher.js';
 import type { JobRegistry } from './job-registry.js';
-import type { ModelManager } from './model-manager.js';
 
 /** The WebSocket path. */
 export const STREAM_PATH = '/v1/stream';
@@ -37,7 +37,8 @@ const CLOSE_GRACE_MS = 2000;
 
 /** What the gateway needs from the server. */
 export interface GatewayOptions {
-  readonly manager: ModelManager;
+  /** Runs the jobs: the in-process ModelManager, or the Redis dispatcher when scaled out. */
+  readonly manager: JobDispatcher;
   readonly registry: JobRegistry;
   readonly keys: ApiKeys;
   /** Page origins allowed to connect; undefined allows any (requests without Origin always pass). */
@@ -212,12 +213,11 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       case 'resume':
         return onResume(connection, message.ids);
       case 'warm': {
-        // host() throws E_MODEL_NOT_FOUND synchronously (answered by onMessage's catch); a failed
+        // warm() throws E_MODEL_NOT_FOUND synchronously (answered by onMessage's catch); a failed
         // load rejects later. Once ready, the caller hears so even if nothing changed state (the
         // model was already warm), so "wait for ready after warm" always ends.
-        const host = options.manager.host(message.model, message.version);
-        host.warm().then(
-          () => send(connection, { type: 'model', model: host.status() }),
+        options.manager.warm(message.model, message.version).ready.then(
+          (status) => send(connection, { type: 'model', model: status }),
           (error: unknown) => sendError(connection, null, TandemError.from(error)),
         );
         return;
@@ -362,27 +362,39 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     const owner = connection.owner as ApiKeyRecord;
     for (const id of ids) {
       const job = options.registry.get(owner.id, id);
-      if (job === undefined) {
-        sendError(
-          connection,
-          id,
-          new TandemError(
-            'E_JOB_NOT_FOUND',
-            `no job ${id} (never submitted, or its result expired)`,
-          ),
-        );
+      if (job !== undefined) {
+        resumeJob(connection, job);
         continue;
       }
-      if (job.settled) {
-        // Hand a finished outcome over once; the registry forgets it so it is not delivered twice.
-        options.registry.delete(job);
-        void job.outcome.then((outcome) => deliver(connection, id, outcome));
+      const adopt = options.manager.adopt?.bind(options.manager);
+      if (adopt === undefined) {
+        sendError(connection, id, jobNotFound(id));
         continue;
       }
-      const last = job.lastProgress;
-      follow(connection, job, true, true);
-      if (last !== undefined) send(connection, { type: 'progress', event: last }, true);
+      // Scaled out, the job may have come in through another gateway (or this one before a
+      // restart): the shared store knows it.
+      adopt(owner.id, id).then(
+        (adopted) => {
+          if (adopted === undefined) return sendError(connection, id, jobNotFound(id));
+          const known = options.registry.get(owner.id, id);
+          if (known === undefined) options.registry.add(adopted);
+          resumeJob(connection, known ?? adopted);
+        },
+        (error: unknown) => sendError(connection, id, TandemError.from(error)),
+      );
     }
+  };
+
+  const resumeJob = (connection: Connection, job: Job): void => {
+    if (job.settled) {
+      // Hand a finished outcome over once; the registry forgets it so it is not delivered twice.
+      options.registry.delete(job);
+      void job.outcome.then((outcome) => deliver(connection, job.request.id, outcome));
+      return;
+    }
+    const last = job.lastProgress;
+    follow(connection, job, true, true);
+    if (last !== undefined) send(connection, { type: 'progress', event: last }, true);
   };
 
   const broadcastModel = (status: ModelStatus): void => {
@@ -435,6 +447,13 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       return connections.size;
     },
   };
+}
+
+function jobNotFound(id: string): TandemError {
+  return new TandemError(
+    'E_JOB_NOT_FOUND',
+    `no job ${id} (never submitted, or its result expired)`,
+  );
 }
 
 function refuse(socket: Duplex, status: number, code: string, message: string): void {

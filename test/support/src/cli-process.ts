@@ -1,5 +1,6 @@
 // Runs the built `tandem` CLI as a real child process, the way `npm start` does, and waits for the
-// URL it prints ("tandem: serving on http://…") on stderr.
+// URL it prints ("tandem: serving on http://…") on stderr, or for a scale-out worker's
+// "tandem: worker ready" line.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,7 +14,7 @@ export const CLI_PATH = fileURLToPath(
 /** A running `tandem` process. */
 export interface CliProcess {
   readonly child: ChildProcess;
-  /** The URL it serves on, as printed (http://127.0.0.1:PORT). */
+  /** The URL it serves on, as printed (http://127.0.0.1:PORT); empty for a worker. */
   readonly url: string;
   /** Everything it wrote to stderr so far. */
   readonly stderr: () => string;
@@ -25,7 +26,20 @@ export interface CliProcess {
 const START_TIMEOUT_MS = 60_000;
 
 /** Starts `node cli.js <args>` and resolves once it serves. */
-export async function startCli(args: readonly string[]): Promise<CliProcess> {
+export function startCli(args: readonly string[]): Promise<CliProcess> {
+  return startCliUntil(args, /serving on (http:\/\/\S+)/);
+}
+
+/**
+ * Starts `node cli.js worker <args>` (a scale-out worker) and resolves once it has connected to
+ * Redis and takes jobs ("tandem: worker ready").
+ */
+export function startWorkerCli(args: readonly string[]): Promise<CliProcess> {
+  return startCliUntil(['worker', ...args], /worker ready()/);
+}
+
+/** Starts the CLI and resolves once stderr matches `ready`; its first group is the URL. */
+async function startCliUntil(args: readonly string[], ready: RegExp): Promise<CliProcess> {
   const child = spawn(process.execPath, [CLI_PATH, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -34,12 +48,12 @@ export async function startCli(args: readonly string[]): Promise<CliProcess> {
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`the CLI printed no URL in ${START_TIMEOUT_MS} ms: ${log}`));
+      reject(new Error(`the CLI was not ready in ${START_TIMEOUT_MS} ms: ${log}`));
     }, START_TIMEOUT_MS);
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
       log += chunk;
-      const match = /serving on (http:\/\/\S+)/.exec(log);
+      const match = ready.exec(log);
       if (match?.[1] !== undefined) {
         clearTimeout(timer);
         resolve(match[1]);
@@ -47,7 +61,7 @@ export async function startCli(args: readonly string[]): Promise<CliProcess> {
     });
     void exited.then(([code]) => {
       clearTimeout(timer);
-      reject(new Error(`the CLI exited (${code}) before serving: ${log}`));
+      reject(new Error(`the CLI exited (${code}) before it was ready: ${log}`));
     });
   });
   return {
