@@ -26,6 +26,11 @@ export interface JobRequest {
   readonly priority: number;
   /** Milliseconds from receipt by which the job must be done. */
   readonly deadlineMs?: number;
+  /**
+   * The inputs' buffers belong to this job alone (a received frame nothing else reads), so a
+   * worker thread may take them over (transfer, detaching them here) instead of copying.
+   */
+  readonly detachableInputs?: boolean;
 }
 
 /** A finished job's answer: the `result` message without its type tag. */

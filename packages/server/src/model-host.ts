@@ -413,7 +413,12 @@ export class ModelHost {
       const inline = this.#runsInline(instance, inputs) ? instance.inline : undefined;
       const outputs =
         inline === undefined
-          ? await loaded.run(inputs, first.request.outputs)
+          ? // Batched inputs were just concatenated into new buffers: nothing else holds them.
+            await loaded.run(
+              inputs,
+              first.request.outputs,
+              jobs.length > 1 || first.request.detachableInputs === true,
+            )
           : await runSession(inline, inputs, first.request.outputs);
       const finished = performance.now();
       const runMs = finished - started;
@@ -458,11 +463,15 @@ export class ModelHost {
 
   /**
    * Whether this run goes to the instance's main-thread session: the model qualified at load (a
-   * measured run on an idle loop within inlineMaxRunMs) and the inputs are small. (Wall times of
+   * measured run on an idle loop within inlineMaxRunMs), the inputs are small, and no other job
+   * waits (under load the thread hop pays for itself: it frees the main thread). (Wall times of
    * later inline runs include event-loop waits under load, so they cannot judge the run itself.)
    */
   #runsInline(instance: Instance, inputs: TensorMap): boolean {
     if (instance.inline === undefined) return false;
+    // With jobs waiting, the worker thread runs this one while the main thread decodes, checks
+    // and answers the others on the other core; inline, both would queue on the main thread.
+    if (this.#queue.size > 0) return false;
     let bytes = 0;
     for (const tensor of Object.values(inputs)) {
       bytes += tensor.dtype === 'string' ? tensor.data.length * 16 : tensor.data.byteLength;

@@ -83,12 +83,19 @@ export class WorkerSession {
     return new WorkerSession(worker, backend);
   }
 
-  /** Runs the session on `inputs`, returning `outputs` (all when undefined). */
-  run(inputs: TensorMap, outputs: readonly string[] | undefined): Promise<TensorMap> {
+  /**
+   * Runs the session on `inputs`, returning `outputs` (all when undefined). With `detachable`, the
+   * inputs' buffers move to the worker (they are detached here); otherwise they are copied once.
+   */
+  run(
+    inputs: TensorMap,
+    outputs: readonly string[] | undefined,
+    detachable = false,
+  ): Promise<TensorMap> {
     if (this.#closed)
       return Promise.reject(new TandemError('E_RUNTIME', 'the session was released'));
     const id = this.#nextId++;
-    const { owned, transfer } = ownInputs(inputs);
+    const { owned, transfer } = detachable ? takeInputs(inputs) : ownInputs(inputs);
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       post(this.#worker, { type: 'run', id, inputs: owned, outputs }, transfer);
@@ -125,6 +132,16 @@ export class WorkerSession {
 
 function post(worker: Worker, message: WorkerRequest, transfer: ArrayBuffer[] = []): void {
   worker.postMessage(message, transfer);
+}
+
+/** Transfers the inputs' own buffers (several inputs may share one frame's buffer). */
+function takeInputs(inputs: TensorMap): { owned: TensorMap; transfer: ArrayBuffer[] } {
+  const transfer = new Set<ArrayBuffer>();
+  for (const tensor of Object.values(inputs)) {
+    if (tensor.dtype !== 'string' && tensor.data.buffer instanceof ArrayBuffer)
+      transfer.add(tensor.data.buffer);
+  }
+  return { owned: inputs, transfer: [...transfer] };
 }
 
 /**

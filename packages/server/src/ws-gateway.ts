@@ -170,13 +170,15 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
 
   const onMessage = (connection: Connection, data: RawData, isBinary: boolean): void => {
     let message: ClientMessage;
+    let bytes: Uint8Array;
     try {
       if (!isBinary)
         throw new TandemError(
           'E_PROTOCOL',
           'text frames are not part of the protocol; send binary frames',
         );
-      message = decodeClientMessage(toBytes(data));
+      bytes = toBytes(data);
+      message = decodeClientMessage(bytes);
     } catch (error) {
       const coded = TandemError.from(error, 'E_PROTOCOL');
       connection.protocolErrors += 1;
@@ -193,7 +195,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       return;
     }
     try {
-      dispatch(connection, message);
+      dispatch(connection, message, ownsBuffer(bytes));
     } catch (error) {
       // Anything a handler throws must become a coded answer: thrown out of ws's 'message'
       // event it is an uncaught exception that takes the whole server down (a `warm` of an
@@ -202,12 +204,12 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     }
   };
 
-  const dispatch = (connection: Connection, message: ClientMessage): void => {
+  const dispatch = (connection: Connection, message: ClientMessage, ownFrame: boolean): void => {
     switch (message.type) {
       case 'hello':
         return onHello(connection, message);
       case 'infer':
-        return onInfer(connection, message);
+        return onInfer(connection, message, ownFrame);
       case 'cancel':
         return onCancel(connection, message.id);
       case 'resume':
@@ -270,7 +272,8 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     });
   };
 
-  const onInfer = (connection: Connection, message: InferMessage): void => {
+  /** `ownFrame`: the frame's buffer is this message's alone, so its tensors may be detached. */
+  const onInfer = (connection: Connection, message: InferMessage, ownFrame: boolean): void => {
     const owner = connection.owner as ApiKeyRecord;
     if (
       connection.jobs.has(message.id) ||
@@ -307,6 +310,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
           ...(message.outputs === undefined ? {} : { outputs: message.outputs }),
           priority: message.priority ?? DEFAULT_PRIORITY,
           ...(message.deadlineMs === undefined ? {} : { deadlineMs: message.deadlineMs }),
+          detachableInputs: ownFrame,
         },
         // Clients that only want the answer (batch jobs, benchmarks) can opt out of progress.
         message.progress === false ? undefined : progressSender(connection),
@@ -485,6 +489,19 @@ function keyFromRequest(
   const fromProtocol = protocols.find((value) => value.startsWith(KEY_SUBPROTOCOL_PREFIX));
   if (fromProtocol !== undefined) return fromProtocol.slice(KEY_SUBPROTOCOL_PREFIX.length);
   return bearerToken(request.headers.authorization);
+}
+
+/**
+ * Whether a received frame's bytes span their whole ArrayBuffer: ws then handed over a buffer of
+ * this message alone (a slice of a socket read shared with other frames starts past 0 or ends
+ * short), so a worker may take the tensors over instead of copying them.
+ */
+function ownsBuffer(bytes: Uint8Array): boolean {
+  return (
+    bytes.buffer instanceof ArrayBuffer &&
+    bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength
+  );
 }
 
 function toBytes(data: RawData): Uint8Array {

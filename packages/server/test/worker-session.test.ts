@@ -1,0 +1,50 @@
+// WorkerSession with a real onnxruntime-node session in a real worker thread: inputs are copied
+// (the caller keeps them) unless they are marked detachable, in which case their buffer moves to
+// the worker without a copy; either way the outputs are right.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTinyModel, writeModelFile } from '@tandem/test-support';
+import { WorkerSession } from '../src/worker-session.js';
+
+describe('WorkerSession', () => {
+  let dir: string;
+  let session: WorkerSession;
+  const { scale, offset, bytes } = buildTinyModel();
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tandem-worker-session-'));
+    session = await WorkerSession.load(await writeModelFile(dir, 'tiny', 1, bytes), {});
+  });
+
+  afterAll(async () => {
+    await session.release();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const input = (): Float32Array => new Float32Array([1, 2, 3, 4]);
+  const expected = [1, 2, 3, 4].map((x) => x * scale + offset);
+
+  it('copies inputs by default: the caller still has them', async () => {
+    const data = input();
+    const outputs = await session.run({ x: { dtype: 'float32', dims: [4], data } }, undefined);
+    expect(Array.from(outputs.y!.data as Float32Array)).toEqual(expected);
+    expect(Array.from(data)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('moves detachable inputs to the worker: the buffer is detached here, not copied', async () => {
+    // Two inputs viewing one frame-like buffer, as decoded tensors do.
+    const frame = new ArrayBuffer(64);
+    const data = new Float32Array(frame, 16, 4);
+    data.set(input());
+    const outputs = await session.run(
+      { x: { dtype: 'float32', dims: [4], data } },
+      undefined,
+      true,
+    );
+    expect(Array.from(outputs.y!.data as Float32Array)).toEqual(expected);
+    expect(frame.byteLength).toBe(0);
+  });
+});
