@@ -1,17 +1,21 @@
 #!/usr/bin/env node
-// The `tandem` command: `tandem serve` runs the server; `tandem hash-key KEY` prints the hash to put
-// in an API key file. SIGTERM/SIGINT drain in-flight jobs, then exit 0.
+// The `tandem` command: `tandem serve` runs the server (or, with --redis, a scale-out gateway);
+// `tandem worker` runs a scale-out worker; `tandem hash-key KEY` prints the hash to put in an API
+// key file. SIGTERM/SIGINT drain in-flight jobs, then exit 0.
 
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { TandemError } from '@tandem/shared';
 import { hashApiKey } from './api-keys.js';
 import { SERVER_VERSION, createServer, type ServerOptions } from './create-server.js';
+import { startRedisWorker, type RedisWorkerOptions } from './redis-worker.js';
 
 const USAGE = `tandem ${SERVER_VERSION}
 
 Usage:
   tandem serve [options]      run the inference server (WebSocket /v1/stream, OIP v2 /v2, /metrics)
+  tandem worker --redis URL [options]
+                              run a scale-out worker: take jobs of one pool from Redis and run them
   tandem hash-key KEY         print the sha256 to store in an API key file
 
 Options of serve:
@@ -28,6 +32,24 @@ Options of serve:
   --static DIR                serve a directory of static files at / (the demo)
   --no-catalog                do not serve the built-in PaddleOCR catalog
   --allow-key-in-hello        accept the API key in the WebSocket hello message
+  --redis URL                 scale out: queue jobs in Redis (BullMQ) for \`tandem worker\`s
+  --redis-prefix P            prefix of every Redis key (default tandem; same on the workers)
+  --max-attempts N            times a job may fail on a worker before it fails for good (default 2)
+  --quiet                     no logs
+
+Options of worker:
+  --redis URL                 the Redis the gateways queue jobs in (required)
+  --models DIR                model repository (the same as the gateways')
+  --pool NAME                 the pool whose jobs to take (model.json "pool"; default "default")
+  --concurrency N             jobs at once (default 1: one per device)
+  --idle-exit-ms N            exit 0 after N ms without a job (scale to zero)
+  --max-attempts N            times a job may start, restarts after a dead worker counted (default 2)
+  --lock-ms N                 a dead worker's job is noticed N ms after its last lock renewal (default 10000)
+  --stalled-interval-ms N     how often to look for jobs of dead workers (default 5000)
+  --idle-timeout-ms N         unload a model after N ms idle (default 300000)
+  --memory-budget-bytes N     model bytes loaded at once before idle models are evicted
+  --redis-prefix P            prefix of every Redis key (default tandem)
+  --no-catalog                do not serve the built-in PaddleOCR catalog
   --quiet                     no logs
 `;
 
@@ -56,6 +78,9 @@ async function serve(argv: string[]): Promise<void> {
       static: { type: 'string' },
       'no-catalog': { type: 'boolean' },
       'allow-key-in-hello': { type: 'boolean' },
+      redis: { type: 'string' },
+      'redis-prefix': { type: 'string' },
+      'max-attempts': { type: 'string' },
       quiet: { type: 'boolean' },
     },
     strict: true,
@@ -84,26 +109,96 @@ async function serve(argv: string[]): Promise<void> {
   if (maxPayload !== undefined) options.maxPayloadBytes = maxPayload;
   if (budget !== undefined) options.memoryBudgetBytes = budget;
   if (ttl !== undefined) options.resultTtlMs = ttl;
+  if (values.redis !== undefined) options.redis = values.redis;
+  if (values['redis-prefix'] !== undefined) options.redisPrefix = values['redis-prefix'];
+  const attempts = integer(values['max-attempts'], '--max-attempts');
+  if (attempts !== undefined) options.maxAttempts = attempts;
   if (values.static !== undefined) {
     if (existsSync(values.static)) options.staticDir = values.static;
     else console.error(`tandem: ${values.static} does not exist; serving no static files`);
   }
   const server = await createServer(options);
   const url = await server.listen();
-  const models = server.manager.statuses().map((m) => `${m.name}@${m.version} (${m.state})`);
-  console.error(`tandem: serving on ${url} — models: ${models.join(', ') || 'none'}`);
+  const models = server.dispatcher.statuses().map((m) => `${m.name}@${m.version} (${m.state})`);
+  const mode = options.redis === undefined ? '' : ' as a gateway (jobs queued in Redis)';
+  console.error(`tandem: serving on ${url}${mode} — models: ${models.join(', ') || 'none'}`);
   if (options.staticDir !== undefined) {
     // Browsers give WebGPU only to secure contexts; http://localhost is one, a bare IP is not.
     const page = new URL(url);
     if (page.hostname === '127.0.0.1' || page.hostname === '::1') page.hostname = 'localhost';
     console.error(`tandem: open ${page.href} in a browser for the page in ${options.staticDir}`);
   }
+  onSignals(() => server.close());
+}
+
+async function worker(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      redis: { type: 'string' },
+      models: { type: 'string' },
+      pool: { type: 'string' },
+      concurrency: { type: 'string' },
+      'idle-exit-ms': { type: 'string' },
+      'max-attempts': { type: 'string' },
+      'lock-ms': { type: 'string' },
+      'stalled-interval-ms': { type: 'string' },
+      'idle-timeout-ms': { type: 'string' },
+      'memory-budget-bytes': { type: 'string' },
+      'redis-prefix': { type: 'string' },
+      'no-catalog': { type: 'boolean' },
+      quiet: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.redis === undefined)
+    throw new TandemError('E_INVALID_ARGUMENT', 'tandem worker needs --redis URL');
+  const options: { -readonly [K in keyof RedisWorkerOptions]: RedisWorkerOptions[K] } = {
+    redisUrl: values.redis,
+    catalog: values['no-catalog'] !== true,
+  };
+  if (values.models !== undefined) options.modelsDir = values.models;
+  if (values.pool !== undefined) options.pool = values.pool;
+  if (values['redis-prefix'] !== undefined) options.redisPrefix = values['redis-prefix'];
+  const numbers = {
+    concurrency: integer(values.concurrency, '--concurrency'),
+    idleExitMs: integer(values['idle-exit-ms'], '--idle-exit-ms'),
+    maxAttempts: integer(values['max-attempts'], '--max-attempts'),
+    lockDurationMs: integer(values['lock-ms'], '--lock-ms'),
+    stalledIntervalMs: integer(values['stalled-interval-ms'], '--stalled-interval-ms'),
+    idleTimeoutMs: integer(values['idle-timeout-ms'], '--idle-timeout-ms'),
+    memoryBudgetBytes: integer(values['memory-budget-bytes'], '--memory-budget-bytes'),
+  };
+  for (const [key, value] of Object.entries(numbers)) {
+    if (value !== undefined) Object.assign(options, { [key]: value });
+  }
+  if (values.quiet !== true) {
+    options.log = (level, message, details) =>
+      console.error(
+        `tandem worker: ${level}: ${message}${details ? ` ${JSON.stringify(details)}` : ''}`,
+      );
+  }
+  const running = await startRedisWorker(options);
+  console.error(
+    `tandem: worker ready — pool ${running.pool}, name ${running.name}, concurrency ${options.concurrency ?? 1}`,
+  );
+  void running.stopped.then((why) => {
+    if (why === 'idle') {
+      console.error(`tandem: worker idle for ${options.idleExitMs} ms; exiting`);
+      process.exit(0);
+    }
+  });
+  onSignals(() => running.close());
+}
+
+/** SIGTERM/SIGINT: finish what was accepted (`close`), then exit 0. */
+function onSignals(close: () => Promise<void>): void {
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     console.error(`tandem: ${signal}: draining in-flight jobs, then exiting`);
-    server.close().then(
+    close().then(
       () => process.exit(0),
       (error: unknown) => {
         console.error('tandem: shutdown failed', error);
@@ -120,6 +215,8 @@ async function main(): Promise<void> {
   switch (command) {
     case 'serve':
       return serve(rest);
+    case 'worker':
+      return worker(rest);
     case 'hash-key': {
       const key = rest[0];
       if (key === undefined)

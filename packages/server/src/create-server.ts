@@ -17,6 +17,8 @@ import { ModelRepository, type ModelEntry } from './model-repository.js';
 import { registerModelRoutes } from './model-routes.js';
 import { registerOipRoutes } from './oip-routes.js';
 import type { SessionSettings } from './onnx-session.js';
+import { RedisDispatcher } from './redis-dispatcher.js';
+import { DEFAULT_MAX_ATTEMPTS, DEFAULT_REDIS_PREFIX } from './redis-queues.js';
 import { UsageLedger } from './usage.js';
 import { registerGateway, type Gateway } from './ws-gateway.js';
 
@@ -74,6 +76,16 @@ export interface ServerOptions {
   readonly shutdownTimeoutMs?: number;
   /** Structured logs (pino, via fastify). @default false */
   readonly logger?: boolean;
+  /**
+   * Scale out: a Redis URL (redis://host:6379). Jobs then go to BullMQ queues, one per worker
+   * pool (model.json `pool`), and `tandem worker` processes run them; this server only checks,
+   * queues and follows them. Absent: everything runs in this process.
+   */
+  readonly redis?: string;
+  /** Prefix of every Redis key (the workers must use the same). @default 'tandem' */
+  readonly redisPrefix?: string;
+  /** With `redis`: times a job may fail by throwing on a worker before it fails for good. @default 2 */
+  readonly maxAttempts?: number;
 }
 
 /** A running (or ready to run) Tandem server. */
@@ -174,8 +186,20 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       log: (level, message, details) => fastify.log[level](details ?? {}, message),
     },
   );
-  const dispatcher: JobDispatcher = manager;
+  const dispatcher: JobDispatcher =
+    options.redis === undefined
+      ? manager
+      : new RedisDispatcher({
+          url: options.redis,
+          prefix: options.redisPrefix ?? DEFAULT_REDIS_PREFIX,
+          catalog: manager,
+          resultTtlMs: limits.resultTtlMs,
+          progressIntervalMs: options.progressIntervalMs ?? 100,
+          maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+          log: (level, message, details) => fastify.log[level](details ?? {}, message),
+        });
   metrics = new ServerMetrics(manager);
+  if (dispatcher instanceof RedisDispatcher) dispatcher.registerMetrics(metrics.registry);
   const registry = new JobRegistry(limits.resultTtlMs);
 
   fastify.setErrorHandler((error, request, reply) =>
@@ -307,6 +331,7 @@ function checkLimits(options: ServerOptions): void {
     'maxBufferedBytes',
     'maxProtocolErrors',
     'shutdownTimeoutMs',
+    'maxAttempts',
   ];
   for (const key of positive) {
     const value = options[key];

@@ -159,6 +159,11 @@ export const ERROR_CODES = {
     httpStatus: 502,
     meaning: 'A downloaded model file does not match its sha256 in the manifest.',
   },
+  E_QUEUE_UNAVAILABLE: {
+    retryable: true,
+    httpStatus: 503,
+    meaning: 'The job queue (Redis, when scaled out) cannot be reached; the job was not accepted.',
+  },
   E_ATTEMPTS_EXHAUSTED: {
     retryable: false,
     httpStatus: 500,

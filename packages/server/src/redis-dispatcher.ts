@@ -1,0 +1,716 @@
+// The gateway side of scale-out (`tandem serve --redis URL`): the JobDispatcher that puts jobs on
+// one BullMQ queue per worker pool instead of running them. Inputs are checked here against the
+// model's signature (the gateway reads the same model repository as the workers, without loading
+// anything), so bad input is refused before it reaches Redis. Each accepted job gets a local Job
+// that the WebSocket gateway and the OIP routes follow exactly as in-process: BullMQ job events
+// (QueueEvents) drive its progress and settle it once, queue positions come from BullMQ's ordered
+// set of prioritised jobs, and cancel removes a waiting job or tells the worker that holds it.
+// An owner/id index in Redis lets any gateway — this one after a restart, or another — resume it.
+
+import { randomUUID } from 'node:crypto';
+import { Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { Gauge, type Registry } from 'prom-client';
+import {
+  FINAL_STAGES,
+  TandemError,
+  parseProgressEvent,
+  type ModelStatus,
+  type ProgressEvent,
+  type StageUpdate,
+} from '@tandem/shared';
+import { checkInputs } from './input-check.js';
+import { Job, type JobRequest, type ProgressListener } from './job.js';
+import type { DispatchedModel, JobDispatcher } from './job-dispatcher.js';
+import type { ModelManager } from './model-manager.js';
+import {
+  decodeOutcome,
+  encodeJobInput,
+  parseInferJobData,
+  type InferJobData,
+  type WarmJobData,
+} from './redis-job-codec.js';
+import {
+  INFER_JOB,
+  INPUT_TTL_MS,
+  RedisKeys,
+  WARM_JOB,
+  bullPriority,
+  checkPoolName,
+  connectRedis,
+  queueUnavailable,
+  redisReady,
+} from './redis-queues.js';
+
+/** Options of the {@link RedisDispatcher}. */
+export interface RedisDispatcherOptions {
+  /** Redis URL, e.g. redis://redis:6379. */
+  readonly url: string;
+  /** Prefix of every Redis key (the workers must use the same). */
+  readonly prefix: string;
+  /** The model repository's view: signatures and pools. Nothing is loaded through it. */
+  readonly catalog: ModelManager;
+  /** How long outcomes are kept for `resume`, in ms (passed on to the workers). */
+  readonly resultTtlMs: number;
+  /** Least time between two queue-position updates of a waiting job, in ms. */
+  readonly progressIntervalMs: number;
+  /** Times a job may fail by throwing on a worker before it fails for good. */
+  readonly maxAttempts: number;
+  /** How long start() waits for Redis before serving anyway (jobs get E_QUEUE_UNAVAILABLE), in ms. */
+  readonly connectTimeoutMs?: number;
+  readonly log?: (level: 'info' | 'warn', message: string, details?: object) => void;
+}
+
+/** A job this gateway follows: its local Job and where it sits in Redis. */
+interface Followed {
+  readonly job: Job;
+  readonly jobId: string;
+  readonly pool: string;
+  /** Epoch ms when it was queued (the oldest-job metric). */
+  readonly queuedAt: number;
+  /** Still waiting in the queue (not yet taken by a worker), as far as this gateway knows. */
+  waiting: boolean;
+  /** Last queue position sent. */
+  position: number;
+  deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** A pool's queue and the event reader that follows it. */
+interface PoolLink {
+  readonly queue: Queue;
+  /** Resolves once the event reader is attached (so no event of a job added next is missed). */
+  readonly ready: Promise<QueueEvents>;
+}
+
+/** Attempts to read an outcome that a blip of Redis made unreadable, before giving up. */
+const OUTCOME_READS = 10;
+
+/** Runs jobs on BullMQ workers through Redis. */
+export class RedisDispatcher implements JobDispatcher {
+  readonly #options: RedisDispatcherOptions;
+  readonly #keys: RedisKeys;
+  /** Commands; fails fast while Redis is away (see redisOptions). */
+  readonly #redis: Redis;
+  /** The connection QueueEvents duplicate for their blocking reads. */
+  readonly #eventsConnection: Redis;
+  readonly #pools = new Map<string, PoolLink>();
+  readonly #following = new Map<string, Followed>();
+  #draining = false;
+  #closed = false;
+  #positionTimer: ReturnType<typeof setInterval> | undefined;
+  #positionsBusy = false;
+
+  constructor(options: RedisDispatcherOptions) {
+    this.#options = options;
+    this.#keys = new RedisKeys(options.prefix);
+    const onError = (error: Error): void => this.#log('warn', `redis: ${error.message}`);
+    this.#redis = connectRedis(options.url, 'fail-fast', onError);
+    this.#eventsConnection = connectRedis(options.url, 'wait', onError);
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  model(name: string, version?: string): DispatchedModel {
+    return this.#options.catalog.host(name, version);
+  }
+
+  models(): DispatchedModel[] {
+    return this.#options.catalog.hosts();
+  }
+
+  statuses(): ModelStatus[] {
+    return this.#options.catalog.statuses();
+  }
+
+  /** The pools of every model in the repository. */
+  pools(): string[] {
+    const pools = new Set<string>();
+    for (const host of this.#options.catalog.hosts()) {
+      try {
+        pools.add(checkPoolName(host.entry.config.pool));
+      } catch {
+        // Such a model is refused at submit; it has no queue to report.
+      }
+    }
+    return [...pools].sort();
+  }
+
+  submit(request: JobRequest, listener?: ProgressListener): { job: Job } {
+    if (this.#draining || this.#closed) {
+      throw new TandemError('E_SHUTTING_DOWN', 'the server is shutting down', {
+        retryAfterMs: 1000,
+      });
+    }
+    const host = this.#options.catalog.host(request.model, request.version);
+    if (host.failure !== undefined || host.signature === undefined) {
+      throw new TandemError(
+        'E_MODEL_LOAD_FAILED',
+        `model ${host.label} failed to load: ${host.failure ?? 'no signature'}`,
+      );
+    }
+    checkInputs(host.signature, request.inputs, request.outputs);
+    const pool = this.#poolOf(host.entry.config.pool, host.label);
+    const job = new Job(request, undefined, performance.now());
+    job.listen(listener);
+    const followed: Followed = {
+      job,
+      jobId: randomUUID(),
+      pool,
+      queuedAt: Date.now(),
+      waiting: true,
+      position: -1,
+      deadlineTimer: undefined,
+    };
+    this.#follow(followed);
+    if (request.deadlineMs !== undefined) {
+      // The worker checks the deadline again before it runs the job; this one fires while the
+      // job waits in the queue (or runs), so the answer never comes later than the deadline.
+      followed.deadlineTimer = setTimeout(() => {
+        this.#stop(
+          followed,
+          new TandemError(
+            'E_DEADLINE_EXCEEDED',
+            `job ${request.id} passed its deadline of ${request.deadlineMs} ms`,
+          ),
+        );
+      }, request.deadlineMs);
+      followed.deadlineTimer.unref();
+    }
+    const data: InferJobData = {
+      owner: request.owner,
+      id: request.id,
+      model: host.entry.name,
+      version: host.entry.version,
+      resultTtlMs: this.#options.resultTtlMs,
+      ...(request.deadlineMs === undefined ? {} : { deadlineAt: Date.now() + request.deadlineMs }),
+    };
+    this.#enqueue(followed, data, encodeJobInput(request, host.entry.version)).catch(
+      (error: unknown) => job.fail(queueUnavailable(error)),
+    );
+    return { job };
+  }
+
+  warm(name: string, version?: string): { model: DispatchedModel; ready: Promise<ModelStatus> } {
+    const host = this.#options.catalog.host(name, version);
+    const ready = (async (): Promise<ModelStatus> => {
+      if (this.#draining || this.#closed)
+        throw new TandemError('E_SHUTTING_DOWN', 'the server is shutting down');
+      if (host.failure !== undefined)
+        throw new TandemError('E_MODEL_LOAD_FAILED', `model ${host.label} failed: ${host.failure}`);
+      // A warm call is a job of its own at the highest priority: one worker of the pool loads the
+      // model (and an autoscaler watching the queue wakes one up when there is none).
+      const pool = this.#poolOf(host.entry.config.pool, host.label);
+      const job = new Job(
+        { id: `warm:${randomUUID()}`, owner: '', model: name, inputs: {}, priority: 10 },
+        undefined,
+        performance.now(),
+      );
+      const followed: Followed = {
+        job,
+        jobId: randomUUID(),
+        pool,
+        queuedAt: Date.now(),
+        waiting: true,
+        position: -1,
+        deadlineTimer: undefined,
+      };
+      this.#follow(followed);
+      const link = this.#link(pool);
+      try {
+        await link.ready;
+        const data: WarmJobData = { model: host.entry.name, version: host.entry.version };
+        await link.queue.add(WARM_JOB, data, {
+          jobId: followed.jobId,
+          priority: bullPriority(10),
+          ...this.#retention(),
+        });
+      } catch (error) {
+        job.fail(queueUnavailable(error));
+      }
+      const outcome = await job.outcome;
+      if (!outcome.ok) throw outcome.error;
+      const status = this.#warmStatuses.get(followed.jobId);
+      this.#warmStatuses.delete(followed.jobId);
+      return status ?? host.status();
+    })();
+    return { model: host, ready };
+  }
+
+  /** Statuses that warm jobs came back with, until their caller takes them. */
+  readonly #warmStatuses = new Map<string, ModelStatus>();
+
+  async adopt(owner: string, id: string): Promise<Job | undefined> {
+    const reference = await this.#redis.get(this.#keys.index(owner, id)).catch((error: unknown) => {
+      throw queueUnavailable(error);
+    });
+    if (reference === null) return undefined;
+    const slash = reference.indexOf('/');
+    if (slash <= 0) return undefined;
+    const pool = reference.slice(0, slash);
+    const jobId = reference.slice(slash + 1);
+    const known = this.#following.get(jobId);
+    if (known !== undefined) return known.job;
+    const link = this.#link(checkPoolName(pool));
+    await link.ready;
+    const bullJob = await link.queue.getJob(jobId);
+    let data: InferJobData | undefined;
+    try {
+      data = bullJob === undefined ? undefined : parseInferJobData(bullJob.data);
+    } catch {
+      data = undefined;
+    }
+    const job = new Job(
+      {
+        id,
+        owner,
+        model: data?.model ?? '',
+        ...(data === undefined ? {} : { version: data.version }),
+        inputs: {},
+        priority: bullJob?.priority ?? 0,
+      },
+      undefined,
+      performance.now(),
+    );
+    const followed: Followed = {
+      job,
+      jobId,
+      pool,
+      queuedAt: bullJob?.timestamp ?? Date.now(),
+      waiting: false,
+      position: -1,
+      deadlineTimer: undefined,
+    };
+    // Follow before asking for the state: an event that comes in between is not missed.
+    this.#follow(followed);
+    const state = bullJob === undefined ? 'unknown' : await bullJob.getState();
+    if (state === 'completed' || state === 'unknown') void this.#settleFromStore(followed);
+    else if (state === 'failed') void this.#settleFailed(followed, bullJob?.failedReason ?? '');
+    else followed.waiting = state !== 'active';
+    return job;
+  }
+
+  async start(): Promise<void> {
+    const connected = await redisReady(this.#redis, this.#options.connectTimeoutMs ?? 10_000);
+    if (!connected) {
+      this.#log('warn', 'redis is not reachable yet; jobs get E_QUEUE_UNAVAILABLE until it is');
+      return;
+    }
+    await Promise.allSettled(this.pools().map((pool) => this.#link(pool).ready));
+  }
+
+  async drain(): Promise<void> {
+    this.#draining = true;
+    // Jobs submitted here run on workers whatever happens to this gateway; waiting for them lets
+    // the clients connected here get their results before the sockets close.
+    await Promise.all([...this.#following.values()].map(({ job }) => job.outcome));
+  }
+
+  async abandon(): Promise<void> {
+    // Nothing to give up: the jobs stay queued or running in the cluster, and their clients
+    // resume them through another gateway (or this one, restarted) by id.
+    this.#draining = true;
+    return Promise.resolve();
+  }
+
+  async close(): Promise<void> {
+    this.#draining = true;
+    this.#closed = true;
+    clearInterval(this.#positionTimer);
+    for (const followed of this.#following.values()) clearTimeout(followed.deadlineTimer);
+    const links = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.allSettled(
+      links.map(async (link) => {
+        await link.queue.close();
+        await (await link.ready).close();
+      }),
+    );
+    await Promise.allSettled([this.#redis.quit(), this.#eventsConnection.quit()]);
+    await this.#options.catalog.close();
+  }
+
+  /**
+   * Exports the autoscaling signals per pool, read from Redis at each scrape: jobs waiting,
+   * age of the oldest waiting job, jobs running, and workers connected.
+   */
+  registerMetrics(registry: Registry): void {
+    let snapshot: Promise<PoolSnapshot[]> | undefined;
+    // One Redis read per scrape, shared by the gauges below.
+    const read = (): Promise<PoolSnapshot[]> => {
+      snapshot ??= this.#snapshot().finally(() => {
+        setTimeout(() => (snapshot = undefined), 100).unref();
+      });
+      return snapshot;
+    };
+    const gauge = (name: string, help: string, value: (pool: PoolSnapshot) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['pool'],
+        registers: [registry],
+        async collect() {
+          this.reset();
+          const pools = await read().catch(() => []);
+          for (const pool of pools) this.set({ pool: pool.pool }, value(pool));
+        },
+      });
+    };
+    gauge(
+      'tandem_pool_queue_depth',
+      'Jobs waiting in a worker pool queue (scale-out): the autoscaling signal.',
+      (pool) => pool.waiting,
+    );
+    gauge(
+      'tandem_pool_oldest_wait_seconds',
+      'Age of the oldest job waiting in a worker pool queue (0 when empty).',
+      (pool) => pool.oldestWaitSeconds,
+    );
+    gauge(
+      'tandem_pool_active_jobs',
+      'Jobs running on the workers of a pool.',
+      (pool) => pool.active,
+    );
+    gauge('tandem_pool_workers', 'Workers connected to a pool queue.', (pool) => pool.workers);
+    const up = new Gauge({
+      name: 'tandem_redis_up',
+      help: '1 when the gateway reached Redis at this scrape.',
+      registers: [registry],
+      collect: async () => {
+        up.set(
+          await read().then(
+            () => 1,
+            () => 0,
+          ),
+        );
+      },
+    });
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  #log(level: 'info' | 'warn', message: string, details?: object): void {
+    this.#options.log?.(level, message, details);
+  }
+
+  #poolOf(pool: string, label: string): string {
+    try {
+      return checkPoolName(pool);
+    } catch (error) {
+      throw new TandemError(
+        'E_MODEL_LOAD_FAILED',
+        `model ${label}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  }
+
+  #retention(): { removeOnComplete: { age: number }; removeOnFail: { age: number } } {
+    const age = Math.max(1, Math.ceil(this.#options.resultTtlMs / 1000));
+    return { removeOnComplete: { age }, removeOnFail: { age } };
+  }
+
+  /** The queue and event reader of a pool, created on first use. */
+  #link(pool: string): PoolLink {
+    const existing = this.#pools.get(pool);
+    if (existing !== undefined) return existing;
+    const queue = new Queue(pool, { connection: this.#redis, prefix: this.#keys.prefix });
+    queue.on('error', (error) => this.#log('warn', `queue ${pool}: ${error.message}`));
+    const ready = (async (): Promise<QueueEvents> => {
+      // Read events from the stream's current end, named explicitly: with the default ('$') an
+      // event written before the reader's first XREAD would be lost.
+      const last = await this.#redis.xrevrange(this.#keys.events(pool), '+', '-', 'COUNT', 1);
+      const events = new QueueEvents(pool, {
+        connection: this.#eventsConnection,
+        prefix: this.#keys.prefix,
+        lastEventId: last[0]?.[0] ?? '0',
+      });
+      events.on('error', (error) => this.#log('warn', `events ${pool}: ${error.message}`));
+      this.#listen(events);
+      await events.waitUntilReady();
+      return events;
+    })();
+    const link = { queue, ready };
+    this.#pools.set(pool, link);
+    // A pool whose reader could not start (Redis away) is retried on next use.
+    ready.catch(() => {
+      if (this.#pools.get(pool) === link) this.#pools.delete(pool);
+      void queue.close().catch(() => undefined);
+    });
+    return link;
+  }
+
+  #listen(events: QueueEvents): void {
+    events.on('active', ({ jobId }) => {
+      const followed = this.#following.get(jobId);
+      if (followed !== undefined) followed.waiting = false;
+    });
+    events.on('stalled', ({ jobId }) => {
+      const followed = this.#following.get(jobId);
+      if (followed === undefined) return;
+      // Its worker died; BullMQ put it back in the queue for another one.
+      followed.waiting = true;
+      followed.position = -1;
+      this.#redis
+        .zadd(this.#keys.waiting(followed.pool), 'NX', followed.queuedAt, jobId)
+        .catch(() => undefined);
+    });
+    events.on('progress', ({ jobId, data }) => {
+      const followed = this.#following.get(jobId);
+      if (followed === undefined) return;
+      followed.waiting = false;
+      let event: ProgressEvent;
+      try {
+        event = parseProgressEvent(data, { path: 'job progress', code: 'E_PROTOCOL' });
+      } catch {
+        return; // not ours to show
+      }
+      if ((FINAL_STAGES as readonly string[]).includes(event.stage)) return;
+      followed.job.progress(toStageUpdate(event));
+    });
+    events.on('completed', ({ jobId }) => {
+      const followed = this.#following.get(jobId);
+      if (followed !== undefined) void this.#settleFromStore(followed);
+    });
+    events.on('failed', ({ jobId, failedReason }) => {
+      const followed = this.#following.get(jobId);
+      if (followed !== undefined) void this.#settleFailed(followed, failedReason);
+    });
+  }
+
+  #follow(followed: Followed): void {
+    this.#following.set(followed.jobId, followed);
+    void followed.job.outcome.then(() => {
+      clearTimeout(followed.deadlineTimer);
+      if (this.#following.get(followed.jobId) === followed) this.#following.delete(followed.jobId);
+    });
+    followed.job.setCanceller(() => {
+      this.#stop(
+        followed,
+        new TandemError('E_CANCELLED', `job ${followed.job.request.id} was cancelled`),
+      );
+    });
+    this.#positionTimer ??= setInterval(
+      () => void this.#updatePositions(),
+      Math.max(50, this.#options.progressIntervalMs),
+    );
+    this.#positionTimer.unref();
+  }
+
+  async #enqueue(followed: Followed, data: InferJobData, input: Uint8Array): Promise<void> {
+    const { job, jobId, pool } = followed;
+    const link = this.#link(pool);
+    await link.ready;
+    const stored = await this.#redis
+      .multi()
+      .set(this.#keys.input(jobId), toBuffer(input), 'PX', INPUT_TTL_MS)
+      .set(this.#keys.index(data.owner, data.id), `${pool}/${jobId}`, 'PX', INPUT_TTL_MS)
+      .zadd(this.#keys.waiting(pool), followed.queuedAt, jobId)
+      .exec();
+    const failed = stored?.find(([error]) => error !== null)?.[0];
+    if (failed !== undefined && failed !== null) throw failed;
+    if (settled(job)) {
+      // Cancelled (or past its deadline) while its input was being stored.
+      await this.#forget(followed);
+      return;
+    }
+    await link.queue.add(INFER_JOB, data, {
+      jobId,
+      priority: bullPriority(job.priority),
+      attempts: this.#options.maxAttempts,
+      ...this.#retention(),
+    });
+    if (settled(job)) {
+      await this.#withdraw(followed);
+      return;
+    }
+    await this.#reportPosition(followed, true);
+  }
+
+  /** Sends a waiting job's queue position when it changed (or always, when `force`). */
+  async #reportPosition(followed: Followed, force = false): Promise<void> {
+    if (!followed.waiting || !followed.job.listening) return;
+    const rank = await this.#redis.zrank(this.#keys.prioritized(followed.pool), followed.jobId);
+    // The worker may have taken it while the rank was read.
+    if (rank === null || !stillWaiting(followed)) return;
+    if (!force && rank === followed.position) return;
+    followed.position = rank;
+    followed.job.progress({ stage: 'queued', queuePosition: rank });
+  }
+
+  async #updatePositions(): Promise<void> {
+    if (this.#positionsBusy) return;
+    if (this.#following.size === 0) {
+      clearInterval(this.#positionTimer);
+      this.#positionTimer = undefined;
+      return;
+    }
+    this.#positionsBusy = true;
+    try {
+      const waiting = [...this.#following.values()].filter(
+        (f) => f.waiting && f.position >= 0 && f.job.listening,
+      );
+      if (waiting.length === 0) return;
+      const pipeline = this.#redis.pipeline();
+      for (const f of waiting) pipeline.zrank(this.#keys.prioritized(f.pool), f.jobId);
+      const ranks = (await pipeline.exec()) ?? [];
+      waiting.forEach((followed, index) => {
+        const rank = ranks[index]?.[1];
+        if (typeof rank !== 'number' || !followed.waiting || rank === followed.position) return;
+        followed.position = rank;
+        followed.job.progress({ stage: 'queued', queuePosition: rank });
+      });
+    } catch {
+      // Redis away: positions resume with it.
+    } finally {
+      this.#positionsBusy = false;
+    }
+  }
+
+  /** Settles a job from the outcome its worker stored. */
+  async #settleFromStore(followed: Followed): Promise<void> {
+    const { job, jobId } = followed;
+    for (let attempt = 1; !job.settled; attempt++) {
+      try {
+        const bytes = await this.#redis.getBuffer(this.#keys.outcome(jobId));
+        if (bytes === null) {
+          job.fail(
+            new TandemError(
+              'E_JOB_NOT_FOUND',
+              `the outcome of job ${job.request.id} expired before it was read`,
+            ),
+          );
+          return;
+        }
+        const stored = decodeOutcome(bytes);
+        if (stored.kind === 'model') {
+          this.#warmStatuses.set(jobId, stored.status);
+          job.succeed({
+            id: job.request.id,
+            model: stored.status.name,
+            version: stored.status.version,
+            outputs: {},
+            backend: 'cpu',
+            coldStart: false,
+            timings: { queueMs: 0, loadMs: 0, warmupMs: 0, runMs: 0, totalMs: 0 },
+          });
+        } else if (stored.outcome.ok) {
+          job.succeed({ ...stored.outcome.result, id: job.request.id });
+        } else job.fail(stored.outcome.error);
+        return;
+      } catch (error) {
+        if (error instanceof TandemError || attempt >= OUTCOME_READS) {
+          job.fail(error instanceof TandemError ? error : queueUnavailable(error));
+          return;
+        }
+        // Redis blinked between the completion event and this read: the outcome is still there.
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
+    }
+  }
+
+  /** Settles a job that BullMQ failed: no worker finished it within its attempts. */
+  async #settleFailed(followed: Followed, reason: string): Promise<void> {
+    const stored = await this.#redis.exists(this.#keys.outcome(followed.jobId)).catch(() => 0);
+    if (stored === 1) return this.#settleFromStore(followed);
+    followed.job.fail(
+      new TandemError(
+        'E_ATTEMPTS_EXHAUSTED',
+        `job ${followed.job.request.id} did not finish within its ${this.#options.maxAttempts} attempts: ${reason}`,
+      ),
+    );
+  }
+
+  /** Ends a job early (cancel, deadline): answers now, then stops it wherever it is. */
+  #stop(followed: Followed, error: TandemError): void {
+    if (!followed.job.fail(error)) return;
+    this.#withdraw(followed).catch((cause: unknown) =>
+      this.#log('warn', `could not withdraw job ${followed.jobId}`, {
+        reason: cause instanceof Error ? cause.message : String(cause),
+      }),
+    );
+  }
+
+  /** Removes a job from its queue if it still waits; otherwise tells its worker to drop it. */
+  async #withdraw(followed: Followed): Promise<void> {
+    const { jobId, pool } = followed;
+    await this.#redis
+      .multi()
+      .set(this.#keys.cancelled(jobId), '1', 'PX', INPUT_TTL_MS)
+      .publish(this.#keys.cancelChannel, jobId)
+      .zrem(this.#keys.waiting(pool), jobId)
+      .exec();
+    const link = this.#pools.get(pool);
+    // A job a worker holds is locked and stays; the worker heard the cancel.
+    const removed = await link?.queue.remove(jobId).catch(() => 0);
+    if (removed === 1) await this.#forget(followed);
+  }
+
+  /** Deletes what a job that never ran left in Redis. */
+  async #forget(followed: Followed): Promise<void> {
+    const { job, jobId, pool } = followed;
+    await this.#redis
+      .multi()
+      .del(this.#keys.input(jobId), this.#keys.cancelled(jobId))
+      .del(this.#keys.index(job.request.owner, job.request.id))
+      .zrem(this.#keys.waiting(pool), jobId)
+      .exec();
+  }
+
+  async #snapshot(): Promise<PoolSnapshot[]> {
+    const now = Date.now();
+    return Promise.all(
+      this.pools().map(async (pool) => {
+        const link = this.#link(pool);
+        const [counts, oldest, workers] = await Promise.all([
+          link.queue.getJobCounts('wait', 'prioritized', 'delayed', 'active'),
+          this.#redis.zrange(this.#keys.waiting(pool), 0, 0, 'WITHSCORES'),
+          link.queue.getWorkersCount(),
+        ]);
+        const oldestAt = oldest[1] === undefined ? undefined : Number(oldest[1]);
+        return {
+          pool,
+          waiting: (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0),
+          active: counts.active ?? 0,
+          oldestWaitSeconds: oldestAt === undefined ? 0 : Math.max(0, now - oldestAt) / 1000,
+          workers,
+        };
+      }),
+    );
+  }
+}
+
+/** One pool's autoscaling signals. */
+interface PoolSnapshot {
+  readonly pool: string;
+  readonly waiting: number;
+  readonly active: number;
+  readonly oldestWaitSeconds: number;
+  readonly workers: number;
+}
+
+/** A worker's progress event as an update of this gateway's own tracker (monotone, one clock). */
+function toStageUpdate(event: ProgressEvent): StageUpdate {
+  const stage = event.stage as StageUpdate['stage'];
+  return {
+    stage,
+    ...(event.loaded === undefined ? {} : { loaded: event.loaded }),
+    ...(event.total === undefined ? {} : { total: event.total }),
+    ...(event.queuePosition === undefined ? {} : { queuePosition: event.queuePosition }),
+    ...(event.etaMs === undefined ? {} : { etaMs: event.etaMs }),
+  };
+}
+
+/** Whether a job has settled (a call, so checks after an await are not narrowed away). */
+function settled(job: Job): boolean {
+  return job.settled;
+}
+
+function stillWaiting(followed: Followed): boolean {
+  return followed.waiting;
+}
+
+/** A Buffer over the same bytes (no copy). */
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}

@@ -1,0 +1,337 @@
+// A scale-out worker (`tandem worker`): takes jobs of one pool from its BullMQ queue and runs them
+// through the same ModelManager/ModelHost as the in-process server, so cold start, warm-up, idle
+// unload and progress behave alike. Inputs and outcomes travel as binary frames in keys beside the
+// BullMQ job (redis-job-codec.ts); progress goes out as BullMQ job progress; a gateway's cancel
+// arrives on a pub/sub channel. A worker that dies mid-job stops renewing its lock: BullMQ's
+// stalled-job check on another worker puts the job back, and a job that has started
+// `maxAttempts` times fails instead of looping. With `idleExitMs` the worker exits when idle, so
+// an autoscaler can run it as a run-to-completion job and scale to zero.
+
+import { hostname } from 'node:os';
+import { Worker, type Job as BullJob } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { FINAL_STAGES, TandemError, type ProgressEvent } from '@tandem/shared';
+import { defaultCatalog } from './default-catalog.js';
+import type { Job, JobOutcome } from './job.js';
+import { ModelManager } from './model-manager.js';
+import { ModelRepository, type ModelEntry } from './model-repository.js';
+import type { SessionSettings } from './onnx-session.js';
+import {
+  decodeJobInput,
+  encodeJobOutcome,
+  encodeModelOutcome,
+  parseInferJobData,
+  parseWarmJobData,
+  type InferJobData,
+  type JobSummary,
+} from './redis-job-codec.js';
+import {
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_REDIS_PREFIX,
+  RedisKeys,
+  WARM_JOB,
+  checkPoolName,
+  connectRedis,
+} from './redis-queues.js';
+
+/** Options of {@link startRedisWorker}. Units are in the names. */
+export interface RedisWorkerOptions {
+  /** Redis URL, e.g. redis://redis:6379. */
+  readonly redisUrl: string;
+  /** Model repository directory (the same models the gateways see). */
+  readonly modelsDir?: string;
+  /** The built-in catalog, your own entries, or none (match the gateways). @default true */
+  readonly catalog?: boolean | readonly ModelEntry[];
+  /** The pool whose queue this worker takes jobs from. @default 'default' */
+  readonly pool?: string;
+  /** Jobs taken at once; 1 per device is the rule for GPUs ("prefetch 1"). @default 1 */
+  readonly concurrency?: number;
+  /** Exit after this long with no job (scale to zero); undefined never exits on its own. */
+  readonly idleExitMs?: number;
+  /** Times a job may start, restarts after a worker died counted. @default 2 */
+  readonly maxAttempts?: number;
+  /**
+   * How long a job's lock lasts without renewal, in ms: a dead worker's job is noticed this long
+   * (plus up to `stalledIntervalMs`) after its last renewal. @default 10000
+   */
+  readonly lockDurationMs?: number;
+  /** How often this worker looks for stalled jobs (of any worker), in ms. @default 5000 */
+  readonly stalledIntervalMs?: number;
+  /** Prefix of every Redis key (match the gateways). @default 'tandem' */
+  readonly redisPrefix?: string;
+  /** Idle time before a model instance is unloaded, in ms. @default 300000 */
+  readonly idleTimeoutMs?: number;
+  /** Bytes of model files loaded at once before idle models are evicted. @default Infinity */
+  readonly memoryBudgetBytes?: number;
+  /** onnxruntime-node session settings (execution providers, threads). */
+  readonly session?: SessionSettings;
+  /** This worker's name, stored on every job it processes. @default '<hostname>:<pid>' */
+  readonly name?: string;
+  /** Where log lines go. @default nowhere */
+  readonly log?: (level: 'info' | 'warn', message: string, details?: object) => void;
+}
+
+/** A running worker. */
+export interface RedisWorker {
+  /** Its name, as stored on the jobs it processes (BullMQ's `processedBy`). */
+  readonly name: string;
+  readonly pool: string;
+  /** The models it runs. */
+  readonly manager: ModelManager;
+  /** Resolves when the worker has stopped, with why: idle for `idleExitMs`, or closed. */
+  readonly stopped: Promise<'idle' | 'closed'>;
+  /** Stops taking jobs, lets the running ones finish, releases models and connections. */
+  close(): Promise<void>;
+}
+
+/** How long a job's outcome is kept when the job data does not say (matches the gateway's). */
+const DEFAULT_RESULT_TTL_MS = 60_000;
+
+/** Connects to Redis and starts taking jobs; resolves once the worker is listening. */
+export async function startRedisWorker(options: RedisWorkerOptions): Promise<RedisWorker> {
+  const pool = checkPoolName(options.pool ?? 'default');
+  const name = options.name ?? `${hostname()}:${process.pid}`;
+  const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  const concurrency = options.concurrency ?? 1;
+  for (const [key, value] of Object.entries({ maxAttempts, concurrency })) {
+    if (!Number.isInteger(value) || value < 1)
+      throw new TandemError('E_INVALID_ARGUMENT', `option ${key} must be an integer >= 1`);
+  }
+  const keys = new RedisKeys(options.redisPrefix ?? DEFAULT_REDIS_PREFIX);
+  const log = options.log ?? (() => undefined);
+  const onRedisError = (error: Error): void => log('warn', `redis: ${error.message}`);
+  const catalog =
+    options.catalog === false
+      ? []
+      : options.catalog === true || options.catalog === undefined
+        ? defaultCatalog()
+        : options.catalog;
+  const manager = new ModelManager(
+    new ModelRepository({ dir: options.modelsDir, catalog }),
+    {
+      idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+      // The BullMQ concurrency bounds what reaches the local queue.
+      maxQueue: Math.max(256, concurrency),
+      scaleUpQueueDepth: 4,
+      progressIntervalMs: 100,
+      inlineMaxRunMs: 1,
+      inlineMaxModelBytes: 8 * 1024 * 1024,
+      inlineMaxInputBytes: 256 * 1024,
+      memoryBudgetBytes: options.memoryBudgetBytes ?? Infinity,
+      session: options.session ?? {},
+    },
+    {
+      stateChanged: () => undefined,
+      loaded: (host, loadMs, warmupMs) =>
+        log('info', `model ${host.label} ready`, { loadMs, warmupMs }),
+      log: (level, message, details) => log(level, message, details),
+    },
+  );
+  const redis = connectRedis(options.redisUrl, 'wait', onRedisError);
+  const subscriber = connectRedis(options.redisUrl, 'wait', onRedisError);
+  /** Jobs this worker runs, by BullMQ job id, so a cancel can find them. */
+  const active = new Map<string, Job>();
+
+  subscriber.on('message', (_channel: string, jobId: string) => active.get(jobId)?.cancel());
+  await subscriber.subscribe(keys.cancelChannel);
+
+  let running = 0;
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  let resolveStopped!: (why: 'idle' | 'closed') => void;
+  const stopped = new Promise<'idle' | 'closed'>((resolve) => (resolveStopped = resolve));
+  let stopping: Promise<void> | undefined;
+
+  const processJob = async (bullJob: BullJob): Promise<JobSummary> => {
+    running += 1;
+    clearTimeout(idleTimer);
+    try {
+      const jobId = bullJob.id ?? '';
+      return bullJob.name === WARM_JOB
+        ? await warm(redis, keys, manager, bullJob, jobId, name)
+        : await infer(redis, keys, manager, active, pool, bullJob, jobId, name);
+    } finally {
+      running -= 1;
+      if (running === 0) armIdle();
+    }
+  };
+
+  const worker = new Worker<unknown, JobSummary>(pool, processJob, {
+    connection: redis,
+    prefix: keys.prefix,
+    name,
+    concurrency,
+    lockDuration: options.lockDurationMs ?? 10_000,
+    stalledInterval: options.stalledIntervalMs ?? 5000,
+    // A job restarted after its worker died counts as an attempt: a poison job that kills every
+    // worker it touches ends after maxAttempts starts, with a clear error, instead of looping.
+    maxStalledCount: maxAttempts - 1,
+    maxStartedAttempts: maxAttempts,
+    autorun: false,
+  });
+  worker.on('error', (error) => log('warn', `worker: ${error.message}`));
+  worker.on('failed', (job, error) =>
+    log('warn', `job ${job?.id ?? '?'} failed`, { reason: error.message }),
+  );
+
+  const stop = (why: 'idle' | 'closed'): Promise<void> => {
+    stopping ??= (async () => {
+      clearTimeout(idleTimer);
+      await worker.close();
+      await manager.close();
+      await Promise.allSettled([subscriber.quit(), redis.quit()]);
+      resolveStopped(why);
+    })();
+    return stopping;
+  };
+  const armIdle = (): void => {
+    if (options.idleExitMs === undefined || stopping !== undefined) return;
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      if (running === 0) void stop('idle');
+    }, options.idleExitMs);
+  };
+
+  void worker
+    .run()
+    .catch((error: unknown) =>
+      log('warn', `worker stopped: ${error instanceof Error ? error.message : String(error)}`),
+    );
+  await worker.waitUntilReady();
+  armIdle();
+  return {
+    name,
+    pool,
+    manager,
+    stopped,
+    close: () => stop('closed'),
+  };
+}
+
+/** Runs one `infer` job and stores its outcome; never throws for the job's own failures. */
+async function infer(
+  redis: Redis,
+  keys: RedisKeys,
+  manager: ModelManager,
+  active: Map<string, Job>,
+  pool: string,
+  bullJob: BullJob,
+  jobId: string,
+  worker: string,
+): Promise<JobSummary> {
+  let data: InferJobData | undefined;
+  let outcome: JobOutcome;
+  try {
+    data = parseInferJobData(bullJob.data);
+    const results = await redis
+      .pipeline()
+      .zrem(keys.waiting(pool), jobId)
+      .exists(keys.cancelled(jobId))
+      .getBuffer(keys.input(jobId))
+      .exec();
+    const cancelled = results?.[1]?.[1] === 1;
+    const input = results?.[2]?.[1];
+    outcome = cancelled
+      ? failure(new TandemError('E_CANCELLED', `job ${data.id} was cancelled`))
+      : Buffer.isBuffer(input)
+        ? await run(redis, keys, manager, active, bullJob, jobId, data, input)
+        : failure(new TandemError('E_JOB_NOT_FOUND', `the input of job ${data.id} expired`));
+  } catch (error) {
+    outcome = failure(TandemError.from(error, 'E_PROTOCOL'));
+  }
+  const ttlMs = data?.resultTtlMs ?? DEFAULT_RESULT_TTL_MS;
+  const frame = encodeJobOutcome(data?.id ?? jobId, outcome);
+  const store = redis
+    .multi()
+    .set(keys.outcome(jobId), toBuffer(frame), 'PX', ttlMs)
+    .pexpire(keys.input(jobId), ttlMs)
+    .del(keys.cancelled(jobId));
+  if (data !== undefined) store.pexpire(keys.index(data.owner, data.id), ttlMs);
+  await store.exec();
+  return outcome.ok ? { ok: true, worker } : { ok: false, code: outcome.error.code, worker };
+}
+
+async function run(
+  redis: Redis,
+  keys: RedisKeys,
+  manager: ModelManager,
+  active: Map<string, Job>,
+  bullJob: BullJob,
+  jobId: string,
+  data: InferJobData,
+  input: Buffer,
+): Promise<JobOutcome> {
+  const message = decodeJobInput(input);
+  let deadlineMs: number | undefined;
+  if (data.deadlineAt !== undefined) {
+    deadlineMs = data.deadlineAt - Date.now();
+    if (deadlineMs <= 0) {
+      return failure(
+        new TandemError('E_DEADLINE_EXCEEDED', `job ${data.id} passed its deadline in the queue`),
+      );
+    }
+  }
+  const { job } = manager.submit(
+    {
+      id: data.id,
+      owner: data.owner,
+      model: message.model,
+      version: data.version,
+      inputs: message.inputs,
+      ...(message.outputs === undefined ? {} : { outputs: message.outputs }),
+      priority: message.priority ?? 0,
+      ...(deadlineMs === undefined ? {} : { deadlineMs }),
+    },
+    (event: ProgressEvent) => {
+      // The gateway turns the outcome into the final event itself.
+      if ((FINAL_STAGES as readonly string[]).includes(event.stage)) return;
+      bullJob.updateProgress({ ...event }).catch(() => undefined);
+    },
+  );
+  active.set(jobId, job);
+  // A cancel published between the check before the run and now found no job here: look again.
+  void redis.exists(keys.cancelled(jobId)).then(
+    (found) => {
+      if (found === 1) job.cancel();
+    },
+    () => undefined,
+  );
+  try {
+    return await job.outcome;
+  } finally {
+    active.delete(jobId);
+  }
+}
+
+/** Loads a model for a gateway's `warm` call and stores its status (or the load error). */
+async function warm(
+  redis: Redis,
+  keys: RedisKeys,
+  manager: ModelManager,
+  bullJob: BullJob,
+  jobId: string,
+  worker: string,
+): Promise<JobSummary> {
+  let frame: Uint8Array;
+  let summary: JobSummary;
+  try {
+    const data = parseWarmJobData(bullJob.data);
+    const status = await manager.warm(data.model, data.version).ready;
+    frame = encodeModelOutcome(status);
+    summary = { ok: true, worker };
+  } catch (error) {
+    const coded = TandemError.from(error);
+    frame = encodeJobOutcome(jobId, failure(coded));
+    summary = { ok: false, code: coded.code, worker };
+  }
+  await redis.set(keys.outcome(jobId), toBuffer(frame), 'PX', DEFAULT_RESULT_TTL_MS);
+  return summary;
+}
+
+function failure(error: TandemError): JobOutcome {
+  return { ok: false, error };
+}
+
+/** A Buffer over the same bytes (no copy). */
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
