@@ -51,6 +51,7 @@ const MAX_DIM = 2 ** 32 - 1;
 const ALIGN_BYTES = 8;
 
 const encoder = new TextEncoder();
+const NON_ASCII = /[\u0080-\uffff]/;
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -88,20 +89,26 @@ export function encodeMessage(message: Message): Uint8Array {
   } else {
     header = JSON.stringify(message);
   }
-  const headerBytes = encoder.encode(header);
-  if (headerBytes.byteLength > MAX_HEADER_BYTES) {
+  // Headers are almost always ASCII, where the UTF-8 length is the string length: the header is
+  // then written straight into the frame, without an intermediate buffer per message.
+  const ascii = !NON_ASCII.test(header);
+  const headerBytes = ascii ? undefined : encoder.encode(header);
+  const headerLength = headerBytes?.byteLength ?? header.length;
+  if (headerLength > MAX_HEADER_BYTES) {
     throw new TandemError(
       'E_INVALID_ARGUMENT',
-      `message header is ${headerBytes.byteLength} bytes; the limit is ${MAX_HEADER_BYTES}`,
+      `message header is ${headerLength} bytes; the limit is ${MAX_HEADER_BYTES}`,
     );
   }
-  const headerEnd = FRAME_PREFIX_BYTES + headerBytes.byteLength;
+  const headerEnd = FRAME_PREFIX_BYTES + headerLength;
   const bodyStart = planned.length > 0 ? alignUp(headerEnd) : headerEnd;
   const frame = new Uint8Array(bodyStart + bodyBytes);
   frame.set(FRAME_MAGIC, 0);
   frame[4] = PROTOCOL_VERSION;
-  new DataView(frame.buffer).setUint32(8, headerBytes.byteLength, true);
-  frame.set(headerBytes, FRAME_PREFIX_BYTES);
+  new DataView(frame.buffer).setUint32(8, headerLength, true);
+  if (headerBytes === undefined)
+    encoder.encodeInto(header, frame.subarray(FRAME_PREFIX_BYTES, headerEnd));
+  else frame.set(headerBytes, FRAME_PREFIX_BYTES);
   for (const { descriptor, write } of planned) write(frame, bodyStart + descriptor.offset);
   return frame;
 }
