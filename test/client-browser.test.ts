@@ -1,7 +1,8 @@
 // The client in real Chromium (playwright-core, Debian's chromium): a test page built with Vite and
 // served by a real Tandem server (cross-origin isolated) on http://localhost. Local runs on wasm and
 // on WebGPU (the software adapter allowed here), agreement with the server's result, a second page
-// load reading the model from Cache Storage with no network, and an integrity failure.
+// load reading the model and onnxruntime-web's runtime .wasm from Cache Storage with no network,
+// and an integrity failure.
 
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,15 +84,19 @@ describe('the client in Chromium', () => {
 
   async function openPage(
     context: BrowserContext,
-  ): Promise<{ page: Page; modelRequests: string[] }> {
+  ): Promise<{ page: Page; modelRequests: string[]; runtimeRequests: string[] }> {
     const page = await context.newPage();
     const modelRequests: string[] = [];
+    // onnxruntime-web's runtime binary (Vite names it ort-wasm-simd-threaded.jsep-<hash>.wasm),
+    // requested by the local worker: the page reports its workers' requests too.
+    const runtimeRequests: string[] = [];
     page.on('request', (request) => {
       if (request.url().endsWith('model.onnx')) modelRequests.push(request.url());
+      if (request.url().endsWith('.wasm')) runtimeRequests.push(request.url());
     });
     await page.goto(`${origin}/`);
     await page.waitForFunction(() => document.getElementById('status')?.textContent === 'ready');
-    return { page, modelRequests };
+    return { page, modelRequests, runtimeRequests };
   }
 
   it('runs locally on wasm, agreeing with the server', async () => {
@@ -122,19 +127,28 @@ describe('the client in Chromium', () => {
     await context.close();
   });
 
-  it('reads the model from Cache Storage on a second page load, with no model request', async () => {
+  it('reads the model and the runtime .wasm from Cache Storage on a second page load, requesting neither', async () => {
     const context = await browser.newContext();
     const first = await openPage(context);
     const cold = await runInPage(first.page, { placement: 'local-only' });
     expect(cold.code).toBeUndefined();
     expect(first.modelRequests).toHaveLength(1);
+    expect(first.runtimeRequests).toHaveLength(1);
     expect(cold.downloadMs).toBeGreaterThan(0);
     await first.page.close();
     const second = await openPage(context);
     const warm = await runInPage(second.page, { placement: 'local-only' });
     expect(warm.code).toBeUndefined();
+    expect(warm).toMatchObject({ placement: 'local', backend: 'wasm' });
     expect(second.modelRequests).toHaveLength(0);
+    expect(second.runtimeRequests).toHaveLength(0);
     expect(warm.downloadMs).toBe(0);
+    // The runtime from storage computes what the server does.
+    const remote = await runInPage(second.page, { placement: 'remote-only' });
+    expect(warm.values).toHaveLength(2);
+    warm.values.forEach((value, i) =>
+      expect(Math.abs(value - remote.values[i]!)).toBeLessThan(1e-4),
+    );
     await context.close();
   });
 

@@ -50,7 +50,10 @@ export interface TandemOptions {
   readonly wasmPaths?: string;
   /** wasm threads in the local worker; 0 picks by cross-origin isolation and cores. @default 0 */
   readonly numThreads?: number;
-  /** Cache Storage bucket for model files. @default 'tandem-models-v1' */
+  /**
+   * Cache Storage bucket for model files and onnxruntime-web's runtime .wasm (one per
+   * onnxruntime-web version), so a second visit downloads neither. @default 'tandem-models-v1'
+   */
   readonly cacheName?: string;
   /** Resolves relative URLs (manifests, model files). @default the page URL, else `server` */
   readonly baseUrl?: string;

@@ -70,6 +70,7 @@ export class LocalRuntime implements Runtime {
     this.#info ??= this.#api().then((api) =>
       api.probe({
         allowSoftwareGpu: this.#options.allowSoftwareGpu ?? false,
+        cacheName: this.#options.files.cacheName,
         ...(this.#options.wasmPaths === undefined ? {} : { wasmPaths: this.#options.wasmPaths }),
         ...(this.#options.numThreads === undefined ? {} : { numThreads: this.#options.numThreads }),
       }),

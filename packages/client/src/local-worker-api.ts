@@ -5,6 +5,7 @@
 import { transfer } from 'comlink';
 import * as ort from 'onnxruntime-web';
 import { TandemError, type LocalBackend, type Tensor, type TensorMap } from '@tandem/shared';
+import { ORT_RUNTIME_VERSION, createRuntimeFetch, type RuntimeFetch } from './ort-runtime-cache.js';
 import { classifyOrtError } from './worker-errors.js';
 
 /** What the probe found on this device. */
@@ -27,6 +28,11 @@ export interface ProbeOptions {
   readonly wasmPaths?: string;
   /** wasm threads; 0 picks by cross-origin isolation and cores. @default 0 */
   readonly numThreads?: number;
+  /**
+   * Cache Storage bucket that keeps onnxruntime-web's runtime .wasm between visits (the model
+   * files' bucket). Without it, or without Cache Storage (Node), the runtime loads as usual.
+   */
+  readonly cacheName?: string;
 }
 
 /** A compiled session. */
@@ -53,9 +59,11 @@ const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|software|basic render/i;
 export function createLocalWorkerApi() {
   const sessions = new Map<string, { session: ort.InferenceSession; backend: LocalBackend }>();
   let info: BackendInfo | undefined;
+  let runtimeCache: RuntimeFetch | undefined;
 
   async function probe(options: ProbeOptions): Promise<BackendInfo> {
     if (info !== undefined) return info;
+    if (options.cacheName !== undefined) runtimeCache ??= cacheRuntime(options.cacheName);
     const nav = (globalThis as { navigator?: NavigatorLike }).navigator;
     const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
     const threads =
@@ -116,6 +124,9 @@ export function createLocalWorkerApi() {
     } catch (error) {
       throw classifyOrtError(error, 'E_MODEL_LOAD_FAILED');
     }
+    // A first load also stores the runtime it fetched (done by now, unless storage is slower than
+    // compiling), so a page closed or reloaded after a warm() finds it.
+    await runtimeCache?.settled();
     sessions.set(key, { session, backend });
     return {
       backend,
@@ -169,6 +180,25 @@ export function createLocalWorkerApi() {
   }
 
   return { probe, load, run, release };
+}
+
+/**
+ * Routes this worker's fetches through the runtime cache (onnxruntime-web fetches its binary with
+ * the global fetch). Undefined where there is no Cache Storage (Node reads the runtime from disk)
+ * or for an onnxruntime-web version whose binaries the cache does not know.
+ */
+function cacheRuntime(cacheName: string): RuntimeFetch | undefined {
+  const scope = globalThis as { caches?: CacheStorage };
+  const ortVersion = ort.env.versions.web;
+  if (scope.caches === undefined || ortVersion !== ORT_RUNTIME_VERSION) return undefined;
+  const runtime = createRuntimeFetch({
+    fetch: globalThis.fetch.bind(globalThis),
+    caches: scope.caches,
+    cacheName,
+    ortVersion,
+  });
+  globalThis.fetch = runtime.fetch;
+  return runtime;
 }
 
 /** The worker's API, as the main thread sees it through comlink. */

@@ -48,14 +48,15 @@ const INDEX_HEADER = 'x-tandem-model';
 
 /** Downloads, verifies and stores model files. */
 export class ModelFileStore {
-  readonly #cacheName: string;
+  /** The Cache Storage bucket (onnxruntime-web's runtime binary is kept there too). */
+  readonly cacheName: string;
   readonly #baseUrl: string | undefined;
   readonly #fetch: typeof fetch;
   readonly #caches: CacheStorage | undefined;
   readonly #memory = new Map<string, { model: CachedModel; bytes: Uint8Array<ArrayBuffer> }>();
 
   constructor(options: ModelFileStoreOptions = {}) {
-    this.#cacheName = options.cacheName ?? 'tandem-models-v1';
+    this.cacheName = options.cacheName ?? 'tandem-models-v1';
     this.#baseUrl =
       options.baseUrl ?? (globalThis as { location?: { href: string } }).location?.href;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -182,7 +183,7 @@ export class ModelFileStore {
   async #open(): Promise<Cache | undefined> {
     if (this.#caches === undefined) return undefined;
     try {
-      return await this.#caches.open(this.#cacheName);
+      return await this.#caches.open(this.cacheName);
     } catch {
       return undefined; // e.g. Cache Storage disabled in this browsing mode
     }

@@ -1,0 +1,145 @@
+// onnxruntime-web's runtime binary (ort-wasm-simd-threaded*.wasm, 14–28 MB) kept in Cache Storage,
+// so a second visit compiles it from disk rather than downloading it again: browsers' HTTP caches
+// do not reliably keep a file this size (an off-the-record profile never does).
+//
+// Why a fetch wrapper rather than `env.wasm.wasmBinary`: bundlers rename the file (Vite emits
+// assets/ort-wasm-simd-threaded.jsep-<hash>.wasm, webpack <hash>.wasm), so the worker cannot know
+// its URL before onnxruntime-web asks for it, and only onnxruntime-web's own request lets a first
+// visit store the bytes without downloading them twice. Answering that request from the cache also
+// keeps streaming compilation, which `wasmBinary` turns off.
+//
+// Only a binary whose sha256 is one that the onnxruntime-web version in use ships is stored, keyed
+// by its URL and that version; anything unexpected leaves onnxruntime-web loading as it would.
+
+import { sha256Hex } from './model-files.js';
+
+/** The onnxruntime-web version whose runtime binaries {@link ORT_RUNTIME_SHA256} lists. */
+export const ORT_RUNTIME_VERSION = '1.30.0';
+
+/**
+ * sha256 of each runtime binary in onnxruntime-web's dist/ for {@link ORT_RUNTIME_VERSION}
+ * (test/ort-runtime-cache.test.ts checks them against node_modules, so an upgrade that forgets
+ * them fails a test rather than silently losing the cache).
+ */
+export const ORT_RUNTIME_SHA256: Readonly<Record<string, string>> = {
+  'ort-wasm-simd-threaded.wasm': '3398c10d07d229bd91b364548e130e0e51a8e5704b88c7c083ebbeb78842dee2',
+  'ort-wasm-simd-threaded.jsep.wasm':
+    '3ad23231b5bd6d9dda55a7f84606315e0bf35b6750c28ee993c987c54cacab0f',
+  'ort-wasm-simd-threaded.jspi.wasm':
+    'a54c76f86b0f0d9572380cf1c6292a7b3903716ffcbcd6b0e5c7050bf430eb93',
+  'ort-wasm-simd-threaded.asyncify.wasm':
+    '39f9f0894d478800487ed9f7dbe92618498db320cf55c8e3d89adff8dce658da',
+};
+
+/** The query parameter that marks a stored runtime and names its onnxruntime-web version. */
+const VERSION_PARAM = 'tandem-ort';
+const RUNTIME_HEADER = 'x-tandem-ort-runtime';
+
+/** Options of {@link createRuntimeFetch}. */
+export interface RuntimeFetchOptions {
+  /** The fetch that reaches the network. */
+  readonly fetch: typeof fetch;
+  readonly caches: CacheStorage;
+  /** Cache Storage bucket (the model files' one). */
+  readonly cacheName: string;
+  /** onnxruntime-web's version (`ort.env.versions.web`); part of the storage key. */
+  readonly ortVersion: string;
+  /** sha256 of the binaries worth storing. @default the values of {@link ORT_RUNTIME_SHA256} */
+  readonly sha256?: Iterable<string>;
+}
+
+/** A fetch that answers .wasm requests from Cache Storage, and what it is still writing. */
+export interface RuntimeFetch {
+  readonly fetch: typeof fetch;
+  /** Resolves once every store started so far has finished (or failed). */
+  settled(): Promise<void>;
+}
+
+/**
+ * Wraps `options.fetch`: a GET of an http(s) URL ending in .wasm is answered from Cache Storage
+ * when stored; otherwise the network answers and, when the body's sha256 is a known runtime, a
+ * copy is stored in the background. A second request for the same URL means the stored copy did
+ * not compile (onnxruntime-web asks again only then): it goes to the network and the entry goes.
+ * Every other request passes through untouched, and storage failures (quota) only cost the cache.
+ */
+export function createRuntimeFetch(options: RuntimeFetchOptions): RuntimeFetch {
+  const known = new Set(options.sha256 ?? Object.values(ORT_RUNTIME_SHA256));
+  const served = new Set<string>();
+  const pending = new Set<Promise<void>>();
+  const open = (): Promise<Cache> => options.caches.open(options.cacheName);
+
+  const store = async (key: string, response: Response): Promise<void> => {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (!known.has(await sha256Hex(bytes))) return;
+    const cache = await open();
+    // One runtime is enough: an older version's (or another URL's) megabytes go.
+    for (const request of await cache.keys()) {
+      if (request.url !== key && new URL(request.url).searchParams.has(VERSION_PARAM))
+        await cache.delete(request);
+    }
+    await cache.put(
+      key,
+      new Response(bytes, {
+        headers: {
+          // instantiateStreaming insists on this type.
+          'content-type': 'application/wasm',
+          'content-length': String(bytes.byteLength),
+          [RUNTIME_HEADER]: options.ortVersion,
+        },
+      }),
+    );
+  };
+
+  const wrapped = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    const key = runtimeKey(input, init, options.ortVersion);
+    if (key === undefined) return options.fetch(input, init);
+    if (served.has(key)) {
+      await open()
+        .then((cache) => cache.delete(key))
+        .catch(() => undefined);
+    } else {
+      served.add(key);
+      const stored = await open()
+        .then((cache) => cache.match(key))
+        .catch(() => undefined);
+      if (stored !== undefined) return stored;
+    }
+    const response = await options.fetch(input, init);
+    if (response.ok && response.body !== null) {
+      const writing = store(key, response.clone()).catch(() => undefined);
+      pending.add(writing);
+      void writing.then(() => pending.delete(writing));
+    }
+    return response;
+  };
+
+  return {
+    fetch: wrapped,
+    async settled() {
+      while (pending.size > 0) await Promise.all(pending);
+    },
+  };
+}
+
+/** The storage key of a runtime request (its URL plus the version), or undefined for others. */
+function runtimeKey(
+  input: RequestInfo | URL,
+  init: RequestInit | undefined,
+  ortVersion: string,
+): string | undefined {
+  const method = init?.method ?? (input instanceof Request ? input.method : 'GET');
+  if (method.toUpperCase() !== 'GET') return undefined;
+  let url: URL;
+  try {
+    url = new URL(
+      input instanceof Request ? input.url : input instanceof URL ? input.href : input,
+      (globalThis as { location?: { href: string } }).location?.href,
+    );
+  } catch {
+    return undefined;
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !url.pathname.endsWith('.wasm'))
+    return undefined;
+  url.searchParams.set(VERSION_PARAM, ortVersion);
+  return url.toString();
+}
