@@ -29,6 +29,13 @@ import { warmupInputs } from './warmup-inputs.js';
 import { WorkerSession } from './worker-session.js';
 
 /** Server-wide settings a host needs. */
+/**
+ * Most jobs of a small fast model (one that qualified for inline runs) sent to its worker in one
+ * message when several wait: each crossing of the thread boundary wakes a sleeping thread, which
+ * costs more than such a model's run, so a queue of them goes over in one crossing each way.
+ */
+export const GROUP_MAX_JOBS = 16;
+
 export interface HostSettings {
   /** Idle time before an instance is unloaded, when model.json sets none. */
   readonly idleTimeoutMs: number;
@@ -339,15 +346,19 @@ export class ModelHost {
     if (this.#closed) return;
     for (const instance of this.#instances) {
       if (instance.state !== 'ready' || instance.busy) continue;
-      const batch = this.#takeBatch(force);
+      const batch = this.#takeBatch(force, instance);
       if (batch === undefined) break;
       void this.#run(instance, batch);
     }
     this.#checkIdle();
   }
 
-  /** The next jobs to run together, or undefined (nothing runnable yet). */
-  #takeBatch(force: boolean): Job[] | undefined {
+  /**
+   * The next jobs to run together, or undefined (nothing runnable yet): one batch along the batch
+   * dimension for batchable models; a group run one after the other in one worker round trip for
+   * small fast models (see {@link GROUP_MAX_JOBS}); else one job.
+   */
+  #takeBatch(force: boolean, instance: Instance): Job[] | undefined {
     const now = performance.now();
     for (let head = this.#queue.peek(); head !== undefined; head = this.#queue.peek()) {
       if (!this.#tooLate(head, now)) break;
@@ -364,8 +375,20 @@ export class ModelHost {
     if (head === undefined) return undefined;
     if (!this.#batchable) {
       this.#queue.shift();
+      const group = [head];
+      // instance.inline is set only for models that measured fast at load.
+      const runMs = this.estimates.run.value;
+      if (instance.inline !== undefined && runMs !== undefined) {
+        for (let next = this.#queue.peek(); next !== undefined && group.length < GROUP_MAX_JOBS;) {
+          // Member k finishes about k + 1 runs from now: a deadline it would miss leaves it queued.
+          if (next.deadlineAt !== undefined && now + (group.length + 1) * runMs > next.deadlineAt)
+            break;
+          group.push(this.#queue.shift() as Job);
+          next = this.#queue.peek();
+        }
+      }
       this.#updatePositions();
-      return [head];
+      return group;
     }
     const key = batchKey(head.request.inputs, head.request.outputs);
     const maxRows = this.entry.config.maxBatch;
@@ -406,6 +429,11 @@ export class ModelHost {
           ? { stage: 'running', etaMs: 0 }
           : { stage: 'running', etaMs: runEstimate, stageExpectedMs: runEstimate },
       );
+    }
+    if (!this.#batchable && jobs.length > 1) {
+      await this.#runGroup(loaded, jobs, started);
+      this.#ranOn(instance);
+      return;
     }
     try {
       const first = jobs[0] as Job;
@@ -454,10 +482,65 @@ export class ModelHost {
       for (const job of jobs) job.fail(coded);
     } finally {
       for (const job of jobs) this.#running.delete(job);
-      instance.busy = false;
-      instance.lastUsedAt = performance.now();
-      this.#scheduleIdle(instance);
-      this.#pump(this.#draining);
+      this.#ranOn(instance);
+    }
+  }
+
+  /** Frees an instance after a run and gives it the next jobs. */
+  #ranOn(instance: Instance): void {
+    instance.busy = false;
+    instance.lastUsedAt = performance.now();
+    this.#scheduleIdle(instance);
+    this.#pump(this.#draining);
+  }
+
+  /**
+   * Runs a group of small jobs one after the other in the instance's worker, in one round trip;
+   * each job gets its own outputs or error, and its own measured run time.
+   */
+  async #runGroup(loaded: WorkerSession, jobs: readonly Job[], started: number): Promise<void> {
+    try {
+      const results = await loaded.runEach(
+        jobs.map((job) => ({
+          inputs: job.request.inputs,
+          outputs: job.request.outputs,
+          detachable: job.request.detachableInputs === true,
+        })),
+      );
+      const finished = performance.now();
+      jobs.forEach((job, index) => {
+        const item = results[index];
+        if (item === undefined) {
+          job.fail(new TandemError('E_INTERNAL', 'the session worker answered too few results'));
+          return;
+        }
+        this.estimates.run.add(item.runMs);
+        this.#observer.ran?.(this, item.runMs, [job]);
+        if (!item.ok) {
+          job.fail(TandemError.fromSerialized(item.error));
+          return;
+        }
+        job.succeed({
+          id: job.request.id,
+          model: this.entry.name,
+          version: this.entry.version,
+          outputs: item.outputs,
+          backend: loaded.backend,
+          coldStart: job.coldStart,
+          timings: {
+            queueMs: Math.max(0, started - job.receivedAt - job.loadWaitMs - job.warmupWaitMs),
+            loadMs: job.loadWaitMs,
+            warmupMs: job.warmupWaitMs,
+            runMs: item.runMs,
+            totalMs: finished - job.receivedAt,
+          },
+        });
+      });
+    } catch (error) {
+      const coded = TandemError.from(error, 'E_RUNTIME');
+      for (const job of jobs) job.fail(coded);
+    } finally {
+      for (const job of jobs) this.#running.delete(job);
     }
   }
 

@@ -21,13 +21,26 @@ export interface RunRequest {
   readonly outputs: readonly string[] | undefined;
 }
 
+/**
+ * Run the session once per item, one after the other: a group of small jobs crosses the thread
+ * boundary in one message each way instead of two per job.
+ */
+export interface RunEachRequest {
+  readonly type: 'runEach';
+  readonly id: number;
+  readonly items: readonly {
+    readonly inputs: TensorMap;
+    readonly outputs: readonly string[] | undefined;
+  }[];
+}
+
 /** Release the session; the worker exits afterwards. */
 export interface ReleaseRequest {
   readonly type: 'release';
 }
 
 /** Main thread → worker. */
-export type WorkerRequest = LoadRequest | RunRequest | ReleaseRequest;
+export type WorkerRequest = LoadRequest | RunRequest | RunEachRequest | ReleaseRequest;
 
 /** The session is loaded. */
 export interface LoadedReply {
@@ -42,6 +55,18 @@ export interface RunReply {
   readonly outputs: TensorMap;
 }
 
+/** One item of a `runEach`: its outputs or its error, and how long its run took in ms. */
+export type RunEachResult =
+  | { readonly ok: true; readonly outputs: TensorMap; readonly runMs: number }
+  | { readonly ok: false; readonly error: SerializedError; readonly runMs: number };
+
+/** A `runEach` finished (each item on its own). */
+export interface RanEachReply {
+  readonly type: 'ranEach';
+  readonly id: number;
+  readonly results: readonly RunEachResult[];
+}
+
 /** A load (id null) or run failed. */
 export interface FailedReply {
   readonly type: 'failed';
@@ -50,4 +75,4 @@ export interface FailedReply {
 }
 
 /** Worker → main thread. */
-export type WorkerReply = LoadedReply | RunReply | FailedReply;
+export type WorkerReply = LoadedReply | RunReply | RanEachReply | FailedReply;

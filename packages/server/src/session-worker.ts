@@ -4,7 +4,7 @@
 import { parentPort } from 'node:worker_threads';
 import { TandemError, type TensorMap } from '@tandem/shared';
 import { createSession, releaseSession, runSession, type LoadedSession } from './onnx-session.js';
-import type { WorkerReply, WorkerRequest } from './session-messages.js';
+import type { RunEachResult, WorkerReply, WorkerRequest } from './session-messages.js';
 
 const port = parentPort;
 if (port === null) throw new Error('session-worker must run in a worker thread');
@@ -58,6 +58,27 @@ async function handle(message: WorkerRequest): Promise<void> {
         });
       }
       return;
+    case 'runEach': {
+      const results: RunEachResult[] = [];
+      const transfer: ArrayBuffer[] = [];
+      for (const item of message.items) {
+        const started = performance.now();
+        try {
+          if (loaded === undefined) throw new TandemError('E_INTERNAL', 'run before load');
+          const outputs = await runSession(loaded, item.inputs, item.outputs);
+          results.push({ ok: true, outputs, runMs: performance.now() - started });
+          transfer.push(...transferables(outputs));
+        } catch (error) {
+          results.push({
+            ok: false,
+            error: TandemError.from(error, 'E_RUNTIME').toJSON(),
+            runMs: performance.now() - started,
+          });
+        }
+      }
+      reply({ type: 'ranEach', id: message.id, results }, transfer);
+      return;
+    }
     case 'release':
       if (loaded !== undefined) await releaseSession(loaded);
       loaded = undefined;

@@ -6,7 +6,13 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { TandemError, type Backend, type Tensor, type TensorMap } from '@tandem/shared';
 import type { SessionSettings } from './onnx-session.js';
-import type { WorkerReply, WorkerRequest } from './session-messages.js';
+import type {
+  RanEachReply,
+  RunEachResult,
+  RunReply,
+  WorkerReply,
+  WorkerRequest,
+} from './session-messages.js';
 
 /**
  * The compiled worker script. Tests run this package from its TypeScript sources, where no .js
@@ -25,7 +31,7 @@ export class WorkerSession {
   readonly #worker: Worker;
   readonly #pending = new Map<
     number,
-    { resolve: (outputs: TensorMap) => void; reject: (error: TandemError) => void }
+    { resolve: (reply: RunReply | RanEachReply) => void; reject: (error: TandemError) => void }
   >();
   #nextId = 1;
   #closed = false;
@@ -96,10 +102,36 @@ export class WorkerSession {
       return Promise.reject(new TandemError('E_RUNTIME', 'the session was released'));
     const id = this.#nextId++;
     const { owned, transfer } = detachable ? takeInputs(inputs) : ownInputs(inputs);
-    return new Promise((resolve, reject) => {
+    return new Promise<RunReply | RanEachReply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       post(this.#worker, { type: 'run', id, inputs: owned, outputs }, transfer);
+    }).then((reply) => (reply.type === 'ran' ? reply.outputs : {}));
+  }
+
+  /**
+   * Runs the session once per item, in order, in one round trip to the worker; each item gets its
+   * outputs or its own error. Inputs are handled as in {@link run}.
+   */
+  runEach(
+    items: readonly {
+      readonly inputs: TensorMap;
+      readonly outputs: readonly string[] | undefined;
+      readonly detachable: boolean;
+    }[],
+  ): Promise<readonly RunEachResult[]> {
+    if (this.#closed)
+      return Promise.reject(new TandemError('E_RUNTIME', 'the session was released'));
+    const id = this.#nextId++;
+    const transfer: ArrayBuffer[] = [];
+    const owned = items.map((item) => {
+      const taken = item.detachable ? takeInputs(item.inputs) : ownInputs(item.inputs);
+      for (const buffer of taken.transfer) if (!transfer.includes(buffer)) transfer.push(buffer);
+      return { inputs: taken.owned, outputs: item.outputs };
     });
+    return new Promise<RunReply | RanEachReply>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      post(this.#worker, { type: 'runEach', id, items: owned }, transfer);
+    }).then((reply) => (reply.type === 'ranEach' ? reply.results : []));
   }
 
   /** Releases the session and ends the worker. */
@@ -119,8 +151,8 @@ export class WorkerSession {
     if (pending === undefined) return;
     this.#pending.delete(message.id);
     // The worker is this package's own code and structured cloning keeps typed arrays intact.
-    if (message.type === 'ran') pending.resolve(message.outputs);
-    else pending.reject(TandemError.fromSerialized(message.error));
+    if (message.type === 'failed') pending.reject(TandemError.fromSerialized(message.error));
+    else pending.resolve(message);
   }
 
   #failAll(error: TandemError): void {
