@@ -7,8 +7,9 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { TandemError } from '@tandem/shared';
 import { hashApiKey } from './api-keys.js';
-import { SERVER_VERSION, createServer, type ServerOptions } from './create-server.js';
-import { startRedisWorker, type RedisWorkerOptions } from './redis-worker.js';
+import type { ServerOptions } from './create-server.js';
+import type { RedisWorkerOptions } from './redis-worker.js';
+import { SERVER_VERSION } from './server-version.js';
 
 const USAGE = `tandem ${SERVER_VERSION}
 
@@ -117,6 +118,8 @@ async function serve(argv: string[]): Promise<void> {
     if (existsSync(values.static)) options.staticDir = values.static;
     else console.error(`tandem: ${values.static} does not exist; serving no static files`);
   }
+  // Loaded here, not up front: a worker (often started cold by an autoscaler) needs none of it.
+  const { createServer } = await import('./create-server.js');
   const server = await createServer(options);
   const url = await server.listen();
   const models = server.dispatcher.statuses().map((m) => `${m.name}@${m.version} (${m.state})`);
@@ -178,6 +181,7 @@ async function worker(argv: string[]): Promise<void> {
         `tandem worker: ${level}: ${message}${details ? ` ${JSON.stringify(details)}` : ''}`,
       );
   }
+  const { startRedisWorker } = await import('./redis-worker.js');
   const running = await startRedisWorker(options);
   console.error(
     `tandem: worker ready — pool ${running.pool}, name ${running.name}, concurrency ${options.concurrency ?? 1}`,

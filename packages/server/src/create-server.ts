@@ -2,7 +2,6 @@
 // Inference Protocol v2 routes, metrics, usage and (optionally) static files into one fastify
 // instance. Warm-up (keep-warm models) happens in onReady; draining happens in preClose.
 
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -19,6 +18,7 @@ import { registerOipRoutes } from './oip-routes.js';
 import type { SessionSettings } from './onnx-session.js';
 import { RedisDispatcher } from './redis-dispatcher.js';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_REDIS_PREFIX } from './redis-queues.js';
+import { SERVER_NAME, SERVER_VERSION } from './server-version.js';
 import { UsageLedger } from './usage.js';
 import { registerGateway, type Gateway } from './ws-gateway.js';
 
@@ -115,13 +115,7 @@ export interface TandemServer {
 /** After draining, how long open HTTP responses may still take before their connections are cut. */
 const CONNECTION_GRACE_MS = 2000;
 
-/** The server's own name and version, sent in `welcome`. */
-export const SERVER_NAME = '@tandem/server';
-export const SERVER_VERSION: string = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  }
-).version;
+export { SERVER_NAME, SERVER_VERSION };
 
 /** Creates a server. Nothing listens until `listen()`. */
 export async function createServer(options: ServerOptions = {}): Promise<TandemServer> {

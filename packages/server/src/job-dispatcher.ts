@@ -52,6 +52,11 @@ export interface JobDispatcher {
    * Absent when jobs live only in this process.
    */
   adopt?(owner: string, id: string): Promise<Job | undefined>;
+  /**
+   * A resumed job's outcome was handed to its client: forget it wherever else it could be
+   * resumed, so it is delivered once. Absent when jobs live only in this process.
+   */
+  handedOver?(job: Job): void;
   /** Starts background work (keep-warm, connections); called once the server is ready. */
   start(): void | Promise<void>;
   /** Stops taking jobs and waits until every accepted job this process follows has settled. */

@@ -291,6 +291,14 @@ export class RedisDispatcher implements JobDispatcher {
     return job;
   }
 
+  handedOver(job: Job): void {
+    this.#redis.del(this.#keys.index(job.request.owner, job.request.id)).catch((error: unknown) =>
+      this.#log('warn', `could not forget resumed job ${job.request.id}`, {
+        reason: error instanceof Error ? error.message : String(error),
+      }),
+    );
+  }
+
   async start(): Promise<void> {
     const connected = await redisReady(this.#redis, this.#options.connectTimeoutMs ?? 10_000);
     if (!connected) {

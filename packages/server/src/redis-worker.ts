@@ -114,7 +114,10 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       maxQueue: Math.max(256, concurrency),
       scaleUpQueueDepth: 4,
       progressIntervalMs: 100,
-      inlineMaxRunMs: 1,
+      // No main-thread sessions: this thread renews the BullMQ locks of running jobs, and the
+      // probe that qualifies a model for inline runs would block it for two runs of the model.
+      // Next to a Redis round trip the worker-thread hop costs little.
+      inlineMaxRunMs: 0,
       inlineMaxModelBytes: 8 * 1024 * 1024,
       inlineMaxInputBytes: 256 * 1024,
       memoryBudgetBytes: options.memoryBudgetBytes ?? Infinity,
@@ -191,6 +194,8 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
     }, options.idleExitMs);
   };
 
+  // Keep-warm (model.json minReady) holds here as in-process: such models load before any job.
+  manager.start();
   void worker
     .run()
     .catch((error: unknown) =>

@@ -345,7 +345,10 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       // A job resumed while still running hands its outcome over once, like one that had
       // finished before the resume: a later resume of the id gets E_JOB_NOT_FOUND instead of a
       // second copy. (If this connection drops first, the job stays in the registry.)
-      if (resumed) options.registry.delete(job);
+      if (resumed) {
+        options.registry.delete(job);
+        options.manager.handedOver?.(job);
+      }
     });
   };
 
@@ -393,6 +396,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     if (job.settled) {
       // Hand a finished outcome over once; the registry forgets it so it is not delivered twice.
       options.registry.delete(job);
+      options.manager.handedOver?.(job);
       void job.outcome.then((outcome) => deliver(connection, job.request.id, outcome));
       return;
     }

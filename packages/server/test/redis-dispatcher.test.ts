@@ -1,0 +1,345 @@
+// Scale-out through Redis, end to end with real parts: a real redis-server, gateways
+// (`tandem serve --redis`) and workers (`tandem worker`) as real processes of the built CLI, real
+// WebSocket and OIP v2 clients on loopback, and onnxruntime-node as the reference for outputs.
+
+import { join } from 'node:path';
+import type { Job as BullJob } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TensorMap } from '@tandem/shared';
+import {
+  buildMlpClassifier,
+  buildTinyModel,
+  connectClient,
+  slowInput,
+  writeModelFile,
+  writeSlowModel,
+  type CliProcess,
+  type JobLog,
+  type TestClient,
+} from '@tandem/test-support';
+import {
+  errorCodeOf,
+  expectMonotoneFractions,
+  expectSameTensors,
+  metricValue,
+  resultOf,
+  runDirect,
+  stagesOf,
+} from './fixtures.js';
+import { decodeInferResponse, encodeInferRequest, float32Of } from './oip-client.js';
+import { Cluster, pollUntil } from './redis-fixtures.js';
+import { buildSlowModel, writeModelConfig } from './server-fixtures.js';
+
+const FEATURES = 16;
+const MLP = buildMlpClassifier({ features: FEATURES, hidden: 16, classes: 5, seed: 3 });
+const ONE = { x: { dtype: 'float32', dims: [1], data: new Float32Array([0.001]) } } as const;
+
+/** One row of MLP features, distinct per seed. */
+function mlpInput(seed: number): TensorMap {
+  const data = new Float32Array(FEATURES);
+  for (let i = 0; i < FEATURES; i++) data[i] = Math.sin(seed * 31 + i);
+  return { x: { dtype: 'float32', dims: [1, FEATURES], data } };
+}
+
+/** Writes the models every scale-out test uses; each model.json names its pool. */
+async function writeModels(dir: string): Promise<void> {
+  await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+  // A few hundred ms per run on one thread: jobs are still running when a test acts on them.
+  await writeModelFile(dir, 'slow', 1, buildSlowModel(512, 48));
+  writeModelConfig(dir, 'slow', 1, { intraOpNumThreads: 1, minReady: 1 });
+  // Pool "solo" has one worker: a long job (its run grows with the rows; warm-up takes one row)
+  // and a quick one.
+  await writeSlowModel(dir, 'solo-long');
+  writeModelConfig(dir, 'solo-long', 1, { pool: 'solo', intraOpNumThreads: 1 });
+  await writeModelFile(dir, 'solo-quick', 1, MLP.bytes);
+  writeModelConfig(dir, 'solo-quick', 1, { pool: 'solo' });
+  // Pool "later" has no worker until a test starts one.
+  await writeModelFile(dir, 'later', 1, buildTinyModel().bytes);
+  writeModelConfig(dir, 'later', 1, { pool: 'later' });
+}
+
+const tinyInput = (value: number): TensorMap => ({
+  x: { dtype: 'float32', dims: [1], data: new Float32Array([value]) },
+});
+
+/** The BullMQ job of a client's job id in a pool's queue, in whatever state it is. */
+async function bullJobOf(cluster: Cluster, pool: string, id: string): Promise<BullJob | undefined> {
+  const jobs = await cluster
+    .queue(pool)
+    .getJobs(['active', 'waiting', 'prioritized', 'completed', 'failed']);
+  return jobs.find((job) => (job.data as { id?: unknown }).id === id);
+}
+
+async function scrape(url: string): Promise<string> {
+  const response = await fetch(`${url}/metrics`);
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+describe('redis-dispatcher: one gateway, two workers', () => {
+  let cluster: Cluster;
+  let gateway: CliProcess;
+  let client: TestClient;
+  const mlpPath = (): string => join(cluster.modelsDir, 'mlp', '1', 'model.onnx');
+
+  beforeAll(async () => {
+    cluster = await Cluster.start(writeModels);
+    [gateway] = await Promise.all([cluster.gateway(), cluster.worker(), cluster.worker()]);
+    client = await connectClient(gateway.url);
+  });
+
+  afterAll(async () => {
+    await client.close();
+    await cluster.close();
+  });
+
+  it('serves WebSocket jobs with outputs equal to onnxruntime-node and progress on the way', async () => {
+    const ids = Array.from({ length: 6 }, (_, i) => `ws-${i}`);
+    const logs = await Promise.all(
+      ids.map((id, seed) => client.infer({ id, model: 'mlp', inputs: mlpInput(seed) })),
+    );
+    for (const [seed, log] of logs.entries()) {
+      const result = resultOf(log);
+      expect(result.id).toBe(ids[seed]);
+      expectSameTensors(result.outputs, await runDirect(mlpPath(), mlpInput(seed)));
+      // Queued at the gateway (with its position), then the worker's own stages.
+      const stages = stagesOf(log.progress);
+      expect(stages[0]).toBe('queued');
+      expect(stages).toContain('running');
+      expect(log.progress[0]?.queuePosition).toBeGreaterThanOrEqual(0);
+      expect(log.progress.every((event) => event.where === 'remote')).toBe(true);
+      expectMonotoneFractions(log.progress);
+    }
+  });
+
+  it('serves OIP v2 requests (binary tensors) with outputs equal to onnxruntime-node', async () => {
+    const input = mlpInput(42);
+    const data = input.x!.data as Float32Array;
+    const { body, headers } = encodeInferRequest({
+      inputs: [
+        { name: 'x', datatype: 'FP32', shape: [1, FEATURES], binary: new Uint8Array(data.buffer) },
+      ],
+      outputs: [{ name: 'probs', binary: true }],
+    });
+    const response = await fetch(`${gateway.url}/v2/models/mlp/infer`, {
+      method: 'POST',
+      body: new Uint8Array(body),
+      headers,
+    });
+    expect(response.status).toBe(200);
+    const { outputs } = decodeInferResponse(
+      Buffer.from(await response.arrayBuffer()),
+      response.headers.get('inference-header-content-length') ?? undefined,
+    );
+    const expected = await runDirect(mlpPath(), input, ['probs']);
+    expect(float32Of(outputs.probs!.bytes!)).toEqual(expected.probs!.data);
+  });
+
+  it('spreads concurrent jobs over both workers', async () => {
+    const ids = ['spread-0', 'spread-1', 'spread-2', 'spread-3'];
+    const logs = await Promise.all(
+      ids.map((id) => client.infer({ id, model: 'slow', inputs: ONE })),
+    );
+    logs.forEach((log) => resultOf(log));
+    const workers = new Set(
+      (await cluster.queue().getCompleted(0, -1))
+        .filter((job) => (job.data as { id?: string }).id?.startsWith('spread-') === true)
+        .map((job) => job.processedBy),
+    );
+    expect(workers.size).toBe(2);
+  });
+
+  it('answers bad input with codes at the gateway and keeps serving', async () => {
+    const wrongShape = await client.infer({
+      id: 'bad-shape',
+      model: 'mlp',
+      inputs: { x: { dtype: 'float32', dims: [1, 3], data: new Float32Array(3) } },
+    });
+    expect(errorCodeOf(wrongShape)).toBe('E_INPUT_SHAPE');
+    const unknown = await client.infer({ id: 'bad-model', model: 'nope', inputs: ONE });
+    expect(errorCodeOf(unknown)).toBe('E_MODEL_NOT_FOUND');
+    const { body, headers } = encodeInferRequest({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [2], data: [1, 2] }],
+    });
+    const oip = await fetch(`${gateway.url}/v2/models/mlp/infer`, {
+      method: 'POST',
+      body: new Uint8Array(body),
+      headers,
+    });
+    expect(oip.status).toBe(400);
+    expect(((await oip.json()) as { code: string }).code).toBe('E_INPUT_SHAPE');
+    resultOf(await client.infer({ id: 'after-bad', model: 'mlp', inputs: mlpInput(1) }));
+  });
+
+  it('passes a cancel on to the worker that holds the job, and removes a waiting one', async () => {
+    client.send({ type: 'infer', id: 'cancel-running', model: 'slow', inputs: ONE });
+    await client.nextOf(
+      'progress',
+      (m) => m.event.jobId === 'cancel-running' && m.event.stage === 'running',
+    );
+    client.send({ type: 'cancel', id: 'cancel-running' });
+    expect(errorCodeOf(await client.collectJob('cancel-running'))).toBe('E_CANCELLED');
+    // The worker heard it: it ended the job as cancelled rather than running it to a result.
+    const ended = await pollUntil(async () => {
+      const job = await bullJobOf(cluster, 'default', 'cancel-running');
+      return job?.finishedOn === undefined ? undefined : job;
+    }, 'the worker to end the cancelled job');
+    expect(ended.returnvalue).toMatchObject({ ok: false, code: 'E_CANCELLED' });
+
+    // Pool "later" has no worker: the job waits in Redis until the cancel removes it.
+    client.send({ type: 'infer', id: 'cancel-waiting', model: 'later', inputs: tinyInput(1) });
+    await client.nextOf('progress', (m) => m.event.jobId === 'cancel-waiting');
+    expect(await (await bullJobOf(cluster, 'later', 'cancel-waiting'))?.getState()).toBe(
+      'prioritized',
+    );
+    client.send({ type: 'cancel', id: 'cancel-waiting' });
+    expect(errorCodeOf(await client.collectJob('cancel-waiting'))).toBe('E_CANCELLED');
+    await pollUntil(
+      async () =>
+        (await bullJobOf(cluster, 'later', 'cancel-waiting')) === undefined ? true : undefined,
+      'the cancelled job to leave the queue',
+    );
+  });
+
+  it('starts a high-priority job at the next free slot ahead of 100 queued low-priority ones', async () => {
+    await cluster.worker(['--pool', 'solo']);
+    // A long job holds the pool's only slot.
+    client.send({ type: 'infer', id: 'hold', model: 'solo-long', inputs: slowInput(16_384) });
+    await client.nextOf('progress', (m) => m.event.jobId === 'hold' && m.event.stage === 'running');
+    const lows = Array.from({ length: 100 }, (_, i) => `low-${i}`);
+    for (const [i, id] of lows.entries())
+      client.send({ type: 'infer', id, model: 'solo-quick', inputs: mlpInput(i), priority: 0 });
+    client.send({
+      type: 'infer',
+      id: 'high',
+      model: 'solo-quick',
+      inputs: mlpInput(7),
+      priority: 10,
+    });
+    // Every one is in Redis once the gateway reported its queue position.
+    for (const id of [...lows, 'high'])
+      await client.nextOf('progress', (m) => m.event.jobId === id && m.event.stage === 'queued');
+    // Cancelling the long job frees the slot.
+    client.send({ type: 'cancel', id: 'hold' });
+    expect(errorCodeOf(await client.collectJob('hold'))).toBe('E_CANCELLED');
+    const first = await client.next(
+      (m) => (m.type === 'result' || m.type === 'error') && m.id !== null && m.id !== 'hold',
+    );
+    expect(first.type === 'result' ? first.id : first).toBe('high');
+    const rest = await Promise.all(lows.map((id) => client.collectJob(id)));
+    rest.forEach((log) => resultOf(log));
+  });
+
+  it('loses no job when a gateway dies: the client resumes by id through a new gateway', async () => {
+    const doomed = await cluster.gateway();
+    const before = await connectClient(doomed.url);
+    before.send({ type: 'infer', id: 'survivor', model: 'slow', inputs: ONE });
+    await before.nextOf('progress', (m) => m.event.jobId === 'survivor');
+    expect((await doomed.stop('SIGKILL')).signal).toBe('SIGKILL');
+    await before.closed;
+
+    const replacement = await cluster.gateway();
+    const after = await connectClient(replacement.url);
+    after.send({ type: 'resume', ids: ['survivor'] });
+    const log = await after.collectJob('survivor');
+    expectSameTensors(
+      resultOf(log).outputs,
+      await runDirect(join(cluster.modelsDir, 'slow', '1', 'model.onnx'), ONE),
+    );
+    // Handed over once: resuming again finds nothing.
+    after.send({ type: 'resume', ids: ['survivor'] });
+    expect(errorCodeOf(await after.collectJob('survivor'))).toBe('E_JOB_NOT_FOUND');
+    await after.roundTrip();
+    expect(after.received.filter((m) => m.type === 'result')).toHaveLength(1);
+    await after.close();
+  });
+
+  it('exports queue depth, oldest job age, active jobs and workers per pool; an idle worker exits', async () => {
+    const ids = ['depth-0', 'depth-1', 'depth-2'];
+    for (const [i, id] of ids.entries())
+      client.send({ type: 'infer', id, model: 'later', inputs: tinyInput(i) });
+    for (const id of ids)
+      await client.nextOf('progress', (m) => m.event.jobId === id && m.event.stage === 'queued');
+    const text = await scrape(gateway.url);
+    expect(metricValue(text, 'tandem_pool_queue_depth', { pool: 'later' })).toBe(3);
+    expect(metricValue(text, 'tandem_pool_oldest_wait_seconds', { pool: 'later' })).toBeGreaterThan(
+      0,
+    );
+    expect(metricValue(text, 'tandem_pool_workers', { pool: 'later' })).toBe(0);
+    expect(metricValue(text, 'tandem_pool_workers', { pool: 'default' })).toBe(2);
+    expect(metricValue(text, 'tandem_pool_active_jobs', { pool: 'default' })).toBe(0);
+    expect(metricValue(text, 'tandem_redis_up')).toBe(1);
+
+    // A worker woken for the queue serves it, then exits by itself once idle (scale to zero).
+    const worker = await cluster.worker(['--pool', 'later', '--idle-exit-ms', '300']);
+    const logs = await Promise.all(ids.map((id) => client.collectJob(id)));
+    logs.forEach((log, i) =>
+      expect(resultOf(log).outputs.y!.data).toEqual(new Float32Array([2 * i + 1])),
+    );
+    const exited = await new Promise<number | null>((resolve) =>
+      worker.child.once('exit', resolve),
+    );
+    expect(exited).toBe(0);
+    const after = await scrape(gateway.url);
+    expect(metricValue(after, 'tandem_pool_queue_depth', { pool: 'later' })).toBe(0);
+    expect(metricValue(after, 'tandem_pool_oldest_wait_seconds', { pool: 'later' })).toBe(0);
+  });
+});
+
+describe('redis-dispatcher: Redis restarted while idle', () => {
+  let cluster: Cluster;
+  let gateway: CliProcess;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    // Persistent (append-only, fsync always), as docs/deployment.md asks of a queue's Redis.
+    cluster = await Cluster.start(writeModels, { persistent: true });
+    [gateway] = await Promise.all([cluster.gateway(), cluster.worker()]);
+    client = await connectClient(gateway.url);
+  });
+
+  afterAll(async () => {
+    await client.close();
+    await cluster.close();
+  });
+
+  it('reconnects gateways and workers without a restart and loses no queued job', async () => {
+    resultOf(await client.infer({ id: 'before', model: 'mlp', inputs: mlpInput(0) }));
+    const queued = ['kept-0', 'kept-1'];
+    for (const [i, id] of queued.entries())
+      client.send({ type: 'infer', id, model: 'later', inputs: tinyInput(i) });
+    for (const id of queued)
+      await client.nextOf('progress', (m) => m.event.jobId === id && m.event.stage === 'queued');
+
+    await cluster.redis.restart();
+
+    // The gateway reads Redis again on its own (bounded poll: reconnects announce nothing).
+    await pollUntil(async () => {
+      const text = await scrape(gateway.url);
+      return metricValue(text, 'tandem_pool_queue_depth', { pool: 'later' }) === 2
+        ? true
+        : undefined;
+    }, 'the gateway to reach Redis again');
+    // Gateway and worker both reconnected: a new job goes through.
+    const after = await pollUntil(async () => {
+      const log: JobLog = await client.infer({
+        id: `after-${Date.now()}`,
+        model: 'mlp',
+        inputs: mlpInput(1),
+      });
+      // Until the gateway's command connection is back, a job is refused with a retryable code.
+      if (log.error?.code === 'E_QUEUE_UNAVAILABLE') return undefined;
+      return log;
+    }, 'a job to go through after the restart');
+    expectSameTensors(
+      resultOf(after).outputs,
+      await runDirect(join(cluster.modelsDir, 'mlp', '1', 'model.onnx'), mlpInput(1)),
+    );
+    // The jobs queued before the restart are still there and run once a worker comes.
+    await cluster.worker(['--pool', 'later']);
+    const logs = await Promise.all(queued.map((id) => client.collectJob(id)));
+    logs.forEach((log, i) =>
+      expect(resultOf(log).outputs.y!.data).toEqual(new Float32Array([2 * i + 1])),
+    );
+  });
+});
