@@ -236,3 +236,37 @@ describe('createTandem prefetch', () => {
     await server.close();
   });
 });
+
+describe('createTandem remote progress', () => {
+  it('carries queue positions and ETAs from the server, one rising sequence per job', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-queue-'));
+    await writeSlowModel(dir);
+    const server = await createServer({ port: 0, modelsDir: dir });
+    const url = await server.listen();
+    const tandem = createTandem({ server: url });
+    try {
+      await tandem.warm('slow');
+      // Measured run times give the server its ETAs: one run first.
+      await tandem.run('slow', slowInput(64, 1), { placement: 'remote-only' });
+      const busy = tandem.run('slow', slowInput(512, 2), { placement: 'remote-only' });
+      const behind = [3, 4].map((seed) =>
+        tandem.run('slow', slowInput(8, seed), { placement: 'remote-only' }),
+      );
+      const [events] = await Promise.all([collect(behind[1]!), busy, ...behind]);
+      const queued = events.filter((e) => e.stage === 'queued');
+      expect(queued.length).toBeGreaterThan(0);
+      // Two jobs were ahead of it when it arrived: the busy one running and one waiting.
+      expect(queued[0]!.queuePosition).toBeGreaterThanOrEqual(1);
+      expect(queued.every((e) => e.etaMs !== undefined && e.etaMs >= 0)).toBe(true);
+      for (let i = 1; i < queued.length; i++)
+        expect(queued[i]!.queuePosition!).toBeLessThanOrEqual(queued[i - 1]!.queuePosition!);
+      expect(events.find((e) => e.stage === 'running')?.etaMs).toBeGreaterThan(0);
+      expect(events.every((e) => e.where === 'remote')).toBe(true);
+      expectMonotoneToOne(events);
+    } finally {
+      await tandem.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -94,6 +94,11 @@ export class ModelHost {
     run: new MovingAverage(),
   };
 
+  /**
+   * Run times of grouped jobs as the worker measured them (no thread hops or event-loop waits),
+   * to stop grouping a model whose runs turn out slow.
+   */
+  readonly #groupedRunMs = new MovingAverage();
   #failure: string | undefined;
   #draining = false;
   readonly #instances: Instance[] = [];
@@ -376,10 +381,18 @@ export class ModelHost {
     if (!this.#batchable) {
       this.#queue.shift();
       const group = [head];
-      // instance.inline is set only for models that measured fast at load.
-      const runMs = this.estimates.run.value;
-      if (instance.inline !== undefined && runMs !== undefined) {
+      // Only small jobs of a model that measured fast at load (instance.inline) and still runs
+      // fast: a group holds the instance until its last job is done.
+      const runMs = this.#groupedRunMs.value ?? this.estimates.run.value ?? 0;
+      const small = (job: Job): boolean =>
+        inputBytes(job.request.inputs) <= this.#settings.inlineMaxInputBytes;
+      if (
+        instance.inline !== undefined &&
+        (this.#groupedRunMs.value ?? 0) <= this.#settings.inlineMaxRunMs &&
+        small(head)
+      ) {
         for (let next = this.#queue.peek(); next !== undefined && group.length < GROUP_MAX_JOBS;) {
+          if (!small(next)) break;
           // Member k finishes about k + 1 runs from now: a deadline it would miss leaves it queued.
           if (next.deadlineAt !== undefined && now + (group.length + 1) * runMs > next.deadlineAt)
             break;
@@ -515,6 +528,7 @@ export class ModelHost {
           return;
         }
         this.estimates.run.add(item.runMs);
+        this.#groupedRunMs.add(item.runMs);
         this.#observer.ran?.(this, item.runMs, [job]);
         if (!item.ok) {
           job.fail(TandemError.fromSerialized(item.error));
@@ -555,11 +569,7 @@ export class ModelHost {
     // With jobs waiting, the worker thread runs this one while the main thread decodes, checks
     // and answers the others on the other core; inline, both would queue on the main thread.
     if (this.#queue.size > 0) return false;
-    let bytes = 0;
-    for (const tensor of Object.values(inputs)) {
-      bytes += tensor.dtype === 'string' ? tensor.data.length * 16 : tensor.data.byteLength;
-    }
-    return bytes <= this.#settings.inlineMaxInputBytes;
+    return inputBytes(inputs) <= this.#settings.inlineMaxInputBytes;
   }
 
   #tooLate(job: Job, now: number): boolean {
@@ -900,4 +910,13 @@ export class ModelHost {
     const run = this.estimates.run.value ?? 100;
     return Math.max(50, Math.ceil((this.#queue.size * run) / Math.max(1, this.#activeCount()) / 4));
   }
+}
+
+/** Bytes of a job's inputs (strings counted at 16 bytes each), for the inline and group limits. */
+function inputBytes(inputs: TensorMap): number {
+  let bytes = 0;
+  for (const tensor of Object.values(inputs)) {
+    bytes += tensor.dtype === 'string' ? tensor.data.length * 16 : tensor.data.byteLength;
+  }
+  return bytes;
 }
