@@ -8,7 +8,7 @@
 // visit store the bytes without downloading them twice. Answering that request from the cache also
 // keeps streaming compilation, which `wasmBinary` turns off.
 //
-// Only a binary whose sha256 is one that the onnxruntime-web version in use ships is stored, keyed
+// Only a binary whose sha256 is one that the onnxruntime-web version in use ships is kept, keyed
 // by its URL and that version; anything unexpected leaves onnxruntime-web loading as it would.
 
 import { sha256Hex } from './model-files.js';
@@ -51,14 +51,14 @@ export interface RuntimeFetchOptions {
 /** A fetch that answers .wasm requests from Cache Storage, and what it is still writing. */
 export interface RuntimeFetch {
   readonly fetch: typeof fetch;
-  /** Resolves once every store started so far has finished (or failed). */
+  /** Resolves once every store started so far has finished (or failed) and been verified. */
   settled(): Promise<void>;
 }
 
 /**
  * Wraps `options.fetch`: a GET of an http(s) URL ending in .wasm is answered from Cache Storage
- * when stored; otherwise the network answers and, when the body's sha256 is a known runtime, a
- * copy is stored in the background. A second request for the same URL means the stored copy did
+ * when stored; otherwise the network answers and a copy is stored in the background, kept only
+ * when the body's sha256 is a known runtime. A second request for the same URL means the stored copy did
  * not compile (onnxruntime-web asks again only then): it goes to the network and the entry goes.
  * Every other request passes through untouched, and storage failures (quota) only cost the cache.
  */
@@ -68,26 +68,33 @@ export function createRuntimeFetch(options: RuntimeFetchOptions): RuntimeFetch {
   const pending = new Set<Promise<void>>();
   const open = (): Promise<Cache> => options.caches.open(options.cacheName);
 
+  /**
+   * Streams a copy into the cache while the download runs and hashes another, then takes the entry
+   * out again unless the hash is a known runtime. Writing only after the last byte would make a
+   * first load wait: by then the worker is busy compiling and creating the session, so the write
+   * could not even start until that is over.
+   */
   const store = async (key: string, response: Response): Promise<void> => {
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    if (!known.has(await sha256Hex(bytes))) return;
+    const hashing = response
+      .clone()
+      .arrayBuffer()
+      .then((buffer) => sha256Hex(new Uint8Array(buffer)));
     const cache = await open();
     // One runtime is enough: an older version's (or another URL's) megabytes go.
     for (const request of await cache.keys()) {
       if (request.url !== key && new URL(request.url).searchParams.has(VERSION_PARAM))
         await cache.delete(request);
     }
-    await cache.put(
-      key,
-      new Response(bytes, {
-        headers: {
-          // instantiateStreaming insists on this type.
-          'content-type': 'application/wasm',
-          'content-length': String(bytes.byteLength),
-          [RUNTIME_HEADER]: options.ortVersion,
-        },
-      }),
-    );
+    const headers = {
+      // instantiateStreaming insists on this type.
+      'content-type': 'application/wasm',
+      [RUNTIME_HEADER]: options.ortVersion,
+    };
+    const [digest] = await Promise.all([
+      hashing,
+      cache.put(key, new Response(response.body, { headers })),
+    ]);
+    if (!known.has(digest)) await cache.delete(key);
   };
 
   const wrapped = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
