@@ -87,7 +87,7 @@ describe('the client in Chromium', () => {
   ): Promise<{ page: Page; modelRequests: string[]; runtimeRequests: string[] }> {
     const page = await context.newPage();
     const modelRequests: string[] = [];
-    // onnxruntime-web's runtime binary (Vite names it ort-wasm-simd-threaded.jsep-<hash>.wasm),
+    // onnxruntime-web's runtime binary (Vite names it ort-wasm-simd-threaded[.jsep]-<hash>.wasm),
     // requested by the local worker: the page reports its workers' requests too.
     const runtimeRequests: string[] = [];
     page.on('request', (request) => {
@@ -117,12 +117,15 @@ describe('the client in Chromium', () => {
 
   it('runs locally on WebGPU when the software adapter is allowed, and not otherwise', async () => {
     const context = await browser.newContext();
-    const { page } = await openPage(context);
+    const { page, runtimeRequests } = await openPage(context);
     const gpu = await runInPage(page, { placement: 'local-only', allowSoftwareGpu: true });
     expect(gpu.code).toBeUndefined();
     expect(gpu.backend).toBe('webgpu');
     const wasm = await runInPage(page, { placement: 'local-only' });
     expect(wasm.backend).toBe('wasm');
+    // WebGPU needs onnxruntime-web's full (JSEP) build; without it, the worker loads the wasm-only
+    // build, with half the runtime to download.
+    expect(runtimeRequests.map((url) => url.includes('.jsep'))).toEqual([true, false]);
     gpu.values.forEach((value, i) => expect(Math.abs(value - wasm.values[i]!)).toBeLessThan(1e-3));
     await context.close();
   });

@@ -8,4 +8,4 @@ import { installTandemErrorHandler } from './worker-errors.js';
 
 if (parentPort === null) throw new Error('local-worker-node must run in a worker thread');
 installTandemErrorHandler();
-expose(createLocalWorkerApi(), nodeEndpoint(parentPort));
+expose(createLocalWorkerApi({ full: () => import('onnxruntime-web') }), nodeEndpoint(parentPort));
