@@ -1,11 +1,12 @@
 // The page the browser tests and benches drive: it exposes the client library on window so they
 // can call it with page.evaluate, exactly as an app would use it, onnxruntime-web itself for
-// benches that compare against using it directly, and the progress element (imported by its
-// subpath, as an app does, which defines <tandem-progress>).
+// benches that compare against using it directly (its wasm-only build: the one the client's
+// worker loads on a device without WebGPU, so both sides run the same runtime), and the progress
+// element (imported by its subpath, as an app does, which defines <tandem-progress>).
 
 import * as client from '@tandem/client';
 import * as progress from '@tandem/client/progress';
-import * as ort from 'onnxruntime-web';
+import * as ort from 'onnxruntime-web/wasm';
 
 declare global {
   interface Window {
