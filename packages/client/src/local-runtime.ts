@@ -20,6 +20,9 @@ import { nodeEndpoint } from './node-endpoint.js';
 import { meetsBackend } from './router.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from './runtime.js';
 import { installTandemErrorHandler } from './worker-errors.js';
+import type * as Fs from 'node:fs';
+import type * as Url from 'node:url';
+import type * as WorkerThreads from 'node:worker_threads';
 
 /** A started worker. */
 export interface WorkerHandle {
@@ -335,15 +338,23 @@ function transferable(inputs: TensorMap): TensorMap {
   return transfer(inputs, buffers);
 }
 
+/**
+ * Imports a Node built-in by a name only known at run time, so browser bundlers (Vite, webpack)
+ * neither try to bundle it nor warn that it was left out of the page's build.
+ */
+async function nodeBuiltin<T>(name: string): Promise<T> {
+  return (await import(/* @vite-ignore */ /* webpackIgnore: true */ name)) as T;
+}
+
 /** The default worker: a module Web Worker in browsers, worker_threads in Node. */
 export async function defaultWorker(): Promise<WorkerHandle> {
   const isNode =
     typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions
       ?.node === 'string' && typeof (globalThis as { window?: unknown }).window === 'undefined';
   if (isNode) {
-    const { Worker } = await import('node:worker_threads');
-    const { existsSync } = await import('node:fs');
-    const { fileURLToPath } = await import('node:url');
+    const { Worker } = await nodeBuiltin<typeof WorkerThreads>('node:worker_threads');
+    const { existsSync } = await nodeBuiltin<typeof Fs>('node:fs');
+    const { fileURLToPath } = await nodeBuiltin<typeof Url>('node:url');
     // Tests run this package from its TypeScript sources: workers need the built JavaScript.
     const beside = new URL('./local-worker-node.js', import.meta.url);
     const url = existsSync(fileURLToPath(beside))
