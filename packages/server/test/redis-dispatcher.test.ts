@@ -171,6 +171,20 @@ describe('redis-dispatcher: one gateway, two workers', () => {
     resultOf(await client.infer({ id: 'after-bad', model: 'mlp', inputs: mlpInput(1) }));
   });
 
+  it('wakes a model on a worker: warm over HTTP and over the WebSocket', async () => {
+    const response = await fetch(`${gateway.url}/v1/models/mlp/warm?wait=true`, {
+      method: 'POST',
+    });
+    expect(response.status).toBe(200);
+    // The status comes from the worker that loaded it.
+    expect(await response.json()).toMatchObject({ name: 'mlp', state: 'ready', instances: 1 });
+    client.send({ type: 'warm', model: 'mlp' });
+    const message = await client.nextOf('model', (m) => m.model.name === 'mlp');
+    expect(message.model.state).toBe('ready');
+    client.send({ type: 'warm', model: 'nope' });
+    expect((await client.nextOf('error', (m) => m.id === null)).code).toBe('E_MODEL_NOT_FOUND');
+  });
+
   it('passes a cancel on to the worker that holds the job, and removes a waiting one', async () => {
     client.send({ type: 'infer', id: 'cancel-running', model: 'slow', inputs: ONE });
     await client.nextOf(

@@ -17,7 +17,11 @@ import {
   type RedisProcess,
 } from '@tandem/test-support';
 
-/** Lock and stall-check settings that notice a killed worker within about a second. */
+/**
+ * Lock and stall-check settings that notice a killed worker within about a second, for the tests
+ * that kill workers. Others keep the defaults: on a loaded machine a lock this short can lapse
+ * while its worker is merely slow.
+ */
 export const FAST_FAILOVER = ['--lock-ms', '800', '--stalled-interval-ms', '400'] as const;
 
 /** A Redis, a model repository, and the gateways and workers started on them. */
@@ -66,7 +70,10 @@ export class Cluster {
     return gateway;
   }
 
-  /** Starts a worker (default pool unless `--pool` is among `extra`). */
+  /**
+   * Starts a worker (default pool unless `--pool` is among `extra`), with the CLI's lock and
+   * stall-check defaults unless `extra` sets them (see FAST_FAILOVER).
+   */
   async worker(extra: readonly string[] = []): Promise<CliProcess> {
     const worker = await startWorkerCli([
       '--redis',
@@ -75,7 +82,6 @@ export class Cluster {
       this.modelsDir,
       '--no-catalog',
       '--quiet',
-      ...FAST_FAILOVER,
       ...extra,
     ]);
     this.#processes.add(worker);

@@ -13,7 +13,7 @@ import {
   type TestClient,
 } from '@tandem/test-support';
 import { errorCodeOf, expectSameTensors, resultOf, runDirect } from './fixtures.js';
-import { Cluster, pidOfWorker, pollUntil } from './redis-fixtures.js';
+import { Cluster, FAST_FAILOVER, pidOfWorker, pollUntil } from './redis-fixtures.js';
 import { buildSlowModel, writeModelConfig } from './server-fixtures.js';
 
 /** Kills in a row, as the issue asks. */
@@ -28,7 +28,7 @@ describe('redis-worker: workers killed mid-job', () => {
   const starting = new Set<Promise<void>>();
 
   const startWorker = async (): Promise<void> => {
-    const worker = await cluster.worker(['--max-attempts', '2']);
+    const worker = await cluster.worker(['--max-attempts', '2', ...FAST_FAILOVER]);
     workers.set(worker.child.pid ?? -1, worker);
   };
   /** Starts a replacement in the background: two others are alive to rerun the next job. */
