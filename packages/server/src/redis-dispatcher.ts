@@ -72,6 +72,8 @@ interface Followed {
   waiting: boolean;
   /** Last queue position sent. */
   position: number;
+  /** Whether the BullMQ job exists (added, or found by `adopt`). */
+  added: boolean;
   deadlineTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
@@ -81,6 +83,12 @@ interface PoolLink {
   /** Resolves once the event reader is attached (so no event of a job added next is missed). */
   readonly ready: Promise<QueueEvents>;
 }
+
+/**
+ * How often jobs are checked against Redis directly, in ms: the safety net for an event that never
+ * arrived (a stream trimmed while this gateway lagged, a Redis restarted without persistence).
+ */
+const RECONCILE_INTERVAL_MS = 5000;
 
 /** Attempts to read an outcome that a blip of Redis made unreadable, before giving up. */
 const OUTCOME_READS = 10;
@@ -98,6 +106,8 @@ export class RedisDispatcher implements JobDispatcher {
   #draining = false;
   #closed = false;
   #positionTimer: ReturnType<typeof setInterval> | undefined;
+  #reconcileTimer: ReturnType<typeof setInterval> | undefined;
+  #reconciling = false;
   #positionsBusy = false;
 
   constructor(options: RedisDispatcherOptions) {
@@ -161,6 +171,7 @@ export class RedisDispatcher implements JobDispatcher {
       queuedAt: Date.now(),
       waiting: true,
       position: -1,
+      added: false,
       deadlineTimer: undefined,
     };
     this.#follow(followed);
@@ -214,6 +225,7 @@ export class RedisDispatcher implements JobDispatcher {
         queuedAt: Date.now(),
         waiting: true,
         position: -1,
+        added: false,
         deadlineTimer: undefined,
       };
       this.#follow(followed);
@@ -226,6 +238,7 @@ export class RedisDispatcher implements JobDispatcher {
           priority: bullPriority(10),
           ...this.#retention(),
         });
+        followed.added = true;
       } catch (error) {
         job.fail(queueUnavailable(error));
       }
@@ -280,6 +293,7 @@ export class RedisDispatcher implements JobDispatcher {
       queuedAt: bullJob?.timestamp ?? Date.now(),
       waiting: false,
       position: -1,
+      added: bullJob !== undefined,
       deadlineTimer: undefined,
     };
     // Follow before asking for the state: an event that comes in between is not missed.
@@ -300,6 +314,8 @@ export class RedisDispatcher implements JobDispatcher {
   }
 
   async start(): Promise<void> {
+    this.#reconcileTimer = setInterval(() => void this.#reconcile(), RECONCILE_INTERVAL_MS);
+    this.#reconcileTimer.unref();
     const connected = await redisReady(this.#redis, this.#options.connectTimeoutMs ?? 10_000);
     if (!connected) {
       this.#log('warn', 'redis is not reachable yet; jobs get E_QUEUE_UNAVAILABLE until it is');
@@ -326,6 +342,7 @@ export class RedisDispatcher implements JobDispatcher {
     this.#draining = true;
     this.#closed = true;
     clearInterval(this.#positionTimer);
+    clearInterval(this.#reconcileTimer);
     for (const followed of this.#following.values()) clearTimeout(followed.deadlineTimer);
     const links = [...this.#pools.values()];
     this.#pools.clear();
@@ -528,6 +545,7 @@ export class RedisDispatcher implements JobDispatcher {
       attempts: this.#options.maxAttempts,
       ...this.#retention(),
     });
+    followed.added = true;
     if (settled(job)) {
       await this.#withdraw(followed);
       return;
@@ -572,6 +590,48 @@ export class RedisDispatcher implements JobDispatcher {
       // Redis away: positions resume with it.
     } finally {
       this.#positionsBusy = false;
+    }
+  }
+
+  /** Settles jobs whose end this gateway missed, from what Redis holds. */
+  async #reconcile(): Promise<void> {
+    if (this.#reconciling) return;
+    const now = Date.now();
+    const due = [...this.#following.values()].filter(
+      (f) => f.added && !f.job.settled && now - f.queuedAt >= RECONCILE_INTERVAL_MS,
+    );
+    if (due.length === 0) return;
+    this.#reconciling = true;
+    try {
+      const pipeline = this.#redis.pipeline();
+      for (const { jobId, pool } of due) {
+        pipeline
+          .exists(this.#keys.outcome(jobId))
+          .zscore(this.#keys.failed(pool), jobId)
+          .hget(this.#keys.bullJob(pool, jobId), 'failedReason')
+          .exists(this.#keys.bullJob(pool, jobId));
+      }
+      const replies = (await pipeline.exec()) ?? [];
+      due.forEach((followed, index) => {
+        const [outcome, failed, reason, exists] = replies
+          .slice(index * 4, index * 4 + 4)
+          .map(([error, value]) => (error === null ? value : undefined));
+        if (outcome === 1) void this.#settleFromStore(followed);
+        else if (typeof failed === 'string')
+          void this.#settleFailed(followed, typeof reason === 'string' ? reason : '');
+        else if (exists === 0) {
+          followed.job.fail(
+            new TandemError(
+              'E_JOB_NOT_FOUND',
+              `job ${followed.job.request.id} left the queue without an outcome`,
+            ),
+          );
+        }
+      });
+    } catch {
+      // Redis away: the next round checks again.
+    } finally {
+      this.#reconciling = false;
     }
   }
 

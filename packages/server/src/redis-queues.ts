@@ -87,6 +87,16 @@ export class RedisKeys {
     return `${this.prefix}:${pool}:prioritized`;
   }
 
+  /** BullMQ's hash of one job. */
+  bullJob(pool: string, jobId: string): string {
+    return `${this.prefix}:${pool}:${jobId}`;
+  }
+
+  /** BullMQ's sorted set of a queue's failed jobs. */
+  failed(pool: string): string {
+    return `${this.prefix}:${pool}:failed`;
+  }
+
   /** BullMQ's event stream of a queue. */
   events(pool: string): string {
     return `${this.prefix}:${pool}:events`;
