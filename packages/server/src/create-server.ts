@@ -68,6 +68,8 @@ export interface ServerOptions {
   readonly maxBufferedBytes?: number;
   /** Malformed frames tolerated per connection before it is closed. @default 100 */
   readonly maxProtocolErrors?: number;
+  /** Time a WebSocket has to send `hello` before it is closed (1008), in ms. @default 10000 */
+  readonly helloTimeoutMs?: number;
   /** onnxruntime-node session settings (execution providers, threads). */
   readonly session?: SessionSettings;
   /** A directory of static files (the demo) served at `/`, cross-origin isolated. */
@@ -243,6 +245,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     limits,
     maxBufferedBytes: options.maxBufferedBytes ?? 16 * 1024 * 1024,
     maxProtocolErrors: options.maxProtocolErrors ?? 100,
+    helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
     onConnections: (count) => metrics.connections.set(count),
@@ -324,6 +327,7 @@ function checkLimits(options: ServerOptions): void {
     'scaleUpQueueDepth',
     'maxBufferedBytes',
     'maxProtocolErrors',
+    'helloTimeoutMs',
     'shutdownTimeoutMs',
     'maxAttempts',
   ];

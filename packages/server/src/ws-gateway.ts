@@ -50,6 +50,11 @@ export interface GatewayOptions {
   readonly maxBufferedBytes: number;
   /** Malformed frames tolerated on one connection before it is closed (1008). */
   readonly maxProtocolErrors: number;
+  /**
+   * Time a new connection has to send `hello` before it is closed (1008), in ms: an open socket
+   * costs memory, and without it (allowKeyInHello) nobody knows yet whose socket it is.
+   */
+  readonly helloTimeoutMs: number;
   readonly serverName: string;
   readonly serverVersion: string;
   readonly onConnections?: (count: number) => void;
@@ -135,6 +140,16 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     };
     connections.add(connection);
     options.onConnections?.(connections.size);
+    const helloTimer = setTimeout(() => {
+      if (connection.hello) return;
+      sendError(
+        connection,
+        null,
+        new TandemError('E_PROTOCOL', `no hello within ${options.helloTimeoutMs} ms`),
+      );
+      connection.socket.close(1008, 'no hello');
+    }, options.helloTimeoutMs);
+    helloTimer.unref();
     socket.on('pong', () => (connection.alive = true));
     socket.on('message', (data, isBinary) => {
       connection.alive = true;
@@ -142,6 +157,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     });
     socket.on('error', () => socket.terminate());
     socket.on('close', () => {
+      clearTimeout(helloTimer);
       connections.delete(connection);
       options.onConnections?.(connections.size);
       // Jobs keep running after a disconnect: the client may resume them by id.

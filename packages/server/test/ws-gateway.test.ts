@@ -650,3 +650,30 @@ describe('ws-gateway: a client that stops reading (maxBufferedBytes)', () => {
     await Promise.all([slow.close(), bystander.close()]);
   });
 });
+
+describe('ws-gateway: a connection that never says hello (helloTimeoutMs)', () => {
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      },
+      { helloTimeoutMs: 200 },
+    );
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('is told E_PROTOCOL and closed with 1008; a client that says hello stays', async () => {
+    const silent = await connectClient(ctx.url, { hello: false });
+    const polite = await connectClient(ctx.url);
+    const error = await silent.nextOf('error');
+    expect([error.id, error.code]).toEqual([null, 'E_PROTOCOL']);
+    expect((await silent.closed).code).toBe(1008);
+    // The connection that said hello is not cut, and is served after the silent one is gone.
+    await expectServing(polite, 'after-timeout');
+    await polite.close();
+  });
+});
