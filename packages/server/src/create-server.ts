@@ -192,6 +192,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
           resultTtlMs: limits.resultTtlMs,
           progressIntervalMs: options.progressIntervalMs ?? 100,
           maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+          maxQueue: limits.maxQueue,
           log: (level, message, details) => fastify.log[level](details ?? {}, message),
         });
   metrics = new ServerMetrics(manager);

@@ -56,6 +56,8 @@ export interface RedisDispatcherOptions {
   readonly progressIntervalMs: number;
   /** Times a job may fail by throwing on a worker before it fails for good. */
   readonly maxAttempts: number;
+  /** Jobs that may wait in a model's pool (model.json `maxQueue` overrides); past it, E_BUSY. */
+  readonly maxQueue: number;
   /** How long start() waits for Redis before serving anyway (jobs get E_QUEUE_UNAVAILABLE), in ms. */
   readonly connectTimeoutMs?: number;
   readonly log?: (level: 'info' | 'warn', message: string, details?: object) => void;
@@ -197,7 +199,8 @@ export class RedisDispatcher implements JobDispatcher {
       resultTtlMs: this.#options.resultTtlMs,
       ...(request.deadlineMs === undefined ? {} : { deadlineAt: Date.now() + request.deadlineMs }),
     };
-    this.#enqueue(followed, data, encodeJobInput(request, host.entry.version)).catch(
+    const maxQueue = host.entry.config.maxQueue ?? this.#options.maxQueue;
+    this.#enqueue(followed, data, encodeJobInput(request, host.entry.version), maxQueue).catch(
       (error: unknown) => job.fail(queueUnavailable(error)),
     );
     return { job };
@@ -522,7 +525,12 @@ export class RedisDispatcher implements JobDispatcher {
     this.#positionTimer.unref();
   }
 
-  async #enqueue(followed: Followed, data: InferJobData, input: Uint8Array): Promise<void> {
+  async #enqueue(
+    followed: Followed,
+    data: InferJobData,
+    input: Uint8Array,
+    maxQueue: number,
+  ): Promise<void> {
     const { job, jobId, pool } = followed;
     const link = this.#link(pool);
     await link.ready;
@@ -531,9 +539,21 @@ export class RedisDispatcher implements JobDispatcher {
       .set(this.#keys.input(jobId), toBuffer(input), 'PX', INPUT_TTL_MS)
       .set(this.#keys.index(data.owner, data.id), `${pool}/${jobId}`, 'PX', INPUT_TTL_MS)
       .zadd(this.#keys.waiting(pool), followed.queuedAt, jobId)
+      .zcard(this.#keys.waiting(pool))
       .exec();
     const failed = stored?.find(([error]) => error !== null)?.[0];
     if (failed !== undefined && failed !== null) throw failed;
+    const waiting = stored?.[3]?.[1];
+    if (typeof waiting === 'number' && waiting > maxQueue) {
+      // Counted across every gateway: the pool's queue is shared.
+      job.fail(
+        new TandemError('E_BUSY', `the queue of pool ${pool} is full (${maxQueue} jobs)`, {
+          retryAfterMs: 1000,
+        }),
+      );
+      await this.#forget(followed);
+      return;
+    }
     if (settled(job)) {
       // Cancelled (or past its deadline) while its input was being stored.
       await this.#forget(followed);

@@ -300,6 +300,39 @@ describe('redis-dispatcher: one gateway, two workers', () => {
   });
 });
 
+describe('redis-dispatcher: a full pool queue', () => {
+  let cluster: Cluster;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    cluster = await Cluster.start(writeModels);
+    // Pool "later" has no worker here: whatever is submitted waits.
+    client = await connectClient((await cluster.gateway(['--max-queue', '2'])).url);
+  });
+
+  afterAll(async () => {
+    await client.close();
+    await cluster.close();
+  });
+
+  it('answers past maxQueue with a retryable E_BUSY, counted in Redis across gateways', async () => {
+    const other = await connectClient((await cluster.gateway(['--max-queue', '2'])).url);
+    for (const [i, id] of ['full-0', 'full-1'].entries()) {
+      (i === 0 ? client : other).send({ type: 'infer', id, model: 'later', inputs: tinyInput(i) });
+      await (i === 0 ? client : other).nextOf(
+        'progress',
+        (m) => m.event.jobId === id && m.event.stage === 'queued',
+      );
+    }
+    const refused = await client.infer({ id: 'full-2', model: 'later', inputs: tinyInput(2) });
+    expect(errorCodeOf(refused)).toBe('E_BUSY');
+    expect(refused.error?.retryable).toBe(true);
+    // A refused job leaves nothing behind: the queue still holds the two.
+    expect(await cluster.queue('later').getPrioritizedCount()).toBe(2);
+    await other.close();
+  });
+});
+
 describe('redis-dispatcher: Redis restarted while idle', () => {
   let cluster: Cluster;
   let gateway: CliProcess;
