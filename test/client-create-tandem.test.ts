@@ -186,6 +186,11 @@ describe('createTandem cancellation', () => {
       ...cancelAt('queued'),
     });
     expect(await rejectionCode(queued)).toBe('E_CANCELLED');
+    // The job's one progress sequence ends with 'cancelled', on its side, never going back.
+    const queuedEvents = await collect(queued);
+    expect(queuedEvents.at(-1)).toMatchObject({ stage: 'cancelled', where: 'remote' });
+    for (let i = 1; i < queuedEvents.length; i++)
+      expect(queuedEvents[i]!.fraction).toBeGreaterThanOrEqual(queuedEvents[i - 1]!.fraction);
     expect((await busy).placement).toBe('remote');
     // Mid-run (local).
     const cls = {

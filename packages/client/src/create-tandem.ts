@@ -292,7 +292,8 @@ export function createTandem(options: TandemOptions = {}): Tandem {
   return {
     run(model, inputs, runOptions = {}) {
       const jobId = newJobId();
-      return new Job(
+      const started = performance.now();
+      const job: Job = new Job(
         jobId,
         model,
         (controller) => {
@@ -300,14 +301,17 @@ export function createTandem(options: TandemOptions = {}): Tandem {
             (result) => controller.resolve(result),
             (error: unknown) => {
               const coded = TandemError.from(error);
+              // The sequence ends where it stood: same side, same fraction (never backwards).
+              const last = job.lastProgress;
               const end: ProgressEvent = {
                 jobId,
                 model,
-                where: 'local',
+                where: last?.where ?? 'local',
                 stage: coded.code === 'E_CANCELLED' ? 'cancelled' : 'error',
-                fraction: 0,
-                elapsedMs: 0,
+                fraction: last?.fraction ?? 0,
+                elapsedMs: performance.now() - started,
               };
+              controller.progress(end);
               runOptions.onProgress?.(end);
               controller.reject(coded);
             },
@@ -315,6 +319,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
         },
         runOptions.signal,
       );
+      return job;
     },
     async warm(model, warmOptions = {}) {
       const where = warmOptions.where ?? 'remote';
