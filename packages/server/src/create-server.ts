@@ -193,6 +193,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
           progressIntervalMs: options.progressIntervalMs ?? 100,
           maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
           maxQueue: limits.maxQueue,
+          stateChanged: (status) => gateway?.broadcastModel(status),
           log: (level, message, details) => fastify.log[level](details ?? {}, message),
         });
   metrics = new ServerMetrics(manager);

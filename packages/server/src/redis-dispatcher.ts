@@ -23,6 +23,7 @@ import { checkInputs } from './input-check.js';
 import { Job, type JobRequest, type ProgressListener } from './job.js';
 import type { DispatchedModel, JobDispatcher } from './job-dispatcher.js';
 import type { ModelManager } from './model-manager.js';
+import { ModelStates } from './redis-model-states.js';
 import {
   decodeOutcome,
   encodeJobInput,
@@ -58,6 +59,8 @@ export interface RedisDispatcherOptions {
   readonly maxAttempts: number;
   /** Jobs that may wait in a model's pool (model.json `maxQueue` overrides); past it, E_BUSY. */
   readonly maxQueue: number;
+  /** Called when a model's state on the workers changes (for `model` messages). */
+  readonly stateChanged?: (status: ModelStatus) => void;
   /** How long start() waits for Redis before serving anyway (jobs get E_QUEUE_UNAVAILABLE), in ms. */
   readonly connectTimeoutMs?: number;
   readonly log?: (level: 'info' | 'warn', message: string, details?: object) => void;
@@ -103,6 +106,9 @@ export class RedisDispatcher implements JobDispatcher {
   readonly #redis: Redis;
   /** The connection QueueEvents duplicate for their blocking reads. */
   readonly #eventsConnection: Redis;
+  /** Subscribed to the workers' model statuses. */
+  readonly #subscriber: Redis;
+  readonly #states: ModelStates;
   readonly #pools = new Map<string, PoolLink>();
   readonly #following = new Map<string, Followed>();
   #draining = false;
@@ -118,6 +124,8 @@ export class RedisDispatcher implements JobDispatcher {
     const onError = (error: Error): void => this.#log('warn', `redis: ${error.message}`);
     this.#redis = connectRedis(options.url, 'fail-fast', onError);
     this.#eventsConnection = connectRedis(options.url, 'wait', onError);
+    this.#subscriber = connectRedis(options.url, 'wait', onError);
+    this.#states = new ModelStates((status) => options.stateChanged?.(status));
   }
 
   get draining(): boolean {
@@ -125,15 +133,15 @@ export class RedisDispatcher implements JobDispatcher {
   }
 
   model(name: string, version?: string): DispatchedModel {
-    return this.#options.catalog.host(name, version);
+    return this.#states.view(this.#options.catalog.host(name, version));
   }
 
   models(): DispatchedModel[] {
-    return this.#options.catalog.hosts();
+    return this.#options.catalog.hosts().map((host) => this.#states.view(host));
   }
 
   statuses(): ModelStatus[] {
-    return this.#options.catalog.statuses();
+    return this.models().map((model) => model.status());
   }
 
   /** The pools of every model in the repository. */
@@ -208,6 +216,7 @@ export class RedisDispatcher implements JobDispatcher {
 
   warm(name: string, version?: string): { model: DispatchedModel; ready: Promise<ModelStatus> } {
     const host = this.#options.catalog.host(name, version);
+    const model = this.#states.view(host);
     const ready = (async (): Promise<ModelStatus> => {
       if (this.#draining || this.#closed)
         throw new TandemError('E_SHUTTING_DOWN', 'the server is shutting down');
@@ -249,9 +258,9 @@ export class RedisDispatcher implements JobDispatcher {
       if (!outcome.ok) throw outcome.error;
       const status = this.#warmStatuses.get(followed.jobId);
       this.#warmStatuses.delete(followed.jobId);
-      return status ?? host.status();
+      return status ?? model.status();
     })();
-    return { model: host, ready };
+    return { model, ready };
   }
 
   /** Statuses that warm jobs came back with, until their caller takes them. */
@@ -319,8 +328,18 @@ export class RedisDispatcher implements JobDispatcher {
   async start(): Promise<void> {
     this.#reconcileTimer = setInterval(() => void this.#reconcile(), RECONCILE_INTERVAL_MS);
     this.#reconcileTimer.unref();
+    const listening = this.#states
+      .listen(this.#subscriber, this.#keys.prefix)
+      .catch((error: unknown) =>
+        this.#log('warn', "could not follow the workers' model states", {
+          reason: error instanceof Error ? error.message : String(error),
+        }),
+      );
     const connected = await redisReady(this.#redis, this.#options.connectTimeoutMs ?? 10_000);
-    if (!connected) {
+    // Once Redis answers, the subscription follows at once: wait for it, so no state change
+    // of a worker is missed from the first job on.
+    if (connected) await listening;
+    else {
       this.#log('warn', 'redis is not reachable yet; jobs get E_QUEUE_UNAVAILABLE until it is');
       return;
     }
@@ -355,7 +374,11 @@ export class RedisDispatcher implements JobDispatcher {
         await (await link.ready).close();
       }),
     );
-    await Promise.allSettled([this.#redis.quit(), this.#eventsConnection.quit()]);
+    await Promise.allSettled([
+      this.#redis.quit(),
+      this.#eventsConnection.quit(),
+      this.#subscriber.quit(),
+    ]);
     await this.#options.catalog.close();
   }
 

@@ -25,6 +25,7 @@ import {
   type InferJobData,
   type JobSummary,
 } from './redis-job-codec.js';
+import { modelChannel, publishModelStates } from './redis-model-states.js';
 import {
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_REDIS_PREFIX,
@@ -106,6 +107,9 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       : options.catalog === true || options.catalog === undefined
         ? defaultCatalog()
         : options.catalog;
+  const redis = connectRedis(options.redisUrl, 'wait', onRedisError);
+  const subscriber = connectRedis(options.redisUrl, 'wait', onRedisError);
+  let states: ReturnType<typeof publishModelStates> | undefined;
   const manager = new ModelManager(
     new ModelRepository({ dir: options.modelsDir, catalog }),
     {
@@ -124,14 +128,19 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       session: options.session ?? {},
     },
     {
-      stateChanged: () => undefined,
+      // Gateways show clients what the workers have loaded.
+      stateChanged: (host) => states?.changed(host.status()),
       loaded: (host, loadMs, warmupMs) =>
         log('info', `model ${host.label} ready`, { loadMs, warmupMs }),
       log: (level, message, details) => log(level, message, details),
     },
   );
-  const redis = connectRedis(options.redisUrl, 'wait', onRedisError);
-  const subscriber = connectRedis(options.redisUrl, 'wait', onRedisError);
+  states = publishModelStates(redis, modelChannel(keys.prefix, name), () =>
+    manager
+      .hosts()
+      .filter((host) => host.entry.config.pool === pool)
+      .map((host) => host.status()),
+  );
   /** Jobs this worker runs, by BullMQ job id, so a cancel can find them. */
   const active = new Map<string, Job>();
 
@@ -181,6 +190,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       clearTimeout(idleTimer);
       await worker.close();
       await manager.close();
+      states.stop();
       await Promise.allSettled([subscriber.quit(), redis.quit()]);
       resolveStopped(why);
     })();

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { Job as BullJob } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TensorMap } from '@tandem/shared';
+import type { ModelStatus, TensorMap } from '@tandem/shared';
 import {
   buildMlpClassifier,
   buildTinyModel,
@@ -178,11 +178,33 @@ describe('redis-dispatcher: one gateway, two workers', () => {
     expect(response.status).toBe(200);
     // The status comes from the worker that loaded it.
     expect(await response.json()).toMatchObject({ name: 'mlp', state: 'ready', instances: 1 });
+    // Earlier loads were broadcast as `model` messages too; the warm is answered with `ready`.
     client.send({ type: 'warm', model: 'mlp' });
-    const message = await client.nextOf('model', (m) => m.model.name === 'mlp');
-    expect(message.model.state).toBe('ready');
+    await client.nextOf('model', (m) => m.model.name === 'mlp' && m.model.state === 'ready');
+    expect(
+      client.received.some(
+        (m) => m.type === 'model' && m.model.name === 'mlp' && m.model.state === 'loading',
+      ),
+      'a broadcast of the cold start on a worker',
+    ).toBe(true);
     client.send({ type: 'warm', model: 'nope' });
     expect((await client.nextOf('error', (m) => m.id === null)).code).toBe('E_MODEL_NOT_FOUND');
+    // The workers publish their models' states; the gateway shows them (bounded poll: the
+    // heartbeat is not an event a test can wait for).
+    const listed = await pollUntil(async () => {
+      const { models } = (await (await fetch(`${gateway.url}/v1/models`)).json()) as {
+        models: ModelStatus[];
+      };
+      const mlp = models.find((m) => m.name === 'mlp');
+      return mlp?.state === 'ready' ? mlp : undefined;
+    }, 'the gateway to list mlp as ready');
+    expect(listed.instances).toBeGreaterThanOrEqual(1);
+    expect(listed.estimates?.loadMs).toBeGreaterThan(0);
+    const fresh = await connectClient(gateway.url);
+    expect(fresh.welcome?.models.find((m) => m.name === 'mlp')?.state).toBe('ready');
+    // A model nobody loaded stays unloaded.
+    expect(fresh.welcome?.models.find((m) => m.name === 'later')?.state).toBe('unloaded');
+    await fresh.close();
   });
 
   it('passes a cancel on to the worker that holds the job, and removes a waiting one', async () => {
@@ -194,10 +216,18 @@ describe('redis-dispatcher: one gateway, two workers', () => {
     client.send({ type: 'cancel', id: 'cancel-running' });
     expect(errorCodeOf(await client.collectJob('cancel-running'))).toBe('E_CANCELLED');
     // The worker heard it: it ended the job as cancelled rather than running it to a result.
-    const ended = await pollUntil(async () => {
-      const job = await bullJobOf(cluster, 'default', 'cancel-running');
-      return job?.finishedOn === undefined ? undefined : job;
-    }, 'the worker to end the cancelled job');
+    let seen = 'no job';
+    const ended = await pollUntil(
+      async () => {
+        const job = await bullJobOf(cluster, 'default', 'cancel-running');
+        seen =
+          job === undefined
+            ? 'no job'
+            : `${await job.getState()}, started ${job.attemptsStarted}× on ${job.processedBy}`;
+        return job?.finishedOn === undefined ? undefined : job;
+      },
+      () => `the worker to end the cancelled job (last seen: ${seen})`,
+    );
     expect(ended.returnvalue).toMatchObject({ ok: false, code: 'E_CANCELLED' });
 
     // Pool "later" has no worker: the job waits in Redis until the cancel removes it.

@@ -123,14 +123,15 @@ export function pidOfWorker(name: string | undefined): number | undefined {
  */
 export async function pollUntil<T>(
   probe: () => Promise<T | undefined> | T | undefined,
-  what: string,
+  what: string | (() => string),
   timeoutMs = 30_000,
 ): Promise<T> {
   const end = performance.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined) return value;
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > end)
+      throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
