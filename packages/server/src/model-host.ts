@@ -6,6 +6,7 @@
 import {
   MovingAverage,
   TandemError,
+  type Backend,
   type ModelState,
   type ModelStatus,
   type PlannedStage,
@@ -473,22 +474,7 @@ export class ModelHost {
               jobs.map((job) => batchRows(job.request.inputs)),
             );
       jobs.forEach((job, index) => {
-        const queueMs = Math.max(0, started - job.receivedAt - job.loadWaitMs - job.warmupWaitMs);
-        job.succeed({
-          id: job.request.id,
-          model: this.entry.name,
-          version: this.entry.version,
-          outputs: parts[index] ?? {},
-          backend: loaded.backend,
-          coldStart: job.coldStart,
-          timings: {
-            queueMs,
-            loadMs: job.loadWaitMs,
-            warmupMs: job.warmupWaitMs,
-            runMs,
-            totalMs: finished - job.receivedAt,
-          },
-        });
+        this.#succeed(job, parts[index] ?? {}, loaded.backend, { started, finished, runMs });
       });
     } catch (error) {
       const coded = TandemError.from(error, 'E_RUNTIME');
@@ -534,21 +520,7 @@ export class ModelHost {
           job.fail(TandemError.fromSerialized(item.error));
           return;
         }
-        job.succeed({
-          id: job.request.id,
-          model: this.entry.name,
-          version: this.entry.version,
-          outputs: item.outputs,
-          backend: loaded.backend,
-          coldStart: job.coldStart,
-          timings: {
-            queueMs: Math.max(0, started - job.receivedAt - job.loadWaitMs - job.warmupWaitMs),
-            loadMs: job.loadWaitMs,
-            warmupMs: job.warmupWaitMs,
-            runMs: item.runMs,
-            totalMs: finished - job.receivedAt,
-          },
-        });
+        this.#succeed(job, item.outputs, loaded.backend, { started, finished, runMs: item.runMs });
       });
     } catch (error) {
       const coded = TandemError.from(error, 'E_RUNTIME');
@@ -556,6 +528,30 @@ export class ModelHost {
     } finally {
       for (const job of jobs) this.#running.delete(job);
     }
+  }
+
+  /** Settles a job with its outputs and where its time went. */
+  #succeed(
+    job: Job,
+    outputs: TensorMap,
+    backend: Backend,
+    times: { readonly started: number; readonly finished: number; readonly runMs: number },
+  ): void {
+    job.succeed({
+      id: job.request.id,
+      model: this.entry.name,
+      version: this.entry.version,
+      outputs,
+      backend,
+      coldStart: job.coldStart,
+      timings: {
+        queueMs: Math.max(0, times.started - job.receivedAt - job.loadWaitMs - job.warmupWaitMs),
+        loadMs: job.loadWaitMs,
+        warmupMs: job.warmupWaitMs,
+        runMs: times.runMs,
+        totalMs: times.finished - job.receivedAt,
+      },
+    });
   }
 
   /**
