@@ -18,8 +18,12 @@ import { median } from './timing.js';
 import { connectBenchClient, type BenchClient } from './ws-bench-client.js';
 
 const NAME = 'scale-out';
-/** Rows per compute-bound job: tens of ms on one thread. */
-const ROWS = 512;
+/**
+ * Rows and MatMul layers of the compute-bound job: about a hundred ms on one thread for 16 KB in
+ * and out, so the bench measures the workers' compute, not moving tensors through one gateway.
+ */
+const ROWS = 16;
+const LAYERS = 1024;
 const JOBS = 24;
 const CONCURRENCY = 8;
 
@@ -42,7 +46,7 @@ const bench: Bench = {
       // The same compute-bound model in two pools: one served by one worker, one by two, so the
       // two set-ups are measured in alternating blocks under the same machine drift.
       for (const pool of ['one', 'two']) {
-        await writeSlowModel(repository.dir, `chain-${pool}`);
+        await writeSlowModel(repository.dir, `chain-${pool}`, LAYERS);
         writeFileSync(
           join(repository.dir, `chain-${pool}`, '1', 'model.json'),
           JSON.stringify({ pool, intraOpNumThreads: 1, minReady: 1 }),
@@ -99,7 +103,7 @@ const bench: Bench = {
       return [
         makeFigure({
           bench: NAME,
-          figure: `throughput, 2 workers vs 1, compute-bound MatMul chain (${ROWS} rows, 1 thread each)`,
+          figure: `throughput, 2 workers vs 1, compute-bound MatMul chain (${ROWS}×${LAYERS}, 1 thread each)`,
           value: median(two),
           unit: 'jobs/s',
           baseline: '1 worker',
