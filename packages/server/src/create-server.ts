@@ -16,8 +16,7 @@ import { ModelRepository, type ModelEntry } from './model-repository.js';
 import { registerModelRoutes } from './model-routes.js';
 import { registerOipRoutes } from './oip-routes.js';
 import type { SessionSettings } from './onnx-session.js';
-import { RedisDispatcher } from './redis-dispatcher.js';
-import { DEFAULT_MAX_ATTEMPTS, DEFAULT_REDIS_PREFIX } from './redis-queues.js';
+import type { RedisDispatcher } from './redis-dispatcher.js';
 import { SERVER_NAME, SERVER_VERSION } from './server-version.js';
 import { UsageLedger } from './usage.js';
 import { registerGateway, type Gateway } from './ws-gateway.js';
@@ -182,22 +181,26 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       log: (level, message, details) => fastify.log[level](details ?? {}, message),
     },
   );
-  const dispatcher: JobDispatcher =
-    options.redis === undefined
-      ? manager
-      : new RedisDispatcher({
-          url: options.redis,
-          prefix: options.redisPrefix ?? DEFAULT_REDIS_PREFIX,
-          catalog: manager,
-          resultTtlMs: limits.resultTtlMs,
-          progressIntervalMs: options.progressIntervalMs ?? 100,
-          maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-          maxQueue: limits.maxQueue,
-          stateChanged: (status) => gateway?.broadcastModel(status),
-          log: (level, message, details) => fastify.log[level](details ?? {}, message),
-        });
+  let redis: RedisDispatcher | undefined;
+  if (options.redis !== undefined) {
+    // Loaded only to scale out: a single server has no use for BullMQ and ioredis.
+    const { RedisDispatcher } = await import('./redis-dispatcher.js');
+    const { DEFAULT_MAX_ATTEMPTS, DEFAULT_REDIS_PREFIX } = await import('./redis-queues.js');
+    redis = new RedisDispatcher({
+      url: options.redis,
+      prefix: options.redisPrefix ?? DEFAULT_REDIS_PREFIX,
+      catalog: manager,
+      resultTtlMs: limits.resultTtlMs,
+      progressIntervalMs: options.progressIntervalMs ?? 100,
+      maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      maxQueue: limits.maxQueue,
+      stateChanged: (status) => gateway?.broadcastModel(status),
+      log: (level, message, details) => fastify.log[level](details ?? {}, message),
+    });
+  }
+  const dispatcher: JobDispatcher = redis ?? manager;
   metrics = new ServerMetrics(manager);
-  if (dispatcher instanceof RedisDispatcher) dispatcher.registerMetrics(metrics.registry);
+  redis?.registerMetrics(metrics.registry);
   const registry = new JobRegistry(limits.resultTtlMs);
 
   fastify.setErrorHandler((error, request, reply) =>

@@ -293,7 +293,8 @@ export class RedisDispatcher implements JobDispatcher {
         model: data?.model ?? '',
         ...(data === undefined ? {} : { version: data.version }),
         inputs: {},
-        priority: bullJob?.priority ?? 0,
+        // Back from BullMQ's scale (1 first) to Tandem's (10 first).
+        priority: bullJob === undefined ? 0 : bullPriority(0) - bullJob.priority,
       },
       undefined,
       performance.now(),

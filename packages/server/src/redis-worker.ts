@@ -76,6 +76,7 @@ export interface RedisWorkerOptions {
 export interface RedisWorker {
   /** Its name, as stored on the jobs it processes (BullMQ's `processedBy`). */
   readonly name: string;
+  /** The pool whose queue it takes jobs from. */
   readonly pool: string;
   /** The models it runs. */
   readonly manager: ModelManager;
