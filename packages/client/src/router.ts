@@ -29,6 +29,7 @@ export const FALLBACK_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'E_NETWORK',
   'E_BUSY',
   'E_SHUTTING_DOWN',
+  'E_QUEUE_UNAVAILABLE',
   'E_RATE_LIMITED',
   'E_UNAUTHORIZED',
   'E_FORBIDDEN_ORIGIN',

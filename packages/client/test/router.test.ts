@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PLACEMENTS, type ModelManifest } from '@tandem/shared';
-import { allowsFallback, decidePlacement, meetsBackend } from '../src/router.js';
+import { FALLBACK_CODES, allowsFallback, decidePlacement, meetsBackend } from '../src/router.js';
 import type { RuntimeEstimate } from '../src/runtime.js';
 
 const manifest: ModelManifest = { name: 'm' };
@@ -78,5 +78,14 @@ describe('meetsBackend', () => {
     expect(meetsBackend('wasm', 'webgpu')).toBe(false);
     expect(meetsBackend('wasm', undefined)).toBe(true);
     expect(meetsBackend(undefined, undefined)).toBe(false);
+  });
+});
+
+describe('FALLBACK_CODES', () => {
+  it('falls back for failures of a side (server, queue, device), not of the call', () => {
+    for (const code of ['E_NETWORK', 'E_BUSY', 'E_QUEUE_UNAVAILABLE', 'E_NO_BACKEND'] as const)
+      expect(FALLBACK_CODES.has(code), code).toBe(true);
+    for (const code of ['E_INPUT_SHAPE', 'E_CANCELLED', 'E_DEADLINE_EXCEEDED'] as const)
+      expect(FALLBACK_CODES.has(code), code).toBe(false);
   });
 });
