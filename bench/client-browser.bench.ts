@@ -79,9 +79,19 @@ const bench: Bench = {
         await timeTandem();
         const directTimes: number[] = [];
         const tandemTimes: number[] = [];
-        for (let round = 0; round < 4; round++) {
-          for (let i = 0; i < 4; i++) directTimes.push(await timeDirect());
-          for (let i = 0; i < 4; i++) tandemTimes.push(await timeTandem());
+        // This machine's speed drifts by tens of percent within seconds: many short blocks, the
+        // side that goes first alternating, so drift falls on both sides alike.
+        for (let round = 0; round < 12; round++) {
+          const blocks = [
+            async () => {
+              for (let i = 0; i < 3; i++) directTimes.push(await timeDirect());
+            },
+            async () => {
+              for (let i = 0; i < 3; i++) tandemTimes.push(await timeTandem());
+            },
+          ];
+          if (round % 2 === 1) blocks.reverse();
+          for (const block of blocks) await block();
         }
         await tandem.close();
         await direct.release();
