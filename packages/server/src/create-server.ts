@@ -7,11 +7,11 @@ import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ERROR_CODES, TandemError, type ServerLimits } from '@tandem/shared';
 import { ApiKeys, bearerToken, loadApiKeyFile, type ApiKeyRecord } from './api-keys.js';
-import { defaultCatalog } from './default-catalog.js';
+import { resolveCatalog } from './default-catalog.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 import { JobRegistry } from './job-registry.js';
 import { ServerMetrics } from './metrics.js';
-import { ModelManager } from './model-manager.js';
+import { DEFAULT_MANAGER_SETTINGS, ModelManager } from './model-manager.js';
 import { ModelRepository, type ModelEntry } from './model-repository.js';
 import { registerModelRoutes } from './model-routes.js';
 import { registerOipRoutes } from './oip-routes.js';
@@ -124,19 +124,14 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   const maxPayloadBytes = options.maxPayloadBytes ?? 64 * 1024 * 1024;
   const limits: ServerLimits = {
     maxPayloadBytes,
-    maxQueue: options.maxQueue ?? 256,
+    maxQueue: options.maxQueue ?? DEFAULT_MANAGER_SETTINGS.maxQueue,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
     resultTtlMs: options.resultTtlMs ?? 60_000,
   };
   const keys = new ApiKeys(
     typeof options.apiKeys === 'string' ? loadApiKeyFile(options.apiKeys) : (options.apiKeys ?? []),
   );
-  const catalog =
-    options.catalog === false
-      ? []
-      : options.catalog === true || options.catalog === undefined
-        ? defaultCatalog()
-        : options.catalog;
+  const catalog = resolveCatalog(options.catalog);
   const repository = new ModelRepository({ dir: options.modelsDir, catalog });
   // return503OnClosing off: while draining, the routes themselves answer (ready 503, live 200,
   // new work E_SHUTTING_DOWN with Retry-After) instead of fastify's bare 503 for everything.
@@ -151,15 +146,17 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   const manager = new ModelManager(
     repository,
     {
-      idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_MANAGER_SETTINGS.idleTimeoutMs,
       maxQueue: limits.maxQueue,
-      scaleUpQueueDepth: options.scaleUpQueueDepth ?? 4,
-      progressIntervalMs: options.progressIntervalMs ?? 100,
-      inlineMaxRunMs: options.inlineMaxRunMs ?? 1,
-      inlineMaxModelBytes: options.inlineMaxModelBytes ?? 8 * 1024 * 1024,
-      inlineMaxInputBytes: options.inlineMaxInputBytes ?? 256 * 1024,
-      memoryBudgetBytes: options.memoryBudgetBytes ?? Infinity,
-      session: options.session ?? {},
+      scaleUpQueueDepth: options.scaleUpQueueDepth ?? DEFAULT_MANAGER_SETTINGS.scaleUpQueueDepth,
+      progressIntervalMs: options.progressIntervalMs ?? DEFAULT_MANAGER_SETTINGS.progressIntervalMs,
+      inlineMaxRunMs: options.inlineMaxRunMs ?? DEFAULT_MANAGER_SETTINGS.inlineMaxRunMs,
+      inlineMaxModelBytes:
+        options.inlineMaxModelBytes ?? DEFAULT_MANAGER_SETTINGS.inlineMaxModelBytes,
+      inlineMaxInputBytes:
+        options.inlineMaxInputBytes ?? DEFAULT_MANAGER_SETTINGS.inlineMaxInputBytes,
+      memoryBudgetBytes: options.memoryBudgetBytes ?? DEFAULT_MANAGER_SETTINGS.memoryBudgetBytes,
+      session: options.session ?? DEFAULT_MANAGER_SETTINGS.session,
     },
     {
       stateChanged: (host) => gateway?.broadcastModel(host.status()),

@@ -45,3 +45,10 @@ export function defaultCatalog(): ModelEntry[] {
     }),
   ];
 }
+
+/** The `catalog` option as entries: the built-in catalog by default, none for false. */
+export function resolveCatalog(option: boolean | readonly ModelEntry[] | undefined): ModelEntry[] {
+  if (option === false) return [];
+  if (option === true || option === undefined) return defaultCatalog();
+  return [...option];
+}

@@ -14,6 +14,22 @@ export interface ManagerSettings extends HostSettings {
 }
 
 /** Hooks for metrics, usage and logs (all optional but `stateChanged`). */
+/**
+ * Defaults of the settings both a server and a scale-out worker run their models with (the
+ * `createServer` options of the same names document them).
+ */
+export const DEFAULT_MANAGER_SETTINGS = {
+  idleTimeoutMs: 300_000,
+  maxQueue: 256,
+  scaleUpQueueDepth: 4,
+  progressIntervalMs: 100,
+  inlineMaxRunMs: 1,
+  inlineMaxModelBytes: 8 * 1024 * 1024,
+  inlineMaxInputBytes: 256 * 1024,
+  memoryBudgetBytes: Infinity,
+  session: {},
+} as const satisfies ManagerSettings;
+
 export type ManagerObserver = Omit<HostObserver, 'requestMemory'>;
 
 /** Owns one ModelHost per model version; the in-process {@link JobDispatcher}. */

@@ -11,9 +11,9 @@ import { hostname } from 'node:os';
 import { Worker, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { FINAL_STAGES, TandemError, type ProgressEvent } from '@tandem/shared';
-import { defaultCatalog } from './default-catalog.js';
+import { resolveCatalog } from './default-catalog.js';
 import type { Job, JobOutcome } from './job.js';
-import { ModelManager } from './model-manager.js';
+import { DEFAULT_MANAGER_SETTINGS, ModelManager } from './model-manager.js';
 import { ModelRepository, type ModelEntry } from './model-repository.js';
 import type { SessionSettings } from './onnx-session.js';
 import {
@@ -102,31 +102,23 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   const keys = new RedisKeys(options.redisPrefix ?? DEFAULT_REDIS_PREFIX);
   const log = options.log ?? (() => undefined);
   const onRedisError = (error: Error): void => log('warn', `redis: ${error.message}`);
-  const catalog =
-    options.catalog === false
-      ? []
-      : options.catalog === true || options.catalog === undefined
-        ? defaultCatalog()
-        : options.catalog;
+  const catalog = resolveCatalog(options.catalog);
   const redis = connectRedis(options.redisUrl, 'wait', onRedisError);
   const subscriber = connectRedis(options.redisUrl, 'wait', onRedisError);
   let states: ReturnType<typeof publishModelStates> | undefined;
   const manager = new ModelManager(
     new ModelRepository({ dir: options.modelsDir, catalog }),
     {
-      idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+      ...DEFAULT_MANAGER_SETTINGS,
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_MANAGER_SETTINGS.idleTimeoutMs,
       // The BullMQ concurrency bounds what reaches the local queue.
-      maxQueue: Math.max(256, concurrency),
-      scaleUpQueueDepth: 4,
-      progressIntervalMs: 100,
+      maxQueue: Math.max(DEFAULT_MANAGER_SETTINGS.maxQueue, concurrency),
       // No main-thread sessions: this thread renews the BullMQ locks of running jobs, and the
       // probe that qualifies a model for inline runs would block it for two runs of the model.
       // Next to a Redis round trip the worker-thread hop costs little.
       inlineMaxRunMs: 0,
-      inlineMaxModelBytes: 8 * 1024 * 1024,
-      inlineMaxInputBytes: 256 * 1024,
-      memoryBudgetBytes: options.memoryBudgetBytes ?? Infinity,
-      session: options.session ?? {},
+      memoryBudgetBytes: options.memoryBudgetBytes ?? DEFAULT_MANAGER_SETTINGS.memoryBudgetBytes,
+      session: options.session ?? DEFAULT_MANAGER_SETTINGS.session,
     },
     {
       // Gateways show clients what the workers have loaded.
