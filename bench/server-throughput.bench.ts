@@ -46,13 +46,16 @@ const bench: Bench = {
       const echo = await startEchoServer();
       let echoId = 0;
       const echoRate = await opsPerSecond(3, REQUESTS, CONCURRENCY, async () => {
-        const frame = encodeMessage({
-          type: 'infer',
-          id: `e${echoId++}`,
-          model: 'tiny',
-          inputs: tinyInput,
-          progress: false,
-        });
+        const frame = encodeMessage(
+          {
+            type: 'infer',
+            id: `e${echoId++}`,
+            model: 'tiny',
+            inputs: tinyInput,
+            progress: false,
+          },
+          { pooled: true },
+        );
         decodeMessage(await echo.roundTrip(frame));
       });
       await echo.close();

@@ -368,7 +368,8 @@ export class WebSocketRemote implements Runtime {
   #send(message: ClientMessage): void {
     const socket = this.#socket;
     if (socket?.readyState !== OPEN) return;
-    socket.send(encodeMessage(message));
+    // Pooled: WebSocket.send copies or queues the bytes; nothing transfers or detaches them.
+    socket.send(encodeMessage(message, { pooled: true }));
   }
 
   #onMessage(data: unknown): void {

@@ -46,9 +46,11 @@ export type ProgressListener = (event: ProgressEvent) => void;
 
 let nextSeq = 0;
 
+/** What a settled job's request keeps of its inputs: nothing (see {@link Job.request}). */
+const NO_INPUTS: TensorMap = Object.freeze({});
+
 /** A job in the server. Created by the model host; settled once. */
 export class Job {
-  readonly request: JobRequest;
   /** Arrival order, for first-come-first-served among equal priorities. */
   readonly seq = nextSeq++;
   /** Higher runs first (copied from the request for the queue). */
@@ -74,19 +76,27 @@ export class Job {
   #canceller: (() => void) | undefined;
   #resolve!: (outcome: JobOutcome) => void;
   #listener: ProgressListener | undefined;
-  readonly #tracker: ProgressTracker;
+  #request: JobRequest;
+  readonly #plan: readonly PlannedStage[] | undefined;
+  /** Made on the first progress event: most jobs under load have nobody listening. */
+  #tracker: ProgressTracker | undefined;
 
+  /** `plan`: the stages ahead and their weights (the default remote plan when undefined). */
   constructor(request: JobRequest, plan: readonly PlannedStage[] | undefined, now: number) {
-    this.request = request;
+    this.#request = request;
+    this.#plan = plan;
     this.priority = request.priority;
     this.receivedAt = now;
     this.deadlineAt = request.deadlineMs === undefined ? undefined : now + request.deadlineMs;
     this.outcome = new Promise((resolve) => (this.#resolve = resolve));
-    this.#tracker = createProgressTracker(
-      plan === undefined
-        ? { jobId: request.id, model: request.model, where: 'remote' }
-        : { jobId: request.id, model: request.model, where: 'remote', plan },
-    );
+  }
+
+  /**
+   * What was asked. Once the job settles its inputs are dropped (an empty map): a settled job may
+   * wait a while for a client to resume it, and only its outcome is needed for that.
+   */
+  get request(): JobRequest {
+    return this.#request;
   }
 
   /** Set by the model host that holds the job, so anyone with the job can cancel it there. */
@@ -118,19 +128,19 @@ export class Job {
   progress(update: StageUpdate): void {
     const listener = this.#listener;
     if (this.#settled || listener === undefined) return;
-    listener(this.#tracker.update(update));
+    listener(this.#progressTracker().update(update));
   }
 
   /** The last progress event, for a resumed connection. */
   get lastProgress(): ProgressEvent | undefined {
-    return this.#tracker.last;
+    return this.#tracker?.last;
   }
 
   /** Settles with a result. Returns false if the job had already settled. */
   succeed(result: JobResult): boolean {
     if (this.#settled) return false;
-    this.#settled = true;
-    this.#listener?.(this.#tracker.finish('done'));
+    this.#settle();
+    this.#listener?.(this.#progressTracker().finish('done'));
     this.#resolve({ ok: true, result });
     return true;
   }
@@ -138,9 +148,31 @@ export class Job {
   /** Settles with an error. Returns false if the job had already settled. */
   fail(error: TandemError): boolean {
     if (this.#settled) return false;
-    this.#settled = true;
-    this.#listener?.(this.#tracker.finish(error.code === 'E_CANCELLED' ? 'cancelled' : 'error'));
+    this.#settle();
+    this.#listener?.(
+      this.#progressTracker().finish(error.code === 'E_CANCELLED' ? 'cancelled' : 'error'),
+    );
     this.#resolve({ ok: false, error });
     return true;
+  }
+
+  #settle(): void {
+    this.#settled = true;
+    this.#request = { ...this.#request, inputs: NO_INPUTS };
+  }
+
+  #progressTracker(): ProgressTracker {
+    const request = this.#request;
+    const base = {
+      jobId: request.id,
+      model: request.model,
+      where: 'remote',
+      now: () => performance.now(),
+      startedAt: this.receivedAt,
+    } as const;
+    this.#tracker ??= createProgressTracker(
+      this.#plan === undefined ? base : { ...base, plan: this.#plan },
+    );
+    return this.#tracker;
   }
 }

@@ -500,11 +500,7 @@ export class ModelHost {
   async #runGroup(loaded: WorkerSession, jobs: readonly Job[], started: number): Promise<void> {
     try {
       const results = await loaded.runEach(
-        jobs.map((job) => ({
-          inputs: job.request.inputs,
-          outputs: job.request.outputs,
-          detachable: job.request.detachableInputs === true,
-        })),
+        jobs.map((job) => ({ inputs: job.request.inputs, outputs: job.request.outputs })),
       );
       const finished = performance.now();
       jobs.forEach((job, index) => {

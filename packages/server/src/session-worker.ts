@@ -5,6 +5,7 @@ import { parentPort } from 'node:worker_threads';
 import { TandemError, type TensorMap } from '@tandem/shared';
 import { createSession, releaseSession, runSession, type LoadedSession } from './onnx-session.js';
 import type { RunEachResult, WorkerReply, WorkerRequest } from './session-messages.js';
+import { packTensorMaps } from './tensor-pack.js';
 
 const port = parentPort;
 if (port === null) throw new Error('session-worker must run in a worker thread');
@@ -60,14 +61,12 @@ async function handle(message: WorkerRequest): Promise<void> {
       return;
     case 'runEach': {
       const results: RunEachResult[] = [];
-      const transfer: ArrayBuffer[] = [];
       for (const item of message.items) {
         const started = performance.now();
         try {
           if (loaded === undefined) throw new TandemError('E_INTERNAL', 'run before load');
           const outputs = await runSession(loaded, item.inputs, item.outputs);
           results.push({ ok: true, outputs, runMs: performance.now() - started });
-          transfer.push(...transferables(outputs));
         } catch (error) {
           results.push({
             ok: false,
@@ -76,7 +75,19 @@ async function handle(message: WorkerRequest): Promise<void> {
           });
         }
       }
-      reply({ type: 'ranEach', id: message.id, results }, transfer);
+      // The outputs go back in one buffer: the copy happens here, off the main thread, and
+      // saves the main thread an ArrayBuffer per output.
+      const packed = packTensorMaps(results.map((result) => (result.ok ? result.outputs : {})));
+      reply(
+        {
+          type: 'ranEach',
+          id: message.id,
+          results: results.map((result, index) =>
+            result.ok ? { ...result, outputs: packed.maps[index] as TensorMap } : result,
+          ),
+        },
+        [packed.buffer],
+      );
       return;
     }
     case 'release':

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { TandemError, type Backend, type Tensor, type TensorMap } from '@tandem/shared';
 import type { SessionSettings } from './onnx-session.js';
+import { packTensorMaps } from './tensor-pack.js';
 import type {
   RanEachReply,
   RunEachResult,
@@ -110,27 +111,28 @@ export class WorkerSession {
 
   /**
    * Runs the session once per item, in order, in one round trip to the worker; each item gets its
-   * outputs or its own error. Inputs are handled as in {@link run}.
+   * outputs or its own error. Meant for small inputs: they are copied into one buffer that moves
+   * to the worker, and the outputs come back in one buffer too.
    */
   runEach(
     items: readonly {
       readonly inputs: TensorMap;
       readonly outputs: readonly string[] | undefined;
-      readonly detachable: boolean;
     }[],
   ): Promise<readonly RunEachResult[]> {
     if (this.#closed)
       return Promise.reject(new TandemError('E_RUNTIME', 'the session was released'));
     const id = this.#nextId++;
-    const transfer: ArrayBuffer[] = [];
-    const owned = items.map((item) => {
-      const taken = item.detachable ? takeInputs(item.inputs) : ownInputs(item.inputs);
-      for (const buffer of taken.transfer) if (!transfer.includes(buffer)) transfer.push(buffer);
-      return { inputs: taken.owned, outputs: item.outputs };
-    });
+    // Copied into one buffer whatever their ownership: for small inputs one allocation and one
+    // transfer per group cost less than one of each per job.
+    const packed = packTensorMaps(items.map((item) => item.inputs));
+    const owned = items.map((item, index) => ({
+      inputs: packed.maps[index] as TensorMap,
+      outputs: item.outputs,
+    }));
     return new Promise<RunReply | RanEachReply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      post(this.#worker, { type: 'runEach', id, items: owned }, transfer);
+      post(this.#worker, { type: 'runEach', id, items: owned }, [packed.buffer]);
     }).then((reply) => (reply.type === 'ranEach' ? reply.results : []));
   }
 

@@ -34,6 +34,8 @@ export const SUBPROTOCOL = 'tandem.v1';
 export const KEY_SUBPROTOCOL_PREFIX = 'tandem.key.';
 /** How long a closing handshake may take at shutdown before the socket is cut, in ms. */
 const CLOSE_GRACE_MS = 2000;
+/** Bytes of an acknowledgement ping's payload: a u32 sequence number. */
+const ACK_PAYLOAD_BYTES = 4;
 
 /** What the gateway needs from the server. */
 export interface GatewayOptions {
@@ -68,6 +70,12 @@ interface Connection {
   protocolErrors: number;
   /** Jobs whose progress and outcome go to this connection. */
   readonly jobs: Map<string, Job>;
+  /** Jobs whose outcome was sent here and awaits the next acknowledgement ping. */
+  unacknowledged: Job[];
+  /** Jobs covered by the acknowledgement ping in flight (undefined: none in flight). */
+  acknowledging: Job[] | undefined;
+  /** Payload of the acknowledgement ping in flight. */
+  ackSeq: number;
 }
 
 /** What the rest of the server can ask of the gateway. */
@@ -137,6 +145,9 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       alive: true,
       protocolErrors: 0,
       jobs: new Map(),
+      unacknowledged: [],
+      acknowledging: undefined,
+      ackSeq: 0,
     };
     connections.add(connection);
     options.onConnections?.(connections.size);
@@ -150,7 +161,10 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       connection.socket.close(1008, 'no hello');
     }, options.helloTimeoutMs);
     helloTimer.unref();
-    socket.on('pong', () => (connection.alive = true));
+    socket.on('pong', (data) => {
+      connection.alive = true;
+      onPong(connection, data);
+    });
     socket.on('message', (data, isBinary) => {
       connection.alive = true;
       onMessage(connection, data, isBinary);
@@ -170,7 +184,8 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     const socket = connection.socket;
     if (socket.readyState !== socket.OPEN) return;
     if (droppable && socket.bufferedAmount > options.maxBufferedBytes) return;
-    socket.send(encodeMessage(message), { binary: true });
+    // Pooled: ws writes the frame or queues it by reference; nothing transfers or detaches it.
+    socket.send(encodeMessage(message, { pooled: true }), { binary: true });
   };
 
   const sendError = (connection: Connection, id: string | null, error: TandemError): void => {
@@ -351,26 +366,58 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     };
 
   /** Routes a job's progress and outcome to a connection. */
-  const follow = (connection: Connection, job: Job, progress = true, resumed = false): void => {
+  const follow = (connection: Connection, job: Job, progress = true): void => {
     connection.jobs.set(job.request.id, job);
     job.listen(progress ? progressSender(connection) : undefined);
     void job.outcome.then((outcome) => {
       if (connection.jobs.get(job.request.id) !== job) return;
       connection.jobs.delete(job.request.id);
-      deliver(connection, job.request.id, outcome);
-      // A job resumed while still running hands its outcome over once, like one that had
-      // finished before the resume: a later resume of the id gets E_JOB_NOT_FOUND instead of a
-      // second copy. (If this connection drops first, the job stays in the registry.)
-      if (resumed) {
-        options.registry.delete(job);
-        options.manager.handedOver?.(job);
-      }
+      handOver(connection, job, outcome);
     });
   };
 
   const deliver = (connection: Connection, id: string, outcome: JobOutcome): void => {
     if (outcome.ok) send(connection, { type: 'result', ...outcome.result });
     else sendError(connection, id, outcome.error);
+  };
+
+  /**
+   * Delivers a job's outcome and keeps it resumable until the client is known to have it: a pong
+   * to a ping sent after the outcome proves the peer read everything before the ping (the stream
+   * is ordered), so the registry forgets the job then, not `resultTtlMs` later. One ping covers
+   * every outcome sent in the same tick, and one is in flight per connection at a time.
+   */
+  const handOver = (connection: Connection, job: Job, outcome: JobOutcome): void => {
+    deliver(connection, job.request.id, outcome);
+    connection.unacknowledged.push(job);
+    if (connection.unacknowledged.length === 1) queueMicrotask(() => requestAck(connection));
+  };
+
+  const requestAck = (connection: Connection): void => {
+    const { socket } = connection;
+    if (connection.acknowledging !== undefined || connection.unacknowledged.length === 0) return;
+    if (socket.readyState !== socket.OPEN) return;
+    connection.acknowledging = connection.unacknowledged;
+    connection.unacknowledged = [];
+    connection.ackSeq = (connection.ackSeq + 1) >>> 0;
+    const payload = Buffer.allocUnsafe(ACK_PAYLOAD_BYTES);
+    payload.writeUInt32LE(connection.ackSeq, 0);
+    socket.ping(payload);
+  };
+
+  const onPong = (connection: Connection, data: Buffer): void => {
+    const acknowledged = connection.acknowledging;
+    if (
+      acknowledged === undefined ||
+      data.byteLength !== ACK_PAYLOAD_BYTES ||
+      data.readUInt32LE(0) !== connection.ackSeq
+    )
+      return;
+    connection.acknowledging = undefined;
+    for (const job of acknowledged) {
+      if (options.registry.delete(job)) options.manager.handedOver?.(job);
+    }
+    requestAck(connection);
   };
 
   const onCancel = (connection: Connection, id: string): void => {
@@ -410,14 +457,11 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
 
   const resumeJob = (connection: Connection, job: Job): void => {
     if (job.settled) {
-      // Hand a finished outcome over once; the registry forgets it so it is not delivered twice.
-      options.registry.delete(job);
-      options.manager.handedOver?.(job);
-      void job.outcome.then((outcome) => deliver(connection, job.request.id, outcome));
+      void job.outcome.then((outcome) => handOver(connection, job, outcome));
       return;
     }
     const last = job.lastProgress;
-    follow(connection, job, true, true);
+    follow(connection, job, true);
     if (last !== undefined) send(connection, { type: 'progress', event: last }, true);
   };
 

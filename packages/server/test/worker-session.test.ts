@@ -47,4 +47,27 @@ describe('WorkerSession', () => {
     expect(Array.from(outputs.y!.data as Float32Array)).toEqual(expected);
     expect(frame.byteLength).toBe(0);
   });
+
+  it('runs a group in one round trip: each item its own outputs or error, inputs kept', async () => {
+    const inputs = [1, 2, 3].map((k) => new Float32Array([k, k + 1, k + 2, k + 3]));
+    const results = await session.runEach([
+      { inputs: { x: { dtype: 'float32', dims: [4], data: inputs[0]! } }, outputs: undefined },
+      // Wrong length for its dims: this item fails in onnxruntime, the others are unaffected.
+      { inputs: { x: { dtype: 'float32', dims: [4, 4], data: inputs[1]! } }, outputs: undefined },
+      { inputs: { x: { dtype: 'float32', dims: [4], data: inputs[2]! } }, outputs: ['y'] },
+    ]);
+    expect(results.map((result) => result.ok)).toEqual([true, false, true]);
+    for (const index of [0, 2]) {
+      const result = results[index]!;
+      if (!result.ok) throw new Error('expected outputs');
+      const x = Array.from(inputs[index]!);
+      expect(Array.from(result.outputs.y!.data as Float32Array)).toEqual(
+        x.map((v) => v * scale + offset),
+      );
+      expect(result.runMs).toBeGreaterThanOrEqual(0);
+    }
+    const failed = results[1]!;
+    expect(failed.ok ? undefined : failed.error.code).toBe('E_RUNTIME');
+    expect(Array.from(inputs[0]!)).toEqual([1, 2, 3, 4]);
+  });
 });

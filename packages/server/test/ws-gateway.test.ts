@@ -443,7 +443,8 @@ describe('ws-gateway: disconnect mid-job and resume', () => {
   }
 
   it('delivers exactly one result to a client that reconnects while its jobs run', async () => {
-    const first = await connectClient(ctx.url);
+    // This client never acknowledges: a result that reached it before it left stays resumable.
+    const first = await connectClient(ctx.url, { autoPong: false });
     const ids = ['r-1', 'r-2', 'r-3', 'r-4'];
     ids.forEach((id, index) => {
       first.send({ type: 'infer', id, model: 'slow', inputs: slowInput(64, index) });
@@ -473,6 +474,29 @@ describe('ws-gateway: disconnect mid-job and resume', () => {
     const second = await connectClient(ctx.url);
     second.send({ type: 'resume', ids: ['f-1'] });
     await expectOneResult(second, 'f-1', 5);
+    await second.close();
+  });
+
+  it('forgets a result once the client has it (it answered a ping sent after the result)', async () => {
+    const client = await connectClient(ctx.url);
+    client.send({ type: 'infer', id: 'k-1', model: 'slow', inputs: slowInput(64, 6) });
+    await expectOneResult(client, 'k-1', 6);
+    const other = await connectClient(ctx.url);
+    other.send({ type: 'resume', ids: ['k-1'] });
+    expect(errorCodeOf(await other.collectJob('k-1'))).toBe('E_JOB_NOT_FOUND');
+    await Promise.all([client.close(), other.close()]);
+  });
+
+  it('keeps a sent result resumable while the client has not acknowledged it', async () => {
+    // A peer that never answers pings cannot prove it read the result: it stays resumable.
+    const deaf = await connectClient(ctx.url, { autoPong: false });
+    deaf.send({ type: 'infer', id: 'u-1', model: 'slow', inputs: slowInput(64, 8) });
+    expectSameTensors(resultOf(await deaf.collectJob('u-1')).outputs, { y: slowInput(64, 8).x! });
+    await deaf.roundTrip();
+    await deaf.terminate();
+    const second = await connectClient(ctx.url);
+    second.send({ type: 'resume', ids: ['u-1'] });
+    await expectOneResult(second, 'u-1', 8);
     await second.close();
   });
 

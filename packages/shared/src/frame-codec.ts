@@ -15,6 +15,7 @@
 // anything larger than the frame. docs/protocol.md is the reference.
 
 import { at, expectArray, expectInteger, expectRecord, expectString } from './assert.js';
+import { allocatePooledFrame } from './frame-pool.js';
 import { MAX_TENSOR_RANK } from './manifest.js';
 import {
   CLIENT_MESSAGE_TYPES,
@@ -72,12 +73,23 @@ interface PlannedTensor {
   readonly write: (out: Uint8Array, at: number) => void;
 }
 
+/** Options for {@link encodeMessage}. */
+export interface EncodeOptions {
+  /**
+   * Carve small frames (up to POOLED_FRAME_MAX_BYTES) out of a shared slab instead of giving each
+   * its own ArrayBuffer: cheaper per message, but the frame shares `frame.buffer` with other
+   * frames, so it may only be sent or copied (a socket's `send`), never transferred or detached.
+   * @default false
+   */
+  readonly pooled?: boolean;
+}
+
 /**
  * Encodes a message as one binary frame. Tensor data is copied once into the frame; nothing is
  * converted element by element (strings excepted). Throws `E_INVALID_ARGUMENT` for a tensor whose
  * data does not match its dtype and dims.
  */
-export function encodeMessage(message: Message): Uint8Array {
+export function encodeMessage(message: Message, options: EncodeOptions = {}): Uint8Array {
   let planned: PlannedTensor[] = [];
   let bodyBytes = 0;
   let header: string;
@@ -102,10 +114,13 @@ export function encodeMessage(message: Message): Uint8Array {
   }
   const headerEnd = FRAME_PREFIX_BYTES + headerLength;
   const bodyStart = planned.length > 0 ? alignUp(headerEnd) : headerEnd;
-  const frame = new Uint8Array(bodyStart + bodyBytes);
+  const frame =
+    options.pooled === true
+      ? allocatePooledFrame(bodyStart + bodyBytes)
+      : new Uint8Array(bodyStart + bodyBytes);
   frame.set(FRAME_MAGIC, 0);
   frame[4] = PROTOCOL_VERSION;
-  new DataView(frame.buffer).setUint32(8, headerLength, true);
+  new DataView(frame.buffer, frame.byteOffset).setUint32(8, headerLength, true);
   if (headerBytes === undefined)
     encoder.encodeInto(header, frame.subarray(FRAME_PREFIX_BYTES, headerEnd));
   else frame.set(headerBytes, FRAME_PREFIX_BYTES);

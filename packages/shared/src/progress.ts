@@ -94,6 +94,11 @@ export interface ProgressTrackerOptions {
   readonly plan?: readonly PlannedStage[];
   /** The clock, in milliseconds. @default Date.now */
   readonly now?: () => number;
+  /**
+   * When the job started, on the `now` clock (`elapsedMs` counts from it), for a tracker made
+   * after the job began. @default now() when the tracker is made
+   */
+  readonly startedAt?: number;
 }
 
 /** Makes progress events for one job; see {@link createProgressTracker}. */
@@ -144,7 +149,7 @@ export function createProgressTracker(options: ProgressTrackerOptions): Progress
     options.plan ?? (options.where === 'local' ? DEFAULT_LOCAL_PLAN : DEFAULT_REMOTE_PLAN);
   const order: readonly string[] = options.where === 'local' ? LOCAL_STAGES : REMOTE_STAGES;
   const totalWeight = plan.reduce((sum, step) => sum + Math.max(0, step.weight), 0);
-  const startedAt = now();
+  const startedAt = options.startedAt ?? now();
 
   let current: StageUpdate | undefined;
   let stageStartedAt = startedAt;

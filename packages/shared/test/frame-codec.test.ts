@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   FRAME_PREFIX_BYTES,
   MAX_HEADER_BYTES,
+  POOLED_FRAME_MAX_BYTES,
   PROTOCOL_VERSION,
   TENSOR_DTYPES,
   decodeClientMessage,
@@ -492,5 +493,42 @@ describe('round trip of any message', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('pooled encoding', () => {
+  it('gives the same bytes as unpooled encoding, and frames that stay intact', () => {
+    fc.assert(
+      fc.property(fc.array(messageArb, { minLength: 1, maxLength: 20 }), (messages) => {
+        const pooled = messages.map((message) => encodeMessage(message, { pooled: true }));
+        // Every frame is checked after all were encoded: none overwrote another in the slab.
+        pooled.forEach((frame, index) => {
+          const plain = encodeMessage(messages[index] as Message);
+          expect(frame).toEqual(plain);
+          expect(decodeMessage(frame)).toEqual(messages[index]);
+        });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('carves small frames out of one shared buffer, 8-byte aligned; large ones get their own', () => {
+    const small = (id: string): Message => ({ type: 'ping', nonce: id.length });
+    const a = encodeMessage(small('a'), { pooled: true });
+    const b = encodeMessage(small('bb'), { pooled: true });
+    expect(b.buffer).toBe(a.buffer);
+    expect(b.byteOffset % 8).toBe(0);
+    const data = new Float32Array(POOLED_FRAME_MAX_BYTES / 4 + 1);
+    const large = encodeMessage(
+      {
+        type: 'infer',
+        id: 'j',
+        model: 'm',
+        inputs: { x: { dtype: 'float32', dims: [data.length], data } },
+      },
+      { pooled: true },
+    );
+    expect(large.byteOffset).toBe(0);
+    expect(large.byteLength).toBe(large.buffer.byteLength);
   });
 });
