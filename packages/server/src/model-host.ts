@@ -96,10 +96,11 @@ export class ModelHost {
   };
 
   /**
-   * Run times of grouped jobs as the worker measured them (no thread hops or event-loop waits),
-   * to stop grouping a model whose runs turn out slow.
+   * onnxruntime's own time per job in the worker (single and grouped runs alike, no thread hops):
+   * whether small jobs still qualify for grouping. Fed by every worker run, so one slow run (a
+   * pause in the worker) cannot switch grouping off for good.
    */
-  readonly #groupedRunMs = new MovingAverage();
+  readonly #workerRunMs = new MovingAverage();
   #failure: string | undefined;
   #draining = false;
   readonly #instances: Instance[] = [];
@@ -384,12 +385,12 @@ export class ModelHost {
       const group = [head];
       // Only small jobs of a model that measured fast at load (instance.inline) and still runs
       // fast: a group holds the instance until its last job is done.
-      const runMs = this.#groupedRunMs.value ?? this.estimates.run.value ?? 0;
+      const runMs = this.#workerRunMs.value ?? this.estimates.run.value ?? 0;
       const small = (job: Job): boolean =>
         inputBytes(job.request.inputs) <= this.#settings.inlineMaxInputBytes;
       if (
         instance.inline !== undefined &&
-        (this.#groupedRunMs.value ?? 0) <= this.#settings.inlineMaxRunMs &&
+        (this.#workerRunMs.value ?? 0) <= this.#settings.inlineMaxRunMs &&
         small(head)
       ) {
         for (let next = this.#queue.peek(); next !== undefined && group.length < GROUP_MAX_JOBS;) {
@@ -453,15 +454,19 @@ export class ModelHost {
       const first = jobs[0] as Job;
       const inputs = concatInputs(jobs.map((job) => job.request.inputs));
       const inline = this.#runsInline(instance, inputs) ? instance.inline : undefined;
-      const outputs =
-        inline === undefined
-          ? // Batched inputs were just concatenated into new buffers: nothing else holds them.
-            await loaded.run(
-              inputs,
-              first.request.outputs,
-              jobs.length > 1 || first.request.detachableInputs === true,
-            )
-          : await runSession(inline, inputs, first.request.outputs);
+      let outputs: TensorMap;
+      if (inline === undefined) {
+        // Batched inputs were just concatenated into new buffers: nothing else holds them.
+        const ran = await loaded.run(
+          inputs,
+          first.request.outputs,
+          jobs.length > 1 || first.request.detachableInputs === true,
+        );
+        outputs = ran.outputs;
+        if (jobs.length === 1) this.#workerRunMs.add(ran.runMs);
+      } else {
+        outputs = await runSession(inline, inputs, first.request.outputs);
+      }
       const finished = performance.now();
       const runMs = finished - started;
       this.estimates.run.add(runMs);
@@ -510,7 +515,7 @@ export class ModelHost {
           return;
         }
         this.estimates.run.add(item.runMs);
-        this.#groupedRunMs.add(item.runMs);
+        this.#workerRunMs.add(item.runMs);
         this.#observer.ran?.(this, item.runMs, [job]);
         if (!item.ok) {
           job.fail(TandemError.fromSerialized(item.error));

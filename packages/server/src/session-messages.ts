@@ -53,6 +53,8 @@ export interface RunReply {
   readonly type: 'ran';
   readonly id: number;
   readonly outputs: TensorMap;
+  /** How long onnxruntime's run took in the worker, in ms (no thread hops, no queueing). */
+  readonly runMs: number;
 }
 
 /** One item of a `runEach`: its outputs or its error, and how long its run took in ms. */

@@ -49,8 +49,10 @@ async function handle(message: WorkerRequest): Promise<void> {
     case 'run':
       try {
         if (loaded === undefined) throw new TandemError('E_INTERNAL', 'run before load');
+        const started = performance.now();
         const outputs = await runSession(loaded, message.inputs, message.outputs);
-        reply({ type: 'ran', id: message.id, outputs }, transferables(outputs));
+        const runMs = performance.now() - started;
+        reply({ type: 'ran', id: message.id, outputs, runMs }, transferables(outputs));
       } catch (error) {
         reply({
           type: 'failed',

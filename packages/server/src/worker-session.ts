@@ -26,6 +26,12 @@ function workerUrl(): URL {
   return new URL('../dist/session-worker.js', import.meta.url);
 }
 
+/** A run's outputs and how long onnxruntime took in the worker, in ms. */
+export interface WorkerRun {
+  readonly outputs: TensorMap;
+  readonly runMs: number;
+}
+
 /** A session living in its own worker thread. */
 export class WorkerSession {
   readonly backend: Backend;
@@ -98,7 +104,7 @@ export class WorkerSession {
     inputs: TensorMap,
     outputs: readonly string[] | undefined,
     detachable = false,
-  ): Promise<TensorMap> {
+  ): Promise<WorkerRun> {
     if (this.#closed)
       return Promise.reject(new TandemError('E_RUNTIME', 'the session was released'));
     const id = this.#nextId++;
@@ -106,7 +112,11 @@ export class WorkerSession {
     return new Promise<RunReply | RanEachReply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       post(this.#worker, { type: 'run', id, inputs: owned, outputs }, transfer);
-    }).then((reply) => (reply.type === 'ran' ? reply.outputs : {}));
+    }).then((reply) =>
+      reply.type === 'ran'
+        ? { outputs: reply.outputs, runMs: reply.runMs }
+        : { outputs: {}, runMs: 0 },
+    );
   }
 
   /**

@@ -4,20 +4,16 @@ import type { Tensor, TensorMap } from '@tandem/shared';
 import { packTensorMaps } from '../src/tensor-pack.js';
 
 const tensorArb: fc.Arbitrary<Tensor> = fc.oneof(
-  fc
-    .array(fc.float({ noNaN: true }), { maxLength: 9 })
-    .map((values): Tensor => ({
-      dtype: 'float32',
-      dims: [values.length],
-      data: Float32Array.from(values),
-    })),
-  fc
-    .array(fc.integer({ min: 0, max: 255 }), { maxLength: 9 })
-    .map((values): Tensor => ({
-      dtype: 'uint8',
-      dims: [values.length],
-      data: Uint8Array.from(values),
-    })),
+  fc.array(fc.float({ noNaN: true }), { maxLength: 9 }).map((values): Tensor => ({
+    dtype: 'float32',
+    dims: [values.length],
+    data: Float32Array.from(values),
+  })),
+  fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 9 }).map((values): Tensor => ({
+    dtype: 'uint8',
+    dims: [values.length],
+    data: Uint8Array.from(values),
+  })),
   fc
     .array(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), { maxLength: 5 })
     .map((values): Tensor => ({

@@ -29,8 +29,13 @@ describe('WorkerSession', () => {
 
   it('copies inputs by default: the caller still has them', async () => {
     const data = input();
-    const outputs = await session.run({ x: { dtype: 'float32', dims: [4], data } }, undefined);
+    const { outputs, runMs } = await session.run(
+      { x: { dtype: 'float32', dims: [4], data } },
+      undefined,
+    );
     expect(Array.from(outputs.y!.data as Float32Array)).toEqual(expected);
+    // onnxruntime's own time, measured in the worker.
+    expect(runMs).toBeGreaterThan(0);
     expect(Array.from(data)).toEqual([1, 2, 3, 4]);
   });
 
@@ -39,7 +44,7 @@ describe('WorkerSession', () => {
     const frame = new ArrayBuffer(64);
     const data = new Float32Array(frame, 16, 4);
     data.set(input());
-    const outputs = await session.run(
+    const { outputs } = await session.run(
       { x: { dtype: 'float32', dims: [4], data } },
       undefined,
       true,
