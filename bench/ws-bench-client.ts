@@ -49,7 +49,8 @@ export async function connectBenchClient(baseUrl: string): Promise<BenchClient> 
     socket.once('open', resolve);
     socket.once('error', reject);
   });
-  const send = (message: ClientMessage): void => socket.send(encodeMessage(message, { pooled: true }));
+  const send = (message: ClientMessage): void =>
+    socket.send(encodeMessage(message, { pooled: true }));
   await new Promise<void>((resolve) => {
     welcomed = resolve;
     send({

@@ -43,7 +43,11 @@ export interface ServerOptions {
   readonly maxQueue?: number;
   /** Idle time before a model instance is unloaded (scale to zero), in ms. @default 300000 */
   readonly idleTimeoutMs?: number;
-  /** How long a finished job's outcome is kept for `resume`, in ms. @default 60000 */
+  /**
+   * How long a finished job's outcome is kept for `resume` while no client has acknowledged it
+   * (a pong to a ping sent after the outcome; acknowledged outcomes are forgotten at once), in ms.
+   * @default 60000
+   */
   readonly resultTtlMs?: number;
   /** WebSocket ping interval; a peer silent for two intervals is dropped, in ms. @default 15000 */
   readonly heartbeatIntervalMs?: number;

@@ -520,7 +520,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
 function jobNotFound(id: string): TandemError {
   return new TandemError(
     'E_JOB_NOT_FOUND',
-    `no job ${id} (never submitted, or its result expired)`,
+    `no job ${id} (never submitted, already received, or its result expired)`,
   );
 }
 
