@@ -112,7 +112,8 @@ export const ERROR_CODES = {
   E_JOB_NOT_FOUND: {
     retryable: false,
     httpStatus: 404,
-    meaning: 'No job with that id is known (never submitted, already received, or its result expired).',
+    meaning:
+      'No job with that id is known (never submitted, already received, or its result expired).',
   },
   E_DUPLICATE_JOB: {
     retryable: false,
