@@ -13,6 +13,7 @@ import { createServer } from '@tandem/server';
 import { buildBrowserPage, buildTinyModel, launchChromium } from '@tandem/test-support';
 import type { Bench, BenchFigure } from './bench-types.js';
 import { makeFigure } from './figure.js';
+import { medianBy } from './timing.js';
 
 const NAME = 'client-browser';
 /** Download speed of the throttled network for the page-load figure, bytes per second (50 Mbit/s). */
@@ -28,11 +29,6 @@ async function ready(page: Page, origin: string): Promise<void> {
 
 /** Fresh pages (figure 1) and fresh browser profiles (figure 3) measured; the median counts. */
 const TRIALS = 3;
-
-/** The trial whose `key` is the median: its own pair of values is reported, so they match. */
-function medianBy<T>(trials: readonly T[], key: (trial: T) => number): T {
-  return [...trials].sort((a, b) => key(a) - key(b))[trials.length >> 1]!;
-}
 
 /** Median local det run times: through Tandem's worker, and onnxruntime-web used directly on the
  * page's main thread and in a plain worker of the page. */

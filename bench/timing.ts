@@ -142,3 +142,12 @@ function summarise(perOpMs: readonly number[], operations: number): TimingResult
 function msToNs(ms: number): bigint {
   return BigInt(Math.round(ms * 1e6));
 }
+
+/**
+ * The trial whose `key` is the median, so a figure reports one trial's own pair of values (they
+ * then match the ratio shown) rather than two medians taken from different trials.
+ */
+export function medianBy<T>(trials: readonly T[], key: (trial: T) => number): T {
+  if (trials.length === 0) throw new Error('medianBy of no trials');
+  return [...trials].sort((a, b) => key(a) - key(b))[trials.length >> 1] as T;
+}
