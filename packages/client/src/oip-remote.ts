@@ -14,6 +14,7 @@ import {
   elementCount,
   isErrorCode,
   isOipDatatype,
+  viewTensorData,
   type ModelManifest,
   type Tensor,
   type TensorMap,
@@ -295,30 +296,7 @@ function typed(
   dims: number[],
   buffer: ArrayBuffer,
 ): Tensor {
-  switch (dtype) {
-    case 'float32':
-      return { dtype, dims, data: new Float32Array(buffer) };
-    case 'float16':
-    case 'uint16':
-      return { dtype, dims, data: new Uint16Array(buffer) };
-    case 'float64':
-      return { dtype, dims, data: new Float64Array(buffer) };
-    case 'int8':
-      return { dtype, dims, data: new Int8Array(buffer) };
-    case 'int16':
-      return { dtype, dims, data: new Int16Array(buffer) };
-    case 'int32':
-      return { dtype, dims, data: new Int32Array(buffer) };
-    case 'int64':
-      return { dtype, dims, data: new BigInt64Array(buffer) };
-    case 'uint8':
-    case 'bool':
-      return { dtype, dims, data: new Uint8Array(buffer) };
-    case 'uint32':
-      return { dtype, dims, data: new Uint32Array(buffer) };
-    case 'uint64':
-      return { dtype, dims, data: new BigUint64Array(buffer) };
-  }
+  return { dtype, dims, data: viewTensorData(dtype, buffer, 0, buffer.byteLength) } as Tensor;
 }
 
 function errorFrom(response: Response, bytes: Uint8Array): TandemError {

@@ -31,6 +31,7 @@ import {
   fromFloat16Bits,
   optional,
   toFloat16Bits,
+  viewTensorData,
   type ParseContext,
   type Tensor,
   type TensorDtype,
@@ -404,32 +405,7 @@ function viewAs(
   buffer: ArrayBuffer,
   dims: number[],
 ): Tensor {
-  switch (dtype) {
-    case 'float32':
-      return { dtype, dims, data: new Float32Array(buffer) };
-    case 'float16':
-      return { dtype, dims, data: new Uint16Array(buffer) };
-    case 'float64':
-      return { dtype, dims, data: new Float64Array(buffer) };
-    case 'int8':
-      return { dtype, dims, data: new Int8Array(buffer) };
-    case 'int16':
-      return { dtype, dims, data: new Int16Array(buffer) };
-    case 'int32':
-      return { dtype, dims, data: new Int32Array(buffer) };
-    case 'int64':
-      return { dtype, dims, data: new BigInt64Array(buffer) };
-    case 'uint8':
-      return { dtype, dims, data: new Uint8Array(buffer) };
-    case 'uint16':
-      return { dtype, dims, data: new Uint16Array(buffer) };
-    case 'uint32':
-      return { dtype, dims, data: new Uint32Array(buffer) };
-    case 'uint64':
-      return { dtype, dims, data: new BigUint64Array(buffer) };
-    case 'bool':
-      return { dtype, dims, data: new Uint8Array(buffer) };
-  }
+  return { dtype, dims, data: viewTensorData(dtype, buffer, 0, buffer.byteLength) } as Tensor;
 }
 
 /** Builds a tensor from JSON `data` (flat or nested arrays, row-major). */

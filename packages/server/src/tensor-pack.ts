@@ -2,16 +2,10 @@
 // view into it: a group of small jobs then crosses to a worker thread (and back) as one
 // transferred buffer instead of a buffer (and an allocation, and a transfer) per tensor.
 
-import type { Tensor, TensorMap } from '@tandem/shared';
+import { viewTensorData, type Tensor, type TensorMap } from '@tandem/shared';
 
 /** Tensors start on multiples of this in the pack, so any typed array can view them. */
 const PACK_ALIGN_BYTES = 8;
-
-type TypedArrayConstructor = new (
-  buffer: ArrayBuffer,
-  byteOffset: number,
-  length: number,
-) => Tensor['data'];
 
 /**
  * Copies every numeric tensor of `maps` into one new ArrayBuffer and returns the maps with views
@@ -40,11 +34,10 @@ export function packTensorMaps(maps: readonly TensorMap[]): {
       offset = alignUp(offset);
       const { data } = tensor;
       target.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), offset);
-      const View = data.constructor as TypedArrayConstructor;
       out[name] = {
         dtype: tensor.dtype,
         dims: tensor.dims,
-        data: new View(buffer, offset, data.length),
+        data: viewTensorData(tensor.dtype, buffer, offset, data.byteLength),
       } as Tensor;
       offset += data.byteLength;
     }

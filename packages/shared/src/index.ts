@@ -10,6 +10,7 @@ export {
   createTensor,
   elementCount,
   isTensorDtype,
+  viewTensorData,
 } from './tensor.js';
 export type {
   NumericTensorDtype,

@@ -105,7 +105,6 @@ export function elementCount(dims: readonly number[]): number {
 /**
  * A typed-array view of `byteLength` bytes of `buffer` at `byteOffset`, with the dtype's container.
  * The offset must be a multiple of the element size; the caller checks.
- * @internal used by the frame codec
  */
 export function viewTensorData(
   dtype: NumericTensorDtype,
