@@ -14,6 +14,8 @@ interface PageRun {
   backend: string;
   values: number[];
   downloadMs: number;
+  /** Bytes of onnxruntime-web's runtime reported in the compile stage (a first load downloads it). */
+  runtimeBytes: { loaded: number; total?: number }[];
   code?: string;
 }
 
@@ -35,18 +37,28 @@ function runInPage(
     });
     const data = new Float32Array(3 * 48 * 192);
     for (let i = 0; i < data.length; i++) data[i] = (i % 97) / 97;
+    const runtimeBytes: { loaded: number; total?: number }[] = [];
     try {
-      const result = await tandem.run(
+      const job = tandem.run(
         'cls',
         { x: { dtype: 'float32', dims: [1, 3, 48, 192], data } },
         { placement: placement as never },
       );
+      for await (const event of job) {
+        if (event.stage === 'compile' && event.loaded !== undefined)
+          runtimeBytes.push({
+            loaded: event.loaded,
+            ...(event.total === undefined ? {} : { total: event.total }),
+          });
+      }
+      const result = await job;
       const output = Object.values(result.outputs)[0]!.data as Float32Array;
       return {
         placement: result.placement,
         backend: result.backend,
         values: Array.from(output),
         downloadMs: result.timings.downloadMs,
+        runtimeBytes,
       };
     } catch (error) {
       return {
@@ -54,6 +66,7 @@ function runInPage(
         backend: '',
         values: [],
         downloadMs: 0,
+        runtimeBytes,
         code: (error as { code?: string }).code ?? String(error),
       };
     } finally {
@@ -138,6 +151,13 @@ describe('the client in Chromium', () => {
     expect(first.modelRequests).toHaveLength(1);
     expect(first.runtimeRequests).toHaveLength(1);
     expect(cold.downloadMs).toBeGreaterThan(0);
+    // The runtime's download showed as bytes, never going back, up to its whole size.
+    const loaded = cold.runtimeBytes.map((report) => report.loaded);
+    expect(loaded.length).toBeGreaterThan(0);
+    expect(loaded).toEqual([...loaded].sort((a, b) => a - b));
+    const last = cold.runtimeBytes.at(-1)!;
+    expect(last.total).toBeGreaterThan(1_000_000);
+    expect(last.loaded).toBe(last.total);
     await first.page.close();
     const second = await openPage(context);
     const warm = await runInPage(second.page, { placement: 'local-only' });
@@ -146,6 +166,7 @@ describe('the client in Chromium', () => {
     expect(second.modelRequests).toHaveLength(0);
     expect(second.runtimeRequests).toHaveLength(0);
     expect(warm.downloadMs).toBe(0);
+    expect(warm.runtimeBytes).toEqual([]);
     // The runtime from storage computes what the server does.
     const remote = await runInPage(second.page, { placement: 'remote-only' });
     expect(warm.values).toHaveLength(2);

@@ -4,7 +4,7 @@
 // compiles sessions once per file, runs them, and keeps moving averages of download speed, compile
 // and run times for the router's estimates.
 
-import { transfer, wrap, type Endpoint, type Remote } from 'comlink';
+import { proxy, transfer, wrap, type Endpoint, type Remote } from 'comlink';
 import {
   MovingAverage,
   TandemError,
@@ -246,8 +246,15 @@ export class LocalRuntime implements Runtime {
     );
     // Compiling cannot be interrupted; a cancelled caller stops waiting, and the session stays
     // cached for the next call rather than leaking.
+    // A first load may have to download onnxruntime-web's runtime binary too (megabytes): its
+    // bytes move the compile stage along, rather than a guess.
+    const onRuntimeBytes = proxy((loaded: number, total: number | undefined) => {
+      progress({ stage: 'compile', loaded, ...(total === undefined ? {} : { total }) });
+      // Downloaded: compiling it and the model goes on, without bytes to count.
+      if (total !== undefined && loaded >= total) progress({ stage: 'compile' });
+    });
     const loading = api
-      .load(key, file.bytes, backend)
+      .load(key, file.bytes, backend, onRuntimeBytes)
       .then((loaded) => ({ backend: loaded.backend, compileMs: loaded.compileMs }));
     this.#sessions.set(key, loading);
     loading.catch(() => this.#sessions.delete(key));

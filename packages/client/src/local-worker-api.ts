@@ -7,7 +7,12 @@
 import { transfer } from 'comlink';
 import type * as Ort from 'onnxruntime-web';
 import { TandemError, type LocalBackend, type Tensor, type TensorMap } from '@tandem/shared';
-import { ORT_RUNTIME_VERSION, createRuntimeFetch, type RuntimeFetch } from './ort-runtime-cache.js';
+import {
+  ORT_RUNTIME_VERSION,
+  createRuntimeFetch,
+  type RuntimeDownloadListener,
+  type RuntimeFetch,
+} from './ort-runtime-cache.js';
 import { classifyOrtError } from './worker-errors.js';
 
 /** onnxruntime-web, as each of its builds exports it. */
@@ -135,10 +140,15 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
     return info;
   }
 
+  /**
+   * Creates a session. `onRuntimeBytes` hears onnxruntime-web's own runtime binary arrive when
+   * this first load has to download it (a few times a second at most).
+   */
   async function load(
     key: string,
     bytes: Uint8Array,
     backend: LocalBackend,
+    onRuntimeBytes?: RuntimeDownloadListener,
   ): Promise<LoadedSession> {
     const existing = sessions.get(key);
     if (existing !== undefined) {
@@ -151,6 +161,8 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
     }
     const started = performance.now();
     let session: Ort.InferenceSession;
+    if (runtimeCache !== undefined && onRuntimeBytes !== undefined)
+      runtimeCache.onDownload = throttled(onRuntimeBytes, RUNTIME_PROGRESS_INTERVAL_MS);
     try {
       session = await ort().InferenceSession.create(bytes, {
         executionProviders: [backend],
@@ -158,6 +170,8 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
       });
     } catch (error) {
       throw classifyOrtError(error, 'E_MODEL_LOAD_FAILED');
+    } finally {
+      if (runtimeCache !== undefined) runtimeCache.onDownload = undefined;
     }
     // A first load also stores the runtime it fetched (done by now, unless storage is slower than
     // compiling), so a page closed or reloaded after a warm() finds it.
@@ -216,6 +230,20 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
   }
 
   return { probe, load, run, release };
+}
+
+/** Least time between two runtime download reports crossing to the page, in ms. */
+const RUNTIME_PROGRESS_INTERVAL_MS = 100;
+
+/** Passes calls on at most once per `intervalMs`, and always the one that completes the total. */
+function throttled(listener: RuntimeDownloadListener, intervalMs: number): RuntimeDownloadListener {
+  let lastAt = -Infinity;
+  return (loaded, total) => {
+    const now = performance.now();
+    if (now - lastAt < intervalMs && loaded !== total) return;
+    lastAt = now;
+    listener(loaded, total);
+  };
 }
 
 /**

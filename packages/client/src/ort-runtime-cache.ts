@@ -48,11 +48,19 @@ export interface RuntimeFetchOptions {
   readonly sha256?: Iterable<string>;
 }
 
+/** Bytes of a runtime download so far, and its size when the response said (Content-Length). */
+export type RuntimeDownloadListener = (loaded: number, total: number | undefined) => void;
+
 /** A fetch that answers .wasm requests from Cache Storage, and what it is still writing. */
 export interface RuntimeFetch {
   readonly fetch: typeof fetch;
   /** Resolves once every store started so far has finished (or failed) and been verified. */
   settled(): Promise<void>;
+  /**
+   * Hears the bytes of a runtime that comes from the network (not from the cache) as
+   * onnxruntime-web reads them: on a first visit that download is most of the wait.
+   */
+  onDownload: RuntimeDownloadListener | undefined;
 }
 
 /**
@@ -112,20 +120,48 @@ export function createRuntimeFetch(options: RuntimeFetchOptions): RuntimeFetch {
       if (stored !== undefined) return stored;
     }
     const response = await options.fetch(input, init);
-    if (response.ok && response.body !== null) {
-      const writing = store(key, response.clone()).catch(() => undefined);
-      pending.add(writing);
-      void writing.then(() => pending.delete(writing));
-    }
-    return response;
+    if (!response.ok || response.body === null) return response;
+    const writing = store(key, response.clone()).catch(() => undefined);
+    pending.add(writing);
+    void writing.then(() => pending.delete(writing));
+    return counted(response, (loaded, total) => runtime.onDownload?.(loaded, total));
   };
 
-  return {
+  const runtime: RuntimeFetch = {
     fetch: wrapped,
     async settled() {
       while (pending.size > 0) await Promise.all(pending);
     },
+    onDownload: undefined,
   };
+  return runtime;
+}
+
+/**
+ * The same response, its body counted as it is read. The total is the Content-Length, unless the
+ * body is content-encoded (the length then counts compressed bytes, the reader sees more).
+ */
+function counted(response: Response, listener: RuntimeDownloadListener): Response {
+  const length = Number(response.headers.get('content-length'));
+  const total =
+    response.headers.get('content-encoding') === null && Number.isFinite(length) && length > 0
+      ? length
+      : undefined;
+  let loaded = 0;
+  const body = (response.body as ReadableStream<Uint8Array>).pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        loaded += chunk.byteLength;
+        listener(loaded, total);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  return new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
 }
 
 /** The storage key of a runtime request (its URL plus the version), or undefined for others. */

@@ -371,7 +371,10 @@ function stageLabel(event: ProgressEvent, downloaded: boolean): string {
     case 'cache':
       return downloaded ? 'Saving model for next time…' : 'Reading model from this device…';
     case 'compile':
-      return 'Preparing model…';
+      // Bytes here are onnxruntime-web's runtime, downloaded by a first load.
+      return event.loaded === undefined
+        ? 'Preparing model…'
+        : `Downloading runtime ${formatByteProgress(event.loaded, event.total)}`;
     case 'queued':
       if (event.queuePosition === undefined) return 'In queue…';
       return event.queuePosition === 0 ? 'Next in queue' : `In queue: ${event.queuePosition} ahead`;

@@ -94,6 +94,59 @@ describe('createRuntimeFetch', () => {
     expect(new Uint8Array(await served.arrayBuffer())).toEqual(runtime);
   });
 
+  it('reports the bytes of a runtime coming from the network, up to its Content-Length', async () => {
+    const storage = fakeCaches();
+    const wrapped = createRuntimeFetch({
+      fetch: async () =>
+        new Response(runtime.slice(), {
+          headers: { 'content-type': 'application/wasm', 'content-length': String(runtime.length) },
+        }),
+      caches: storage.caches,
+      cacheName: 'bucket',
+      ortVersion: '9.9.9',
+      sha256: [await sha256Hex(runtime)],
+    });
+    const reports: [number, number | undefined][] = [];
+    wrapped.onDownload = (loaded, total) => reports.push([loaded, total]);
+    const response = await wrapped.fetch(RUNTIME_URL);
+    expect(response.headers.get('content-type')).toBe('application/wasm');
+    expect(new Uint8Array(await response.arrayBuffer())).toEqual(runtime);
+    await wrapped.settled();
+    expect(reports.length).toBeGreaterThan(0);
+    expect(reports.at(-1)).toEqual([runtime.length, runtime.length]);
+    const loaded = reports.map(([bytes]) => bytes);
+    expect(loaded).toEqual([...loaded].sort((x, y) => x - y));
+
+    // From the cache next time: nothing downloads, nothing is reported.
+    reports.length = 0;
+    const again = createRuntimeFetch({
+      fetch: fakeFetch(runtime, []),
+      caches: storage.caches,
+      cacheName: 'bucket',
+      ortVersion: '9.9.9',
+    });
+    again.onDownload = (bytes, total) => reports.push([bytes, total]);
+    await (await again.fetch(RUNTIME_URL)).arrayBuffer();
+    expect(reports).toEqual([]);
+  });
+
+  it('reports no total for a compressed body (its Content-Length counts compressed bytes)', async () => {
+    const wrapped = createRuntimeFetch({
+      fetch: async () =>
+        new Response(runtime.slice(), {
+          headers: { 'content-encoding': 'gzip', 'content-length': '100' },
+        }),
+      caches: fakeCaches().caches,
+      cacheName: 'bucket',
+      ortVersion: '9.9.9',
+    });
+    const totals: (number | undefined)[] = [];
+    wrapped.onDownload = (_loaded, total) => totals.push(total);
+    await (await wrapped.fetch(RUNTIME_URL)).arrayBuffer();
+    expect(totals.length).toBeGreaterThan(0);
+    expect(totals.every((total) => total === undefined)).toBe(true);
+  });
+
   it('stores nothing whose sha256 is not a known runtime', async () => {
     const { worker, bucket } = await setup({ known: false });
     const first = worker();

@@ -49,6 +49,8 @@ describe('ProgressViewModel words', () => {
     });
     model.update(event('cache', 0.6, { loaded: 0, total: 44_000_000 }));
     expect(model.view().label).toBe('Saving model for next time…');
+    model.update(event('compile', 0.62, { loaded: 7_000_000, total: 14_000_000 }));
+    expect(model.view().label).toBe('Downloading runtime 7.0 / 14.0 MB');
     model.update(event('compile', 0.65));
     expect(model.view()).toMatchObject({
       label: 'Preparing model…',
