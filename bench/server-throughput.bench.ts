@@ -21,11 +21,18 @@ const CONCURRENCY = 32;
 const REQUESTS = 4000;
 /** Rounds of Tandem against the echo server, back to back, the first of each pair alternating. */
 const PAIRED_ROUNDS = 10;
+/** Untimed requests before each timed run of the paired rounds. */
+const LEAD_IN_REQUESTS = 1000;
 const BATCH_CLIENTS = 16;
 const BATCH_REQUESTS = 800;
 
-/** ops/s of one run of `requests` operations, `concurrency` at a time. */
+/**
+ * ops/s of one run of `requests` operations, `concurrency` at a time, after an untimed lead-in:
+ * switching between servers costs the first few hundred requests (threads asleep, caches cold),
+ * which the side measured second would otherwise pay in every round.
+ */
 async function rate(requests: number, concurrency: number, op: () => Promise<unknown>) {
+  await runConcurrently(LEAD_IN_REQUESTS, concurrency, op);
   return (requests / (await runConcurrently(requests, concurrency, op))) * 1000;
 }
 
@@ -39,8 +46,8 @@ async function pairedRates(
   a: () => Promise<unknown>,
   b: () => Promise<unknown>,
 ): Promise<{ a: number; b: number }> {
-  await runConcurrently(500, CONCURRENCY, a); // warm-up
-  await runConcurrently(500, CONCURRENCY, b);
+  await runConcurrently(2000, CONCURRENCY, a); // warm-up: both sides' code optimised
+  await runConcurrently(2000, CONCURRENCY, b);
   const pairs: { a: number; b: number }[] = [];
   for (let round = 0; round < rounds; round++) {
     if (round % 2 === 0) {
@@ -74,11 +81,6 @@ const bench: Bench = {
     const repository = createBenchRepository();
     try {
       const tinyInput = { x: noise([1024]) };
-      const json = await startJsonEndpoint(repository.tinyPath);
-      const jsonRate = await opsPerSecond(3, REQUESTS / 4, CONCURRENCY, () =>
-        json.infer(tinyInput),
-      );
-      await json.close();
 
       // The echo client does the client-side work Tandem's does (encode each request, decode each
       // reply), so the ratio compares the servers.
@@ -99,6 +101,13 @@ const bench: Bench = {
       const tandemRate = paired.b;
       await client.close();
       await echo.close();
+
+      // After the paired rounds: its megabytes of JSON garbage would weigh on their heap.
+      const json = await startJsonEndpoint(repository.tinyPath);
+      const jsonRate = await opsPerSecond(3, REQUESTS / 4, CONCURRENCY, () =>
+        json.infer(tinyInput),
+      );
+      await json.close();
 
       // Dynamic batching: 16 clients, one single-row job each in flight.
       const rowInput = { x: noise([1, MLP.features]) };
