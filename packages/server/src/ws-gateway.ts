@@ -221,7 +221,8 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
           'text frames are not part of the protocol; send binary frames',
         );
       bytes = toBytes(data);
-      message = decodeClientMessage(bytes);
+      // Pooled: an unaligned input's copy only lives until the job packs or runs it.
+      message = decodeClientMessage(bytes, { pooled: true });
     } catch (error) {
       const coded = TandemError.from(error, 'E_PROTOCOL');
       connection.protocolErrors += 1;

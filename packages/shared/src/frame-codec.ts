@@ -73,6 +73,17 @@ interface PlannedTensor {
   readonly write: (out: Uint8Array, at: number) => void;
 }
 
+/** Options for {@link decodeMessage}. */
+export interface DecodeOptions {
+  /**
+   * Copy small unaligned tensors into the shared slab small frames come from (see
+   * {@link EncodeOptions.pooled}) instead of a buffer each: their `data.buffer` is then shared, so
+   * they may be read and copied, never transferred or detached. Aligned tensors are views over
+   * the frame either way. @default false
+   */
+  readonly pooled?: boolean;
+}
+
 /** Options for {@link encodeMessage}. */
 export interface EncodeOptions {
   /**
@@ -191,9 +202,9 @@ function checkTensor(name: string, tensor: Tensor): number[] {
  * well-formed frame throws a TandemError (`E_PROTOCOL`, `E_PROTOCOL_VERSION`, `E_UNKNOWN_MESSAGE`,
  * `E_UNKNOWN_DTYPE`) and nothing else. Numeric tensors are views over `bytes` when aligned.
  */
-export function decodeMessage(bytes: unknown): Message {
+export function decodeMessage(bytes: unknown, options: DecodeOptions = {}): Message {
   try {
-    return decodeFrame(toBytes(bytes));
+    return decodeFrame(toBytes(bytes), options.pooled === true);
   } catch (error) {
     if (error instanceof TandemError) throw error;
     // A bug guard, not a code path: the checks above are meant to catch everything first.
@@ -202,8 +213,8 @@ export function decodeMessage(bytes: unknown): Message {
 }
 
 /** Decodes a frame that must carry a client message (what a server receives). */
-export function decodeClientMessage(bytes: unknown): ClientMessage {
-  const message = decodeMessage(bytes);
+export function decodeClientMessage(bytes: unknown, options: DecodeOptions = {}): ClientMessage {
+  const message = decodeMessage(bytes, options);
   if (!(CLIENT_MESSAGE_TYPES as readonly string[]).includes(message.type)) {
     throw new TandemError('E_UNKNOWN_MESSAGE', `"${message.type}" is not a client message`);
   }
@@ -229,7 +240,7 @@ function protocolError(message: string): TandemError {
   return new TandemError('E_PROTOCOL', message);
 }
 
-function decodeFrame(bytes: Uint8Array): Message {
+function decodeFrame(bytes: Uint8Array, pooled: boolean): Message {
   const length = bytes.byteLength;
   if (length < FRAME_PREFIX_BYTES) {
     throw protocolError(
@@ -276,7 +287,13 @@ function decodeFrame(bytes: Uint8Array): Message {
     if (length !== headerEnd) throw protocolError('frame has bytes after a header with no tensors');
     return parseMessageFields(header, undefined);
   }
-  const tensors = decodeTensors(bytes, header[field], headerEnd, `${String(type)}.${field}`);
+  const tensors = decodeTensors(
+    bytes,
+    header[field],
+    headerEnd,
+    `${String(type)}.${field}`,
+    pooled,
+  );
   return parseMessageFields(header, tensors);
 }
 
@@ -285,6 +302,7 @@ function decodeTensors(
   value: unknown,
   headerEnd: number,
   path: string,
+  pooled: boolean,
 ): TensorMap {
   const ctx = { path };
   const descriptors = expectArray(value, ctx, MAX_TENSORS_PER_MESSAGE);
@@ -332,7 +350,7 @@ function decodeTensors(
     const tensor =
       dtype === 'string'
         ? decodeStrings(bytes, dims, start, byteLength, count, itemCtx.path)
-        : decodeNumeric(bytes, dtype, dims, start, byteLength, count, itemCtx.path);
+        : decodeNumeric(bytes, dtype, dims, start, byteLength, count, itemCtx.path, pooled);
     entries.push([name, tensor]);
     cursor = offset + byteLength;
   });
@@ -350,6 +368,7 @@ function decodeNumeric(
   byteLength: number,
   count: number,
   path: string,
+  pooled: boolean,
 ): Tensor {
   const size = bytesPerElement(dtype);
   if (count * size !== byteLength) {
@@ -366,9 +385,16 @@ function decodeNumeric(
     } as Tensor;
   }
   // Unaligned (the frame sits at an odd offset in its buffer) or big-endian: copy this tensor once.
-  const copy = Uint8Array.prototype.slice.call(bytes, start, start + byteLength);
+  const copy = pooled
+    ? allocatePooledFrame(byteLength)
+    : new Uint8Array(new ArrayBuffer(byteLength));
+  copy.set(bytes.subarray(start, start + byteLength));
   if (!LITTLE_ENDIAN) swapBytes(copy, size);
-  return { dtype, dims, data: viewTensorData(dtype, copy.buffer, 0, byteLength) } as Tensor;
+  return {
+    dtype,
+    dims,
+    data: viewTensorData(dtype, copy.buffer, copy.byteOffset, byteLength),
+  } as Tensor;
 }
 
 function decodeStrings(

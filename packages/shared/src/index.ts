@@ -60,7 +60,7 @@ export {
   decodeServerMessage,
   encodeMessage,
 } from './frame-codec.js';
-export type { EncodeOptions } from './frame-codec.js';
+export type { DecodeOptions, EncodeOptions } from './frame-codec.js';
 export { POOLED_FRAME_MAX_BYTES } from './frame-pool.js';
 export {
   DEFAULT_LOCAL_PLAN,

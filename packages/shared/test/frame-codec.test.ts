@@ -532,3 +532,29 @@ describe('pooled encoding', () => {
     expect(large.byteLength).toBe(large.buffer.byteLength);
   });
 });
+
+describe('pooled decoding', () => {
+  it('copies unaligned tensors into one shared slab, equal to an unpooled decode', () => {
+    const data = Float32Array.from({ length: 64 }, (_, i) => i / 7);
+    const frame = encodeMessage({
+      type: 'infer',
+      id: 'j',
+      model: 'm',
+      inputs: { x: { dtype: 'float32', dims: [64], data } },
+    });
+    // Frames at odd offsets of a larger buffer, as a socket read holding several frames has them.
+    const holder = new Uint8Array(frame.byteLength * 2 + 8);
+    holder.set(frame, 1);
+    holder.set(frame, frame.byteLength + 3);
+    const first = holder.subarray(1, 1 + frame.byteLength);
+    const second = holder.subarray(frame.byteLength + 3, frame.byteLength * 2 + 3);
+    const a = decodeClientMessage(first, { pooled: true }) as InferMessage;
+    const b = decodeClientMessage(second, { pooled: true }) as InferMessage;
+    expect(a).toEqual(decodeClientMessage(first));
+    expect(Array.from(b.inputs.x!.data as Float32Array)).toEqual(Array.from(data));
+    const viewA = a.inputs.x!.data as Float32Array;
+    const viewB = b.inputs.x!.data as Float32Array;
+    expect(viewA.buffer).toBe(viewB.buffer);
+    expect(viewA.buffer).not.toBe(holder.buffer);
+  });
+});
