@@ -33,6 +33,8 @@ import { buildSlowModel, writeModelConfig } from './server-fixtures.js';
 const FEATURES = 16;
 const MLP = buildMlpClassifier({ features: FEATURES, hidden: 16, classes: 5, seed: 3 });
 const ONE = { x: { dtype: 'float32', dims: [1], data: new Float32Array([0.001]) } } as const;
+/** Rows of a "crawl" job: 128 MatMuls of 1024×256 by 256×256 on one thread, about a second. */
+const CRAWL_ROWS = 1024;
 
 /** One row of MLP features, distinct per seed. */
 function mlpInput(seed: number): TensorMap {
@@ -47,6 +49,11 @@ async function writeModels(dir: string): Promise<void> {
   // A few hundred ms per run on one thread: jobs are still running when a test acts on them.
   await writeModelFile(dir, 'slow', 1, buildSlowModel(512, 48));
   writeModelConfig(dir, 'slow', 1, { intraOpNumThreads: 1, minReady: 1 });
+  // About a second per run at CRAWL_ROWS: a cancel sent once it runs surely reaches the worker
+  // first (with "slow", a loaded machine sometimes finished the run before the cancel got there,
+  // and the cancel then removed the finished job).
+  await writeSlowModel(dir, 'crawl');
+  writeModelConfig(dir, 'crawl', 1, { intraOpNumThreads: 1 });
   // Pool "solo" has one worker: a long job (its run grows with the rows; warm-up takes one row)
   // and a quick one.
   await writeSlowModel(dir, 'solo-long');
@@ -208,7 +215,12 @@ describe('redis-dispatcher: one gateway, two workers', () => {
   });
 
   it('passes a cancel on to the worker that holds the job, and removes a waiting one', async () => {
-    client.send({ type: 'infer', id: 'cancel-running', model: 'slow', inputs: ONE });
+    client.send({
+      type: 'infer',
+      id: 'cancel-running',
+      model: 'crawl',
+      inputs: slowInput(CRAWL_ROWS),
+    });
     await client.nextOf(
       'progress',
       (m) => m.event.jobId === 'cancel-running' && m.event.stage === 'running',
