@@ -230,7 +230,9 @@ export class ModelHost {
       throw coded;
     }
     const cold = this.#readyCount() === 0;
-    const job = new Job(request, this.#plan(cold, this.#queue.size), performance.now());
+    // The plan only shapes progress events: none for a job nobody listens to.
+    const plan = listener === undefined ? undefined : this.#plan(cold, this.#queue.size);
+    const job = new Job(request, plan, performance.now());
     // Listen before anything happens: the first events (queued, loading) come from this call.
     job.listen(listener);
     job.setCanceller(() => this.cancel(job));

@@ -19,10 +19,30 @@ function fail(ctx: ParseContext, expected: string): never {
   throw new TandemError(ctx.code ?? 'E_PROTOCOL', `${ctx.path}: expected ${expected}`);
 }
 
+/**
+ * A child field's context. Its path is built only when read (by an error): a decoder checks
+ * dozens of fields a message, and building every path up front cost more than the checks.
+ */
+class FieldContext implements ParseContext {
+  readonly code?: ErrorCode;
+  readonly #parent: ParseContext;
+  readonly #key: string | number;
+
+  constructor(parent: ParseContext, key: string | number) {
+    this.#parent = parent;
+    this.#key = key;
+    if (parent.code !== undefined) this.code = parent.code;
+  }
+
+  get path(): string {
+    const base = this.#parent.path;
+    return typeof this.#key === 'number' ? `${base}[${this.#key}]` : `${base}.${this.#key}`;
+  }
+}
+
 /** Narrows the context to a child field. */
 export function at(ctx: ParseContext, key: string | number): ParseContext {
-  const path = typeof key === 'number' ? `${ctx.path}[${key}]` : `${ctx.path}.${key}`;
-  return ctx.code === undefined ? { path } : { path, code: ctx.code };
+  return new FieldContext(ctx, key);
 }
 
 /** A plain object (not null, not an array). */
