@@ -7,11 +7,13 @@ import type { Job } from './job.js';
 
 /** Live and recently settled jobs, scoped by owner (API key id). */
 export class JobRegistry {
-  readonly #jobs = new Map<string, Job>();
-  /** Settled jobs' keys and expiry times, in settle order (a Map keeps insertion order). */
-  readonly #expiring = new Map<string, number>();
+  /** Jobs by owner, then id: two lookups on strings whose hashes V8 keeps, no key to build. */
+  readonly #jobs = new Map<string, Map<string, Job>>();
+  /** Settled jobs and their expiry times, in settle order (a Map keeps insertion order). */
+  readonly #expiring = new Map<Job, number>();
   readonly #resultTtlMs: number;
   readonly #now: () => number;
+  #size = 0;
   #sweeper: ReturnType<typeof setInterval> | undefined;
 
   /**
@@ -25,14 +27,23 @@ export class JobRegistry {
 
   /** Registers a job; returns false when the owner already has a live job with that id. */
   add(job: Job): boolean {
-    const key = keyOf(job.request.owner, job.request.id);
-    const existing = this.#jobs.get(key);
-    if (existing !== undefined && !existing.settled) return false;
-    this.#jobs.set(key, job);
-    this.#expiring.delete(key);
+    const { owner, id } = job.request;
+    let jobs = this.#jobs.get(owner);
+    if (jobs === undefined) {
+      jobs = new Map();
+      this.#jobs.set(owner, jobs);
+    }
+    const existing = jobs.get(id);
+    if (existing !== undefined) {
+      if (!existing.settled) return false;
+      this.#expiring.delete(existing);
+    } else {
+      this.#size += 1;
+    }
+    jobs.set(id, job);
     void job.outcome.then(() => {
-      if (this.#jobs.get(key) !== job) return;
-      this.#expiring.set(key, this.#now() + this.#resultTtlMs);
+      if (jobs.get(id) !== job) return;
+      this.#expiring.set(job, this.#now() + this.#resultTtlMs);
       this.#startSweeping();
     });
     return true;
@@ -40,31 +51,32 @@ export class JobRegistry {
 
   /** The job with that id, live or settled within the TTL. */
   get(owner: string, id: string): Job | undefined {
-    return this.#jobs.get(keyOf(owner, id));
+    return this.#jobs.get(owner)?.get(id);
   }
 
   /** Forgets a job (its outcome reached a client). Returns false if it was not held. */
   delete(job: Job): boolean {
-    const key = keyOf(job.request.owner, job.request.id);
-    if (this.#jobs.get(key) !== job) return false;
-    this.#jobs.delete(key);
-    this.#expiring.delete(key);
+    const { owner, id } = job.request;
+    const jobs = this.#jobs.get(owner);
+    if (jobs?.get(id) !== job) return false;
+    jobs.delete(id);
+    this.#size -= 1;
+    this.#expiring.delete(job);
     return true;
   }
 
   /** Number of jobs held. */
   get size(): number {
-    return this.#jobs.size;
+    return this.#size;
   }
 
   /** Forgets every settled job past its TTL. Runs on its own every so often while any wait. */
   sweep(): void {
     const now = this.#now();
-    for (const [key, expiresAt] of this.#expiring) {
+    for (const [job, expiresAt] of this.#expiring) {
       // Same TTL for all, so expiry times rise in settle order: stop at the first live one.
       if (expiresAt > now) break;
-      this.#expiring.delete(key);
-      this.#jobs.delete(key);
+      this.delete(job);
     }
     if (this.#expiring.size === 0 && this.#sweeper !== undefined) {
       clearInterval(this.#sweeper);
@@ -81,8 +93,4 @@ export class JobRegistry {
     );
     this.#sweeper.unref();
   }
-}
-
-function keyOf(owner: string, id: string): string {
-  return `${owner}\u0000${id}`;
 }
