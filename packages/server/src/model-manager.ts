@@ -39,6 +39,8 @@ export class ModelManager implements JobDispatcher {
   readonly #observer: ManagerObserver;
   readonly #hosts = new Map<string, ModelHost>();
   #draining = false;
+  /** Set by start(): models found after it (copied in later) get their keep-warm at once. */
+  #started = false;
 
   constructor(repository: ModelRepository, settings: ManagerSettings, observer: ManagerObserver) {
     this.#repository = repository;
@@ -98,6 +100,7 @@ export class ModelManager implements JobDispatcher {
     for (const host of this.hosts()) {
       if (host.entry.config.minReady > 0) host.keepWarm();
     }
+    this.#started = true;
   }
 
   /** Stops taking jobs and waits for every accepted job to settle. */
@@ -138,6 +141,7 @@ export class ModelManager implements JobDispatcher {
         requestMemory: (requester, bytes, first) => this.#requestMemory(requester, bytes, first),
       });
       this.#hosts.set(key, host);
+      if (this.#started && !this.#draining && entry.config.minReady > 0) host.keepWarm();
     }
     return host;
   }

@@ -529,6 +529,28 @@ describe('model-host: keep-warm (minReady)', () => {
     await client.close();
   });
 
+  it('keeps a minReady model warm when it is copied in after startup, once the server finds it', async () => {
+    const client = await connectClient(ctx.url);
+    await writeModelFile(ctx.modelsDir, 'late-kept', 1, buildTinyModel().bytes);
+    writeModelConfig(ctx.modelsDir, 'late-kept', 1, { minReady: 1 });
+    // Unknown names trigger a rescan at most once a second: a bounded poll of its metadata.
+    let found = await fetch(`${ctx.url}/v2/models/late-kept`);
+    for (let attempt = 0; found.status === 404 && attempt < 40; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      found = await fetch(`${ctx.url}/v2/models/late-kept`);
+    }
+    expect(found.status).toBe(200);
+    // Found, it loads on its own: no job, no warm.
+    await modelState(client, 'late-kept', 'ready');
+    const log = await client.infer({
+      id: 'late-kept-1',
+      model: 'late-kept',
+      inputs: { x: { dtype: 'float32', dims: [2], data: new Float32Array([1, 2]) } },
+    });
+    expect(resultOf(log).coldStart).toBe(false);
+    await client.close();
+  });
+
   it('scales up under load, then idles back down to minReady and never below', async () => {
     const client = await connectClient(ctx.url);
     const from = client.received.length;
