@@ -214,6 +214,57 @@ describe('createTandem cancellation', () => {
   });
 });
 
+describe('createTandem close', () => {
+  it('ends jobs in flight on both sides with E_CANCELLED, falls back to neither, and refuses new calls', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-close-'));
+    await writeSlowModel(dir);
+    const server = await createServer({ port: 0, modelsDir: dir });
+    const url = await server.listen();
+    const tandem = createTandem({ server: url });
+    try {
+      await tandem.warm('paddleocr-det', { where: 'local' });
+      const running = (
+        model: string,
+        inputs: TensorMap,
+        placement: 'prefer-remote' | 'prefer-local',
+      ) => {
+        let signal!: () => void;
+        const started = new Promise<void>((resolve) => (signal = resolve));
+        const job = tandem.run(model, inputs, {
+          placement,
+          onProgress: (event) => {
+            if (event.stage === 'running') signal();
+          },
+        });
+        return { job, started };
+      };
+      // Both placements allow a fallback, which closing must not start.
+      const remote = running('slow', slowInput(512, 4), 'prefer-remote');
+      await remote.started;
+      const det = new Float32Array(3 * 320 * 320);
+      const local = running(
+        'paddleocr-det',
+        { x: { dtype: 'float32', dims: [1, 3, 320, 320], data: det } },
+        'prefer-local',
+      );
+      await local.started;
+      await tandem.close();
+      expect(await rejectionCode(remote.job)).toBe('E_CANCELLED');
+      expect(await rejectionCode(local.job)).toBe('E_CANCELLED');
+      expect((await collect(remote.job)).at(-1)).toMatchObject({
+        stage: 'cancelled',
+        where: 'remote',
+      });
+      expect(await rejectionCode(tandem.run('slow', slowInput(1, 5)))).toBe('E_CANCELLED');
+      expect(await rejectionCode(tandem.warm('slow'))).toBe('E_CANCELLED');
+    } finally {
+      await tandem.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('createTandem prefetch', () => {
   it('downloads a model the server just ran, in the background, for local runs later', async () => {
     const server = await createServer({ port: 0 });

@@ -10,7 +10,7 @@ import {
   type TensorMap,
 } from '@tandem/shared';
 import { createServer, type TandemServer } from '@tandem/server';
-import { LocalRuntime, ModelFileStore } from '@tandem/client';
+import { LocalRuntime, ModelFileStore, defaultWorker, type WorkerHandle } from '@tandem/client';
 import { createPrng, fillUniform, realModelPath, rejectionCode } from '@tandem/test-support';
 
 function clsInput(seed: number): TensorMap {
@@ -30,10 +30,11 @@ describe('LocalRuntime (onnxruntime-web wasm in worker_threads)', () => {
   let server: TandemServer;
   let manifest: ModelManifest;
   let runtime: LocalRuntime;
+  let url: string;
 
   beforeAll(async () => {
     server = await createServer({ port: 0 });
-    const url = await server.listen();
+    url = await server.listen();
     manifest = parseModelManifest(
       await (await fetch(`${url}/v1/models/paddleocr-cls/manifest`)).json(),
     );
@@ -112,5 +113,46 @@ describe('LocalRuntime (onnxruntime-web wasm in worker_threads)', () => {
     const data = inputs.x!.data as Float32Array;
     await runtime.run(manifest, inputs, { ...options('l-6'), transfer: true });
     expect(data.byteLength).toBe(0); // detached: it moved to the worker
+  });
+
+  it('fails calls in flight with E_RUNTIME when the worker dies, and starts a new one after', async () => {
+    let handle: WorkerHandle | undefined;
+    const crashing = new LocalRuntime({
+      files: new ModelFileStore({ baseUrl: url }),
+      createWorker: async () => (handle = await defaultWorker()),
+    });
+    try {
+      const pending = crashing.run(manifest, clsInput(7), {
+        ...options('l-7'),
+        onProgress: (event: ProgressEvent) => {
+          // Killed from outside, as an out-of-memory abort or a crash in the runtime would.
+          if (event.stage === 'running') void handle?.terminate();
+        },
+      });
+      expect(await rejectionCode(pending)).toBe('E_RUNTIME');
+      const first = handle;
+      const after = await crashing.run(manifest, clsInput(8), options('l-8'));
+      expect(Object.keys(after.outputs)).toHaveLength(1);
+      expect(handle).not.toBe(first);
+    } finally {
+      await crashing.close();
+    }
+  });
+
+  it('ends a run in flight with E_CANCELLED on close(), and every call after it', async () => {
+    const closing = new LocalRuntime({ files: new ModelFileStore({ baseUrl: url }) });
+    await closing.warm(manifest);
+    let closed: Promise<void> | undefined;
+    const pending = closing.run(manifest, clsInput(9), {
+      ...options('l-9'),
+      onProgress: (event: ProgressEvent) => {
+        if (event.stage === 'running') closed = closing.close();
+      },
+    });
+    expect(await rejectionCode(pending)).toBe('E_CANCELLED');
+    await closed;
+    expect(await rejectionCode(closing.run(manifest, clsInput(10), options('l-10')))).toBe(
+      'E_CANCELLED',
+    );
   });
 });

@@ -105,7 +105,10 @@ export interface Tandem {
     delete(model: string): Promise<number>;
     estimate(): Promise<{ modelBytes: number; usageBytes?: number; quotaBytes?: number }>;
   };
-  /** Closes the connection and the worker. */
+  /**
+   * Cancels the jobs in flight (`E_CANCELLED`, no fallback), then closes the connection and the
+   * worker. Later calls reject with `E_CANCELLED`.
+   */
   close(): Promise<void>;
 }
 
@@ -178,6 +181,13 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     void files.get(manifest).catch(() => prefetched.delete(manifest.name));
   };
 
+  /** Jobs not settled yet: close() cancels them. */
+  const live = new Set<Job>();
+  let closed = false;
+  const throwIfClosed = (): void => {
+    if (closed) throw new TandemError('E_CANCELLED', 'the client was closed');
+  };
+
   const execute = async (
     model: string,
     inputs: TensorMap,
@@ -185,6 +195,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     controller: JobController,
     jobId: string,
   ): Promise<RunResult> => {
+    throwIfClosed();
     const started = performance.now();
     const manifest = await manifestOf(model);
     const placement = runOptions.placement ?? options.placement ?? 'auto';
@@ -298,8 +309,12 @@ export function createTandem(options: TandemOptions = {}): Tandem {
         model,
         (controller) => {
           execute(model, inputs, runOptions, controller, jobId).then(
-            (result) => controller.resolve(result),
+            (result) => {
+              live.delete(job);
+              controller.resolve(result);
+            },
             (error: unknown) => {
+              live.delete(job);
               const coded = TandemError.from(error);
               // The sequence ends where it stood: same side, same fraction (never backwards).
               const last = job.lastProgress;
@@ -319,9 +334,11 @@ export function createTandem(options: TandemOptions = {}): Tandem {
         },
         runOptions.signal,
       );
+      live.add(job);
       return job;
     },
     async warm(model, warmOptions = {}) {
+      throwIfClosed();
       const where = warmOptions.where ?? 'remote';
       const manifest = await manifestOf(model);
       const tasks: Promise<void>[] = [];
@@ -338,7 +355,11 @@ export function createTandem(options: TandemOptions = {}): Tandem {
       estimate: () => files.estimate(),
     },
     async close() {
+      closed = true;
       stopKeepWarm();
+      // Cancelled first, so a remote job is dropped by the server and nothing falls back to the
+      // other side while both close.
+      for (const job of live) job.cancel();
       await local.close();
       if (remote !== undefined) await (await remote).close();
     },

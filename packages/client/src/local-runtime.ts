@@ -28,6 +28,21 @@ import type * as WorkerThreads from 'node:worker_threads';
 export interface WorkerHandle {
   readonly endpoint: Endpoint;
   terminate(): unknown;
+  /**
+   * Calls `listener` once when the worker stops on its own (in Node: it exited, or threw where
+   * nothing caught it), so calls in flight fail rather than wait forever. Optional: a browser's
+   * Worker gives no such signal.
+   */
+  onExit?(listener: (detail: string) => void): void;
+}
+
+/** A worker, its comlink proxy, and the end that fails every call still waiting on it. */
+interface StartedWorker {
+  readonly handle: WorkerHandle;
+  readonly api: Remote<LocalWorkerApi>;
+  /** Rejects once the worker is gone (closed or exited); never resolves. */
+  readonly ended: Promise<never>;
+  end(error: TandemError): void;
 }
 
 /** Options of {@link LocalRuntime}. */
@@ -56,7 +71,8 @@ export class LocalRuntime implements Runtime {
   readonly where = 'local' as const;
   readonly name = 'worker';
   readonly #options: LocalRuntimeOptions;
-  #worker: Promise<{ handle: WorkerHandle; api: Remote<LocalWorkerApi> }> | undefined;
+  #worker: Promise<StartedWorker> | undefined;
+  #closed = false;
   #info: Promise<BackendInfo> | undefined;
   readonly #sessions = new Map<string, Promise<{ backend: LocalBackend; compileMs: number }>>();
   readonly #bandwidth = new MovingAverage(); // bytes per ms
@@ -70,7 +86,7 @@ export class LocalRuntime implements Runtime {
 
   /** What this device can run on (probed once, in the worker). */
   backendInfo(): Promise<BackendInfo> {
-    this.#info ??= this.#api().then((api) =>
+    this.#info ??= this.#call((api) =>
       api.probe({
         allowSoftwareGpu: this.#options.allowSoftwareGpu ?? false,
         cacheName: this.#options.files.cacheName,
@@ -156,7 +172,6 @@ export class LocalRuntime implements Runtime {
       (update) => options.onProgress(tracker.update(update)),
     );
     throwIfAborted(options.signal);
-    const { api } = await this.#ensureWorker();
     const runEstimate = this.#runMs.get(key)?.value;
     options.onProgress(
       tracker.update(
@@ -167,7 +182,10 @@ export class LocalRuntime implements Runtime {
     );
     const runStarted = performance.now();
     const payload = options.transfer === true ? transferable(inputs) : inputs;
-    const outputs = await abortable(api.run(key, payload, options.outputs), options.signal);
+    const outputs = await abortable(
+      this.#call((api) => api.run(key, payload, options.outputs)),
+      options.signal,
+    );
     const runMs = performance.now() - runStarted;
     this.#average(this.#runMs, key).add(runMs);
     return {
@@ -178,26 +196,54 @@ export class LocalRuntime implements Runtime {
     };
   }
 
+  /**
+   * Ends the worker. Calls still waiting on it (a download, compile or run) reject with
+   * `E_CANCELLED`, and so does every later call: a closed runtime stays closed.
+   */
   async close(): Promise<void> {
+    this.#closed = true;
     const worker = this.#worker;
-    this.#worker = undefined;
-    this.#info = undefined;
-    this.#sessions.clear();
-    if (worker !== undefined) await (await worker).handle.terminate();
+    this.#forget();
+    if (worker === undefined) return;
+    const started = await worker.catch(() => undefined);
+    started?.end(new TandemError('E_CANCELLED', 'the local runtime was closed'));
+    await started?.handle.terminate();
   }
 
   // ---- internals ------------------------------------------------------------------------------
 
-  #api(): Promise<Remote<LocalWorkerApi>> {
-    return this.#ensureWorker().then((worker) => worker.api);
+  /** Drops the worker and everything that lived in it (sessions, the probe). */
+  #forget(): void {
+    this.#worker = undefined;
+    this.#info = undefined;
+    this.#sessions.clear();
   }
 
-  #ensureWorker(): Promise<{ handle: WorkerHandle; api: Remote<LocalWorkerApi> }> {
-    this.#worker ??= (this.#options.createWorker ?? defaultWorker)().then((handle) => ({
-      handle,
-      api: wrap<LocalWorkerApi>(handle.endpoint),
-    }));
-    return this.#worker;
+  /** Calls the worker; rejects as soon as the worker is gone, whatever the call was doing. */
+  async #call<T>(call: (api: Remote<LocalWorkerApi>) => Promise<T>): Promise<T> {
+    const worker = await this.#ensureWorker();
+    return Promise.race([call(worker.api), worker.ended]);
+  }
+
+  #ensureWorker(): Promise<StartedWorker> {
+    if (this.#closed)
+      return Promise.reject(new TandemError('E_CANCELLED', 'the local runtime was closed'));
+    if (this.#worker !== undefined) return this.#worker;
+    const starting = (this.#options.createWorker ?? defaultWorker)().then((handle) => {
+      let end!: (error: TandemError) => void;
+      const ended = new Promise<never>((_, reject) => {
+        end = reject;
+      });
+      ended.catch(() => undefined); // only calls in flight need to hear it
+      handle.onExit?.((detail) => {
+        // A crashed worker takes its sessions along: the next call starts a new one.
+        if (this.#worker === starting) this.#forget();
+        end(new TandemError('E_RUNTIME', `the local worker stopped (${detail})`));
+      });
+      return { handle, api: wrap<LocalWorkerApi>(handle.endpoint), ended, end };
+    });
+    this.#worker = starting;
+    return starting;
   }
 
   /** Downloads (or reads) and compiles a model once per file and backend. */
@@ -237,7 +283,6 @@ export class LocalRuntime implements Runtime {
     if (!file.cached && file.downloadMs > 0)
       this.#bandwidth.add(file.bytes.byteLength / file.downloadMs);
     throwIfAborted(signal);
-    const { api } = await this.#ensureWorker();
     const compileEstimate = this.#compileMs.get(key)?.value;
     progress(
       compileEstimate === undefined
@@ -253,11 +298,13 @@ export class LocalRuntime implements Runtime {
       // Downloaded: compiling it and the model goes on, without bytes to count.
       if (total !== undefined && loaded >= total) progress({ stage: 'compile' });
     });
-    const loading = api
-      .load(key, file.bytes, backend, onRuntimeBytes)
-      .then((loaded) => ({ backend: loaded.backend, compileMs: loaded.compileMs }));
+    const loading = this.#call((api) => api.load(key, file.bytes, backend, onRuntimeBytes)).then(
+      (loaded) => ({ backend: loaded.backend, compileMs: loaded.compileMs }),
+    );
     this.#sessions.set(key, loading);
-    loading.catch(() => this.#sessions.delete(key));
+    loading.catch(() => {
+      if (this.#sessions.get(key) === loading) this.#sessions.delete(key);
+    });
     const loaded = await abortable(loading, signal);
     this.#average(this.#compileMs, key).add(loaded.compileMs);
     return { backend, key, downloadMs: file.downloadMs, compileMs: loaded.compileMs, cold: true };
@@ -368,7 +415,19 @@ export async function defaultWorker(): Promise<WorkerHandle> {
       ? beside
       : new URL('../dist/local-worker-node.js', import.meta.url);
     const worker = new Worker(url);
-    return { endpoint: nodeEndpoint(worker), terminate: () => worker.terminate() };
+    let failure: string | undefined;
+    worker.on('error', (error: Error) => {
+      failure = error.message;
+    });
+    return {
+      endpoint: nodeEndpoint(worker),
+      terminate: () => worker.terminate(),
+      onExit(listener) {
+        worker.once('exit', (code: number) => {
+          listener(failure ?? `exit code ${code}`);
+        });
+      },
+    };
   }
   const worker = new Worker(new URL('./local-worker.js', import.meta.url), { type: 'module' });
   return { endpoint: worker as unknown as Endpoint, terminate: () => worker.terminate() };

@@ -230,7 +230,7 @@ export class WebSocketRemote implements Runtime {
     this.#closed = true;
     clearTimeout(this.#reconnectTimer);
     clearInterval(this.#heartbeat);
-    const error = new TandemError('E_NETWORK', 'the remote runtime was closed');
+    const error = new TandemError('E_CANCELLED', 'the remote runtime was closed');
     for (const id of [...this.#jobs.keys()]) this.#fail(id, error);
     for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
     this.#socket?.close(1000, 'client closed');
