@@ -200,7 +200,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     });
   }
   const dispatcher: JobDispatcher = redis ?? manager;
-  metrics = new ServerMetrics(manager);
+  metrics = new ServerMetrics(manager, { localModels: redis === undefined });
   redis?.registerMetrics(metrics.registry);
   const registry = new JobRegistry(limits.resultTtlMs);
 

@@ -310,7 +310,7 @@ describe('redis-dispatcher: one gateway, two workers', () => {
     await after.close();
   });
 
-  it('exports queue depth, oldest job age, active jobs and workers per pool; an idle worker exits', async () => {
+  it('exports queue depth, oldest job age, active jobs and workers per pool, and no per-model gauges; an idle worker exits', async () => {
     const ids = ['depth-0', 'depth-1', 'depth-2'];
     for (const [i, id] of ids.entries())
       client.send({ type: 'infer', id, model: 'later', inputs: tinyInput(i) });
@@ -325,6 +325,9 @@ describe('redis-dispatcher: one gateway, two workers', () => {
     expect(metricValue(text, 'tandem_pool_workers', { pool: 'default' })).toBe(2);
     expect(metricValue(text, 'tandem_pool_active_jobs', { pool: 'default' })).toBe(0);
     expect(metricValue(text, 'tandem_redis_up')).toBe(1);
+    // No per-model gauges of a single server: they would read 0 here whatever the load.
+    expect(text).not.toMatch(/^tandem_queue_depth/m);
+    expect(text).not.toMatch(/^tandem_model_instances/m);
 
     // A worker woken for the queue serves it, then exits by itself once idle (scale to zero).
     const worker = await cluster.worker(['--pool', 'later', '--idle-exit-ms', '300']);
