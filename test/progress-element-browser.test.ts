@@ -5,8 +5,7 @@
 
 import type { Browser, BrowserContext, Page, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type TandemServer } from '@tandem/server';
-import { buildBrowserPage, launchChromium } from '@tandem/test-support';
+import { openBrowserSite, type BrowserSite } from './browser-site.js';
 
 /** What the page recorded about one element and its job. */
 interface Recorded {
@@ -153,23 +152,16 @@ function expectMonotoneTo100(values: number[]): void {
 }
 
 describe('<tandem-progress> in Chromium', () => {
-  let site: { dir: string; remove: () => Promise<void> };
-  let server: TandemServer;
+  let site: BrowserSite;
   let origin: string;
   let browser: Browser;
 
   beforeAll(async () => {
-    site = await buildBrowserPage();
-    server = await createServer({ port: 0, staticDir: site.dir });
-    origin = (await server.listen()).replace('127.0.0.1', 'localhost');
-    browser = await launchChromium();
+    site = await openBrowserSite();
+    ({ origin, browser } = site);
   });
 
-  afterAll(async () => {
-    await browser.close();
-    await server.close();
-    await site.remove();
-  });
+  afterAll(() => site.close());
 
   async function openPage(context: BrowserContext): Promise<Page> {
     const page = await context.newPage();

@@ -174,17 +174,7 @@ export class RedisDispatcher implements JobDispatcher {
     const pool = this.#poolOf(host.entry.config.pool, host.label);
     const job = new Job(request, undefined, performance.now());
     job.listen(listener);
-    const followed: Followed = {
-      job,
-      jobId: randomUUID(),
-      pool,
-      queuedAt: Date.now(),
-      waiting: true,
-      position: -1,
-      added: false,
-      deadlineTimer: undefined,
-    };
-    this.#follow(followed);
+    const followed = this.#follow(job, pool);
     if (request.deadlineMs !== undefined) {
       // The worker checks the deadline again before it runs the job; this one fires while the
       // job waits in the queue (or runs), so the answer never comes later than the deadline.
@@ -230,17 +220,7 @@ export class RedisDispatcher implements JobDispatcher {
         undefined,
         performance.now(),
       );
-      const followed: Followed = {
-        job,
-        jobId: randomUUID(),
-        pool,
-        queuedAt: Date.now(),
-        waiting: true,
-        position: -1,
-        added: false,
-        deadlineTimer: undefined,
-      };
-      this.#follow(followed);
+      const followed = this.#follow(job, pool);
       const link = this.#link(pool);
       try {
         await link.ready;
@@ -299,18 +279,13 @@ export class RedisDispatcher implements JobDispatcher {
       undefined,
       performance.now(),
     );
-    const followed: Followed = {
-      job,
+    // Follow before asking for the state: an event that comes in between is not missed.
+    const followed = this.#follow(job, pool, {
       jobId,
-      pool,
       queuedAt: bullJob?.timestamp ?? Date.now(),
       waiting: false,
-      position: -1,
       added: bullJob !== undefined,
-      deadlineTimer: undefined,
-    };
-    // Follow before asking for the state: an event that comes in between is not missed.
-    this.#follow(followed);
+    });
     const state = bullJob === undefined ? 'unknown' : await bullJob.getState();
     if (state === 'completed' || state === 'unknown') void this.#settleFromStore(followed);
     else if (state === 'failed') void this.#settleFailed(followed, bullJob?.failedReason ?? '');
@@ -530,7 +505,25 @@ export class RedisDispatcher implements JobDispatcher {
     });
   }
 
-  #follow(followed: Followed): void {
+  /**
+   * Starts following a job's BullMQ counterpart (its events, position, cancel and deadline). By
+   * default a new job, just queued under a fresh BullMQ id; `known` describes one already in Redis.
+   */
+  #follow(
+    job: Job,
+    pool: string,
+    known: Partial<Pick<Followed, 'jobId' | 'queuedAt' | 'waiting' | 'added'>> = {},
+  ): Followed {
+    const followed: Followed = {
+      job,
+      jobId: known.jobId ?? randomUUID(),
+      pool,
+      queuedAt: known.queuedAt ?? Date.now(),
+      waiting: known.waiting ?? true,
+      position: -1,
+      added: known.added ?? false,
+      deadlineTimer: undefined,
+    };
     this.#following.set(followed.jobId, followed);
     void followed.job.outcome.then(() => {
       clearTimeout(followed.deadlineTimer);
@@ -547,6 +540,7 @@ export class RedisDispatcher implements JobDispatcher {
       Math.max(50, this.#options.progressIntervalMs),
     );
     this.#positionTimer.unref();
+    return followed;
   }
 
   async #enqueue(
