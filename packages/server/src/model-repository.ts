@@ -1,6 +1,8 @@
 // The model repository: DIR/<name>/<version>/model.onnx with an optional model.json beside it, plus
 // a built-in catalog. Nothing is hard-coded per model: a file dropped into DIR is found on the next
-// scan (and a request for an unknown model triggers one).
+// scan. Any lookup or listing rescans first when the last scan is a second old (a version copied
+// in becomes the latest, a new model shows in /v1/models), so no watcher is needed: fs.watch misses
+// changes on the network volumes models often live on.
 
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,7 +25,7 @@ export interface ModelEntry {
 
 /** Names and versions allowed in the repository (they end up in URLs and metrics labels). */
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-/** Fewest milliseconds between two rescans triggered by lookups of unknown models. */
+/** Fewest milliseconds between two rescans triggered by lookups and listings. */
 const RESCAN_INTERVAL_MS = 1000;
 
 /** Compares versions: numerically when both are integers, else naturally ("v2" < "v10"). */
@@ -45,8 +47,12 @@ export class ModelRepository {
     this.scan();
   }
 
-  /** Every known model version, repository entries overriding catalog ones of the same name. */
+  /**
+   * Every model version, repository entries overriding catalog ones of the same name (rescanned
+   * first when the last scan is a second old).
+   */
   get entries(): readonly ModelEntry[] {
+    this.#rescanIfStale();
     return this.#entries;
   }
 
@@ -60,13 +66,12 @@ export class ModelRepository {
   }
 
   /**
-   * The entry for `name` at `version`, or its latest version. Rescans (at most once a second) when
-   * it is not known, so a model copied in while the server runs is found.
+   * The entry for `name` at `version`, or its latest version. Rescans first (at most once a
+   * second), so a model or version copied in while the server runs is found. A scan of a few
+   * models costs a fraction of a millisecond; a flood of lookups costs one a second.
    */
   find(name: string, version?: string): ModelEntry | undefined {
-    const hit = this.#lookup(name, version);
-    if (hit !== undefined || Date.now() - this.#lastScanAt < RESCAN_INTERVAL_MS) return hit;
-    this.scan();
+    this.#rescanIfStale();
     return this.#lookup(name, version);
   }
 
@@ -82,6 +87,10 @@ export class ModelRepository {
       );
     }
     return entry;
+  }
+
+  #rescanIfStale(): void {
+    if (this.#dir !== undefined && Date.now() - this.#lastScanAt >= RESCAN_INTERVAL_MS) this.scan();
   }
 
   #lookup(name: string, version: string | undefined): ModelEntry | undefined {

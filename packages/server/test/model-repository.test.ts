@@ -101,7 +101,7 @@ describe('ModelRepository', () => {
     expect(codeOf(() => repository.get('mlp', '2'))).toBe('E_MODEL_NOT_FOUND');
   });
 
-  it('finds a model copied in later: on scan(), and on a lookup at most once a second', async () => {
+  it('finds a model or version copied in later: on scan(), and on a lookup or listing at most once a second', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const repository = new ModelRepository({ dir });
     expect(repository.entries).toEqual([]);
@@ -112,14 +112,15 @@ describe('ModelRepository', () => {
     vi.advanceTimersByTime(600);
     expect(repository.find('late')!.version).toBe('1');
     await writeModelFile(dir, 'late', 2, model);
-    expect(repository.find('late')!.version).toBe('1'); // a hit never rescans
-    expect(
-      repository
-        .scan()
-        .map((entry) => entry.version)
-        .sort(),
-    ).toEqual(['1', '2']);
-    expect(repository.find('late')!.version).toBe('2');
+    expect(repository.find('late')!.version).toBe('1'); // scanned under a second ago
+    vi.advanceTimersByTime(1000);
+    expect(repository.find('late')!.version).toBe('2'); // the new version is the latest now
+    await writeModelFile(dir, 'later', 1, model);
+    expect(repository.entries.map((entry) => entry.name)).not.toContain('later');
+    vi.advanceTimersByTime(1000);
+    expect(repository.entries.map((entry) => entry.name)).toContain('later');
+    await writeModelFile(dir, 'latest', 1, model);
+    expect(repository.scan().map((entry) => entry.name)).toContain('latest');
   });
 });
 
