@@ -303,6 +303,8 @@ describe('redis-dispatcher: one gateway, two workers', () => {
       await runDirect(join(cluster.modelsDir, 'slow', '1', 'model.onnx'), ONE),
     );
     // Handed over once: resuming again finds nothing.
+    await after.acknowledged('survivor');
+    await after.roundTrip();
     after.send({ type: 'resume', ids: ['survivor'] });
     expect(errorCodeOf(await after.collectJob('survivor'))).toBe('E_JOB_NOT_FOUND');
     await after.roundTrip();

@@ -434,6 +434,7 @@ describe('ws-gateway: disconnect mid-job and resume', () => {
     const log = await client.collectJob(id);
     const result = resultOf(log);
     expectSameTensors(result.outputs, { y: slowInput(64, seed).x! });
+    await client.acknowledged(id);
     await client.roundTrip();
     expect(
       client.pending().filter((m) => (m.type === 'result' || m.type === 'error') && m.id === id),
@@ -485,6 +486,22 @@ describe('ws-gateway: disconnect mid-job and resume', () => {
     other.send({ type: 'resume', ids: ['k-1'] });
     expect(errorCodeOf(await other.collectJob('k-1'))).toBe('E_JOB_NOT_FOUND');
     await Promise.all([client.close(), other.close()]);
+  });
+
+  it('acknowledges a burst of outcomes with fewer pings than outcomes, and forgets them all', async () => {
+    const client = await connectClient(ctx.url);
+    const ids = Array.from({ length: 24 }, (_, i) => `b-${i}`);
+    ids.forEach((id, i) =>
+      client.send({ type: 'infer', id, model: 'slow', inputs: slowInput(1, i), progress: false }),
+    );
+    for (const id of ids) resultOf(await client.collectJob(id));
+    await client.acknowledged(ids.at(-1)!);
+    await client.roundTrip();
+    expect(client.acknowledgementPings).toBeGreaterThan(0);
+    expect(client.acknowledgementPings).toBeLessThan(ids.length);
+    client.send({ type: 'resume', ids });
+    for (const id of ids) expect(errorCodeOf(await client.collectJob(id))).toBe('E_JOB_NOT_FOUND');
+    await client.close();
   });
 
   it('keeps a sent result resumable while the client has not acknowledged it', async () => {

@@ -207,6 +207,9 @@ export class TestClient {
 
   readonly #inbox: ServerMessage[] = [];
   readonly #waiters = new Set<Waiter>();
+  /** Length of `received` at each acknowledgement ping (a ping with a 4-byte payload). */
+  readonly #ackMarks: number[] = [];
+  readonly #ackWaiters = new Set<() => void>();
   #closeInfo: CloseInfo | undefined;
   #decodeError: Error | undefined;
   #nextNonce = 1;
@@ -228,6 +231,43 @@ export class TestClient {
     // Errors end in 'close'; the close code tells the test what happened.
     socket.on('error', () => undefined);
     socket.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
+    socket.on('ping', (data: Buffer) => {
+      if (data.byteLength !== 4) return; // a heartbeat, not an acknowledgement
+      this.#ackMarks.push(this.received.length);
+      for (const wake of this.#ackWaiters) wake();
+    });
+  }
+
+  /** Acknowledgement pings received so far. */
+  get acknowledgementPings(): number {
+    return this.#ackMarks.length;
+  }
+
+  /**
+   * Waits until the server has sent an acknowledgement ping after the outcome (result or error)
+   * of job `id` arrived. The socket answers it (unless autoPong is off), so a `roundTrip()` after
+   * this resolves means the server knows the client has that outcome.
+   */
+  async acknowledged(id: string, timeoutMs = DEFAULT_WAIT_MS): Promise<void> {
+    const at = this.received.findIndex(
+      (m) => (m.type === 'result' || m.type === 'error') && m.id === id,
+    );
+    if (at < 0) throw new Error(`no outcome of job ${id} has arrived`);
+    const covered = (): boolean => this.#ackMarks.some((mark) => mark > at);
+    if (covered()) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#ackWaiters.delete(wake);
+        reject(new Error(`no acknowledgement ping for job ${id} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const wake = (): void => {
+        if (!covered()) return;
+        clearTimeout(timer);
+        this.#ackWaiters.delete(wake);
+        resolve();
+      };
+      this.#ackWaiters.add(wake);
+    });
   }
 
   /** How the socket closed, once it has. */
