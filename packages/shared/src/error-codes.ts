@@ -102,7 +102,8 @@ export const ERROR_CODES = {
   E_CANCELLED: {
     retryable: false,
     httpStatus: 499,
-    meaning: 'The job was cancelled by the caller.',
+    meaning:
+      'The job was cancelled by the caller (`cancel()`, an aborted signal, or `tandem.close()`).',
   },
   E_SHUTTING_DOWN: {
     retryable: true,
@@ -128,7 +129,8 @@ export const ERROR_CODES = {
   E_RUNTIME: {
     retryable: false,
     httpStatus: 500,
-    meaning: 'The inference runtime failed while running the model.',
+    meaning:
+      'The inference runtime failed while running the model, or the local worker running it stopped.',
   },
   E_NO_BACKEND: {
     retryable: false,
