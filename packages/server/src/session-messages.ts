@@ -5,6 +5,7 @@
 
 import type { Backend, SerializedError, TensorMap } from '@tandem/shared';
 import type { SessionSettings } from './onnx-session.js';
+import type { PackedTensorMaps } from './tensor-pack.js';
 
 /** Load a model file into this worker's session. */
 export interface LoadRequest {
@@ -28,10 +29,10 @@ export interface RunRequest {
 export interface RunEachRequest {
   readonly type: 'runEach';
   readonly id: number;
-  readonly items: readonly {
-    readonly inputs: TensorMap;
-    readonly outputs: readonly string[] | undefined;
-  }[];
+  /** Each item's inputs, packed (see tensor-pack.ts for why not the maps themselves). */
+  readonly inputs: PackedTensorMaps;
+  /** Each item's requested outputs (null: all); absent when every item wants all. */
+  readonly outputs?: readonly (readonly string[] | null)[];
 }
 
 /** Release the session; the worker exits afterwards. */
@@ -57,16 +58,16 @@ export interface RunReply {
   readonly runMs: number;
 }
 
-/** One item of a `runEach`: its outputs or its error, and how long its run took in ms. */
-export type RunEachResult =
-  | { readonly ok: true; readonly outputs: TensorMap; readonly runMs: number }
-  | { readonly ok: false; readonly error: SerializedError; readonly runMs: number };
-
 /** A `runEach` finished (each item on its own). */
 export interface RanEachReply {
   readonly type: 'ranEach';
   readonly id: number;
-  readonly results: readonly RunEachResult[];
+  /** Each item's outputs, packed (an item that failed has none). */
+  readonly outputs: PackedTensorMaps;
+  /** How long each item's run took in the worker, in ms. */
+  readonly runMs: Float64Array;
+  /** The errors of the items that failed, by index; absent when none did. */
+  readonly failures?: Readonly<Record<number, SerializedError>>;
 }
 
 /** A load (id null) or run failed. */

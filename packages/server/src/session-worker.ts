@@ -2,10 +2,10 @@
 // and release requests. Outputs go back as transferred buffers (no copy).
 
 import { parentPort } from 'node:worker_threads';
-import { TandemError, type TensorMap } from '@tandem/shared';
+import { TandemError, type SerializedError, type TensorMap } from '@tandem/shared';
 import { createSession, releaseSession, runSession, type LoadedSession } from './onnx-session.js';
-import type { RunEachResult, WorkerReply, WorkerRequest } from './session-messages.js';
-import { packTensorMaps } from './tensor-pack.js';
+import type { WorkerReply, WorkerRequest } from './session-messages.js';
+import { packTensorMaps, unpackTensorMaps } from './tensor-pack.js';
 
 const port = parentPort;
 if (port === null) throw new Error('session-worker must run in a worker thread');
@@ -62,33 +62,33 @@ async function handle(message: WorkerRequest): Promise<void> {
       }
       return;
     case 'runEach': {
-      const results: RunEachResult[] = [];
-      for (const item of message.items) {
+      const items = unpackTensorMaps(message.inputs);
+      const outputs: TensorMap[] = [];
+      const runMs = new Float64Array(items.length);
+      let failures: Record<number, SerializedError> | undefined;
+      for (const [index, inputs] of items.entries()) {
         const started = performance.now();
         try {
           if (loaded === undefined) throw new TandemError('E_INTERNAL', 'run before load');
-          const outputs = await runSession(loaded, item.inputs, item.outputs);
-          results.push({ ok: true, outputs, runMs: performance.now() - started });
+          outputs.push(await runSession(loaded, inputs, message.outputs?.[index] ?? undefined));
         } catch (error) {
-          results.push({
-            ok: false,
-            error: TandemError.from(error, 'E_RUNTIME').toJSON(),
-            runMs: performance.now() - started,
-          });
+          (failures ??= {})[index] = TandemError.from(error, 'E_RUNTIME').toJSON();
+          outputs.push({});
         }
+        runMs[index] = performance.now() - started;
       }
       // The outputs go back in one buffer: the copy happens here, off the main thread, and
       // saves the main thread an ArrayBuffer per output.
-      const packed = packTensorMaps(results.map((result) => (result.ok ? result.outputs : {})));
+      const packed = packTensorMaps(outputs);
       reply(
         {
           type: 'ranEach',
           id: message.id,
-          results: results.map((result, index) =>
-            result.ok ? { ...result, outputs: packed.maps[index] as TensorMap } : result,
-          ),
+          outputs: packed,
+          runMs,
+          ...(failures === undefined ? {} : { failures }),
         },
-        [packed.buffer],
+        [packed.buffer, runMs.buffer],
       );
       return;
     }

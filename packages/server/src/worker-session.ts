@@ -4,16 +4,16 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { TandemError, type Backend, type Tensor, type TensorMap } from '@tandem/shared';
+import {
+  TandemError,
+  type Backend,
+  type SerializedError,
+  type Tensor,
+  type TensorMap,
+} from '@tandem/shared';
 import type { SessionSettings } from './onnx-session.js';
-import { packTensorMaps } from './tensor-pack.js';
-import type {
-  RanEachReply,
-  RunEachResult,
-  RunReply,
-  WorkerReply,
-  WorkerRequest,
-} from './session-messages.js';
+import { packTensorMaps, unpackTensorMaps } from './tensor-pack.js';
+import type { RanEachReply, RunReply, WorkerReply, WorkerRequest } from './session-messages.js';
 
 /**
  * The compiled worker script. Tests run this package from its TypeScript sources, where no .js
@@ -25,6 +25,11 @@ function workerUrl(): URL {
   if (existsSync(fileURLToPath(beside))) return beside;
   return new URL('../dist/session-worker.js', import.meta.url);
 }
+
+/** One item of a {@link WorkerSession.runEach}: its outputs or its error, and its run time in ms. */
+export type RunEachResult =
+  | { readonly ok: true; readonly outputs: TensorMap; readonly runMs: number }
+  | { readonly ok: false; readonly error: SerializedError; readonly runMs: number };
 
 /** A run's outputs and how long onnxruntime took in the worker, in ms. */
 export interface WorkerRun {
@@ -135,15 +140,18 @@ export class WorkerSession {
     const id = this.#nextId++;
     // Copied into one buffer whatever their ownership: for small inputs one allocation and one
     // transfer per group cost less than one of each per job.
-    const packed = packTensorMaps(items.map((item) => item.inputs));
-    const owned = items.map((item, index) => ({
-      inputs: packed.maps[index] as TensorMap,
-      outputs: item.outputs,
-    }));
+    const inputs = packTensorMaps(items.map((item) => item.inputs));
+    const outputs = items.some((item) => item.outputs !== undefined)
+      ? items.map((item) => item.outputs ?? null)
+      : undefined;
     return new Promise<RunReply | RanEachReply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      post(this.#worker, { type: 'runEach', id, items: owned }, [packed.buffer]);
-    }).then((reply) => (reply.type === 'ranEach' ? reply.results : []));
+      post(
+        this.#worker,
+        { type: 'runEach', id, inputs, ...(outputs === undefined ? {} : { outputs }) },
+        [inputs.buffer],
+      );
+    }).then((reply) => (reply.type === 'ranEach' ? eachResult(reply) : []));
   }
 
   /** Releases the session and ends the worker. */
@@ -172,6 +180,15 @@ export class WorkerSession {
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
   }
+}
+
+/** The per-item view of a `ranEach` reply. */
+function eachResult(reply: RanEachReply): RunEachResult[] {
+  return unpackTensorMaps(reply.outputs).map((outputs, index): RunEachResult => {
+    const runMs = reply.runMs[index] ?? 0;
+    const error = reply.failures?.[index];
+    return error === undefined ? { ok: true, outputs, runMs } : { ok: false, error, runMs };
+  });
 }
 
 function post(worker: Worker, message: WorkerRequest, transfer: ArrayBuffer[] = []): void {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Tensor, TensorMap } from '@tandem/shared';
-import { packTensorMaps } from '../src/tensor-pack.js';
+import { packTensorMaps, unpackTensorMaps } from '../src/tensor-pack.js';
 
 const tensorArb: fc.Arbitrary<Tensor> = fc.oneof(
   fc.array(fc.float({ noNaN: true }), { maxLength: 9 }).map((values): Tensor => ({
@@ -27,16 +27,19 @@ const tensorArb: fc.Arbitrary<Tensor> = fc.oneof(
 );
 const mapArb: fc.Arbitrary<TensorMap> = fc.dictionary(fc.constantFrom('a', 'b', 'c'), tensorArb);
 
-describe('packTensorMaps', () => {
-  it('keeps every value, views one aligned buffer, and leaves the inputs alone', () => {
+describe('packTensorMaps and unpackTensorMaps', () => {
+  it('keep every value across a thread boundary, view one aligned buffer, and leave the inputs alone', () => {
     fc.assert(
       fc.property(fc.array(mapArb, { maxLength: 6 }), (maps) => {
         const before = maps.map((map) =>
           Object.values(map).map((t) => Array.from(t.data as ArrayLike<unknown>)),
         );
-        const { maps: packed, buffer } = packTensorMaps(maps);
-        expect(packed).toHaveLength(maps.length);
-        packed.forEach((map, index) => {
+        const packed = packTensorMaps(maps);
+        // What postMessage does to it on the way to the worker.
+        const crossed = structuredClone(packed, { transfer: [packed.buffer] });
+        const unpacked = unpackTensorMaps(crossed);
+        expect(unpacked).toHaveLength(maps.length);
+        unpacked.forEach((map, index) => {
           const source = maps[index]!;
           expect(Object.keys(map)).toEqual(Object.keys(source));
           for (const [name, tensor] of Object.entries(map)) {
@@ -47,7 +50,7 @@ describe('packTensorMaps', () => {
               Array.from(original.data as ArrayLike<unknown>),
             );
             if (tensor.dtype !== 'string') {
-              expect(tensor.data.buffer).toBe(buffer);
+              expect(tensor.data.buffer).toBe(crossed.buffer);
               expect(tensor.data.byteOffset % 8).toBe(0);
             }
           }
