@@ -24,9 +24,10 @@ export async function rawSession(path: string): Promise<{
   };
 }
 
-/** A ws server that echoes every binary message back, and a client to time it. */
-export async function startEchoServer(): Promise<{
-  roundTrip(bytes: Uint8Array): Promise<ArrayBuffer>;
+/** A ws server that echoes every binary message back, and `clients` clients to time it. */
+export async function startEchoServer(clients = 1): Promise<{
+  /** Sends `bytes` on client `lane` (0 by default) and resolves with the echo. */
+  roundTrip(bytes: Uint8Array, lane?: number): Promise<ArrayBuffer>;
   close(): Promise<void>;
 }> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
@@ -35,21 +36,27 @@ export async function startEchoServer(): Promise<{
   );
   await new Promise<void>((resolve) => wss.once('listening', resolve));
   const { port } = wss.address() as { port: number };
-  const client = new WebSocket(`ws://127.0.0.1:${port}`);
-  client.binaryType = 'arraybuffer';
-  await new Promise((resolve) => client.once('open', resolve));
-  // Echoes come back in order on one socket: a FIFO of waiters matches them.
-  const waiters: ((data: ArrayBuffer) => void)[] = [];
-  client.on('message', (data: ArrayBuffer) => waiters.shift()?.(data));
+  const sockets = await Promise.all(
+    Array.from({ length: clients }, async () => {
+      const client = new WebSocket(`ws://127.0.0.1:${port}`);
+      client.binaryType = 'arraybuffer';
+      await new Promise((resolve) => client.once('open', resolve));
+      // Echoes come back in order on one socket: a FIFO of waiters matches them.
+      const waiters: ((data: ArrayBuffer) => void)[] = [];
+      client.on('message', (data: ArrayBuffer) => waiters.shift()?.(data));
+      return { client, waiters };
+    }),
+  );
   return {
-    roundTrip(bytes) {
+    roundTrip(bytes, lane = 0) {
+      const { client, waiters } = sockets[lane] as (typeof sockets)[number];
       return new Promise((resolve) => {
         waiters.push(resolve);
         client.send(bytes);
       });
     },
     async close() {
-      client.close();
+      for (const { client } of sockets) client.close();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };

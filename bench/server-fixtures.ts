@@ -85,19 +85,34 @@ export function noise(dims: number[], seed = 1): Tensor {
 }
 
 /** Runs `count` async operations with at most `concurrency` in flight; returns elapsed ms. */
-export async function runConcurrently(
+export function runConcurrently(
   count: number,
   concurrency: number,
   op: () => Promise<unknown>,
 ): Promise<number> {
+  return runLanes(
+    count,
+    Array.from({ length: concurrency }, () => op),
+  );
+}
+
+/**
+ * Runs `count` async operations, one at a time in each lane (lane i always calls `lanes[i]`, so
+ * a lane can stand for one client with one request in flight); returns elapsed ms.
+ */
+export async function runLanes(
+  count: number,
+  lanes: readonly (() => Promise<unknown>)[],
+): Promise<number> {
   let started = 0;
   const t0 = performance.now();
-  const lane = async (): Promise<void> => {
-    while (started < count) {
-      started++;
-      await op();
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, lane));
+  await Promise.all(
+    lanes.map(async (op) => {
+      while (started < count) {
+        started++;
+        await op();
+      }
+    }),
+  );
   return performance.now() - t0;
 }

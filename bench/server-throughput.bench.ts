@@ -1,6 +1,7 @@
 // Server throughput against baselines measured in this run: 32 concurrent tiny-model requests vs a
-// plain ws echo server carrying the same frames and vs a hand-written fastify JSON endpoint; and
-// dynamic batching vs none at 16 concurrent clients on an MLP.
+// plain ws echo server carrying the same frames (on one connection, and as 32 clients with one
+// request each) and vs a hand-written fastify JSON endpoint; and dynamic batching vs none at 16
+// concurrent clients on an MLP.
 
 import { decodeMessage, encodeMessage } from '@tandem/shared';
 import type { Bench, BenchFigure } from './bench-types.js';
@@ -11,6 +12,7 @@ import {
   createBenchRepository,
   noise,
   runConcurrently,
+  runLanes,
   startBenchServer,
 } from './server-fixtures.js';
 import { medianBy } from './timing.js';
@@ -21,19 +23,29 @@ const CONCURRENCY = 32;
 const REQUESTS = 4000;
 /** Rounds of Tandem against the echo server, back to back, the first of each pair alternating. */
 const PAIRED_ROUNDS = 10;
+/** Paired rounds of the 32-client figure (informational, so fewer). */
+const CLIENT_ROUNDS = 6;
 /** Untimed requests before each timed run of the paired rounds. */
 const LEAD_IN_REQUESTS = 1000;
 const BATCH_CLIENTS = 16;
 const BATCH_REQUESTS = 800;
 
+/** Operations run side by side, one at a time each (see runLanes). */
+type Lanes = readonly (() => Promise<unknown>)[];
+
+/** `CONCURRENCY` lanes calling the same `op`: concurrent requests on one connection. */
+function oneConnection(op: () => Promise<unknown>): Lanes {
+  return Array.from({ length: CONCURRENCY }, () => op);
+}
+
 /**
- * ops/s of one run of `requests` operations, `concurrency` at a time, after an untimed lead-in:
- * switching between servers costs the first few hundred requests (threads asleep, caches cold),
- * which the side measured second would otherwise pay in every round.
+ * ops/s of one run of `requests` operations after an untimed lead-in: switching between servers
+ * costs the first few hundred requests (threads asleep, caches cold), which the side measured
+ * second would otherwise pay in every round.
  */
-async function rate(requests: number, concurrency: number, op: () => Promise<unknown>) {
-  await runConcurrently(LEAD_IN_REQUESTS, concurrency, op);
-  return (requests / (await runConcurrently(requests, concurrency, op))) * 1000;
+async function rate(requests: number, lanes: Lanes) {
+  await runLanes(LEAD_IN_REQUESTS, lanes);
+  return (requests / (await runLanes(requests, lanes))) * 1000;
 }
 
 /**
@@ -41,21 +53,17 @@ async function rate(requests: number, concurrency: number, op: () => Promise<unk
  * by tens of percent within seconds, so each round's ratio compares like with like. Returns the
  * round whose b/a ratio is the median.
  */
-async function pairedRates(
-  rounds: number,
-  a: () => Promise<unknown>,
-  b: () => Promise<unknown>,
-): Promise<{ a: number; b: number }> {
-  await runConcurrently(2000, CONCURRENCY, a); // warm-up: both sides' code optimised
-  await runConcurrently(2000, CONCURRENCY, b);
+async function pairedRates(rounds: number, a: Lanes, b: Lanes): Promise<{ a: number; b: number }> {
+  await runLanes(2000, a); // warm-up: both sides' code optimised
+  await runLanes(2000, b);
   const pairs: { a: number; b: number }[] = [];
   for (let round = 0; round < rounds; round++) {
     if (round % 2 === 0) {
-      const first = await rate(REQUESTS, CONCURRENCY, a);
-      pairs.push({ a: first, b: await rate(REQUESTS, CONCURRENCY, b) });
+      const first = await rate(REQUESTS, a);
+      pairs.push({ a: first, b: await rate(REQUESTS, b) });
     } else {
-      const second = await rate(REQUESTS, CONCURRENCY, b);
-      pairs.push({ a: await rate(REQUESTS, CONCURRENCY, a), b: second });
+      const second = await rate(REQUESTS, b);
+      pairs.push({ a: await rate(REQUESTS, a), b: second });
     }
   }
   return medianBy(pairs, (pair) => pair.b / pair.a);
@@ -84,22 +92,35 @@ const bench: Bench = {
 
       // The echo client does the client-side work Tandem's does (encode each request, decode each
       // reply), so the ratio compares the servers.
-      const echo = await startEchoServer();
+      const echo = await startEchoServer(CONCURRENCY);
       let echoId = 0;
-      const echoOp = async (): Promise<void> => {
+      const echoOp = (lane: number) => async (): Promise<void> => {
         const frame = encodeMessage(
           { type: 'infer', id: `e${echoId++}`, model: 'tiny', inputs: tinyInput, progress: false },
           { pooled: true },
         );
-        decodeMessage(await echo.roundTrip(frame));
+        decodeMessage(await echo.roundTrip(frame, lane));
       };
       const { server, url } = await startBenchServer(repository);
       const client = await connectBenchClient(url);
-      const paired = await pairedRates(PAIRED_ROUNDS, echoOp, () =>
-        client.infer('tiny', tinyInput, { progress: false }),
+      const paired = await pairedRates(
+        PAIRED_ROUNDS,
+        oneConnection(echoOp(0)),
+        oneConnection(() => client.infer('tiny', tinyInput, { progress: false })),
       );
       const tandemRate = paired.b;
       await client.close();
+
+      // The same, as 32 clients with one request each in flight (a page each, say).
+      const clients32 = await Promise.all(
+        Array.from({ length: CONCURRENCY }, () => connectBenchClient(url)),
+      );
+      const perClient = await pairedRates(
+        CLIENT_ROUNDS,
+        clients32.map((_, lane) => echoOp(lane)),
+        clients32.map((c) => () => c.infer('tiny', tinyInput, { progress: false })),
+      );
+      await Promise.all(clients32.map((c) => c.close()));
       await echo.close();
 
       // After the paired rounds: its megabytes of JSON garbage would weigh on their heap.
@@ -136,6 +157,15 @@ const bench: Bench = {
           baselineValue: paired.a,
           better: 'higher',
           target: 0.5,
+        }),
+        makeFigure({
+          bench: NAME,
+          figure: `requests/s, ${CONCURRENCY} clients with one tiny request each in flight (round with the median of ${CLIENT_ROUNDS} paired ratios)`,
+          value: perClient.b,
+          unit: 'req/s',
+          baseline: `plain ws echo, ${CONCURRENCY} clients, same frames`,
+          baselineValue: perClient.a,
+          better: 'higher',
         }),
         makeFigure({
           bench: NAME,
