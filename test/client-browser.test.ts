@@ -167,6 +167,36 @@ describe('the client in Chromium', () => {
     await context.close();
   });
 
+  it('fails a local call with E_RUNTIME when the worker script cannot load, and auto uses the server', async () => {
+    const context = await browser.newContext();
+    const { page } = await openPage(context);
+    const outcome = await page.evaluate(async () => {
+      const { createTandem, webWorkerHandle } = window.tandemClient;
+      const tandem = createTandem({
+        server: location.origin,
+        // A deployment that serves the worker script from the wrong place.
+        createWorker: () =>
+          Promise.resolve(webWorkerHandle(new Worker('/no-such-worker.js', { type: 'module' }))),
+      });
+      const data = new Float32Array(3 * 48 * 192);
+      const inputs = { x: { dtype: 'float32' as const, dims: [1, 3, 48, 192], data } };
+      try {
+        const local = await tandem.run('paddleocr-cls', inputs, { placement: 'local-only' }).then(
+          () => 'ran',
+          (error: unknown) => (error as { code?: string }).code ?? String(error),
+        );
+        const auto = await tandem.run('paddleocr-cls', inputs, { placement: 'prefer-local' });
+        return { local, placement: auto.placement, fallback: auto.fallback };
+      } finally {
+        await tandem.close();
+      }
+    });
+    expect(outcome.local).toBe('E_RUNTIME');
+    expect(outcome.placement).toBe('remote');
+    expect(outcome.fallback).toMatchObject({ from: 'local', code: 'E_RUNTIME' });
+    await context.close();
+  });
+
   it('reports a file that does not match its manifest as E_INTEGRITY', async () => {
     const context = await browser.newContext();
     const { page } = await openPage(context);

@@ -21,7 +21,7 @@ export type {
   ModelFileStoreOptions,
   ModelStorage,
 } from './model-files.js';
-export { LocalRuntime, defaultWorker } from './local-runtime.js';
+export { LocalRuntime, defaultWorker, webWorkerHandle } from './local-runtime.js';
 export type { LocalRunOptions, LocalRuntimeOptions, WorkerHandle } from './local-runtime.js';
 export type { BackendInfo } from './local-worker-api.js';
 export { classifyOrtError } from './worker-errors.js';

@@ -119,9 +119,11 @@ export class LocalRuntime implements Runtime {
     try {
       backend = await this.backendFor(manifest);
     } catch (error) {
+      const coded = TandemError.from(error);
       return {
         available: false,
-        reason: `the local runtime failed: ${TandemError.from(error).message}`,
+        reason: `the local runtime failed: ${coded.message}`,
+        code: coded.code,
       };
     }
     if (backend === undefined) {
@@ -429,6 +431,37 @@ export async function defaultWorker(): Promise<WorkerHandle> {
       },
     };
   }
-  const worker = new Worker(new URL('./local-worker.js', import.meta.url), { type: 'module' });
-  return { endpoint: worker as unknown as Endpoint, terminate: () => worker.terminate() };
+  return webWorkerHandle(
+    new Worker(new URL('./local-worker.js', import.meta.url), { type: 'module' }),
+  );
+}
+
+/**
+ * A {@link WorkerHandle} for a browser's Worker running the client's worker script (for a
+ * `createWorker` that starts it another way, say from a CDN or with a policy). An `error` event
+ * (the script failed to load, or threw where nothing caught it) ends it: the worker is
+ * terminated and the calls waiting on it fail with `E_RUNTIME`, so the router can use the server.
+ */
+export function webWorkerHandle(worker: Worker): WorkerHandle {
+  let failure: string | undefined;
+  const listeners: ((detail: string) => void)[] = [];
+  worker.addEventListener('error', (event: Event) => {
+    if (failure !== undefined) return;
+    failure =
+      event instanceof ErrorEvent && event.message !== ''
+        ? event.message
+        : 'the worker script failed to load or run';
+    worker.terminate();
+    for (const listener of listeners.splice(0)) listener(failure);
+  });
+  return {
+    endpoint: worker,
+    terminate: () => {
+      worker.terminate();
+    },
+    onExit(listener) {
+      if (failure === undefined) listeners.push(listener);
+      else queueMicrotask(() => listener(failure as string));
+    },
+  };
 }
