@@ -77,12 +77,28 @@ interface NavigatorLike {
 
 const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|software|basic render/i;
 
+/**
+ * A 99-byte ONNX model (y = Identity(x), float32[1], opset 17) whose session the probe creates to
+ * start onnxruntime-web early: fetching and instantiating its .wasm and the first session's
+ * one-time work (lazily compiled code, mostly) cost about 0.8 s in Chromium on 2 cores, and then
+ * overlap the model file's download or cache read instead of following it.
+ */
+const WARM_UP_MODEL_BASE64 =
+  'CAgSE3RhbmRlbS10ZXN0LXN1cHBvcnQ6RgocCgF4EgF5GgpJZGVudGl0eV8wIghJZGVudGl0eRIEd2FybVoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCAhAR';
+
+/** The warm-up model's bytes. */
+export function warmUpModel(): Uint8Array {
+  return Uint8Array.from(atob(WARM_UP_MODEL_BASE64), (char) => char.charCodeAt(0));
+}
+
 /** Builds the worker's API object. */
 export function createLocalWorkerApi(builds: OrtBuilds) {
   const sessions = new Map<string, { session: Ort.InferenceSession; backend: LocalBackend }>();
   let info: BackendInfo | undefined;
   let loaded: OrtModule | undefined;
   let runtimeCache: RuntimeFetch | undefined;
+  /** onnxruntime-web starting (see warmUpModel); settles either way, never rejects. */
+  let runtimeStarted: Promise<void> | undefined;
 
   /** onnxruntime-web, once the probe has chosen and imported a build. */
   function ort(): OrtModule {
@@ -137,7 +153,17 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
       softwareGpu,
       threads,
     };
+    // Started now, not awaited: the caller fetches the model file meanwhile. Unless the runtime
+    // itself must be downloaded: the first session reports those bytes in its compile stage.
+    if (runtimeCache === undefined || (await runtimeCache.stored())) runtimeStarted = start(loaded);
     return info;
+  }
+
+  /** Starts onnxruntime-web with the warm-up model; a failure is left for the real session. */
+  function start(module: OrtModule): Promise<void> {
+    return module.InferenceSession.create(warmUpModel(), { executionProviders: ['wasm'] })
+      .then((session) => session.release())
+      .catch(() => undefined);
   }
 
   /**
@@ -164,6 +190,7 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
     if (runtimeCache !== undefined && onRuntimeBytes !== undefined)
       runtimeCache.onDownload = throttled(onRuntimeBytes, RUNTIME_PROGRESS_INTERVAL_MS);
     try {
+      await runtimeStarted;
       session = await ort().InferenceSession.create(bytes, {
         executionProviders: [backend],
         graphOptimizationLevel: 'all',

@@ -56,6 +56,8 @@ export interface RuntimeFetch {
   readonly fetch: typeof fetch;
   /** Resolves once every store started so far has finished (or failed) and been verified. */
   settled(): Promise<void>;
+  /** Whether a runtime of this onnxruntime-web version is stored (a visit would not download). */
+  stored(): Promise<boolean>;
   /**
    * Hears the bytes of a runtime that comes from the network (not from the cache) as
    * onnxruntime-web reads them: on a first visit that download is most of the wait.
@@ -131,6 +133,16 @@ export function createRuntimeFetch(options: RuntimeFetchOptions): RuntimeFetch {
     fetch: wrapped,
     async settled() {
       while (pending.size > 0) await Promise.all(pending);
+    },
+    async stored() {
+      try {
+        const keys = await (await open()).keys();
+        return keys.some(
+          (request) => new URL(request.url).searchParams.get(VERSION_PARAM) === options.ortVersion,
+        );
+      } catch {
+        return false;
+      }
     },
     onDownload: undefined,
   };

@@ -79,16 +79,19 @@ async function setup(options: { full?: boolean; known?: boolean } = {}) {
 }
 
 describe('createRuntimeFetch', () => {
-  it('stores the runtime on a first visit and serves it with no request on the next', async () => {
+  it('stores the runtime on a first visit and serves it with no request on the next (stored() says which)', async () => {
     const { calls, worker, bucket } = await setup();
     const first = worker();
+    expect(await first.stored()).toBe(false);
     const fetched = await first.fetch(RUNTIME_URL, { credentials: 'same-origin' });
     expect(new Uint8Array(await fetched.arrayBuffer())).toEqual(runtime);
     await first.settled();
     expect(calls).toEqual([RUNTIME_URL]);
     expect([...bucket('bucket').keys()]).toEqual([`${RUNTIME_URL}?tandem-ort=9.9.9`]);
 
-    const served = await worker().fetch(RUNTIME_URL, { credentials: 'same-origin' });
+    const second = worker();
+    expect(await second.stored()).toBe(true);
+    const served = await second.fetch(RUNTIME_URL, { credentials: 'same-origin' });
     expect(calls).toHaveLength(1);
     expect(served.headers.get('content-type')).toBe('application/wasm');
     expect(new Uint8Array(await served.arrayBuffer())).toEqual(runtime);
@@ -153,6 +156,7 @@ describe('createRuntimeFetch', () => {
     await (await first.fetch(RUNTIME_URL)).arrayBuffer();
     await first.settled();
     expect(bucket('bucket').size).toBe(0);
+    expect(await worker().stored()).toBe(false);
   });
 
   it('passes other requests through untouched', async () => {
