@@ -14,7 +14,14 @@
 // per tensor otherwise), and rejects every malformed frame with a TandemError before allocating
 // anything larger than the frame. docs/protocol.md is the reference.
 
-import { at, expectArray, expectInteger, expectRecord, expectString } from './assert.js';
+import {
+  at,
+  expectArray,
+  expectInteger,
+  expectRecord,
+  expectString,
+  type ParseContext,
+} from './assert.js';
 import { allocatePooledFrame } from './frame-pool.js';
 import { MAX_TENSOR_RANK } from './manifest.js';
 import {
@@ -349,8 +356,8 @@ function decodeTensors(
     const start = bodyStart + offset;
     const tensor =
       dtype === 'string'
-        ? decodeStrings(bytes, dims, start, byteLength, count, itemCtx.path)
-        : decodeNumeric(bytes, dtype, dims, start, byteLength, count, itemCtx.path, pooled);
+        ? decodeStrings(bytes, dims, start, byteLength, count, itemCtx)
+        : decodeNumeric(bytes, dtype, dims, start, byteLength, count, itemCtx, pooled);
     entries.push([name, tensor]);
     cursor = offset + byteLength;
   });
@@ -367,13 +374,14 @@ function decodeNumeric(
   start: number,
   byteLength: number,
   count: number,
-  path: string,
+  ctx: ParseContext,
   pooled: boolean,
 ): Tensor {
+  // ctx.path is read only for an error message: building it costs more than the checks.
   const size = bytesPerElement(dtype);
   if (count * size !== byteLength) {
     throw protocolError(
-      `${path}: dims [${dims.join(', ')}] of ${dtype} need ${count * size} bytes, frame has ${byteLength}`,
+      `${ctx.path}: dims [${dims.join(', ')}] of ${dtype} need ${count * size} bytes, frame has ${byteLength}`,
     );
   }
   const absolute = bytes.byteOffset + start;
@@ -403,29 +411,29 @@ function decodeStrings(
   start: number,
   byteLength: number,
   count: number,
-  path: string,
+  ctx: ParseContext,
 ): Tensor {
   // Each string takes at least its 4-byte length: check before allocating `count` slots.
   if (count * 4 > byteLength) {
-    throw protocolError(`${path}: ${count} strings cannot fit in ${byteLength} bytes`);
+    throw protocolError(`${ctx.path}: ${count} strings cannot fit in ${byteLength} bytes`);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const end = start + byteLength;
   const data: string[] = new Array<string>(count);
   let pos = start;
   for (let i = 0; i < count; i++) {
-    if (pos + 4 > end) throw protocolError(`${path}: string ${i} length runs past the tensor`);
+    if (pos + 4 > end) throw protocolError(`${ctx.path}: string ${i} length runs past the tensor`);
     const size = view.getUint32(pos, true);
     pos += 4;
-    if (size > end - pos) throw protocolError(`${path}: string ${i} runs past the tensor`);
+    if (size > end - pos) throw protocolError(`${ctx.path}: string ${i} runs past the tensor`);
     try {
       data[i] = decoder.decode(bytes.subarray(pos, pos + size));
     } catch {
-      throw protocolError(`${path}: string ${i} is not valid UTF-8`);
+      throw protocolError(`${ctx.path}: string ${i} is not valid UTF-8`);
     }
     pos += size;
   }
-  if (pos !== end) throw protocolError(`${path}: ${end - pos} bytes after the last string`);
+  if (pos !== end) throw protocolError(`${ctx.path}: ${end - pos} bytes after the last string`);
   return { dtype: 'string', dims, data };
 }
 
