@@ -181,6 +181,14 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     void files.get(manifest).catch(() => prefetched.delete(manifest.name));
   };
 
+  /**
+   * Starts the local worker and its probe (and, when stored, onnxruntime-web's runtime) while the
+   * model's manifest is fetched; the call itself reports any failure.
+   */
+  const startLocal = (): void => {
+    local.backendInfo().catch(() => undefined);
+  };
+
   /** Jobs not settled yet: close() cancels them. */
   const live = new Set<Job>();
   let closed = false;
@@ -197,8 +205,9 @@ export function createTandem(options: TandemOptions = {}): Tandem {
   ): Promise<RunResult> => {
     throwIfClosed();
     const started = performance.now();
-    const manifest = await manifestOf(model);
     const placement = runOptions.placement ?? options.placement ?? 'auto';
+    if (placement !== 'remote-only') startLocal();
+    const manifest = await manifestOf(model);
     const remoteRt = await remoteRuntime();
     const [localEstimate, remoteEstimate] = await Promise.all([
       placement === 'remote-only' ? unavailable('placement remote-only') : local.estimate(manifest),
@@ -340,6 +349,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     async warm(model, warmOptions = {}) {
       throwIfClosed();
       const where = warmOptions.where ?? 'remote';
+      if (where !== 'remote') startLocal();
       const manifest = await manifestOf(model);
       const tasks: Promise<void>[] = [];
       const remoteRt = await remoteRuntime();
