@@ -183,7 +183,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
 
   /**
    * Starts the local worker and its probe (and, when stored, onnxruntime-web's runtime) while the
-   * model's manifest is fetched; the call itself reports any failure.
+   * model's manifest is fetched, for calls that will run here; the call itself reports failures.
    */
   const startLocal = (): void => {
     local.backendInfo().catch(() => undefined);
@@ -206,7 +206,9 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     throwIfClosed();
     const started = performance.now();
     const placement = runOptions.placement ?? options.placement ?? 'auto';
-    if (placement !== 'remote-only') startLocal();
+    // Only when the call means to run here: under 'auto' the model may have no local file, and
+    // a worker and a GPU adapter would start for nothing.
+    if (placement === 'local-only' || placement === 'prefer-local') startLocal();
     const manifest = await manifestOf(model);
     const remoteRt = await remoteRuntime();
     const [localEstimate, remoteEstimate] = await Promise.all([
