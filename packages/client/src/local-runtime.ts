@@ -36,6 +36,13 @@ export interface WorkerHandle {
   onExit?(listener: (detail: string) => void): void;
 }
 
+/**
+ * Failures after which a worker's onnxruntime-web cannot be trusted: a lost GPU device stays lost
+ * for that runtime, and a wasm heap that ran out (an abort) stays broken. A new worker gets a new
+ * device and a new heap.
+ */
+const WORKER_FATAL_CODES: ReadonlySet<string> = new Set(['E_DEVICE_LOST', 'E_OUT_OF_MEMORY']);
+
 /** A worker, its comlink proxy, and the end that fails every call still waiting on it. */
 interface StartedWorker {
   readonly handle: WorkerHandle;
@@ -221,10 +228,25 @@ export class LocalRuntime implements Runtime {
     this.#sessions.clear();
   }
 
-  /** Calls the worker; rejects as soon as the worker is gone, whatever the call was doing. */
+  /**
+   * Calls the worker; rejects as soon as the worker is gone, whatever the call was doing. After a
+   * failure that leaves its runtime unusable (see WORKER_FATAL_CODES) the worker is replaced:
+   * calls still on it fail with the same error, and the next call starts a fresh one.
+   */
   async #call<T>(call: (api: Remote<LocalWorkerApi>) => Promise<T>): Promise<T> {
-    const worker = await this.#ensureWorker();
-    return Promise.race([call(worker.api), worker.ended]);
+    const starting = this.#ensureWorker();
+    const worker = await starting;
+    try {
+      return await Promise.race([call(worker.api), worker.ended]);
+    } catch (error) {
+      const coded = TandemError.from(error);
+      if (WORKER_FATAL_CODES.has(coded.code) && this.#worker === starting) {
+        this.#forget();
+        worker.end(coded);
+        await worker.handle.terminate();
+      }
+      throw coded;
+    }
   }
 
   #ensureWorker(): Promise<StartedWorker> {

@@ -1,0 +1,93 @@
+// LocalRuntime's handling of its worker, with a fake worker (comlink over a MessageChannel) whose
+// runs fail as a lost GPU device or an exhausted wasm heap would: the worker is replaced, and the
+// next call runs on a fresh one. Real onnxruntime-web in a real worker is tested in
+// test/client-local-runtime.test.ts (Node) and test/client-browser.test.ts (Chromium).
+
+import { expose } from 'comlink';
+import { describe, expect, it } from 'vitest';
+import { TandemError, type ModelManifest, type TensorMap } from '@tandem/shared';
+import { rejectionCode } from '@tandem/test-support';
+import { LocalRuntime, type WorkerHandle } from '../src/local-runtime.js';
+import type { ModelFileStore } from '../src/model-files.js';
+
+const manifest: ModelManifest = {
+  name: 'm',
+  url: 'https://models.example/m.onnx',
+  bytes: 4,
+  sha256: '0'.repeat(64),
+};
+
+/** A store that always has the file. */
+const files = {
+  cacheName: 'test',
+  has: () => Promise.resolve(true),
+  get: () => Promise.resolve({ bytes: new Uint8Array(4), cached: true, downloadMs: 0 }),
+} as unknown as ModelFileStore;
+
+const inputs = (): TensorMap => ({
+  x: { dtype: 'float32', dims: [1], data: new Float32Array([1]) },
+});
+
+/** Starts fake workers; the n-th one's runs fail with `failures[n]`, when given. */
+function fakeWorkers(failures: (string | undefined)[]) {
+  const started: { terminated: boolean }[] = [];
+  const createWorker = (): Promise<WorkerHandle> => {
+    const failure = failures[started.length];
+    const state = { terminated: false };
+    started.push(state);
+    const { port1, port2 } = new MessageChannel();
+    expose(
+      {
+        probe: () => ({ backends: ['wasm'], softwareGpu: false, threads: 1 }),
+        load: () => ({ backend: 'wasm', compileMs: 1, inputNames: ['x'], outputNames: ['y'] }),
+        run: (_key: string, given: TensorMap) => {
+          if (failure !== undefined) throw new TandemError(failure as never, `fake ${failure}`);
+          return { y: given.x };
+        },
+      },
+      port2,
+    );
+    return Promise.resolve({
+      endpoint: port1,
+      terminate: () => {
+        state.terminated = true;
+        port1.close();
+        port2.close();
+      },
+    });
+  };
+  return { started, createWorker };
+}
+
+const options = { jobId: 'j', priority: 5, onProgress: () => undefined };
+
+describe('LocalRuntime', () => {
+  for (const code of ['E_DEVICE_LOST', 'E_OUT_OF_MEMORY']) {
+    it(`replaces the worker after ${code}, and the next call runs on a fresh one`, async () => {
+      const workers = fakeWorkers([code]);
+      const runtime = new LocalRuntime({ files, createWorker: workers.createWorker });
+      try {
+        expect(await rejectionCode(runtime.run(manifest, inputs(), options))).toBe(code);
+        expect(workers.started).toEqual([{ terminated: true }]);
+        const result = await runtime.run(manifest, inputs(), options);
+        expect(Array.from(result.outputs.y!.data as Float32Array)).toEqual([1]);
+        expect(result.cold).toBe(true); // compiled again in the new worker
+        expect(workers.started).toEqual([{ terminated: true }, { terminated: false }]);
+      } finally {
+        await runtime.close();
+      }
+    });
+  }
+
+  it('keeps the worker after a failure that is about the call (E_RUNTIME)', async () => {
+    const workers = fakeWorkers(['E_RUNTIME']);
+    const runtime = new LocalRuntime({ files, createWorker: workers.createWorker });
+    try {
+      expect(await rejectionCode(runtime.run(manifest, inputs(), options))).toBe('E_RUNTIME');
+      expect(await rejectionCode(runtime.run(manifest, inputs(), options))).toBe('E_RUNTIME');
+      expect(workers.started).toEqual([{ terminated: false }]);
+    } finally {
+      await runtime.close();
+    }
+  });
+});
