@@ -648,6 +648,9 @@ export class ModelHost {
           ? { ...this.#settings.session, intraOpNumThreads: this.entry.config.intraOpNumThreads }
           : this.#settings.session;
       loaded = await WorkerSession.load(this.entry.path, settings);
+      loaded.onLost((error) => {
+        this.#lost(instance, error);
+      });
     } catch (error) {
       this.#remove(instance);
       const coded = TandemError.from(error, 'E_MODEL_LOAD_FAILED');
@@ -753,6 +756,22 @@ export class ModelHost {
   }
 
   /** True when the instance was unloaded or the host closed while it was loading. */
+  /**
+   * An instance whose worker thread died (its jobs in flight failed with it): it goes, and jobs
+   * still waiting get a new instance, as after a cold start. Left in place, every later job on it
+   * would fail.
+   */
+  #lost(instance: Instance, error: TandemError): void {
+    if (this.#discarded(instance)) return;
+    this.#observer.log?.('warn', `instance ${instance.id} of ${this.label} lost its worker`, {
+      reason: error.message,
+    });
+    void this.#unload(instance, 'worker lost').then(() => {
+      this.#ensureCapacity();
+      this.#pump(this.#draining);
+    });
+  }
+
   #discarded(instance: Instance): boolean {
     return this.#closed || instance.state === 'unloading';
   }

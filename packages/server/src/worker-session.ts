@@ -47,15 +47,38 @@ export class WorkerSession {
   >();
   #nextId = 1;
   #closed = false;
+  #released = false;
+  #exited = false;
+  #failure: string | undefined;
+  #onLost: ((error: TandemError) => void) | undefined;
+  /** Wakes release() when the last pending run settles. */
+  #drained: (() => void) | undefined;
 
   private constructor(worker: Worker, backend: Backend) {
     this.#worker = worker;
     this.backend = backend;
     worker.on('message', (message: WorkerReply) => this.#onReply(message));
-    worker.on('error', (error) => this.#failAll(TandemError.from(error, 'E_RUNTIME')));
-    worker.on('exit', () =>
-      this.#failAll(new TandemError('E_RUNTIME', 'the session worker exited')),
-    );
+    worker.on('error', (error) => {
+      this.#failure = error.message;
+      this.#failAll(TandemError.from(error, 'E_RUNTIME'));
+    });
+    worker.on('exit', (code: number) => {
+      this.#exited = true;
+      const error = new TandemError(
+        'E_RUNTIME',
+        `the session worker exited (${this.#failure ?? `exit code ${code}`})`,
+      );
+      this.#failAll(error);
+      if (!this.#released) this.#onLost?.(error);
+    });
+  }
+
+  /**
+   * Calls `listener` once if the worker stops without release() (an uncaught error, a resource
+   * limit): every later run would fail, so the owner replaces the session.
+   */
+  onLost(listener: (error: TandemError) => void): void {
+    this.#onLost = listener;
   }
 
   /** Starts a worker and loads the model in it. Failures are `E_MODEL_LOAD_FAILED`. */
@@ -156,8 +179,13 @@ export class WorkerSession {
 
   /** Releases the session and ends the worker. */
   async release(): Promise<void> {
-    if (this.#closed) return;
+    this.#released = true;
+    if (this.#exited || this.#closed) return;
     this.#closed = true;
+    // Runs in flight finish first: the worker would otherwise close between a run's start and its
+    // reply (its message handler awaits), and ending the thread inside onnxruntime-node's native
+    // run (the timeout below) would abort the whole process.
+    while (this.#pending.size > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
     const exited = new Promise<void>((resolve) => this.#worker.once('exit', () => resolve()));
     post(this.#worker, { type: 'release' });
     const timer = setTimeout(() => void this.#worker.terminate(), 5000);
@@ -170,6 +198,7 @@ export class WorkerSession {
     const pending = this.#pending.get(message.id);
     if (pending === undefined) return;
     this.#pending.delete(message.id);
+    if (this.#pending.size === 0) this.#drained?.();
     // The worker is this package's own code and structured cloning keeps typed arrays intact.
     if (message.type === 'failed') pending.reject(TandemError.fromSerialized(message.error));
     else pending.resolve(message);
@@ -179,6 +208,7 @@ export class WorkerSession {
     this.#closed = true;
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
+    this.#drained?.();
   }
 }
 

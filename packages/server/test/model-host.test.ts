@@ -2,9 +2,11 @@
 // real server on loopback: cold start then warm (progress stages and fractions), the `warm` wake-up
 // call, scale to zero after idleTimeoutMs (seen in `model` messages and /metrics), load failures
 // of corrupt files while other models keep serving, the bounded queue (E_BUSY), cancellation,
-// deadlines and priorities, the autoscaler (maxInstances) and keep-warm (minReady).
+// deadlines and priorities, the autoscaler (maxInstances) and keep-warm (minReady), and an instance
+// whose worker thread dies.
 
 import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelState, ResultMessage, TensorMap } from '@tandem/shared';
 import {
@@ -347,6 +349,40 @@ describe('model-host: scheduler (one busy instance)', () => {
         code: 'E_DEADLINE_EXCEEDED',
       }),
     ).toBe(1);
+  });
+});
+
+describe('model-host: an instance whose worker thread dies', () => {
+  it('is replaced: the next job loads a new instance instead of failing on the dead one', async () => {
+    const ctx = await startServer(async (dir) => {
+      await writeSlowModel(dir);
+    });
+    const client = await connectClient(ctx.url);
+    // The session worker is this process's own: note the workers the load starts, to end one
+    // from outside as a crash (an uncaught error, a resource limit) would. Ended while idle: a
+    // worker ended inside onnxruntime-node's native run takes the whole process down.
+    const started = new Set<Worker>();
+    const on = Worker.prototype.on;
+    Worker.prototype.on = function (this: Worker, ...args: Parameters<Worker['on']>) {
+      started.add(this);
+      return on.apply(this, args);
+    } as Worker['on'];
+    try {
+      const warm = await fetch(`${ctx.url}/v1/models/slow/warm?wait=true`, { method: 'POST' });
+      expect(warm.status).toBe(200);
+    } finally {
+      Worker.prototype.on = on;
+    }
+    expect(started.size).toBeGreaterThan(0);
+    await Promise.all([...started].map((worker) => worker.terminate()));
+    await modelState(client, 'slow', 'unloaded');
+    client.send({ type: 'infer', id: 'w-next', model: 'slow', inputs: slowInput(1, 7) });
+    const next = await client.collectJob('w-next');
+    expectSameTensors(resultOf(next).outputs, { y: slowInput(1, 7).x! });
+    expect(resultOf(next).coldStart).toBe(true);
+    expect(stagesOf(next.progress)).toContain('loading');
+    await client.close();
+    await ctx.close();
   });
 });
 

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTinyModel, writeModelFile } from '@tandem/test-support';
+import { buildTinyModel, slowInput, writeModelFile, writeSlowModel } from '@tandem/test-support';
 import { WorkerSession } from '../src/worker-session.js';
 
 describe('WorkerSession', () => {
@@ -74,5 +74,24 @@ describe('WorkerSession', () => {
     const failed = results[1]!;
     expect(failed.ok ? undefined : failed.error.code).toBe('E_RUNTIME');
     expect(Array.from(inputs[0]!)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('lets runs in flight finish before it releases (ending the thread inside a run would abort the process)', async () => {
+    const slowDir = await mkdtemp(join(tmpdir(), 'tandem-worker-session-slow-'));
+    try {
+      await writeSlowModel(slowDir);
+      const slow = await WorkerSession.load(join(slowDir, 'slow', '1', 'model.onnx'), {});
+      const inputs = slowInput(512, 3);
+      const running = slow.run(inputs, undefined);
+      const released = slow.release();
+      const { outputs } = await running;
+      expect(Array.from(outputs.y!.data as Float32Array)).toEqual(
+        Array.from(inputs.x!.data as Float32Array),
+      );
+      await released;
+      await expect(slow.run(inputs, undefined)).rejects.toMatchObject({ code: 'E_RUNTIME' });
+    } finally {
+      await rm(slowDir, { recursive: true, force: true });
+    }
   });
 });
