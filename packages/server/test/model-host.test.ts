@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ModelState, ResultMessage, TensorMap } from '@tandem/shared';
 import {
   buildMlpClassifier,
@@ -361,17 +361,14 @@ describe('model-host: an instance whose worker thread dies', () => {
     // The session worker is this process's own: note the workers the load starts, to end one
     // from outside as a crash (an uncaught error, a resource limit) would. Ended while idle: a
     // worker ended inside onnxruntime-node's native run takes the whole process down.
-    const started = new Set<Worker>();
-    const on = Worker.prototype.on;
-    Worker.prototype.on = function (this: Worker, ...args: Parameters<Worker['on']>) {
-      started.add(this);
-      return on.apply(this, args);
-    } as Worker['on'];
+    const on = vi.spyOn(Worker.prototype, 'on');
+    let started: Set<Worker>;
     try {
       const warm = await fetch(`${ctx.url}/v1/models/slow/warm?wait=true`, { method: 'POST' });
       expect(warm.status).toBe(200);
     } finally {
-      Worker.prototype.on = on;
+      started = new Set(on.mock.contexts as Worker[]);
+      on.mockRestore();
     }
     expect(started.size).toBeGreaterThan(0);
     await Promise.all([...started].map((worker) => worker.terminate()));
