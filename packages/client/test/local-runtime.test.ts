@@ -59,7 +59,12 @@ function fakeWorkers(failures: (string | undefined)[]) {
   return { started, createWorker };
 }
 
-const options = { jobId: 'j', priority: 5, onProgress: () => undefined };
+const options = {
+  jobId: 'j',
+  priority: 5,
+  signal: new AbortController().signal,
+  onProgress: () => undefined,
+};
 
 describe('LocalRuntime', () => {
   for (const code of ['E_DEVICE_LOST', 'E_OUT_OF_MEMORY']) {
