@@ -740,14 +740,18 @@ export class RedisDispatcher implements JobDispatcher {
   /** Removes a job from its queue if it still waits; otherwise tells its worker to drop it. */
   async #withdraw(followed: Followed): Promise<void> {
     const { jobId, pool } = followed;
-    await this.#redis
+    const results = await this.#redis
       .multi()
       .set(this.#keys.cancelled(jobId), '1', 'PX', INPUT_TTL_MS)
       .publish(this.#keys.cancelChannel, jobId)
       .zrem(this.#keys.waiting(pool), jobId)
       .exec();
+    // A worker takes a job off the waiting set when it starts it. Such a job is the worker's to
+    // end (it heard the cancel): removing it here could race the worker's own finish and erase
+    // the record of how it ended.
+    if (results?.[2]?.[1] !== 1) return;
     const link = this.#pools.get(pool);
-    // A job a worker holds is locked and stays; the worker heard the cancel.
+    // Taken by a worker since (locked): it stays, and that worker sees the cancelled mark.
     const removed = await link?.queue.remove(jobId).catch(() => 0);
     if (removed === 1) await this.#forget(followed);
   }
