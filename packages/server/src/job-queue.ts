@@ -37,6 +37,11 @@ export class JobQueue<T extends Queued> {
     return this.#items[0];
   }
 
+  /** The entry at `index` in queue order (0 = next), without removing it. */
+  at(index: number): T | undefined {
+    return this.#items[index];
+  }
+
   /** Removes and returns the next entry. */
   shift(): T | undefined {
     return this.#items.shift();

@@ -76,7 +76,15 @@ interface Instance {
   loaded: WorkerSession | undefined;
   /** A main-thread session of a small, fast model (see HostSettings.inlineMaxRunMs). */
   inline: LoadedSession | undefined;
-  busy: boolean;
+  /**
+   * Runs handed to the instance and not yet answered: one, or two when a full group waits in the
+   * worker behind a running one (see {@link ModelHost.#pump}).
+   */
+  runs: number;
+  /** Jobs in those runs: they go first, so later deadlines count their time. */
+  runJobs: number;
+  /** The run in flight is on the main-thread session: nothing goes behind it in the worker. */
+  inlineRunning: boolean;
   lastUsedAt: number;
   stateSince: number;
   idleTimer: ReturnType<typeof setTimeout> | undefined;
@@ -351,13 +359,34 @@ export class ModelHost {
 
   // ---- dispatch -------------------------------------------------------------------------------
 
+  /**
+   * Hands queued jobs to idle instances; then a full group of a small fast model to an instance
+   * whose worker is running one. Each hand-over to a sleeping worker thread and each answer back
+   * wait for a thread wake-up (about 0.1 ms on a busy 2-core machine, more than a tiny run), so a
+   * second group queued in the worker starts the moment the first ends, while the main thread
+   * handles the first one's answers. Only a full group goes behind, and only behind a worker run:
+   * a partial group is better off collecting more jobs while it waits, and an inline run would
+   * otherwise share the CPU with the worker's.
+   */
   #pump(force = false): void {
     if (this.#closed) return;
     for (const instance of this.#instances) {
-      if (instance.state !== 'ready' || instance.busy) continue;
-      const batch = this.#takeBatch(force, instance);
+      if (instance.state !== 'ready' || instance.runs > 0) continue;
+      const batch = this.#takeBatch(force, instance, false);
       if (batch === undefined) break;
       void this.#run(instance, batch);
+    }
+    for (const instance of this.#instances) {
+      if (
+        instance.state !== 'ready' ||
+        instance.runs !== 1 ||
+        instance.inlineRunning ||
+        this.#queue.size < GROUP_MAX_JOBS
+      )
+        continue;
+      const group = this.#takeBatch(force, instance, true);
+      if (group === undefined) break;
+      void this.#run(instance, group);
     }
     this.#checkIdle();
   }
@@ -365,9 +394,10 @@ export class ModelHost {
   /**
    * The next jobs to run together, or undefined (nothing runnable yet): one batch along the batch
    * dimension for batchable models; a group run one after the other in one worker round trip for
-   * small fast models (see {@link GROUP_MAX_JOBS}); else one job.
+   * small fast models (see {@link GROUP_MAX_JOBS}); else one job. `behind` a run in flight, only
+   * a full group of a small fast model, or nothing.
    */
-  #takeBatch(force: boolean, instance: Instance): Job[] | undefined {
+  #takeBatch(force: boolean, instance: Instance, behind: boolean): Job[] | undefined {
     const now = performance.now();
     for (let head = this.#queue.peek(); head !== undefined; head = this.#queue.peek()) {
       if (!this.#tooLate(head, now)) break;
@@ -383,30 +413,14 @@ export class ModelHost {
     const head = this.#queue.peek();
     if (head === undefined) return undefined;
     if (!this.#batchable) {
-      this.#queue.shift();
-      const group = [head];
-      // Only small jobs of a model that measured fast at load (instance.inline) and still runs
-      // fast: a group holds the instance until its last job is done.
-      const runMs = this.#workerRunMs.value ?? this.estimates.run.value ?? 0;
-      const small = (job: Job): boolean =>
-        inputBytes(job.request.inputs) <= this.#settings.inlineMaxInputBytes;
-      if (
-        instance.inline !== undefined &&
-        (this.#workerRunMs.value ?? 0) <= this.#settings.inlineMaxRunMs &&
-        small(head)
-      ) {
-        for (let next = this.#queue.peek(); next !== undefined && group.length < GROUP_MAX_JOBS;) {
-          if (!small(next)) break;
-          // Member k finishes about k + 1 runs from now: a deadline it would miss leaves it queued.
-          if (next.deadlineAt !== undefined && now + (group.length + 1) * runMs > next.deadlineAt)
-            break;
-          group.push(this.#queue.shift() as Job);
-          next = this.#queue.peek();
-        }
-      }
+      const size = this.#groupSize(instance, now, behind);
+      if (size === 0) return undefined;
+      const group: Job[] = [];
+      for (let i = 0; i < size; i++) group.push(this.#queue.shift() as Job);
       this.#updatePositions();
       return group;
     }
+    if (behind) return undefined;
     const key = batchKey(head.request.inputs, head.request.outputs);
     const maxRows = this.entry.config.maxBatch;
     let rows = 0;
@@ -431,10 +445,42 @@ export class ModelHost {
     return batch;
   }
 
+  /**
+   * How many of the queue's leading jobs run next: up to GROUP_MAX_JOBS small ones of a model that
+   * qualified for grouping (instance.inline) and still runs fast, else the head alone. `behind` a
+   * run in flight: a full group, or 0.
+   */
+  #groupSize(instance: Instance, now: number, behind: boolean): number {
+    const grouping =
+      instance.inline !== undefined &&
+      (this.#workerRunMs.value ?? 0) <= this.#settings.inlineMaxRunMs;
+    if (!grouping) return behind ? 0 : 1;
+    // A group holds the instance until its last job is done; jobs handed over earlier go first.
+    const runMs = this.#workerRunMs.value ?? this.estimates.run.value ?? 0;
+    const aheadMs = behind ? instance.runJobs * runMs : 0;
+    let size = 0;
+    for (let job = this.#queue.at(0); job !== undefined && size < GROUP_MAX_JOBS;) {
+      if (inputBytes(job.request.inputs) > this.#settings.inlineMaxInputBytes) break;
+      // Member k finishes about k + 1 runs from its start: a deadline it would miss leaves it
+      // queued (the head, run alone at once, never misses one: #tooLate checked it).
+      if (
+        (size > 0 || behind) &&
+        job.deadlineAt !== undefined &&
+        now + aheadMs + (size + 1) * runMs > job.deadlineAt
+      )
+        break;
+      size++;
+      job = this.#queue.at(size);
+    }
+    if (behind) return size === GROUP_MAX_JOBS ? size : 0;
+    return Math.max(size, 1);
+  }
+
   async #run(instance: Instance, jobs: Job[]): Promise<void> {
     const loaded = instance.loaded;
     if (loaded === undefined) return;
-    instance.busy = true;
+    instance.runs++;
+    instance.runJobs += jobs.length;
     if (instance.idleTimer !== undefined) clearTimeout(instance.idleTimer);
     const started = performance.now();
     const runEstimate = this.estimates.run.value;
@@ -449,7 +495,7 @@ export class ModelHost {
     }
     if (!this.#batchable && jobs.length > 1) {
       await this.#runGroup(loaded, jobs, started);
-      this.#ranOn(instance);
+      this.#ranOn(instance, jobs.length);
       return;
     }
     try {
@@ -467,7 +513,12 @@ export class ModelHost {
         outputs = ran.outputs;
         if (jobs.length === 1) this.#workerRunMs.add(ran.runMs);
       } else {
-        outputs = await runSession(inline, inputs, first.request.outputs);
+        instance.inlineRunning = true;
+        try {
+          outputs = await runSession(inline, inputs, first.request.outputs);
+        } finally {
+          instance.inlineRunning = false;
+        }
       }
       const finished = performance.now();
       const runMs = finished - started;
@@ -488,13 +539,14 @@ export class ModelHost {
       for (const job of jobs) job.fail(coded);
     } finally {
       for (const job of jobs) this.#running.delete(job);
-      this.#ranOn(instance);
+      this.#ranOn(instance, jobs.length);
     }
   }
 
   /** Frees an instance after a run and gives it the next jobs. */
-  #ranOn(instance: Instance): void {
-    instance.busy = false;
+  #ranOn(instance: Instance, jobCount: number): void {
+    instance.runs--;
+    instance.runJobs -= jobCount;
     instance.lastUsedAt = performance.now();
     this.#scheduleIdle(instance);
     this.#pump(this.#draining);
@@ -633,7 +685,9 @@ export class ModelHost {
       state: 'loading',
       loaded: undefined,
       inline: undefined,
-      busy: false,
+      runs: 0,
+      runJobs: 0,
+      inlineRunning: false,
       lastUsedAt: loadStart,
       stateSince: loadStart,
       idleTimer: undefined,
@@ -792,14 +846,14 @@ export class ModelHost {
   #scheduleIdle(instance: Instance): void {
     if (instance.idleTimer !== undefined) clearTimeout(instance.idleTimer);
     instance.idleTimer = undefined;
-    if (instance.state !== 'ready' || instance.busy || this.#closed) return;
+    if (instance.state !== 'ready' || instance.runs > 0 || this.#closed) return;
     const idleTimeoutMs = this.entry.config.idleTimeoutMs ?? this.#settings.idleTimeoutMs;
     instance.idleTimer = setTimeout(() => {
       instance.idleTimer = undefined;
       const keep = this.entry.config.minReady;
       if (
         instance.state === 'ready' &&
-        !instance.busy &&
+        instance.runs === 0 &&
         this.#queue.size === 0 &&
         this.#readyCount() > keep
       ) {
@@ -812,7 +866,7 @@ export class ModelHost {
   #evictionCandidate(): Instance | undefined {
     if (this.#queue.size > 0 || this.#readyCount() <= this.entry.config.minReady) return undefined;
     return this.#instances
-      .filter((i) => i.state === 'ready' && !i.busy)
+      .filter((i) => i.state === 'ready' && i.runs === 0)
       .sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
   }
 

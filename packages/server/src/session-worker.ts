@@ -28,8 +28,11 @@ function transferables(outputs: TensorMap): ArrayBuffer[] {
   return [...buffers];
 }
 
+// One request at a time, in order: the host may queue a second group behind a running one, and
+// each run awaits onnxruntime (a macrotask), where the next message would otherwise start.
+let previous: Promise<void> = Promise.resolve();
 port.on('message', (message: WorkerRequest) => {
-  void handle(message);
+  previous = previous.then(() => handle(message));
 });
 
 async function handle(message: WorkerRequest): Promise<void> {

@@ -94,4 +94,13 @@ describe('JobQueue', () => {
     expect(queue.size).toBe(1);
     expect(new JobQueue<Item>().shift()).toBeUndefined();
   });
+
+  it('reads entries by position without removing them', () => {
+    const queue = new JobQueue<Item>();
+    queue.push({ id: 1, seq: 1, priority: 0 });
+    queue.push({ id: 2, seq: 2, priority: 5 });
+    queue.push({ id: 3, seq: 3, priority: 0 });
+    expect([0, 1, 2, 3].map((i) => queue.at(i)?.id)).toEqual([2, 1, 3, undefined]);
+    expect(queue.size).toBe(3);
+  });
 });

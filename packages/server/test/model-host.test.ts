@@ -32,6 +32,7 @@ import {
   writeSlowModel,
   type TestServer,
 } from './fixtures.js';
+import { GROUP_MAX_JOBS } from '../src/model-host.js';
 import { writeModelConfig } from './server-fixtures.js';
 
 const MLP = buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 5 });
@@ -657,5 +658,35 @@ describe('model-host: grouped runs of a small fast model', () => {
       return running >= 0 && running < answered;
     });
     expect(grouped).toBe(true);
+  });
+
+  it('hands a full second group to the worker while the first runs; answers stay in order', async () => {
+    const ids = Array.from({ length: 3 * GROUP_MAX_JOBS }, (_, i) => `p-${i}`);
+    ids.forEach((id, i) => {
+      client.send({
+        type: 'infer',
+        id,
+        model: 'tiny',
+        inputs: { x: { dtype: 'float32', dims: [3], data: new Float32Array([i, 1, 2]) } },
+      });
+    });
+    const logs = await Promise.all(ids.map((id) => client.collectJob(id)));
+    logs.forEach((log, i) => {
+      expect(resultOf(log).outputs.y!.data[0]).toBe(i * tiny.scale + tiny.offset);
+    });
+    expect(resultOrder(client, 'p-')).toEqual(ids);
+    // A group's answers go out before the next group is handed over, unless that group went
+    // behind it: a job starting before the answer of a job GROUP_MAX_JOBS or more ahead of it
+    // (never in the same group) waited in the worker.
+    const index = (match: (m: (typeof client.received)[number]) => boolean): number =>
+      client.received.findIndex(match);
+    const pipelined = ids.slice(GROUP_MAX_JOBS).some((id, i) => {
+      const running = index(
+        (m) => m.type === 'progress' && m.event.jobId === id && m.event.stage === 'running',
+      );
+      const answered = index((m) => m.type === 'result' && m.id === ids[i]);
+      return running >= 0 && running < answered;
+    });
+    expect(pipelined).toBe(true);
   });
 });
