@@ -2,6 +2,7 @@
 // compared only with figures from a like machine and traced to a commit.
 
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
 /** The machine a run happened on. */
@@ -32,6 +33,45 @@ export function describeMachine(): MachineInfo {
 export function formatMachine(machine: MachineInfo): string {
   const gib = (machine.totalMemoryBytes / 1024 ** 3).toFixed(1);
   return `${machine.cpuModel}, ${machine.cores} cores, ${gib} GiB RAM, ${machine.os}, Node ${machine.node}`;
+}
+
+/** The machine's CPU time so far, all CPUs together (Linux /proc/stat, in clock ticks). */
+export interface CpuTimes {
+  readonly totalTicks: number;
+  /** Time a virtual machine's CPUs were ready to run but the hypervisor ran something else. */
+  readonly stealTicks: number;
+}
+
+/** Reads /proc/stat's "cpu" line; undefined where there is none (not Linux). */
+export function readCpuTimes(): CpuTimes | undefined {
+  let line: string | undefined;
+  try {
+    line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+  } catch {
+    return undefined;
+  }
+  // cpu user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is
+  // already counted in user and nice.
+  const fields = line?.startsWith('cpu ') ? line.trim().split(/\s+/).slice(1, 9).map(Number) : [];
+  if (fields.length < 8 || fields.some((n) => !Number.isFinite(n))) return undefined;
+  return {
+    totalTicks: fields.reduce((sum, n) => sum + n, 0),
+    stealTicks: fields[7] as number,
+  };
+}
+
+/**
+ * Share of the machine's CPU time between two readings that the hypervisor stole (0..1), or
+ * undefined without readings. On a shared virtual machine this is what makes wall-clock figures
+ * drift: a thread that is ready to run simply does not, for a while.
+ */
+export function stealShare(
+  before: CpuTimes | undefined,
+  after: CpuTimes | undefined,
+): number | undefined {
+  if (before === undefined || after === undefined) return undefined;
+  const total = after.totalTicks - before.totalTicks;
+  return total > 0 ? (after.stealTicks - before.stealTicks) / total : undefined;
 }
 
 /**

@@ -13,6 +13,8 @@ export interface RunContext {
   readonly machine: string;
   /** The filter the run was limited to, if any. */
   readonly filter?: string;
+  /** Per bench, the share of CPU time the hypervisor stole while it ran (see stealShare). */
+  readonly steal?: readonly { readonly bench: string; readonly share: number }[];
 }
 
 /** A bench that threw instead of reporting figures. */
@@ -33,6 +35,16 @@ export function formatRun(
     `Machine: ${context.machine}` +
       (context.filter === undefined ? '' : `. Only benches matching "${context.filter}".`),
     '',
+    ...(context.steal === undefined || context.steal.length === 0
+      ? []
+      : [
+          'CPU time stolen by the hypervisor while each bench ran: ' +
+            context.steal
+              .map(({ bench, share }) => `${bench} ${(share * 100).toFixed(0)}%`)
+              .join(', ') +
+            '.',
+          '',
+        ]),
     formatTable(figures),
     '',
     formatSummary(figures, failures),

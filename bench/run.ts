@@ -9,7 +9,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import type { Bench, BenchFigure } from './bench-types.js';
-import { describeCommit, describeMachine, formatMachine } from './machine-info.js';
+import {
+  describeCommit,
+  describeMachine,
+  formatMachine,
+  readCpuTimes,
+  stealShare,
+} from './machine-info.js';
 import { formatRun, formatSummary, formatTable, type BenchFailure } from './markdown-report.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -45,10 +51,12 @@ async function main(): Promise<number> {
   const date = new Date().toISOString();
   const figures: BenchFigure[] = [];
   const failures: BenchFailure[] = [];
+  const steal: { bench: string; share: number }[] = [];
   for (const file of files) {
     // Progress goes to stderr so stdout carries only the report.
     console.error(`bench: ${file} …`);
     const started = performance.now();
+    const cpuBefore = readCpuTimes();
     try {
       const bench = toBench(await import(pathToFileURL(join(BENCH_DIR, file)).href), file);
       figures.push(...(await bench.run()));
@@ -60,6 +68,8 @@ async function main(): Promise<number> {
         message: error instanceof Error ? error.message : String(error),
       });
     }
+    const share = stealShare(cpuBefore, readCpuTimes());
+    if (share !== undefined) steal.push({ bench: file.slice(0, -BENCH_SUFFIX.length), share });
     console.error(`bench: ${file} took ${((performance.now() - started) / 1000).toFixed(1)} s`);
   }
 
@@ -73,6 +83,7 @@ async function main(): Promise<number> {
       commit: describeCommit(REPO_ROOT),
       machine: formatMachine(describeMachine()),
       ...(filter === undefined ? {} : { filter }),
+      steal,
     },
     figures,
     failures,

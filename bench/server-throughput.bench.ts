@@ -15,7 +15,7 @@ import {
   runLanes,
   startBenchServer,
 } from './server-fixtures.js';
-import { medianBy } from './timing.js';
+import { mainThreadCpuMs, medianBy } from './timing.js';
 import { connectBenchClient } from './ws-bench-client.js';
 
 const NAME = 'server-throughput';
@@ -38,14 +38,30 @@ function oneConnection(op: () => Promise<unknown>): Lanes {
   return Array.from({ length: CONCURRENCY }, () => op);
 }
 
+/** One timed run: operations per second and the main thread's CPU µs per operation. */
+interface Rate {
+  readonly opsPerSecond: number;
+  /** Undefined where the thread's CPU time cannot be read (see mainThreadCpuMs). */
+  readonly cpuUsPerOp: number | undefined;
+}
+
 /**
- * ops/s of one run of `requests` operations after an untimed lead-in: switching between servers
- * costs the first few hundred requests (threads asleep, caches cold), which the side measured
- * second would otherwise pay in every round.
+ * One run of `requests` operations after an untimed lead-in: switching between servers costs the
+ * first few hundred requests (threads asleep, caches cold), which the side measured second would
+ * otherwise pay in every round.
  */
-async function rate(requests: number, lanes: Lanes) {
+async function rate(requests: number, lanes: Lanes): Promise<Rate> {
   await runLanes(LEAD_IN_REQUESTS, lanes);
-  return (requests / (await runLanes(requests, lanes))) * 1000;
+  const cpuBefore = mainThreadCpuMs();
+  const ms = await runLanes(requests, lanes);
+  const cpuAfter = mainThreadCpuMs();
+  return {
+    opsPerSecond: (requests / ms) * 1000,
+    cpuUsPerOp:
+      cpuBefore === undefined || cpuAfter === undefined
+        ? undefined
+        : ((cpuAfter - cpuBefore) / requests) * 1000,
+  };
 }
 
 /**
@@ -53,10 +69,14 @@ async function rate(requests: number, lanes: Lanes) {
  * by tens of percent within seconds, so each round's ratio compares like with like. Returns the
  * round whose b/a ratio is the median.
  */
-async function pairedRates(rounds: number, a: Lanes, b: Lanes): Promise<{ a: number; b: number }> {
+async function pairedRates(
+  rounds: number,
+  a: Lanes,
+  b: Lanes,
+): Promise<{ a: number; b: number; cpu: { a: number; b: number } | undefined }> {
   await runLanes(2000, a); // warm-up: both sides' code optimised
   await runLanes(2000, b);
-  const pairs: { a: number; b: number }[] = [];
+  const pairs: { a: Rate; b: Rate }[] = [];
   for (let round = 0; round < rounds; round++) {
     if (round % 2 === 0) {
       const first = await rate(REQUESTS, a);
@@ -66,7 +86,21 @@ async function pairedRates(rounds: number, a: Lanes, b: Lanes): Promise<{ a: num
       pairs.push({ a: await rate(REQUESTS, a), b: second });
     }
   }
-  return medianBy(pairs, (pair) => pair.b / pair.a);
+  const median = medianBy(pairs, (pair) => pair.b.opsPerSecond / pair.a.opsPerSecond);
+  const cpuA = pairs.map((pair) => pair.a.cpuUsPerOp);
+  const cpuB = pairs.map((pair) => pair.b.cpuUsPerOp);
+  const known = (values: (number | undefined)[]): values is number[] =>
+    values.every((value) => value !== undefined);
+  return {
+    a: median.a.opsPerSecond,
+    b: median.b.opsPerSecond,
+    // CPU per request hardly drifts with the machine's speed: medians of each side suffice.
+    cpu: known(cpuA) && known(cpuB) ? { a: medianOf(cpuA), b: medianOf(cpuB) } : undefined,
+  };
+}
+
+function medianOf(values: readonly number[]): number {
+  return medianBy(values, (value) => value);
 }
 
 /** Median ops/s of `trials` runs of `requests` operations. */
@@ -158,6 +192,21 @@ const bench: Bench = {
           better: 'higher',
           target: 0.5,
         }),
+        // What the ratio above would be if this thread were never kept waiting: the hypervisor
+        // of a shared machine steals a varying share of wall time, not of CPU time.
+        ...(paired.cpu === undefined
+          ? []
+          : [
+              makeFigure({
+                bench: NAME,
+                figure: `main-thread CPU per request at ${CONCURRENCY} concurrent, tiny model (bench client and server share the thread; medians of ${PAIRED_ROUNDS} rounds)`,
+                value: paired.cpu.b,
+                unit: 'µs',
+                baseline: 'plain ws echo, same frames',
+                baselineValue: paired.cpu.a,
+                better: 'lower',
+              }),
+            ]),
         makeFigure({
           bench: NAME,
           figure: `requests/s, ${CONCURRENCY} clients with one tiny request each in flight (round with the median of ${CLIENT_ROUNDS} paired ratios)`,

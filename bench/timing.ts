@@ -1,6 +1,8 @@
 // Timing helpers shared by the benches: warm-up, repeat until a minimum time, medians and
 // percentiles, operations per second. All clocks are `process.hrtime.bigint()` (monotonic, ns).
 
+import { readFileSync } from 'node:fs';
+
 /** Options for {@link measureThroughput} and {@link measureLatency}. */
 export interface TimingOptions {
   /** Time spent running the operation before measuring (JIT, caches, heap sizing). @default 300 */
@@ -30,6 +32,22 @@ export interface TimingResult {
 
 /** Throughput timing batches operations so each sample lasts at least this long (timer noise). */
 const MIN_BATCH_NS = 20_000_000n;
+
+/**
+ * CPU time this process's main thread has run, in ms (Linux: /proc/thread-self's schedstat, in
+ * ns), or undefined where it cannot be read. Unlike wall time it does not count time the thread
+ * waited, for the hypervisor included, so it compares like with like on a busy shared machine.
+ */
+export function mainThreadCpuMs(): number | undefined {
+  try {
+    const ns = Number(
+      readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0],
+    );
+    return Number.isFinite(ns) ? ns / 1e6 : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Nanoseconds since an arbitrary, monotonic origin. */
 export function now(): bigint {
