@@ -96,6 +96,10 @@ describe('model-host: cold start, then warm', () => {
     expect(result.coldStart).toBe(true);
     expect(result.timings.loadMs).toBeGreaterThan(0);
     expect(result.timings.totalMs).toBeGreaterThanOrEqual(result.timings.runMs);
+    // Timings go out to the microsecond, not as full-precision doubles.
+    for (const ms of Object.values(result.timings)) {
+      expect(Math.abs(ms * 1000 - Math.round(ms * 1000))).toBeLessThan(1e-6);
+    }
     expect(announcedStates(client, 'mlp')).toEqual(['loading', 'warming', 'ready']);
   });
 
