@@ -22,6 +22,7 @@ import {
   expectString,
   type ParseContext,
 } from './assert.js';
+import { inferHeader, resultHeader, type TensorDescriptor } from './frame-header.js';
 import { allocatePooledFrame } from './frame-pool.js';
 import { MAX_TENSOR_RANK } from './manifest.js';
 import {
@@ -66,18 +67,12 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 /** Which message field holds tensors, per message type. */
 const TENSOR_FIELD = { infer: 'inputs', result: 'outputs' } as const;
 
-interface TensorDescriptor {
-  readonly name: string;
-  readonly dtype: Tensor['dtype'];
-  readonly dims: readonly number[];
-  readonly offset: number;
-  readonly byteLength: number;
-}
-
-/** A tensor's bytes ready to copy into the body. */
-interface PlannedTensor {
-  readonly descriptor: TensorDescriptor;
-  readonly write: (out: Uint8Array, at: number) => void;
+/** Tensors laid out for the body: descriptors for the header, and the bytes to copy. */
+interface TensorPlan {
+  readonly descriptors: TensorDescriptor[];
+  /** Per descriptor: the numeric tensor's bytes, or each string's UTF-8 bytes. */
+  readonly sources: (Uint8Array | Uint8Array[])[];
+  readonly bodyBytes: number;
 }
 
 /** Options for {@link decodeMessage}. */
@@ -108,20 +103,23 @@ export interface EncodeOptions {
  * data does not match its dtype and dims.
  */
 export function encodeMessage(message: Message, options: EncodeOptions = {}): Uint8Array {
-  let planned: PlannedTensor[] = [];
-  let bodyBytes = 0;
+  let plan: TensorPlan | undefined;
   let header: string;
-  if (message.type === 'infer' || message.type === 'result') {
-    const field = TENSOR_FIELD[message.type];
-    const tensors = message.type === 'infer' ? message.inputs : message.outputs;
-    ({ planned, bodyBytes } = planTensors(tensors));
-    header = JSON.stringify({ ...message, [field]: planned.map((p) => p.descriptor) });
+  let ascii: boolean;
+  if (message.type === 'infer') {
+    plan = planTensors(message.inputs);
+    header = inferHeader(message, plan.descriptors);
+    ascii = true;
+  } else if (message.type === 'result') {
+    plan = planTensors(message.outputs);
+    header = resultHeader(message, plan.descriptors);
+    ascii = true;
   } else {
     header = JSON.stringify(message);
+    // Headers are almost always ASCII, where the UTF-8 length is the string length: the header is
+    // then written straight into the frame, without an intermediate buffer per message.
+    ascii = !NON_ASCII.test(header);
   }
-  // Headers are almost always ASCII, where the UTF-8 length is the string length: the header is
-  // then written straight into the frame, without an intermediate buffer per message.
-  const ascii = !NON_ASCII.test(header);
   const headerBytes = ascii ? undefined : encoder.encode(header);
   const headerLength = headerBytes?.byteLength ?? header.length;
   if (headerLength > MAX_HEADER_BYTES) {
@@ -131,58 +129,78 @@ export function encodeMessage(message: Message, options: EncodeOptions = {}): Ui
     );
   }
   const headerEnd = FRAME_PREFIX_BYTES + headerLength;
-  const bodyStart = planned.length > 0 ? alignUp(headerEnd) : headerEnd;
+  const bodyBytes = plan?.bodyBytes ?? 0;
+  const bodyStart =
+    plan !== undefined && plan.descriptors.length > 0 ? alignUp(headerEnd) : headerEnd;
   const frame =
     options.pooled === true
       ? allocatePooledFrame(bodyStart + bodyBytes)
       : new Uint8Array(bodyStart + bodyBytes);
-  frame.set(FRAME_MAGIC, 0);
+  frame[0] = FRAME_MAGIC[0];
+  frame[1] = FRAME_MAGIC[1];
+  frame[2] = FRAME_MAGIC[2];
+  frame[3] = FRAME_MAGIC[3];
   frame[4] = PROTOCOL_VERSION;
-  new DataView(frame.buffer, frame.byteOffset).setUint32(8, headerLength, true);
+  writeUint32LE(frame, 8, headerLength);
   if (headerBytes === undefined)
     encoder.encodeInto(header, frame.subarray(FRAME_PREFIX_BYTES, headerEnd));
   else frame.set(headerBytes, FRAME_PREFIX_BYTES);
-  for (const { descriptor, write } of planned) write(frame, bodyStart + descriptor.offset);
+  if (plan !== undefined) writeBody(frame, bodyStart, plan);
   return frame;
 }
 
-function planTensors(tensors: TensorMap): { planned: PlannedTensor[]; bodyBytes: number } {
-  const planned: PlannedTensor[] = [];
+function writeUint32LE(out: Uint8Array, at: number, value: number): void {
+  out[at] = value & 0xff;
+  out[at + 1] = (value >>> 8) & 0xff;
+  out[at + 2] = (value >>> 16) & 0xff;
+  out[at + 3] = value >>> 24;
+}
+
+function planTensors(tensors: TensorMap): TensorPlan {
+  const descriptors: TensorDescriptor[] = [];
+  const sources: (Uint8Array | Uint8Array[])[] = [];
   let cursor = 0;
-  for (const [name, tensor] of Object.entries(tensors)) {
+  for (const name of Object.keys(tensors)) {
+    const tensor = tensors[name] as Tensor;
     const offset = alignUp(cursor);
     const dims = checkTensor(name, tensor);
+    let byteLength: number;
     if (tensor.dtype === 'string') {
       const encoded = tensor.data.map((s) => encoder.encode(s));
-      const byteLength = encoded.reduce((sum, bytes) => sum + 4 + bytes.byteLength, 0);
-      planned.push({
-        descriptor: { name, dtype: tensor.dtype, dims, offset, byteLength },
-        write(out, start) {
-          const view = new DataView(out.buffer, out.byteOffset);
-          let pos = start;
-          for (const bytes of encoded) {
-            view.setUint32(pos, bytes.byteLength, true);
-            out.set(bytes, pos + 4);
-            pos += 4 + bytes.byteLength;
-          }
-        },
-      });
-      cursor = offset + byteLength;
+      byteLength = encoded.reduce((sum, bytes) => sum + 4 + bytes.byteLength, 0);
+      sources.push(encoded);
     } else {
-      const data = tensor.data;
-      const source = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      const size = bytesPerElement(tensor.dtype);
-      planned.push({
-        descriptor: { name, dtype: tensor.dtype, dims, offset, byteLength: data.byteLength },
-        write(out, start) {
-          out.set(source, start);
-          if (!LITTLE_ENDIAN) swapBytes(out.subarray(start, start + source.byteLength), size);
-        },
-      });
-      cursor = offset + data.byteLength;
+      const { data } = tensor;
+      byteLength = data.byteLength;
+      sources.push(new Uint8Array(data.buffer, data.byteOffset, byteLength));
+    }
+    descriptors.push({ name, dtype: tensor.dtype, dims, offset, byteLength });
+    cursor = offset + byteLength;
+  }
+  return { descriptors, sources, bodyBytes: cursor };
+}
+
+/** Copies each planned tensor's bytes to its place in the body. */
+function writeBody(out: Uint8Array, bodyStart: number, plan: TensorPlan): void {
+  const { descriptors, sources } = plan;
+  for (let index = 0; index < descriptors.length; index++) {
+    const { dtype, offset } = descriptors[index] as TensorDescriptor;
+    const source = sources[index] as Uint8Array | Uint8Array[];
+    let pos = bodyStart + offset;
+    if (source instanceof Uint8Array) {
+      out.set(source, pos);
+      if (!LITTLE_ENDIAN) {
+        const size = bytesPerElement(dtype as NumericTensorDtype);
+        swapBytes(out.subarray(pos, pos + source.byteLength), size);
+      }
+      continue;
+    }
+    for (const bytes of source) {
+      writeUint32LE(out, pos, bytes.byteLength);
+      out.set(bytes, pos + 4);
+      pos += 4 + bytes.byteLength;
     }
   }
-  return { planned, bodyBytes: cursor };
 }
 
 /** Checks that a tensor's data matches its dims; returns the dims as a plain array. */
