@@ -343,21 +343,22 @@ function decodeTensors(
   const bodyLength = bytes.byteLength - bodyStart;
   if (bodyLength < 0) throw protocolError('frame ends before its tensor body');
   const entries: [string, Tensor][] = [];
-  const names = new Set<string>();
+  // Names are checked for duplicates with a set only when there are many: most frames carry one.
+  const names = descriptors.length > 8 ? new Set<string>() : undefined;
   let cursor = 0;
-  descriptors.forEach((item, index) => {
+  for (let index = 0; index < descriptors.length; index++) {
     const itemCtx = at(ctx, index);
-    const record = expectRecord(item, itemCtx);
+    const record = expectRecord(descriptors[index], itemCtx);
     const name = expectString(record.name, at(itemCtx, 'name'), MAX_NAME_CHARS);
-    if (names.has(name)) throw protocolError(`${itemCtx.path}: duplicate tensor name`);
-    names.add(name);
+    if (names === undefined ? entries.some((entry) => entry[0] === name) : names.has(name)) {
+      throw protocolError(`${itemCtx.path}: duplicate tensor name`);
+    }
+    names?.add(name);
     const dtype = record.dtype;
     if (!isTensorDtype(dtype)) {
       throw new TandemError('E_UNKNOWN_DTYPE', `${itemCtx.path}.dtype: unknown dtype`);
     }
-    const dims = expectArray(record.dims, at(itemCtx, 'dims'), MAX_TENSOR_RANK).map((dim, d) =>
-      expectInteger(dim, at(at(itemCtx, 'dims'), d), 0, MAX_DIM),
-    );
+    const dims = parseDims(record.dims, itemCtx);
     const offset = expectInteger(record.offset, at(itemCtx, 'offset'), 0, bodyLength);
     const byteLength = expectInteger(record.byteLength, at(itemCtx, 'byteLength'), 0, bodyLength);
     if (offset !== alignUp(cursor)) {
@@ -378,11 +379,26 @@ function decodeTensors(
         : decodeNumeric(bytes, dtype, dims, start, byteLength, count, itemCtx, pooled);
     entries.push([name, tensor]);
     cursor = offset + byteLength;
-  });
+  }
   if (cursor !== bodyLength)
     throw protocolError(`frame has ${bodyLength - cursor} bytes after its last tensor`);
   // fromEntries defines own properties, so a tensor named "__proto__" cannot touch the prototype.
   return Object.fromEntries(entries);
+}
+
+/**
+ * A descriptor's dims: the header's own array (parsed for this frame alone, so nothing else holds
+ * it), checked in place. A context per dim is built only for an error.
+ */
+function parseDims(value: unknown, itemCtx: ParseContext): number[] {
+  const dims = expectArray(value, at(itemCtx, 'dims'), MAX_TENSOR_RANK) as number[];
+  for (let d = 0; d < dims.length; d++) {
+    const dim = dims[d];
+    if (!Number.isInteger(dim) || (dim as number) < 0 || (dim as number) > MAX_DIM) {
+      expectInteger(dim, at(at(itemCtx, 'dims'), d), 0, MAX_DIM);
+    }
+  }
+  return dims;
 }
 
 function decodeNumeric(

@@ -290,26 +290,32 @@ export function parseMessageFields(
         { type, model: name(header.model, at(ctx, 'model')) },
         { version: optional(header.version, at(ctx, 'version'), name) },
       );
-    case 'infer':
-      return withOptional<InferMessage>(
-        {
-          type,
-          id: id(header.id, at(ctx, 'id')),
-          model: name(header.model, at(ctx, 'model')),
-          inputs: tensors ?? {},
-        },
-        {
-          version: optional(header.version, at(ctx, 'version'), name),
-          outputs: optional(header.outputs, at(ctx, 'outputs'), nameList),
-          priority: optional(header.priority, at(ctx, 'priority'), (v, c) =>
-            expectInteger(v, c, PRIORITY_MIN, PRIORITY_MAX),
-          ),
-          deadlineMs: optional(header.deadlineMs, at(ctx, 'deadlineMs'), (v, c) =>
-            expectNumber(v, c, 0, Number.MAX_SAFE_INTEGER),
-          ),
-          progress: optional(header.progress, at(ctx, 'progress'), expectBoolean),
-        },
-      );
+    case 'infer': {
+      // Optional fields are parsed (and their contexts built) only when present: this runs once
+      // per job, and most jobs send few of them.
+      const message: Writable<InferMessage> = {
+        type,
+        id: id(header.id, at(ctx, 'id')),
+        model: name(header.model, at(ctx, 'model')),
+        inputs: tensors ?? {},
+      };
+      const { version, outputs, priority, deadlineMs, progress } = header;
+      if (version !== undefined) message.version = name(version, at(ctx, 'version'));
+      if (outputs !== undefined) message.outputs = nameList(outputs, at(ctx, 'outputs'));
+      if (priority !== undefined) {
+        message.priority = expectInteger(priority, at(ctx, 'priority'), PRIORITY_MIN, PRIORITY_MAX);
+      }
+      if (deadlineMs !== undefined) {
+        message.deadlineMs = expectNumber(
+          deadlineMs,
+          at(ctx, 'deadlineMs'),
+          0,
+          Number.MAX_SAFE_INTEGER,
+        );
+      }
+      if (progress !== undefined) message.progress = expectBoolean(progress, at(ctx, 'progress'));
+      return message;
+    }
     case 'cancel':
       return { type, id: id(header.id, at(ctx, 'id')) };
     case 'resume':
@@ -356,9 +362,10 @@ export function parseMessageFields(
     case 'progress':
       return { type, event: parseProgressEvent(header.event, at(ctx, 'event')) };
     case 'result': {
-      const timings = expectRecord(header.timings, at(ctx, 'timings'));
-      const ms = (key: string): number =>
-        expectNumber(timings[key], at(ctx, `timings.${key}`), 0, Number.MAX_SAFE_INTEGER);
+      const timingsCtx = at(ctx, 'timings');
+      const timings = expectRecord(header.timings, timingsCtx);
+      const ms = (key: keyof JobTimings): number =>
+        expectNumber(timings[key], at(timingsCtx, key), 0, Number.MAX_SAFE_INTEGER);
       return {
         type,
         id: id(header.id, at(ctx, 'id')),
@@ -452,8 +459,12 @@ function nameList(value: unknown, ctx: ParseContext): string[] {
 /** Adds the defined optional fields to a message: exactOptionalPropertyTypes forbids `undefined`. */
 function withOptional<T>(base: T, extra: Record<string, unknown>): T {
   const out = base as Record<string, unknown>;
-  for (const [key, value] of Object.entries(extra)) {
+  for (const key in extra) {
+    const value = extra[key];
     if (value !== undefined) out[key] = value;
   }
   return base;
 }
+
+/** A message type with its fields assignable, to build it up field by field. */
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
