@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'vite';
+import type * as Vite from 'vite';
 
 /** The page's source folder. */
 export const BROWSER_PAGE_ROOT = fileURLToPath(new URL('../../browser-page', import.meta.url));
@@ -13,6 +13,7 @@ export const BROWSER_PAGE_ROOT = fileURLToPath(new URL('../../browser-page', imp
 /** Builds the page; returns its folder and a function that removes it. */
 export async function buildBrowserPage(): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'tandem-browser-page-'));
+  const { build } = await loadVite();
   await build({
     root: BROWSER_PAGE_ROOT,
     logLevel: 'error',
@@ -28,10 +29,19 @@ export const DEMO_CONFIG = fileURLToPath(new URL('../../../demo/vite.config.ts',
 /** Builds the demo app as `npm start` does, into a temporary folder. */
 export async function buildDemo(): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'tandem-demo-'));
+  const { build } = await loadVite();
   await build({
     configFile: DEMO_CONFIG,
     logLevel: 'error',
     build: { outDir: dir, emptyOutDir: true },
   });
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Vite, loaded on first use rather than with this package: it is large, and most users of the
+ * package (the server benches among them) never build a page; their heap stays small.
+ */
+function loadVite(): Promise<typeof Vite> {
+  return import('vite');
 }

@@ -4,7 +4,7 @@
 
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 
 /** The Chromium executable: TANDEM_CHROMIUM, else the first `chromium` on PATH. */
 export function chromiumPath(): string {
@@ -36,7 +36,11 @@ export interface LaunchOptions {
 }
 
 /** Launches headless Chromium, with WebGPU enabled unless asked otherwise. */
-export function launchChromium(options: LaunchOptions = {}): Promise<Browser> {
+export async function launchChromium(options: LaunchOptions = {}): Promise<Browser> {
+  // Loaded here, not at the top: playwright-core is large, and most users of this package (the
+  // server benches among them) never start a browser; their heap, and so their GC pauses, stay
+  // small.
+  const { chromium } = await import('playwright-core');
   return chromium.launch({
     executablePath: chromiumPath(),
     headless: true,
