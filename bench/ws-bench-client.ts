@@ -6,7 +6,7 @@ import {
   PROTOCOL_VERSION,
   TandemError,
   decodeServerMessage,
-  encodeMessage,
+  encodeMessageParts,
   type ClientMessage,
   type ResultMessage,
   type TensorMap,
@@ -49,8 +49,13 @@ export async function connectBenchClient(baseUrl: string): Promise<BenchClient> 
     socket.once('open', resolve);
     socket.once('error', reject);
   });
-  const send = (message: ClientMessage): void =>
-    socket.send(encodeMessage(message, { pooled: true }));
+  // As @tandem/client's Node socket sends: a large input as the fragments of one message, from
+  // the input's own memory (see encodeMessageParts).
+  const send = (message: ClientMessage): void => {
+    const parts = encodeMessageParts(message, { pooled: true });
+    const last = parts.length - 1;
+    parts.forEach((part, index) => socket.send(part, { binary: true, fin: index === last }));
+  };
   await new Promise<void>((resolve) => {
     welcomed = resolve;
     send({

@@ -100,6 +100,33 @@ describe('WebSocketRemote against a real server', () => {
       expect(events[i]!.fraction).toBeGreaterThanOrEqual(events[i - 1]!.fraction);
   });
 
+  it('sends a large input as the fragments of one message where the socket can, same outputs', async () => {
+    // As createTandem's Node socket does (the ws package can send fragments; a browser cannot).
+    let fragmented = 0;
+    const fragmenting = new WebSocketRemote({
+      url,
+      createSocket: (socketUrl, protocols) => {
+        const socket = new WebSocket(socketUrl, protocols);
+        const sendFragments = (parts: readonly Uint8Array[]): void => {
+          fragmented += 1;
+          parts.forEach((part, i) => socket.send(part, { fin: i === parts.length - 1 }));
+        };
+        return Object.assign(socket, { sendFragments }) as unknown as WebSocketLike;
+      },
+    });
+    // 4,000 rows of 8 floats: 128,000 bytes, past ZERO_COPY_MIN_BYTES.
+    const inputs = mlpInput(4000, 7);
+    const result = await fragmenting.run(mlp, inputs, options('r-large'));
+    await fragmenting.close();
+    expect(fragmented).toBe(1);
+    const session = await ort.InferenceSession.create(mlpPath);
+    const direct = await session.run({
+      x: new ort.Tensor('float32', inputs.x!.data as Float32Array, [4000, 8]),
+    });
+    await session.release();
+    expect(result.outputs.probs!.data).toEqual(direct.probs!.data);
+    expect(result.outputs.label!.data).toEqual(direct.label!.data);
+  });
   it('estimates from the server measurements once the model has run', async () => {
     await remote.run(mlp, mlpInput(1, 2), options('r-2'));
     const estimate = await remote.estimate(mlp);

@@ -427,8 +427,15 @@ async function socketFactory(given: WebSocketFactory | undefined): Promise<WebSo
   if (Native !== undefined)
     return (url, protocols) => new Native(url, protocols) as ReturnType<WebSocketFactory>;
   const { WebSocket: NodeWebSocket } = await import('ws');
-  return (url, protocols) =>
-    new NodeWebSocket(url, protocols) as unknown as ReturnType<WebSocketFactory>;
+  return (url, protocols) => {
+    const socket = new NodeWebSocket(url, protocols);
+    // ws can send one message as several fragments: large inputs go out without a frame copy.
+    const sendFragments = (parts: readonly Uint8Array[]): void => {
+      const last = parts.length - 1;
+      parts.forEach((part, index) => socket.send(part, { binary: true, fin: index === last }));
+    };
+    return Object.assign(socket, { sendFragments }) as unknown as ReturnType<WebSocketFactory>;
+  };
 }
 
 /** Pings `warm` for each model every interval while the page is visible; returns the stop. */

@@ -10,6 +10,7 @@ import {
   TandemError,
   decodeServerMessage,
   encodeMessage,
+  encodeMessageParts,
   type ClientMessage,
   type InferMessage,
   type ModelManifest,
@@ -24,6 +25,12 @@ export interface WebSocketLike {
   binaryType: string;
   readonly readyState: number;
   send(data: Uint8Array): void;
+  /**
+   * Sends `parts` as the fragments of one message, where the socket can (the `ws` package's can, a
+   * browser's cannot): a large input then goes out from its own memory instead of being copied
+   * into a frame first. Absent: every message is one `send`.
+   */
+  sendFragments?(parts: readonly Uint8Array[]): void;
   close(code?: number, reason?: string): void;
   onopen: ((event: unknown) => void) | null;
   onclose: ((event: { code: number; reason: string }) => void) | null;
@@ -369,7 +376,13 @@ export class WebSocketRemote implements Runtime {
     const socket = this.#socket;
     if (socket?.readyState !== OPEN) return;
     // Pooled: WebSocket.send copies or queues the bytes; nothing transfers or detaches them.
-    socket.send(encodeMessage(message, { pooled: true }));
+    if (socket.sendFragments === undefined) {
+      socket.send(encodeMessage(message, { pooled: true }));
+      return;
+    }
+    const parts = encodeMessageParts(message, { pooled: true });
+    if (parts.length === 1) socket.send(parts[0] as Uint8Array);
+    else socket.sendFragments(parts);
   }
 
   #onMessage(data: unknown): void {

@@ -13,7 +13,7 @@ import {
   PROTOCOL_VERSION,
   TandemError,
   decodeClientMessage,
-  encodeMessage,
+  encodeMessageParts,
   type ClientMessage,
   type InferMessage,
   type ModelStatus,
@@ -210,8 +210,12 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       connection.stream.cork();
       process.nextTick(uncork, connection);
     }
-    // Pooled: ws writes the frame or queues it by reference; nothing transfers or detaches it.
-    socket.send(encodeMessage(message, { pooled: true }), { binary: true });
+    // A large output leaves as the fragments of one message, sent from the output's own memory
+    // instead of copied into a frame first (the job's result does not change afterwards). Pooled:
+    // ws writes each part or queues it by reference; nothing transfers or detaches it.
+    const parts = encodeMessageParts(message, { pooled: true });
+    const last = parts.length - 1;
+    parts.forEach((part, index) => socket.send(part, { binary: true, fin: index === last }));
   };
 
   const sendError = (connection: Connection, id: string | null, error: TandemError): void => {

@@ -7,7 +7,13 @@
 
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROTOCOL_VERSION, encodeMessage, type ErrorMessage, type TensorMap } from '@tandem/shared';
+import {
+  PROTOCOL_VERSION,
+  ZERO_COPY_MIN_BYTES,
+  encodeMessage,
+  type ErrorMessage,
+  type TensorMap,
+} from '@tandem/shared';
 import { hashApiKey } from '@tandem/server';
 import {
   buildMlpClassifier,
@@ -100,6 +106,16 @@ describe('ws-gateway: serving models it has never seen', () => {
     expect(result.model).toBe('mlp');
     expect(result.version).toBe('1');
     expect(result.backend).toBe('cpu');
+    expectSameTensors(result.outputs, await runDirect(mlpPath, inputs));
+  });
+
+  it('serves an output of over 64 KiB (sent as fragments from its own memory) equal to onnxruntime-node', async () => {
+    // 4,000 rows: probs is 80,000 bytes, past ZERO_COPY_MIN_BYTES; label (32,000 bytes) is copied.
+    const inputs = mlpInput(4000, 5);
+    const result = resultOf(await client.infer({ id: 'mlp-large', model: 'mlp', inputs }));
+    expect((result.outputs.probs?.data as Float32Array).byteLength).toBeGreaterThan(
+      ZERO_COPY_MIN_BYTES,
+    );
     expectSameTensors(result.outputs, await runDirect(mlpPath, inputs));
   });
 

@@ -103,6 +103,98 @@ export interface EncodeOptions {
  * data does not match its dtype and dims.
  */
 export function encodeMessage(message: Message, options: EncodeOptions = {}): Uint8Array {
+  const frame = prepareFrame(message);
+  const out =
+    options.pooled === true ? allocatePooledFrame(frame.bytes) : new Uint8Array(frame.bytes);
+  writeHead(out, frame);
+  if (frame.plan !== undefined) writeBody(out, frame.bodyStart, frame.plan);
+  return out;
+}
+
+/** Tensors at least this large go out of {@link encodeMessageParts} as views, not copies (64 KiB). */
+export const ZERO_COPY_MIN_BYTES = 64 * 1024;
+
+/** Options for {@link encodeMessageParts}. */
+export interface PartsOptions extends EncodeOptions {
+  /**
+   * Numeric tensors of at least this many bytes are sent as views of their own memory.
+   * @default ZERO_COPY_MIN_BYTES
+   */
+  readonly minViewBytes?: number;
+}
+
+/**
+ * Encodes a message as the consecutive parts of one frame: joined, they are the bytes
+ * {@link encodeMessage} gives. Numeric tensors of at least `minViewBytes` are views of the
+ * tensors' own memory instead of copies; the header, padding and smaller tensors are copied into
+ * parts of their own. Send the parts as the fragments of one WebSocket message (a reader gets the
+ * message whole): a large output then goes out without a frame-sized copy. The views share memory
+ * with the tensors, which must not change until the parts are sent. A message without such a
+ * tensor is one part.
+ */
+export function encodeMessageParts(message: Message, options: PartsOptions = {}): Uint8Array[] {
+  const minViewBytes = options.minViewBytes ?? ZERO_COPY_MIN_BYTES;
+  const allocate = (bytes: number): Uint8Array =>
+    options.pooled === true ? allocatePooledFrame(bytes) : new Uint8Array(bytes);
+  const frame = prepareFrame(message);
+  const { plan } = frame;
+  const isView = (source: Uint8Array | Uint8Array[]): source is Uint8Array =>
+    source instanceof Uint8Array && source.byteLength >= Math.max(1, minViewBytes);
+  // Big-endian machines swap bytes on the way out, so nothing can be sent from the tensor itself.
+  if (plan === undefined || !LITTLE_ENDIAN || !plan.sources.some(isView)) {
+    const out = allocate(frame.bytes);
+    writeHead(out, frame);
+    if (plan !== undefined) writeBody(out, frame.bodyStart, plan);
+    return [out];
+  }
+  const parts: Uint8Array[] = [];
+  // The frame is cut at each view: what lies between two views (or before the first, or after the
+  // last) is one copied part, written as a slice of the frame starting at `copyStart`.
+  let copyStart = 0;
+  let copied: { index: number; at: number }[] = [];
+  const flush = (copyEnd: number): void => {
+    if (copyEnd === copyStart) return;
+    const out = allocate(copyEnd - copyStart);
+    if (copyStart === 0) writeHead(out, frame);
+    for (const { index, at } of copied) {
+      writeTensor(
+        out,
+        at - copyStart,
+        plan.descriptors[index] as TensorDescriptor,
+        plan.sources[index] as Uint8Array | Uint8Array[],
+      );
+    }
+    parts.push(out);
+    copied = [];
+  };
+  plan.descriptors.forEach((descriptor, index) => {
+    const source = plan.sources[index] as Uint8Array | Uint8Array[];
+    const at = frame.bodyStart + descriptor.offset;
+    if (!isView(source)) {
+      copied.push({ index, at });
+      return;
+    }
+    flush(at);
+    parts.push(source);
+    copyStart = at + source.byteLength;
+  });
+  flush(frame.bytes);
+  return parts;
+}
+
+/** A message's header and tensor plan, and the frame's size. */
+interface PreparedFrame {
+  readonly plan: TensorPlan | undefined;
+  /** The header as text, and as UTF-8 when it is not ASCII. */
+  readonly header: string;
+  readonly headerBytes: Uint8Array | undefined;
+  readonly headerLength: number;
+  readonly bodyStart: number;
+  /** The whole frame's length. */
+  readonly bytes: number;
+}
+
+function prepareFrame(message: Message): PreparedFrame {
   let plan: TensorPlan | undefined;
   let header: string;
   let ascii: boolean;
@@ -129,24 +221,30 @@ export function encodeMessage(message: Message, options: EncodeOptions = {}): Ui
     );
   }
   const headerEnd = FRAME_PREFIX_BYTES + headerLength;
-  const bodyBytes = plan?.bodyBytes ?? 0;
   const bodyStart =
     plan !== undefined && plan.descriptors.length > 0 ? alignUp(headerEnd) : headerEnd;
-  const frame =
-    options.pooled === true
-      ? allocatePooledFrame(bodyStart + bodyBytes)
-      : new Uint8Array(bodyStart + bodyBytes);
-  frame[0] = FRAME_MAGIC[0];
-  frame[1] = FRAME_MAGIC[1];
-  frame[2] = FRAME_MAGIC[2];
-  frame[3] = FRAME_MAGIC[3];
-  frame[4] = PROTOCOL_VERSION;
-  writeUint32LE(frame, 8, headerLength);
-  if (headerBytes === undefined)
-    encoder.encodeInto(header, frame.subarray(FRAME_PREFIX_BYTES, headerEnd));
-  else frame.set(headerBytes, FRAME_PREFIX_BYTES);
-  if (plan !== undefined) writeBody(frame, bodyStart, plan);
-  return frame;
+  return {
+    plan,
+    header,
+    headerBytes,
+    headerLength,
+    bodyStart,
+    bytes: bodyStart + (plan?.bodyBytes ?? 0),
+  };
+}
+
+/** Writes the prefix and header at the start of `out`. */
+function writeHead(out: Uint8Array, frame: PreparedFrame): void {
+  out[0] = FRAME_MAGIC[0];
+  out[1] = FRAME_MAGIC[1];
+  out[2] = FRAME_MAGIC[2];
+  out[3] = FRAME_MAGIC[3];
+  out[4] = PROTOCOL_VERSION;
+  writeUint32LE(out, 8, frame.headerLength);
+  const headerEnd = FRAME_PREFIX_BYTES + frame.headerLength;
+  if (frame.headerBytes === undefined)
+    encoder.encodeInto(frame.header, out.subarray(FRAME_PREFIX_BYTES, headerEnd));
+  else out.set(frame.headerBytes, FRAME_PREFIX_BYTES);
 }
 
 function writeUint32LE(out: Uint8Array, at: number, value: number): void {
@@ -184,22 +282,35 @@ function planTensors(tensors: TensorMap): TensorPlan {
 function writeBody(out: Uint8Array, bodyStart: number, plan: TensorPlan): void {
   const { descriptors, sources } = plan;
   for (let index = 0; index < descriptors.length; index++) {
-    const { dtype, offset } = descriptors[index] as TensorDescriptor;
-    const source = sources[index] as Uint8Array | Uint8Array[];
-    let pos = bodyStart + offset;
-    if (source instanceof Uint8Array) {
-      out.set(source, pos);
-      if (!LITTLE_ENDIAN) {
-        const size = bytesPerElement(dtype as NumericTensorDtype);
-        swapBytes(out.subarray(pos, pos + source.byteLength), size);
-      }
-      continue;
+    const descriptor = descriptors[index] as TensorDescriptor;
+    writeTensor(
+      out,
+      bodyStart + descriptor.offset,
+      descriptor,
+      sources[index] as Uint8Array | Uint8Array[],
+    );
+  }
+}
+
+/** Copies one tensor's bytes (or its strings, each after its u32 length) to `out` at `pos`. */
+function writeTensor(
+  out: Uint8Array,
+  pos: number,
+  descriptor: TensorDescriptor,
+  source: Uint8Array | Uint8Array[],
+): void {
+  if (source instanceof Uint8Array) {
+    out.set(source, pos);
+    if (!LITTLE_ENDIAN) {
+      const size = bytesPerElement(descriptor.dtype as NumericTensorDtype);
+      swapBytes(out.subarray(pos, pos + source.byteLength), size);
     }
-    for (const bytes of source) {
-      writeUint32LE(out, pos, bytes.byteLength);
-      out.set(bytes, pos + 4);
-      pos += 4 + bytes.byteLength;
-    }
+    return;
+  }
+  for (const bytes of source) {
+    writeUint32LE(out, pos, bytes.byteLength);
+    out.set(bytes, pos + 4);
+    pos += 4 + bytes.byteLength;
   }
 }
 

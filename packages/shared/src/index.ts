@@ -59,8 +59,10 @@ export {
   decodeMessage,
   decodeServerMessage,
   encodeMessage,
+  encodeMessageParts,
+  ZERO_COPY_MIN_BYTES,
 } from './frame-codec.js';
-export type { DecodeOptions, EncodeOptions } from './frame-codec.js';
+export type { DecodeOptions, EncodeOptions, PartsOptions } from './frame-codec.js';
 export { POOLED_FRAME_MAX_BYTES } from './frame-pool.js';
 export {
   DEFAULT_LOCAL_PLAN,

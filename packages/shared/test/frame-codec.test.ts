@@ -10,6 +10,8 @@ import {
   decodeMessage,
   decodeServerMessage,
   encodeMessage,
+  encodeMessageParts,
+  ZERO_COPY_MIN_BYTES,
   type InferMessage,
   type Message,
   type Tensor,
@@ -556,5 +558,59 @@ describe('pooled decoding', () => {
     const viewB = b.inputs.x!.data as Float32Array;
     expect(viewA.buffer).toBe(viewB.buffer);
     expect(viewA.buffer).not.toBe(holder.buffer);
+  });
+});
+
+describe('encoding in parts', () => {
+  /** The parts joined, as the reader of a fragmented WebSocket message gets them. */
+  const join = (parts: Uint8Array[]): Uint8Array => {
+    const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
+    let at = 0;
+    for (const part of parts) {
+      out.set(part, at);
+      at += part.byteLength;
+    }
+    return out;
+  };
+
+  it('gives parts that join to the frame encodeMessage gives, whatever the view threshold', () => {
+    fc.assert(
+      fc.property(messageArb, fc.nat(64), fc.boolean(), (message, minViewBytes, pooled) => {
+        const parts = encodeMessageParts(message, { minViewBytes, pooled });
+        expect(parts.every((part) => part.byteLength > 0)).toBe(true);
+        expect(join(parts)).toEqual(encodeMessage(message));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('sends a large tensor from its own memory, and everything else copied', () => {
+    const big = new Float32Array(ZERO_COPY_MIN_BYTES / 4);
+    big.fill(0.5);
+    const small = new Float32Array([1, 2, 3]);
+    const message: Message = {
+      type: 'result',
+      id: 'j',
+      model: 'm',
+      version: '1',
+      outputs: {
+        a: { dtype: 'float32', dims: [3], data: small },
+        b: { dtype: 'float32', dims: [big.length], data: big },
+        c: { dtype: 'float32', dims: [3], data: small },
+      },
+      backend: 'cpu',
+      coldStart: false,
+      timings: { queueMs: 0, loadMs: 0, warmupMs: 0, runMs: 1, totalMs: 1 },
+    };
+    const parts = encodeMessageParts(message);
+    // Header with tensor a, then b itself, then c.
+    expect(parts).toHaveLength(3);
+    expect(parts[1]?.buffer).toBe(big.buffer);
+    expect(parts.filter((part) => part.buffer === small.buffer)).toHaveLength(0);
+    expect(decodeServerMessage(join(parts))).toEqual(message);
+    // Below the threshold the message is one copied part.
+    const one = encodeMessageParts(message, { minViewBytes: big.byteLength + 1 });
+    expect(one).toHaveLength(1);
+    expect(one[0]?.buffer).not.toBe(big.buffer);
   });
 });
