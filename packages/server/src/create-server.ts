@@ -12,6 +12,7 @@ import type { JobDispatcher } from './job-dispatcher.js';
 import { JobRegistry } from './job-registry.js';
 import { ServerMetrics } from './metrics.js';
 import { DEFAULT_MANAGER_SETTINGS, ModelManager } from './model-manager.js';
+import type { ModelHost } from './model-host.js';
 import { ModelRepository, type ModelEntry } from './model-repository.js';
 import { registerModelRoutes } from './model-routes.js';
 import { registerOipRoutes } from './oip-routes.js';
@@ -171,7 +172,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
         fastify.log.info({ model: host.label, loadMs, warmupMs }, 'model ready');
       },
       ran: (host, runMs, jobs) => {
-        const labels = { model: host.entry.name, version: host.entry.version };
+        const labels = hostLabels(host);
         metrics?.runSeconds.observe(labels, runMs / 1000);
         metrics?.jobs.inc(labels, jobs.length);
         usage.recordRun(host.entry.name, host.entry.version, runMs, jobs);
@@ -322,6 +323,18 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
 }
 
 /** Rejects limits that would make the server refuse everything or never time out. */
+/** A model version's metric labels, made once per host: runs are observed once per job. */
+const HOST_LABELS = new WeakMap<ModelHost, { model: string; version: string }>();
+
+function hostLabels(host: ModelHost): { model: string; version: string } {
+  let labels = HOST_LABELS.get(host);
+  if (labels === undefined) {
+    labels = { model: host.entry.name, version: host.entry.version };
+    HOST_LABELS.set(host, labels);
+  }
+  return labels;
+}
+
 function checkLimits(options: ServerOptions): void {
   const positive: (keyof ServerOptions)[] = [
     'maxPayloadBytes',

@@ -20,16 +20,16 @@ export function checkInputs(
   inputs: TensorMap,
   outputs: readonly string[] | undefined,
 ): void {
-  const declared = new Map(signature.inputs.map((spec) => [spec.name, spec]));
+  // Linear scans, not a Map per call: this runs once per job, and models take few inputs.
   for (const name of Object.keys(inputs)) {
-    if (!declared.has(name)) {
+    if (!signature.inputs.some((spec) => spec.name === name)) {
       throw new TandemError(
         'E_INPUT_MISSING',
         `unknown input "${name}"; the model takes ${listNames(signature.inputs)}`,
       );
     }
   }
-  const symbols = new Map<string, { size: number; input: string }>();
+  let symbols: Map<string, { size: number; input: string }> | undefined;
   for (const spec of signature.inputs) {
     const tensor = inputs[spec.name];
     if (tensor === undefined) {
@@ -59,7 +59,8 @@ export function checkInputs(
         `input "${spec.name}" has rank ${tensor.dims.length} [${tensor.dims.join(', ')}]; the model expects rank ${wanted.length} [${wanted.join(', ')}]`,
       );
     }
-    wanted.forEach((want, axis) => {
+    for (let axis = 0; axis < wanted.length; axis++) {
+      const want = wanted[axis] as number | string;
       const got = tensor.dims[axis] as number;
       if (typeof want === 'number') {
         if (got !== want) {
@@ -68,9 +69,10 @@ export function checkInputs(
             `input "${spec.name}" has size ${got} on axis ${axis}; the model expects ${want} (dims [${wanted.join(', ')}])`,
           );
         }
-        return;
+        continue;
       }
-      if (want === '?' || want === '') return;
+      if (want === '?' || want === '') continue;
+      symbols ??= new Map();
       const seen = symbols.get(want);
       if (seen === undefined) symbols.set(want, { size: got, input: spec.name });
       else if (seen.size !== got) {
@@ -79,7 +81,7 @@ export function checkInputs(
           `input "${spec.name}" has ${want}=${got} on axis ${axis}, but input "${seen.input}" has ${want}=${seen.size}`,
         );
       }
-    });
+    }
   }
   if (outputs !== undefined) {
     const known = new Set(signature.outputs.map((spec) => spec.name));

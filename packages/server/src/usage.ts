@@ -13,34 +13,46 @@ export interface UsageRow {
   readonly coldStarts: number;
 }
 
+type MutableRow = { -readonly [K in keyof UsageRow]: UsageRow[K] };
+
 /** Accumulates usage since the server started. */
 export class UsageLedger {
-  readonly #rows = new Map<string, { -readonly [K in keyof UsageRow]: UsageRow[K] }>();
+  /** Rows by key, then model, then version: lookups on strings V8 keeps hashed, no key to build. */
+  readonly #rows = new Map<string, Map<string, Map<string, MutableRow>>>();
 
   /** Records one run (possibly a batch of several jobs) of `runMs` milliseconds. */
   recordRun(model: string, version: string, runMs: number, jobs: readonly Job[]): void {
     const share = runMs / 1000 / Math.max(1, jobs.length);
     for (const job of jobs) {
-      const key = job.request.owner;
-      const id = `${key}\u0000${model}\u0000${version}`;
-      const row = this.#rows.get(id) ?? {
-        key,
-        model,
-        version,
-        computeSeconds: 0,
-        jobs: 0,
-        coldStarts: 0,
-      };
+      const row = this.#row(job.request.owner, model, version);
       row.computeSeconds += share;
       row.jobs += 1;
       if (job.coldStart) row.coldStarts += 1;
-      this.#rows.set(id, row);
     }
   }
 
   /** Every row, optionally only one key's. */
   rows(key?: string): UsageRow[] {
-    const rows = [...this.#rows.values()].map((row) => ({ ...row }));
-    return key === undefined ? rows : rows.filter((row) => row.key === key);
+    const rows: UsageRow[] = [];
+    for (const [owner, models] of this.#rows) {
+      if (key !== undefined && owner !== key) continue;
+      for (const versions of models.values())
+        for (const row of versions.values()) rows.push({ ...row });
+    }
+    return rows;
+  }
+
+  #row(key: string, model: string, version: string): MutableRow {
+    let models = this.#rows.get(key);
+    if (models === undefined)
+      this.#rows.set(key, (models = new Map<string, Map<string, MutableRow>>()));
+    let versions = models.get(model);
+    if (versions === undefined) models.set(model, (versions = new Map<string, MutableRow>()));
+    let row = versions.get(version);
+    if (row === undefined) {
+      row = { key, model, version, computeSeconds: 0, jobs: 0, coldStarts: 0 };
+      versions.set(version, row);
+    }
+    return row;
   }
 }

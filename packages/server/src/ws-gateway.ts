@@ -22,7 +22,7 @@ import {
   type ServerMessage,
 } from '@tandem/shared';
 import { bearerToken, type ApiKeyRecord, type ApiKeys } from './api-keys.js';
-import type { Job, JobOutcome } from './job.js';
+import type { Job, JobOutcome, JobRequest } from './job.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 import type { JobRegistry } from './job-registry.js';
 
@@ -362,18 +362,20 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     let job: Job;
     try {
       release = options.keys.acquire(owner);
+      // Built field by field, not with conditional spreads: this runs once per job.
+      const request: { -readonly [K in keyof JobRequest]: JobRequest[K] } = {
+        id: message.id,
+        owner: owner.id,
+        model: message.model,
+        inputs: message.inputs,
+        priority: message.priority ?? DEFAULT_PRIORITY,
+        detachableInputs: ownFrame,
+      };
+      if (message.version !== undefined) request.version = message.version;
+      if (message.outputs !== undefined) request.outputs = message.outputs;
+      if (message.deadlineMs !== undefined) request.deadlineMs = message.deadlineMs;
       job = options.manager.submit(
-        {
-          id: message.id,
-          owner: owner.id,
-          model: message.model,
-          ...(message.version === undefined ? {} : { version: message.version }),
-          inputs: message.inputs,
-          ...(message.outputs === undefined ? {} : { outputs: message.outputs }),
-          priority: message.priority ?? DEFAULT_PRIORITY,
-          ...(message.deadlineMs === undefined ? {} : { deadlineMs: message.deadlineMs }),
-          detachableInputs: ownFrame,
-        },
+        request,
         // Clients that only want the answer (batch jobs, benchmarks) can opt out of progress.
         message.progress === false ? undefined : progressSender(connection),
       ).job;
@@ -383,8 +385,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       return;
     }
     options.registry.add(job);
-    follow(connection, job, message.progress !== false);
-    void job.outcome.then(() => release());
+    follow(connection, job, message.progress !== false, release);
   };
 
   /** Sends a job's progress to a connection, dropped when the reader is slow. */
@@ -396,11 +397,20 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       send(connection, { type: 'progress', event }, true);
     };
 
-  /** Routes a job's progress and outcome to a connection. */
-  const follow = (connection: Connection, job: Job, progress = true): void => {
+  /**
+   * Routes a job's progress and outcome to a connection; `settled` runs once the job has its
+   * outcome (sent or not), in the same reaction.
+   */
+  const follow = (
+    connection: Connection,
+    job: Job,
+    progress = true,
+    settled?: () => void,
+  ): void => {
     connection.jobs.set(job.request.id, job);
     job.listen(progress ? progressSender(connection) : undefined);
     void job.outcome.then((outcome) => {
+      settled?.();
       if (connection.jobs.get(job.request.id) !== job) return;
       connection.jobs.delete(job.request.id);
       handOver(connection, job, outcome);
