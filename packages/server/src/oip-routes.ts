@@ -7,6 +7,7 @@
 // Request `parameters` understood as Triton does: `priority` (0 default, 1 highest) and `timeout` (µs).
 
 import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   DEFAULT_PRIORITY,
@@ -18,6 +19,7 @@ import {
   PRIORITY_MAX,
   PRIORITY_MIN,
   TandemError,
+  ZERO_COPY_MIN_BYTES,
   at,
   bytesPerElement,
   elementCount,
@@ -565,5 +567,9 @@ function sendInferResponse(
   const json = Buffer.from(text, 'utf8');
   reply.header(HEADER_LENGTH_HEADER, String(json.byteLength));
   reply.header('Content-Type', 'application/octet-stream');
-  return reply.send(Buffer.concat([json, ...chunks]));
+  const binaryBytes = chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
+  if (binaryBytes < ZERO_COPY_MIN_BYTES) return reply.send(Buffer.concat([json, ...chunks]));
+  // Large outputs go out from their own memory, as over WebSocket: no body-sized copy first.
+  reply.header('Content-Length', String(json.byteLength + binaryBytes));
+  return reply.send(Readable.from([json, ...chunks], { objectMode: false }));
 }

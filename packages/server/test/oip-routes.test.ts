@@ -5,7 +5,13 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN, toFloat16Bits } from '@tandem/shared';
+import {
+  DEFAULT_PRIORITY,
+  PRIORITY_MAX,
+  PRIORITY_MIN,
+  ZERO_COPY_MIN_BYTES,
+  toFloat16Bits,
+} from '@tandem/shared';
 import { fromTritonPriority } from '../src/oip-routes.js';
 import { createServer, hashApiKey, type TandemServer } from '@tandem/server';
 import {
@@ -289,6 +295,23 @@ describe('inference with the binary data extension', () => {
     expect(float32Of(outputs.probs!.bytes!)).toEqual(expected.probs);
     expect(outputs.label).toMatchObject({ datatype: 'INT64', shape: [ROWS] });
     expect(int64Of(outputs.label!.bytes!)).toEqual(expected.label);
+  });
+
+  it('sends a binary output of over 64 KiB from its own memory, equal to onnxruntime-node', async () => {
+    // 4,000 rows: probs is 80,000 bytes, past ZERO_COPY_MIN_BYTES, so the body is streamed.
+    const rows = 4000;
+    const x = Float32Array.from({ length: rows * FEATURES }, (_, i) => ((i % 17) - 8) / 4);
+    const direct = await reference.run({ x: new ort.Tensor('float32', x, [rows, FEATURES]) });
+    const response = await infer('mlp', {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, FEATURES], binary: bytesOf(x) }],
+      parameters: { binary_data_output: true },
+    });
+    expect(response.headers['content-length']).toBe(String(response.rawPayload.byteLength));
+    const { outputs } = decoded(response);
+    expect(outputs.probs!.parameters).toEqual({ binary_data_size: rows * 5 * 4 });
+    expect(rows * 5 * 4).toBeGreaterThan(ZERO_COPY_MIN_BYTES);
+    expect(float32Of(outputs.probs!.bytes!)).toEqual(direct.probs!.data);
+    expect(int64Of(outputs.label!.bytes!)).toEqual(direct.label!.data);
   });
 
   it('returns every output in binary for binary_data_output (what tritonclient sends by default)', async () => {
