@@ -213,7 +213,11 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     // A large output leaves as the fragments of one message, sent from the output's own memory
     // instead of copied into a frame first (the job's result does not change afterwards). Pooled:
     // ws writes each part or queues it by reference; nothing transfers or detaches it.
-    const parts = encodeMessageParts(message, { pooled: true });
+    const parts = encodeMessageParts(message, POOLED);
+    if (parts.length === 1) {
+      socket.send(parts[0] as Uint8Array, BINARY);
+      return;
+    }
     const last = parts.length - 1;
     parts.forEach((part, index) => socket.send(part, { binary: true, fin: index === last }));
   };
@@ -568,6 +572,10 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     },
   };
 }
+
+/** Options shared by every send: encodeMessageParts and ws only read them. */
+const POOLED = { pooled: true } as const;
+const BINARY = { binary: true } as const;
 
 function uncork(connection: Connection): void {
   connection.corked = false;

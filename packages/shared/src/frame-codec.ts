@@ -103,12 +103,7 @@ export interface EncodeOptions {
  * data does not match its dtype and dims.
  */
 export function encodeMessage(message: Message, options: EncodeOptions = {}): Uint8Array {
-  const frame = prepareFrame(message);
-  const out =
-    options.pooled === true ? allocatePooledFrame(frame.bytes) : new Uint8Array(frame.bytes);
-  writeHead(out, frame);
-  if (frame.plan !== undefined) writeBody(out, frame.bodyStart, frame.plan);
-  return out;
+  return writeFrame(prepareFrame(message), options.pooled === true);
 }
 
 /** Tensors at least this large go out of {@link encodeMessageParts} as views, not copies (64 KiB). */
@@ -133,53 +128,62 @@ export interface PartsOptions extends EncodeOptions {
  * tensor is one part.
  */
 export function encodeMessageParts(message: Message, options: PartsOptions = {}): Uint8Array[] {
-  const minViewBytes = options.minViewBytes ?? ZERO_COPY_MIN_BYTES;
-  const allocate = (bytes: number): Uint8Array =>
-    options.pooled === true ? allocatePooledFrame(bytes) : new Uint8Array(bytes);
+  const pooled = options.pooled === true;
+  const minViewBytes = Math.max(1, options.minViewBytes ?? ZERO_COPY_MIN_BYTES);
   const frame = prepareFrame(message);
   const { plan } = frame;
-  const isView = (source: Uint8Array | Uint8Array[]): source is Uint8Array =>
-    source instanceof Uint8Array && source.byteLength >= Math.max(1, minViewBytes);
   // Big-endian machines swap bytes on the way out, so nothing can be sent from the tensor itself.
-  if (plan === undefined || !LITTLE_ENDIAN || !plan.sources.some(isView)) {
-    const out = allocate(frame.bytes);
-    writeHead(out, frame);
-    if (plan !== undefined) writeBody(out, frame.bodyStart, plan);
-    return [out];
+  if (plan === undefined || !LITTLE_ENDIAN || !hasView(plan, minViewBytes)) {
+    return [writeFrame(frame, pooled)];
   }
   const parts: Uint8Array[] = [];
   // The frame is cut at each view: what lies between two views (or before the first, or after the
   // last) is one copied part, written as a slice of the frame starting at `copyStart`.
   let copyStart = 0;
-  let copied: { index: number; at: number }[] = [];
+  let copied: number[] = [];
   const flush = (copyEnd: number): void => {
     if (copyEnd === copyStart) return;
-    const out = allocate(copyEnd - copyStart);
+    const out = pooled
+      ? allocatePooledFrame(copyEnd - copyStart)
+      : new Uint8Array(copyEnd - copyStart);
     if (copyStart === 0) writeHead(out, frame);
-    for (const { index, at } of copied) {
-      writeTensor(
-        out,
-        at - copyStart,
-        plan.descriptors[index] as TensorDescriptor,
-        plan.sources[index] as Uint8Array | Uint8Array[],
-      );
+    for (const index of copied) {
+      const descriptor = plan.descriptors[index] as TensorDescriptor;
+      const at = frame.bodyStart + descriptor.offset - copyStart;
+      writeTensor(out, at, descriptor, plan.sources[index] as Uint8Array | Uint8Array[]);
     }
     parts.push(out);
     copied = [];
   };
   plan.descriptors.forEach((descriptor, index) => {
     const source = plan.sources[index] as Uint8Array | Uint8Array[];
-    const at = frame.bodyStart + descriptor.offset;
-    if (!isView(source)) {
-      copied.push({ index, at });
+    if (!(source instanceof Uint8Array) || source.byteLength < minViewBytes) {
+      copied.push(index);
       return;
     }
+    const at = frame.bodyStart + descriptor.offset;
     flush(at);
     parts.push(source);
     copyStart = at + source.byteLength;
   });
   flush(frame.bytes);
   return parts;
+}
+
+/** Whether any numeric tensor of the plan is at least `minViewBytes` long. */
+function hasView(plan: TensorPlan, minViewBytes: number): boolean {
+  for (const source of plan.sources) {
+    if (source instanceof Uint8Array && source.byteLength >= minViewBytes) return true;
+  }
+  return false;
+}
+
+/** The whole frame in one buffer. */
+function writeFrame(frame: PreparedFrame, pooled: boolean): Uint8Array {
+  const out = pooled ? allocatePooledFrame(frame.bytes) : new Uint8Array(frame.bytes);
+  writeHead(out, frame);
+  if (frame.plan !== undefined) writeBody(out, frame.bodyStart, frame.plan);
+  return out;
 }
 
 /** A message's header and tensor plan, and the frame's size. */
