@@ -53,6 +53,10 @@ export async function connectBenchClient(baseUrl: string): Promise<BenchClient> 
   // the input's own memory (see encodeMessageParts).
   const send = (message: ClientMessage): void => {
     const parts = encodeMessageParts(message, { pooled: true });
+    if (parts.length === 1) {
+      socket.send(parts[0] as Uint8Array);
+      return;
+    }
     const last = parts.length - 1;
     parts.forEach((part, index) => socket.send(part, { binary: true, fin: index === last }));
   };
