@@ -1,9 +1,11 @@
 // Baselines the server benches compare against, measured in the same run: onnxruntime-node used
-// directly, a plain ws echo server (the floor for any WebSocket protocol), and a hand-written
-// fastify JSON endpoint (the usual way people put a model behind HTTP).
+// directly, a plain ws echo server (the floor for any WebSocket protocol), the thinnest ws server
+// that runs a model in a worker thread (the floor for any server that keeps its event loop free),
+// and a hand-written fastify JSON endpoint (the usual way people put a model behind HTTP).
 
 import Fastify from 'fastify';
 import * as ort from 'onnxruntime-node';
+import { Worker } from 'node:worker_threads';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Tensor } from '@tandem/shared';
 
@@ -58,6 +60,84 @@ export async function startEchoServer(clients = 1): Promise<{
     async close() {
       for (const { client } of sockets) client.close();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * The worker of {@link startThinModelServer}: runs the model on each float32 input it is handed
+ * and hands the first output back. (Plain CommonJS, evaluated as the worker's source.)
+ */
+const THIN_WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const ort = require('onnxruntime-node');
+const created = ort.InferenceSession.create(workerData.path, { graphOptimizationLevel: 'all' });
+parentPort.on('message', async ({ id, bytes }) => {
+  const session = await created;
+  const input = new ort.Tensor('float32', new Float32Array(bytes), workerData.dims);
+  const results = await session.run({ [session.inputNames[0]]: input });
+  const output = results[session.outputNames[0]].data;
+  parentPort.postMessage({ id, output }, [output.buffer]);
+});`;
+
+/**
+ * The thinnest WebSocket server that keeps its event loop free: each binary message is a float32
+ * input of `dims` (raw bytes, no header), handed to one worker thread running onnxruntime-node
+ * (transferred, not copied), whose first output goes back as raw bytes. No protocol, no checks,
+ * no queue: what any server doing the same job pays at least.
+ */
+export async function startThinModelServer(
+  path: string,
+  dims: readonly number[],
+): Promise<{
+  /** Sends `data` and resolves with the model's first output. */
+  infer(data: Float32Array): Promise<Float32Array>;
+  close(): Promise<void>;
+}> {
+  const worker = new Worker(THIN_WORKER_SOURCE, { eval: true, workerData: { path, dims } });
+  const waiting = new Map<number, WebSocket>();
+  let nextId = 0;
+  worker.on('message', ({ id, output }: { id: number; output: Float32Array }) => {
+    waiting.get(id)?.send(output);
+    waiting.delete(id);
+  });
+  const wss = new WebSocketServer({
+    host: '127.0.0.1',
+    port: 0,
+    perMessageDeflate: false,
+    maxPayload: 256 * 1024 * 1024,
+  });
+  wss.on('connection', (socket) =>
+    socket.on('message', (data: Buffer) => {
+      const id = nextId++;
+      waiting.set(id, socket);
+      // A large message arrives in a buffer of its own: moved to the worker as it is.
+      const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+      const bytes = whole
+        ? data.buffer
+        : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+      worker.postMessage({ id, bytes }, [bytes as ArrayBuffer]);
+    }),
+  );
+  await new Promise<void>((resolve) => wss.once('listening', resolve));
+  const { port } = wss.address() as { port: number };
+  const client = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
+  client.binaryType = 'arraybuffer';
+  await new Promise((resolve) => client.once('open', resolve));
+  // Answers come back in order: a FIFO of waiters matches them.
+  const waiters: ((data: ArrayBuffer) => void)[] = [];
+  client.on('message', (data: ArrayBuffer) => waiters.shift()?.(data));
+  return {
+    infer(data) {
+      return new Promise((resolve) => {
+        waiters.push((reply) => resolve(new Float32Array(reply)));
+        client.send(data);
+      });
+    },
+    async close() {
+      client.close();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await worker.terminate();
     },
   };
 }

@@ -1,11 +1,17 @@
 // Server latency against the same work done without Tandem, all measured in this run:
 // a tiny model's WebSocket round trip vs raw session.run; PaddleOCR detection at 1×3×320×320 vs raw
-// session.run and vs a hand-written fastify JSON endpoint; the first request after `warm` vs the
-// steady p50; and what streaming progress costs.
+// session.run, vs the thinnest ws server running it in a worker thread, and vs a hand-written
+// fastify JSON endpoint; the first request after `warm` vs the steady p50; and what streaming
+// progress costs.
 
 import type { Bench, BenchFigure } from './bench-types.js';
 import { encodeMessage } from '@tandem/shared';
-import { rawSession, startEchoServer, startJsonEndpoint } from './baselines.js';
+import {
+  rawSession,
+  startEchoServer,
+  startJsonEndpoint,
+  startThinModelServer,
+} from './baselines.js';
 import { makeFigure } from './figure.js';
 import { createBenchRepository, noise, startBenchServer } from './server-fixtures.js';
 import { median, measureLatency } from './timing.js';
@@ -33,6 +39,7 @@ const bench: Bench = {
     try {
       const tinyInput = { x: noise([16]) };
       const detInput = { x: noise(DET_DIMS) };
+      const detData = detInput.x.data as Float32Array;
 
       // onnxruntime-node directly, and Tandem, measured in alternating blocks: this machine's speed
       // drifts by tens of percent over seconds, and alternation makes both sides see the same
@@ -40,12 +47,24 @@ const bench: Bench = {
       // spinning for a while after its last run (DET_WARM_RUNS says how long that was measured).
       const rawTiny = await rawSession(repository.tinyPath);
       const rawDet = await rawSession(repository.detPath);
+      const thinDet = await startThinModelServer(repository.detPath, DET_DIMS);
       const { server, url } = await startBenchServer(repository);
       const client = await connectBenchClient(url);
+      // The thin server must do the same work: its output is Tandem's, value for value.
+      const thinOutput = await thinDet.infer(detData);
+      const tandemOutput = Object.values((await client.infer('det', detInput)).outputs)[0];
+      if (
+        tandemOutput === undefined ||
+        tandemOutput.dtype === 'string' ||
+        thinOutput.length !== tandemOutput.data.length ||
+        thinOutput.some((value, index) => value !== tandemOutput.data[index])
+      )
+        throw new Error('the thin server and Tandem disagree on the det output');
       const samples = {
         rawTiny: [] as number[],
         tandemTiny: [] as number[],
         rawDet: [] as number[],
+        thinDet: [] as number[],
         tandemDet: [] as number[],
       };
       const block = async (
@@ -65,11 +84,19 @@ const bench: Bench = {
         await block(samples.tandemTiny, 200, () =>
           client.infer('tiny', tinyInput, { progress: false }),
         );
-        await block(samples.rawDet, 6, () => rawDet.run(detInput), DET_WARM_RUNS);
-        await block(samples.tandemDet, 6, () => client.infer('det', detInput), DET_WARM_RUNS);
+        // The three det sides in rotating order, so each follows each other one alike.
+        const detBlocks = [
+          () => block(samples.rawDet, 6, () => rawDet.run(detInput), DET_WARM_RUNS),
+          () => block(samples.thinDet, 6, () => thinDet.infer(detData), DET_WARM_RUNS),
+          () => block(samples.tandemDet, 6, () => client.infer('det', detInput), DET_WARM_RUNS),
+        ];
+        for (let shift = 0; shift < round % 3; shift++) detBlocks.push(detBlocks.shift()!);
+        if (round % 6 >= 3) detBlocks.reverse();
+        for (const detBlock of detBlocks) await detBlock();
       }
       await rawTiny.release();
       await rawDet.release();
+      await thinDet.close();
       const json = await startJsonEndpoint(repository.detPath);
       const jsonTiming = await measureLatency(() => json.infer(detInput), {
         minTimeMs: 4000,
@@ -85,6 +112,7 @@ const bench: Bench = {
       const rawTinyTiming = { medianMs: median(samples.rawTiny) };
       const tandemDet = { medianMs: median(samples.tandemDet) };
       const rawDetTiming = { medianMs: median(samples.rawDet) };
+      const thinDetTiming = { medianMs: median(samples.thinDet) };
 
       // Progress on vs off, in adjacent pairs (alternating which goes first) so drift in machine
       // speed hits both alike; the figure is the median of the per-pair ratios.
@@ -155,6 +183,24 @@ const bench: Bench = {
           baselineValue: rawDetTiming.medianMs,
           better: 'lower',
           target: 1.1,
+        }),
+        makeFigure({
+          bench: NAME,
+          figure: 'p50, PaddleOCR det 1×3×320×320, WebSocket',
+          value: tandemDet.medianMs,
+          unit: 'ms',
+          baseline: 'thinnest ws server + worker thread (raw bytes, no protocol), p50',
+          baselineValue: thinDetTiming.medianMs,
+          better: 'lower',
+        }),
+        makeFigure({
+          bench: NAME,
+          figure: 'p50, PaddleOCR det: the thinnest ws server + worker thread itself (not Tandem)',
+          value: thinDetTiming.medianMs,
+          unit: 'ms',
+          baseline: 'raw session.run p50',
+          baselineValue: rawDetTiming.medianMs,
+          better: 'lower',
         }),
         makeFigure({
           bench: NAME,
