@@ -2,9 +2,10 @@
 // settles exactly once (result, error or cancellation); whoever listens (a WebSocket connection, an
 // HTTP request, a resumed connection later) hears the same outcome.
 
-import type { TandemError } from '@tandem/shared';
 import {
+  TandemError,
   createProgressTracker,
+  decodeServerMessage,
   type PlannedStage,
   type ProgressEvent,
   type ProgressTracker,
@@ -36,15 +37,28 @@ export interface JobRequest {
 /** A finished job's answer: the `result` message without its type tag. */
 export type JobResult = Omit<ResultMessage, 'type'>;
 
-/** How a job ended. */
+/**
+ * How a job ended. A result written by a session worker comes with its `result` frame, ready to
+ * send; its `result` is then decoded from the frame when first read.
+ */
 export type JobOutcome =
-  | { readonly ok: true; readonly result: JobResult }
+  | { readonly ok: true; readonly result: JobResult; readonly frame?: Uint8Array }
   | { readonly ok: false; readonly error: TandemError };
 
 /** Receives a job's progress events. */
 export type ProgressListener = (event: ProgressEvent) => void;
 
 let nextSeq = 0;
+
+/** The result a `result` frame holds (a frame this server wrote: anything else is a bug). */
+function resultOfFrame(frame: Uint8Array): JobResult {
+  const message = decodeServerMessage(frame);
+  if (message.type !== 'result') {
+    throw new TandemError('E_INTERNAL', `a job's result frame holds a ${message.type} message`);
+  }
+  const { id, model, version, outputs, backend, coldStart, timings } = message;
+  return { id, model, version, outputs, backend, coldStart, timings };
+}
 
 /** What a settled job's request keeps of its inputs: nothing (see {@link Job.request}). */
 const NO_INPUTS: TensorMap = Object.freeze({});
@@ -142,6 +156,26 @@ export class Job {
     this.#settle();
     this.#listener?.(this.#progressTracker().finish('done'));
     this.#resolve({ ok: true, result });
+    return true;
+  }
+
+  /**
+   * Settles with a result already encoded as a `result` frame (for this job's id). Returns false
+   * if the job had already settled.
+   */
+  succeedWithFrame(frame: Uint8Array): boolean {
+    if (this.#settled) return false;
+    this.#settle();
+    this.#listener?.(this.#progressTracker().finish('done'));
+    let decoded: JobResult | undefined;
+    this.#resolve({
+      ok: true,
+      frame,
+      get result(): JobResult {
+        decoded ??= resultOfFrame(frame);
+        return decoded;
+      },
+    });
     return true;
   }
 

@@ -20,6 +20,12 @@ import { JobQueue } from './job-queue.js';
 import type { ModelEntry } from './model-repository.js';
 import { readOnnxMetadata } from './onnx-metadata.js';
 import {
+  RESULT_FIELDS,
+  toMicros,
+  writeResultFields,
+  type ResultFrameSpec,
+} from './result-frames.js';
+import {
   createSession,
   releaseSession,
   runSession,
@@ -560,6 +566,7 @@ export class ModelHost {
     try {
       const results = await loaded.runEach(
         jobs.map((job) => ({ inputs: job.request.inputs, outputs: job.request.outputs })),
+        this.#resultFrameSpec(jobs, started, loaded.backend),
       );
       const finished = performance.now();
       jobs.forEach((job, index) => {
@@ -575,7 +582,13 @@ export class ModelHost {
           job.fail(TandemError.fromSerialized(item.error));
           return;
         }
-        this.#succeed(job, item.outputs, loaded.backend, { started, finished, runMs: item.runMs });
+        if ('frame' in item) job.succeedWithFrame(item.frame);
+        else
+          this.#succeed(job, item.outputs, loaded.backend, {
+            started,
+            finished,
+            runMs: item.runMs,
+          });
       });
     } catch (error) {
       const coded = TandemError.from(error, 'E_RUNTIME');
@@ -583,6 +596,32 @@ export class ModelHost {
     } finally {
       for (const job of jobs) this.#running.delete(job);
     }
+  }
+
+  /**
+   * What the worker needs to write a group's `result` frames: everything in a job's result but
+   * its outputs and its run (see result-frames.ts). Times are as {@link #succeed} reports them.
+   */
+  #resultFrameSpec(jobs: readonly Job[], started: number, backend: Backend): ResultFrameSpec {
+    const numbers = new Float64Array(jobs.length * RESULT_FIELDS);
+    jobs.forEach((job, index) => {
+      writeResultFields(numbers, index, {
+        coldStart: job.coldStart,
+        queueMs: toMicros(
+          Math.max(0, started - job.receivedAt - job.loadWaitMs - job.warmupWaitMs),
+        ),
+        loadMs: toMicros(job.loadWaitMs),
+        warmupMs: toMicros(job.warmupWaitMs),
+        receivedAtEpochMs: performance.timeOrigin + job.receivedAt,
+      });
+    });
+    return {
+      model: this.entry.name,
+      version: this.entry.version,
+      backend,
+      ids: jobs.map((job) => job.request.id),
+      numbers,
+    };
   }
 
   /** Settles a job with its outputs and where its time went. */
@@ -986,11 +1025,6 @@ export class ModelHost {
     const run = this.estimates.run.value ?? 100;
     return Math.max(50, Math.ceil((this.#queue.size * run) / Math.max(1, this.#activeCount()) / 4));
   }
-}
-
-/** Milliseconds rounded to the microsecond. */
-function toMicros(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }
 
 /** Bytes of a job's inputs (strings counted at 16 bytes each), for the inline and group limits. */

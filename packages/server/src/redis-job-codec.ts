@@ -108,7 +108,7 @@ export function decodeJobInput(bytes: Uint8Array): InferMessage {
 
 /** A finished job's outcome as one binary frame. */
 export function encodeJobOutcome(id: string, outcome: JobOutcome): Uint8Array {
-  if (outcome.ok) return encodeMessage({ type: 'result', ...outcome.result });
+  if (outcome.ok) return outcome.frame ?? encodeMessage({ type: 'result', ...outcome.result });
   const { error } = outcome;
   return encodeMessage({
     type: 'error',

@@ -5,6 +5,7 @@
 
 import type { Backend, SerializedError, TensorMap } from '@tandem/shared';
 import type { SessionSettings } from './onnx-session.js';
+import type { PackedFrames, ResultFrameSpec } from './result-frames.js';
 import type { PackedTensorMaps } from './tensor-pack.js';
 
 /** Load a model file into this worker's session. */
@@ -33,6 +34,11 @@ export interface RunEachRequest {
   readonly inputs: PackedTensorMaps;
   /** Each item's requested outputs (null: all); absent when every item wants all. */
   readonly outputs?: readonly (readonly string[] | null)[];
+  /**
+   * When present, the worker writes each item's `result` frame itself and answers `frames`
+   * instead of `outputs` (see result-frames.ts for why).
+   */
+  readonly results?: ResultFrameSpec;
 }
 
 /** Release the session; the worker exits afterwards. */
@@ -62,8 +68,10 @@ export interface RunReply {
 export interface RanEachReply {
   readonly type: 'ranEach';
   readonly id: number;
-  /** Each item's outputs, packed (an item that failed has none). */
-  readonly outputs: PackedTensorMaps;
+  /** Each item's outputs, packed (an item that failed has none); absent when `frames` is set. */
+  readonly outputs?: PackedTensorMaps;
+  /** Each item's `result` frame, when the request asked for them (`results`). */
+  readonly frames?: PackedFrames;
   /** How long each item's run took in the worker, in ms. */
   readonly runMs: Float64Array;
   /** The errors of the items that failed, by index; absent when none did. */

@@ -5,6 +5,7 @@ import { parentPort } from 'node:worker_threads';
 import { TandemError, type SerializedError, type TensorMap } from '@tandem/shared';
 import { createSession, releaseSession, runSession, type LoadedSession } from './onnx-session.js';
 import type { WorkerReply, WorkerRequest } from './session-messages.js';
+import { writeResultFrames } from './result-frames.js';
 import { packTensorMaps, unpackTensorMaps } from './tensor-pack.js';
 
 const port = parentPort;
@@ -66,8 +67,9 @@ async function handle(message: WorkerRequest): Promise<void> {
       return;
     case 'runEach': {
       const items = unpackTensorMaps(message.inputs);
-      const outputs: TensorMap[] = [];
+      const outputs: (TensorMap | undefined)[] = [];
       const runMs = new Float64Array(items.length);
+      const finishedAt = new Float64Array(items.length);
       let failures: Record<number, SerializedError> | undefined;
       for (const [index, inputs] of items.entries()) {
         const started = performance.now();
@@ -76,23 +78,30 @@ async function handle(message: WorkerRequest): Promise<void> {
           outputs.push(await runSession(loaded, inputs, message.outputs?.[index] ?? undefined));
         } catch (error) {
           (failures ??= {})[index] = TandemError.from(error, 'E_RUNTIME').toJSON();
-          outputs.push({});
+          outputs.push(undefined);
         }
-        runMs[index] = performance.now() - started;
+        const finished = performance.now();
+        runMs[index] = finished - started;
+        finishedAt[index] = performance.timeOrigin + finished;
+      }
+      const failed = failures === undefined ? {} : { failures };
+      if (message.results !== undefined) {
+        // Result frames written here, off the main thread (see result-frames.ts).
+        const frames = writeResultFrames(message.results, outputs, runMs, finishedAt);
+        reply({ type: 'ranEach', id: message.id, frames, runMs, ...failed }, [
+          frames.buffer,
+          frames.ends.buffer as ArrayBuffer,
+          runMs.buffer,
+        ]);
+        return;
       }
       // The outputs go back in one buffer: the copy happens here, off the main thread, and
       // saves the main thread an ArrayBuffer per output.
-      const packed = packTensorMaps(outputs);
-      reply(
-        {
-          type: 'ranEach',
-          id: message.id,
-          outputs: packed,
-          runMs,
-          ...(failures === undefined ? {} : { failures }),
-        },
-        [packed.buffer, runMs.buffer],
-      );
+      const packed = packTensorMaps(outputs.map((itemOutputs) => itemOutputs ?? {}));
+      reply({ type: 'ranEach', id: message.id, outputs: packed, runMs, ...failed }, [
+        packed.buffer,
+        runMs.buffer,
+      ]);
       return;
     }
     case 'release':

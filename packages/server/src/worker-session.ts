@@ -13,7 +13,14 @@ import {
 } from '@tandem/shared';
 import type { SessionSettings } from './onnx-session.js';
 import { packTensorMaps, unpackTensorMaps } from './tensor-pack.js';
-import type { RanEachReply, RunReply, WorkerReply, WorkerRequest } from './session-messages.js';
+import { readResultFrames, type ResultFrameSpec } from './result-frames.js';
+import type {
+  RanEachReply,
+  RunEachRequest,
+  RunReply,
+  WorkerReply,
+  WorkerRequest,
+} from './session-messages.js';
 
 /**
  * The compiled worker script. Tests run this package from its TypeScript sources, where no .js
@@ -26,9 +33,13 @@ function workerUrl(): URL {
   return new URL('../dist/session-worker.js', import.meta.url);
 }
 
-/** One item of a {@link WorkerSession.runEach}: its outputs or its error, and its run time in ms. */
+/**
+ * One item of a {@link WorkerSession.runEach}: its outputs (or, when result frames were asked for,
+ * its `result` frame) or its error, and its run time in ms.
+ */
 export type RunEachResult =
   | { readonly ok: true; readonly outputs: TensorMap; readonly runMs: number }
+  | { readonly ok: true; readonly frame: Uint8Array; readonly runMs: number }
   | { readonly ok: false; readonly error: SerializedError; readonly runMs: number };
 
 /** A run's outputs and how long onnxruntime took in the worker, in ms. */
@@ -150,13 +161,16 @@ export class WorkerSession {
   /**
    * Runs the session once per item, in order, in one round trip to the worker; each item gets its
    * outputs or its own error. Meant for small inputs: they are copied into one buffer that moves
-   * to the worker, and the outputs come back in one buffer too.
+   * to the worker, and the outputs come back in one buffer too. With `results`, the worker writes
+   * each item's `result` frame and those come back instead of outputs (the spec's numbers move to
+   * the worker: they are detached here).
    */
   runEach(
     items: readonly {
       readonly inputs: TensorMap;
       readonly outputs: readonly string[] | undefined;
     }[],
+    results?: ResultFrameSpec,
   ): Promise<readonly RunEachResult[]> {
     if (this.#closed)
       return Promise.reject(new TandemError('E_RUNTIME', 'the session was released'));
@@ -167,13 +181,20 @@ export class WorkerSession {
     const outputs = items.some((item) => item.outputs !== undefined)
       ? items.map((item) => item.outputs ?? null)
       : undefined;
+    const request: RunEachRequest = {
+      type: 'runEach',
+      id,
+      inputs,
+      ...(outputs === undefined ? {} : { outputs }),
+      ...(results === undefined ? {} : { results }),
+    };
+    const transfer =
+      results === undefined
+        ? [inputs.buffer]
+        : [inputs.buffer, results.numbers.buffer as ArrayBuffer];
     return new Promise<RunReply | RanEachReply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      post(
-        this.#worker,
-        { type: 'runEach', id, inputs, ...(outputs === undefined ? {} : { outputs }) },
-        [inputs.buffer],
-      );
+      post(this.#worker, request, transfer);
     }).then((reply) => (reply.type === 'ranEach' ? eachResult(reply) : []));
   }
 
@@ -214,11 +235,21 @@ export class WorkerSession {
 
 /** The per-item view of a `ranEach` reply. */
 function eachResult(reply: RanEachReply): RunEachResult[] {
-  return unpackTensorMaps(reply.outputs).map((outputs, index): RunEachResult => {
-    const runMs = reply.runMs[index] ?? 0;
+  const failure = (index: number): RunEachResult | undefined => {
     const error = reply.failures?.[index];
-    return error === undefined ? { ok: true, outputs, runMs } : { ok: false, error, runMs };
-  });
+    return error === undefined ? undefined : { ok: false, error, runMs: reply.runMs[index] ?? 0 };
+  };
+  if (reply.frames !== undefined) {
+    return readResultFrames(reply.frames).map(
+      (frame, index): RunEachResult =>
+        failure(index) ?? { ok: true, frame, runMs: reply.runMs[index] ?? 0 },
+    );
+  }
+  if (reply.outputs === undefined) return [];
+  return unpackTensorMaps(reply.outputs).map(
+    (outputs, index): RunEachResult =>
+      failure(index) ?? { ok: true, outputs, runMs: reply.runMs[index] ?? 0 },
+  );
 }
 
 function post(worker: Worker, message: WorkerRequest, transfer: ArrayBuffer[] = []): void {

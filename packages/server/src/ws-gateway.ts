@@ -199,10 +199,11 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     });
   };
 
-  const send = (connection: Connection, message: ServerMessage, droppable = false): void => {
+  /** Whether `connection` takes a message now; corks its stream for the rest of the tick. */
+  const writable = (connection: Connection, droppable: boolean): boolean => {
     const socket = connection.socket;
-    if (socket.readyState !== socket.OPEN) return;
-    if (droppable && socket.bufferedAmount > options.maxBufferedBytes) return;
+    if (socket.readyState !== socket.OPEN) return false;
+    if (droppable && socket.bufferedAmount > options.maxBufferedBytes) return false;
     // Everything sent in one tick (a group's results, progress, the acknowledgement ping) leaves
     // in one write: a system call per message cost more than the message under load.
     if (!connection.corked) {
@@ -210,6 +211,17 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       connection.stream.cork();
       process.nextTick(uncork, connection);
     }
+    return true;
+  };
+
+  /** Sends a frame encoded elsewhere (a session worker's `result` frame). */
+  const sendFrame = (connection: Connection, frame: Uint8Array): void => {
+    if (writable(connection, false)) connection.socket.send(frame, BINARY);
+  };
+
+  const send = (connection: Connection, message: ServerMessage, droppable = false): void => {
+    if (!writable(connection, droppable)) return;
+    const socket = connection.socket;
     // A large output leaves as the fragments of one message, sent from the output's own memory
     // instead of copied into a frame first (the job's result does not change afterwards). Pooled:
     // ws writes each part or queues it by reference; nothing transfers or detaches it.
@@ -422,8 +434,9 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
   };
 
   const deliver = (connection: Connection, id: string, outcome: JobOutcome): void => {
-    if (outcome.ok) send(connection, { type: 'result', ...outcome.result });
-    else sendError(connection, id, outcome.error);
+    if (!outcome.ok) sendError(connection, id, outcome.error);
+    else if (outcome.frame !== undefined) sendFrame(connection, outcome.frame);
+    else send(connection, { type: 'result', ...outcome.result });
   };
 
   /**

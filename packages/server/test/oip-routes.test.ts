@@ -37,7 +37,7 @@ import {
   tempDir,
   writeModelConfig,
 } from './server-fixtures.js';
-import type { Job } from '../src/job.js';
+import { Job as JobClass, type Job } from '../src/job.js';
 
 const FEATURES = 4;
 const X = [0.5, -1, 2, 0.25, 3, 1.5, -0.75, 0, -2, 0.125, 1, 4];
@@ -270,6 +270,33 @@ describe('inference with JSON data', () => {
     expect(outputs.output!.data).toEqual(Array.from(expected.output!.data as Float32Array));
     expect(outputs.stateN!.shape).toEqual([2, 1, 128]);
     expect(outputs.stateN!.data).toEqual(Array.from(expected.stateN!.data as Float32Array));
+  });
+});
+
+describe('inference of jobs run as a group', () => {
+  it('answers each of many concurrent requests with its own outputs, read from the frame the worker wrote', async () => {
+    const framed = vi.spyOn(JobClass.prototype, 'succeedWithFrame');
+    try {
+      const texts = Array.from({ length: 64 }, (_, i) => [`t${i}`, `é${i}`]);
+      const responses = await Promise.all(
+        texts.map((data) =>
+          infer('echo', {
+            inputs: [{ name: 'text', datatype: 'BYTES', shape: [2], data }],
+          }),
+        ),
+      );
+      responses.forEach((response, i) => {
+        expect(decoded(response).outputs.same).toMatchObject({
+          datatype: 'BYTES',
+          shape: [2],
+          data: texts[i],
+        });
+      });
+      // Some of them waited together and ran as a group: their results came as frames.
+      expect(framed).toHaveBeenCalled();
+    } finally {
+      framed.mockRestore();
+    }
   });
 });
 

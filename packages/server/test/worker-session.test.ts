@@ -1,12 +1,15 @@
 // WorkerSession with a real onnxruntime-node session in a real worker thread: inputs are copied
 // (the caller keeps them) unless they are marked detachable, in which case their buffer moves to
-// the worker without a copy; either way the outputs are right.
+// the worker without a copy; either way the outputs are right, and so are the result frames the
+// worker writes for a group.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel, slowInput, writeModelFile, writeSlowModel } from '@tandem/test-support';
+import { decodeServerMessage } from '@tandem/shared';
+import { RESULT_FIELDS, writeResultFields } from '../src/result-frames.js';
 import { WorkerSession } from '../src/worker-session.js';
 
 describe('WorkerSession', () => {
@@ -64,7 +67,7 @@ describe('WorkerSession', () => {
     expect(results.map((result) => result.ok)).toEqual([true, false, true]);
     for (const index of [0, 2]) {
       const result = results[index]!;
-      if (!result.ok) throw new Error('expected outputs');
+      if (!result.ok || !('outputs' in result)) throw new Error('expected outputs');
       const x = Array.from(inputs[index]!);
       expect(Array.from(result.outputs.y!.data as Float32Array)).toEqual(
         x.map((v) => v * scale + offset),
@@ -74,6 +77,64 @@ describe('WorkerSession', () => {
     const failed = results[1]!;
     expect(failed.ok ? undefined : failed.error.code).toBe('E_RUNTIME');
     expect(Array.from(inputs[0]!)).toEqual([1, 2, 3, 4]);
+  });
+
+  it("writes each item's result frame in the worker when asked: the frame the main thread would have sent", async () => {
+    const inputs = [1, 5].map((k) => new Float32Array([k, k + 1, k + 2, k + 3]));
+    const numbers = new Float64Array(3 * RESULT_FIELDS);
+    const now = performance.timeOrigin + performance.now();
+    [0, 1, 2].forEach((index) =>
+      writeResultFields(numbers, index, {
+        coldStart: index === 0,
+        queueMs: 0.25 * index,
+        loadMs: index === 0 ? 12.5 : 0,
+        warmupMs: index === 0 ? 3.125 : 0,
+        receivedAtEpochMs: now,
+      }),
+    );
+    const results = await session.runEach(
+      [
+        { inputs: { x: { dtype: 'float32', dims: [4], data: inputs[0]! } }, outputs: undefined },
+        { inputs: { x: { dtype: 'float32', dims: [4, 4], data: inputs[1]! } }, outputs: undefined },
+        { inputs: { x: { dtype: 'float32', dims: [4], data: inputs[1]! } }, outputs: ['y'] },
+      ],
+      { model: 'tiny', version: '1', backend: 'cpu', ids: ['a', 'b', 'c'], numbers },
+    );
+    // The spec's numbers moved to the worker.
+    expect(numbers.byteLength).toBe(0);
+    expect(results.map((result) => result.ok)).toEqual([true, false, true]);
+    const failed = results[1]!;
+    expect(failed.ok ? undefined : failed.error.code).toBe('E_RUNTIME');
+    for (const [index, id] of [
+      [0, 'a'],
+      [2, 'c'],
+    ] as const) {
+      const result = results[index]!;
+      if (!result.ok || !('frame' in result)) throw new Error('expected a frame');
+      const message = decodeServerMessage(result.frame);
+      if (message.type !== 'result') throw new Error(`expected a result, got ${message.type}`);
+      const x = Array.from(inputs[index === 0 ? 0 : 1]!);
+      expect(message).toMatchObject({
+        id,
+        model: 'tiny',
+        version: '1',
+        backend: 'cpu',
+        coldStart: index === 0,
+        timings: {
+          queueMs: 0.25 * index,
+          loadMs: index === 0 ? 12.5 : 0,
+          warmupMs: index === 0 ? 3.125 : 0,
+          runMs: Math.round(result.runMs * 1000) / 1000,
+        },
+      });
+      expect(Array.from(message.outputs.y!.data as Float32Array)).toEqual(
+        x.map((v) => v * scale + offset),
+      );
+      // From receipt (on this thread's clock) to the run's end (on the worker's).
+      const elapsed = performance.timeOrigin + performance.now() - now;
+      expect(message.timings.totalMs).toBeGreaterThanOrEqual(message.timings.runMs);
+      expect(message.timings.totalMs).toBeLessThanOrEqual(elapsed + 0.001);
+    }
   });
 
   it('lets runs in flight finish before it releases (ending the thread inside a run would abort the process)', async () => {
