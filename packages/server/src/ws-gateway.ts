@@ -20,6 +20,8 @@ import {
   type ProgressEvent,
   type ServerLimits,
   type ServerMessage,
+  type Tensor,
+  type TensorMap,
 } from '@tandem/shared';
 import { bearerToken, type ApiKeyRecord, type ApiKeys } from './api-keys.js';
 import type { Job, JobOutcome, JobRequest } from './job.js';
@@ -152,6 +154,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
   };
 
   const accept = (socket: WebSocket, owner: ApiKeyRecord | undefined, stream: Duplex): void => {
+    socket.binaryType = 'fragments';
     const connection: Connection = {
       socket,
       owner,
@@ -247,16 +250,16 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
 
   const onMessage = (connection: Connection, data: RawData, isBinary: boolean): void => {
     let message: ClientMessage;
-    let bytes: Uint8Array;
+    let fragments: readonly Uint8Array[];
     try {
       if (!isBinary)
         throw new TandemError(
           'E_PROTOCOL',
           'text frames are not part of the protocol; send binary frames',
         );
-      bytes = toBytes(data);
+      fragments = toFragments(data);
       // Pooled: an unaligned input's copy only lives until the job packs or runs it.
-      message = decodeClientMessage(bytes, { pooled: true });
+      message = decodeClientMessage(fragments, { pooled: true });
     } catch (error) {
       const coded = TandemError.from(error, 'E_PROTOCOL');
       connection.protocolErrors += 1;
@@ -273,7 +276,11 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       return;
     }
     try {
-      dispatch(connection, message, ownsBuffer(bytes));
+      dispatch(
+        connection,
+        message,
+        message.type === 'infer' && ownsTensors(fragments, message.inputs),
+      );
     } catch (error) {
       // Anything a handler throws must become a coded answer: thrown out of ws's 'message'
       // event it is an uncaught exception that takes the whole server down (a `warm` of an
@@ -634,19 +641,34 @@ function keyFromRequest(
 }
 
 /**
- * Whether a received frame's bytes span their whole ArrayBuffer: ws then handed over a buffer of
- * this message alone (a slice of a socket read shared with other frames starts past 0 or ends
- * short), so a worker may take the tensors over instead of copying them.
+ * Whether every numeric tensor lives in a fragment that spans its whole ArrayBuffer: ws then
+ * handed over a buffer of this message alone (a slice of a socket read shared with other frames
+ * starts past 0 or ends short; a copy of an unaligned tensor may sit in a shared pool), so a
+ * worker may take the tensors over instead of copying them.
  */
-function ownsBuffer(bytes: Uint8Array): boolean {
-  return (
-    bytes.buffer instanceof ArrayBuffer &&
-    bytes.byteOffset === 0 &&
-    bytes.byteLength === bytes.buffer.byteLength
-  );
+function ownsTensors(fragments: readonly Uint8Array[], tensors: TensorMap): boolean {
+  const owned = new Set<ArrayBufferLike>();
+  for (const fragment of fragments) {
+    if (
+      fragment.buffer instanceof ArrayBuffer &&
+      fragment.byteOffset === 0 &&
+      fragment.byteLength === fragment.buffer.byteLength
+    )
+      owned.add(fragment.buffer);
+  }
+  for (const name in tensors) {
+    const tensor = tensors[name] as Tensor;
+    if (tensor.dtype !== 'string' && !owned.has(tensor.data.buffer)) return false;
+  }
+  return true;
 }
 
-function toBytes(data: RawData): Uint8Array {
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+/**
+ * A message's fragments as ws hands them over (`binaryType = 'fragments'`), not joined: the
+ * decoder reads a tensor inside one fragment in place (a fragmented sender such as the Node
+ * client cuts at large tensors), which saves a copy of the whole message.
+ */
+function toFragments(data: RawData): readonly Uint8Array[] {
+  if (Array.isArray(data)) return data;
+  return [data instanceof ArrayBuffer ? new Uint8Array(data) : data];
 }

@@ -6,7 +6,7 @@
 // stops reading (maxBufferedBytes).
 
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   PROTOCOL_VERSION,
   ZERO_COPY_MIN_BYTES,
@@ -15,6 +15,7 @@ import {
   type TensorMap,
 } from '@tandem/shared';
 import { hashApiKey } from '@tandem/server';
+import { WorkerSession } from '../src/worker-session.js';
 import {
   buildMlpClassifier,
   buildModel,
@@ -117,6 +118,38 @@ describe('ws-gateway: serving models it has never seen', () => {
       ZERO_COPY_MIN_BYTES,
     );
     expectSameTensors(result.outputs, await runDirect(mlpPath, inputs));
+  });
+
+  it('reads an input of over 64 KiB sent as fragments in place: the worker gets that fragment, not a joined copy', async () => {
+    // 6,000 rows of 16 floats (384,000 bytes): past inlineMaxInputBytes, so it runs in the worker.
+    const inputs = mlpInput(6000, 4);
+    const handed: { detachable: boolean; dataBytes: number; bufferBytes: number }[] = [];
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called with its own `this` below
+    const run = WorkerSession.prototype.run;
+    const spy = vi.spyOn(WorkerSession.prototype, 'run').mockImplementation(function (
+      this: WorkerSession,
+      given,
+      outputs,
+      detachable,
+    ) {
+      const data = given.x?.data as Float32Array;
+      handed.push({
+        detachable: detachable ?? false,
+        dataBytes: data.byteLength,
+        bufferBytes: data.buffer.byteLength,
+      });
+      return run.call(this, given, outputs, detachable);
+    });
+    try {
+      client.sendFragments({ type: 'infer', id: 'mlp-fragments', model: 'mlp', inputs });
+      const result = resultOf(await client.collectJob('mlp-fragments'));
+      expectSameTensors(result.outputs, await runDirect(mlpPath, inputs));
+    } finally {
+      spy.mockRestore();
+    }
+    // The tensor's buffer is its fragment alone (a joined message would hold the header too),
+    // and it moves to the worker instead of being copied.
+    expect(handed).toEqual([{ detachable: true, dataBytes: 384_000, bufferBytes: 384_000 }]);
   });
 
   it('returns only the one output asked for', async () => {

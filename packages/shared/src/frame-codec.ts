@@ -338,13 +338,16 @@ function checkTensor(name: string, tensor: Tensor): number[] {
 }
 
 /**
- * Decodes one frame. Takes `unknown` because it parses what a peer sent: anything that is not a
- * well-formed frame throws a TandemError (`E_PROTOCOL`, `E_PROTOCOL_VERSION`, `E_UNKNOWN_MESSAGE`,
- * `E_UNKNOWN_DTYPE`) and nothing else. Numeric tensors are views over `bytes` when aligned.
+ * Decodes one frame: a Uint8Array or ArrayBuffer, or the fragments of one WebSocket message not
+ * joined (an array of Uint8Arrays, as ws hands them over with `binaryType = 'fragments'`). Takes
+ * `unknown` because it parses what a peer sent: anything that is not a well-formed frame throws a
+ * TandemError (`E_PROTOCOL`, `E_PROTOCOL_VERSION`, `E_UNKNOWN_MESSAGE`, `E_UNKNOWN_DTYPE`) and
+ * nothing else. Numeric tensors are views over the received bytes when aligned and, for
+ * fragments, inside one fragment (as {@link encodeMessageParts} cuts them); else they are copied.
  */
 export function decodeMessage(bytes: unknown, options: DecodeOptions = {}): Message {
   try {
-    return decodeFrame(toBytes(bytes), options.pooled === true);
+    return decodeFrame(frameSource(bytes), options.pooled === true);
   } catch (error) {
     if (error instanceof TandemError) throw error;
     // A bug guard, not a code path: the checks above are meant to catch everything first.
@@ -370,37 +373,134 @@ export function decodeServerMessage(bytes: unknown): ServerMessage {
   return message as ServerMessage;
 }
 
-function toBytes(value: unknown): Uint8Array {
-  if (value instanceof Uint8Array) return value;
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  throw new TandemError('E_PROTOCOL', 'a frame must be a Uint8Array or an ArrayBuffer');
+/**
+ * A frame's bytes as the decoder reads them: ranges located one at a time, in one buffer or in a
+ * message's fragments. `locate` sets `bytes` and `at` (reused, so reading a range allocates
+ * nothing unless it spans fragments).
+ */
+interface FrameSource {
+  readonly length: number;
+  /** After {@link locate}: the range starts at `bytes[at]`. */
+  bytes: Uint8Array;
+  at: number;
+  locate(start: number, end: number): void;
+}
+
+/** A frame in one buffer. */
+class WholeFrame implements FrameSource {
+  readonly length: number;
+  bytes: Uint8Array;
+  at = 0;
+
+  constructor(bytes: Uint8Array) {
+    this.bytes = bytes;
+    this.length = bytes.byteLength;
+  }
+
+  locate(start: number): void {
+    this.at = start;
+  }
+}
+
+/** A frame in the fragments of one WebSocket message: a range inside one is read in place. */
+class FragmentedFrame implements FrameSource {
+  readonly length: number;
+  bytes: Uint8Array;
+  at = 0;
+  readonly #parts: readonly Uint8Array[];
+  /** Where each fragment starts in the frame, and (last) the frame's length. */
+  readonly #starts: number[];
+
+  constructor(parts: readonly Uint8Array[]) {
+    this.#parts = parts;
+    this.#starts = [0];
+    let length = 0;
+    for (const part of parts) {
+      length += part.byteLength;
+      this.#starts.push(length);
+    }
+    this.length = length;
+    this.bytes = parts[0] as Uint8Array;
+  }
+
+  locate(start: number, end: number): void {
+    const starts = this.#starts;
+    let index = 0;
+    // Fragments are few; skip the empty ones and those that end at or before `start`.
+    while (index < this.#parts.length - 1 && (starts[index + 1] as number) <= start) index++;
+    const partStart = starts[index] as number;
+    if (end <= (starts[index + 1] as number)) {
+      this.bytes = this.#parts[index] as Uint8Array;
+      this.at = start - partStart;
+      return;
+    }
+    // The range spans fragments (a sender that cut the frame elsewhere): join just this range.
+    const joined = new Uint8Array(end - start);
+    let written = 0;
+    for (let i = index; written < joined.byteLength; i++) {
+      const part = this.#parts[i] as Uint8Array;
+      const from = i === index ? start - partStart : 0;
+      const take = Math.min(part.byteLength - from, joined.byteLength - written);
+      joined.set(part.subarray(from, from + take), written);
+      written += take;
+    }
+    this.bytes = joined;
+    this.at = 0;
+  }
+}
+
+function frameSource(value: unknown): FrameSource {
+  if (value instanceof Uint8Array) return new WholeFrame(value);
+  if (value instanceof ArrayBuffer) return new WholeFrame(new Uint8Array(value));
+  if (
+    Array.isArray(value) &&
+    value.length > 0 &&
+    value.every((part) => part instanceof Uint8Array)
+  ) {
+    const parts = value;
+    const [first] = parts;
+    return parts.length === 1 && first !== undefined
+      ? new WholeFrame(first)
+      : new FragmentedFrame(parts);
+  }
+  throw new TandemError(
+    'E_PROTOCOL',
+    'a frame must be a Uint8Array, an ArrayBuffer or a non-empty array of Uint8Array fragments',
+  );
 }
 
 function protocolError(message: string): TandemError {
   return new TandemError('E_PROTOCOL', message);
 }
 
-function decodeFrame(bytes: Uint8Array, pooled: boolean): Message {
-  const length = bytes.byteLength;
+function decodeFrame(source: FrameSource, pooled: boolean): Message {
+  const length = source.length;
   if (length < FRAME_PREFIX_BYTES) {
     throw protocolError(
       `frame is ${length} bytes, shorter than its ${FRAME_PREFIX_BYTES}-byte prefix`,
     );
   }
+  source.locate(0, FRAME_PREFIX_BYTES);
+  const prefix = source.bytes;
+  const p = source.at;
   for (let i = 0; i < FRAME_MAGIC.length; i++) {
-    if (bytes[i] !== FRAME_MAGIC[i]) throw protocolError('frame does not start with "TNDM"');
+    if (prefix[p + i] !== FRAME_MAGIC[i]) throw protocolError('frame does not start with "TNDM"');
   }
-  if (bytes[4] !== PROTOCOL_VERSION) {
+  if (prefix[p + 4] !== PROTOCOL_VERSION) {
     throw new TandemError(
       'E_PROTOCOL_VERSION',
-      `frame has protocol version ${bytes[4]}; this side speaks ${PROTOCOL_VERSION}`,
+      `frame has protocol version ${prefix[p + 4]}; this side speaks ${PROTOCOL_VERSION}`,
     );
   }
-  if (bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) {
+  if (prefix[p + 5] !== 0 || prefix[p + 6] !== 0 || prefix[p + 7] !== 0) {
     throw protocolError('reserved frame bytes 5..7 must be zero');
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, length);
-  const headerLength = view.getUint32(8, true);
+  const headerLength =
+    ((prefix[p + 8] as number) |
+      ((prefix[p + 9] as number) << 8) |
+      ((prefix[p + 10] as number) << 16) |
+      ((prefix[p + 11] as number) << 24)) >>>
+    0;
   if (headerLength > MAX_HEADER_BYTES) {
     throw protocolError(`header length ${headerLength} exceeds ${MAX_HEADER_BYTES} bytes`);
   }
@@ -408,9 +508,10 @@ function decodeFrame(bytes: Uint8Array, pooled: boolean): Message {
   if (headerEnd > length) {
     throw protocolError(`header length ${headerLength} runs past the ${length}-byte frame`);
   }
+  source.locate(FRAME_PREFIX_BYTES, headerEnd);
   let text: string;
   try {
-    text = decoder.decode(bytes.subarray(FRAME_PREFIX_BYTES, headerEnd));
+    text = decoder.decode(source.bytes.subarray(source.at, source.at + headerLength));
   } catch {
     throw protocolError('header is not valid UTF-8');
   }
@@ -428,7 +529,7 @@ function decodeFrame(bytes: Uint8Array, pooled: boolean): Message {
     return parseMessageFields(header, undefined);
   }
   const tensors = decodeTensors(
-    bytes,
+    source,
     header[field],
     headerEnd,
     `${String(type)}.${field}`,
@@ -438,7 +539,7 @@ function decodeFrame(bytes: Uint8Array, pooled: boolean): Message {
 }
 
 function decodeTensors(
-  bytes: Uint8Array,
+  source: FrameSource,
   value: unknown,
   headerEnd: number,
   path: string,
@@ -446,16 +547,18 @@ function decodeTensors(
 ): TensorMap {
   const ctx = { path };
   const descriptors = expectArray(value, ctx, MAX_TENSORS_PER_MESSAGE);
+  const length = source.length;
   if (descriptors.length === 0) {
-    if (bytes.byteLength !== headerEnd)
-      throw protocolError('frame has bytes after a header with no tensors');
+    if (length !== headerEnd) throw protocolError('frame has bytes after a header with no tensors');
     return {};
   }
   const bodyStart = alignUp(headerEnd);
-  for (let i = headerEnd; i < Math.min(bodyStart, bytes.byteLength); i++) {
-    if (bytes[i] !== 0) throw protocolError('header padding must be zero');
+  const paddingEnd = Math.min(bodyStart, length);
+  source.locate(headerEnd, paddingEnd);
+  for (let i = 0; i < paddingEnd - headerEnd; i++) {
+    if (source.bytes[source.at + i] !== 0) throw protocolError('header padding must be zero');
   }
-  const bodyLength = bytes.byteLength - bodyStart;
+  const bodyLength = length - bodyStart;
   if (bodyLength < 0) throw protocolError('frame ends before its tensor body');
   const entries: [string, Tensor][] = [];
   // Names are checked for duplicates with a set only when there are many: most frames carry one.
@@ -488,10 +591,11 @@ function decodeTensors(
     }
     const count = elementCount(dims);
     const start = bodyStart + offset;
+    source.locate(start, start + byteLength);
     const tensor =
       dtype === 'string'
-        ? decodeStrings(bytes, dims, start, byteLength, count, itemCtx)
-        : decodeNumeric(bytes, dtype, dims, start, byteLength, count, itemCtx, pooled);
+        ? decodeStrings(source.bytes, dims, source.at, byteLength, count, itemCtx)
+        : decodeNumeric(source.bytes, dtype, dims, source.at, byteLength, count, itemCtx, pooled);
     entries.push([name, tensor]);
     cursor = offset + byteLength;
   }

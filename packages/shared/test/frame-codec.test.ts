@@ -614,3 +614,74 @@ describe('encoding in parts', () => {
     expect(one[0]?.buffer).not.toBe(big.buffer);
   });
 });
+
+describe('decoding a message from its fragments (ws binaryType "fragments")', () => {
+  /** `frame` cut at `cuts` (positions, any order, repeats giving empty fragments). */
+  const cut = (frame: Uint8Array, cuts: number[]): Uint8Array[] => {
+    const points = [0, ...cuts.map((c) => c % (frame.byteLength + 1)).sort((a, b) => a - b)];
+    return points.map((start, i) => frame.slice(start, points[i + 1] ?? frame.byteLength));
+  };
+  const outcome = (run: () => Message): { message: Message } | { code: string } => {
+    try {
+      return { message: run() };
+    } catch (error) {
+      return { code: (error as { code: string }).code };
+    }
+  };
+
+  it('decodes any message cut anywhere as it decodes the whole frame', () => {
+    fc.assert(
+      fc.property(messageArb, fc.array(fc.nat(), { maxLength: 6 }), (message, cuts) => {
+        const frame = encodeMessage(message);
+        expect(decodeMessage(cut(frame, cuts))).toEqual(decodeMessage(frame));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('rejects a damaged frame cut anywhere with the code the whole frame gets', () => {
+    fc.assert(
+      fc.property(
+        messageArb,
+        fc.nat(),
+        fc.integer({ min: 0, max: 255 }),
+        fc.nat(),
+        fc.array(fc.nat(), { maxLength: 4 }),
+        (message, at, value, keep, cuts) => {
+          const frame = encodeMessage(message);
+          const damaged = frame.slice(0, 1 + (keep % frame.byteLength));
+          damaged[at % damaged.byteLength] = value;
+          expect(outcome(() => decodeMessage(cut(damaged, cuts)))).toEqual(
+            outcome(() => decodeMessage(damaged)),
+          );
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('views a large tensor inside its own fragment, as encodeMessageParts cuts the frame', () => {
+    const big = new Float32Array(ZERO_COPY_MIN_BYTES / 4).map((_, i) => i / 7);
+    const message: Message = {
+      type: 'infer',
+      id: 'j',
+      model: 'm',
+      inputs: {
+        a: { dtype: 'float32', dims: [3], data: new Float32Array([1, 2, 3]) },
+        b: { dtype: 'float32', dims: [big.length], data: big },
+      },
+    };
+    // What a ws reader gets: each fragment in a buffer of its own.
+    const fragments = encodeMessageParts(message).map((part) => part.slice());
+    expect(fragments).toHaveLength(2);
+    const decoded = decodeClientMessage(fragments);
+    expect(decoded).toEqual(message);
+    if (decoded.type !== 'infer') throw new Error('expected infer');
+    expect((decoded.inputs.b?.data as Float32Array).buffer).toBe(fragments[1]?.buffer);
+  });
+
+  it('rejects an empty list or a list of something else', () => {
+    expect(codeOf(() => decodeMessage([]))).toBe('E_PROTOCOL');
+    expect(codeOf(() => decodeMessage([new Uint8Array(4), 'x']))).toBe('E_PROTOCOL');
+  });
+});

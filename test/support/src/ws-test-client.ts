@@ -8,6 +8,7 @@ import {
   PROTOCOL_VERSION,
   decodeServerMessage,
   encodeMessage,
+  encodeMessageParts,
   type ClientMessage,
   type ErrorMessage,
   type InferMessage,
@@ -297,6 +298,17 @@ export class TestClient {
   /** Sends one protocol message as one binary frame. */
   send(message: ClientMessage): void {
     this.socket.send(encodeMessage(message), { binary: true });
+  }
+
+  /**
+   * Sends one protocol message as the fragments of one WebSocket message, cut where
+   * encodeMessageParts cuts it (at each large tensor), as @tandem/client's Node socket sends.
+   */
+  sendFragments(message: ClientMessage): void {
+    const parts = encodeMessageParts(message);
+    parts.forEach((part, index) =>
+      this.socket.send(part, { binary: true, fin: index === parts.length - 1 }),
+    );
   }
 
   /** Sends arbitrary bytes (binary frame) or text (text frame), for malformed-input tests. */
