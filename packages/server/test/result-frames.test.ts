@@ -13,25 +13,10 @@ import {
   writeResultFrames,
   type ResultFrameSpec,
 } from '../src/result-frames.js';
+import { smallTensorArb } from './tensor-arbitraries.js';
 
-const tensorArb: fc.Arbitrary<Tensor> = fc.oneof(
-  fc.array(fc.float({ noNaN: true }), { maxLength: 9 }).map((values): Tensor => ({
-    dtype: 'float32',
-    dims: [values.length],
-    data: Float32Array.from(values),
-  })),
-  fc
-    .array(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), { maxLength: 5 })
-    .map((values): Tensor => ({
-      dtype: 'int64',
-      dims: [values.length],
-      data: BigInt64Array.from(values),
-    })),
-  // Strings are not in the pack's first size guess: long ones make it grow.
-  fc
-    .array(fc.string({ maxLength: 700 }), { maxLength: 3 })
-    .map((values): Tensor => ({ dtype: 'string', dims: [values.length], data: values })),
-);
+// Strings are not in the pack's first size guess: long ones make it grow.
+const tensorArb = smallTensorArb(700);
 const itemArb = fc.record({
   id: fc.string({ minLength: 1, maxLength: 40 }),
   outputs: fc.option(fc.dictionary(fc.constantFrom('y', 'z'), tensorArb), { nil: undefined }),

@@ -1,30 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Tensor, TensorMap } from '@tandem/shared';
+import type { TensorMap } from '@tandem/shared';
 import { packTensorMaps, unpackTensorMaps } from '../src/tensor-pack.js';
+import { smallTensorArb } from './tensor-arbitraries.js';
 
-const tensorArb: fc.Arbitrary<Tensor> = fc.oneof(
-  fc.array(fc.float({ noNaN: true }), { maxLength: 9 }).map((values): Tensor => ({
-    dtype: 'float32',
-    dims: [values.length],
-    data: Float32Array.from(values),
-  })),
-  fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 9 }).map((values): Tensor => ({
-    dtype: 'uint8',
-    dims: [values.length],
-    data: Uint8Array.from(values),
-  })),
-  fc
-    .array(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), { maxLength: 5 })
-    .map((values): Tensor => ({
-      dtype: 'int64',
-      dims: [values.length],
-      data: BigInt64Array.from(values),
-    })),
-  fc
-    .array(fc.string(), { maxLength: 3 })
-    .map((values): Tensor => ({ dtype: 'string', dims: [values.length], data: values })),
-);
+const tensorArb = smallTensorArb();
 const mapArb: fc.Arbitrary<TensorMap> = fc.dictionary(fc.constantFrom('a', 'b', 'c'), tensorArb);
 
 describe('packTensorMaps and unpackTensorMaps', () => {
