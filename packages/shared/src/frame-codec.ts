@@ -142,7 +142,12 @@ export function encodeMessageParts(message: Message, options: PartsOptions = {})
   let copyStart = 0;
   let copied: number[] = [];
   const flush = (copyEnd: number): void => {
-    if (copyEnd === copyStart) return;
+    if (copyEnd === copyStart) {
+      // Only empty tensors lie in an empty range: nothing to write, and nothing to carry over
+      // into the next part (their offsets are not in it).
+      copied = [];
+      return;
+    }
     const out = pooled
       ? allocatePooledFrame(copyEnd - copyStart)
       : new Uint8Array(copyEnd - copyStart);

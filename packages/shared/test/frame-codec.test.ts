@@ -584,6 +584,25 @@ describe('encoding in parts', () => {
     );
   });
 
+  it('cuts correctly around an empty tensor that sits between two views', () => {
+    // Found by the property above: the empty tensor was carried into the next copied part, at an
+    // offset before that part's start (RangeError).
+    const message: Message = {
+      type: 'infer',
+      id: 'j',
+      model: 'm',
+      inputs: {
+        a: { dtype: 'uint64', dims: [2], data: BigUint64Array.from([1n, 2n]) },
+        b: { dtype: 'float32', dims: [0], data: new Float32Array(0) },
+        c: { dtype: 'float32', dims: [3], data: Float32Array.from([3, 4, 5]) },
+        d: { dtype: 'float32', dims: [], data: Float32Array.from([6]) },
+      },
+    };
+    const parts = encodeMessageParts(message, { minViewBytes: 1 });
+    expect(parts.every((part) => part.byteLength > 0)).toBe(true);
+    expect(join(parts)).toEqual(encodeMessage(message));
+  });
+
   it('sends a large tensor from its own memory, and everything else copied', () => {
     const big = new Float32Array(ZERO_COPY_MIN_BYTES / 4);
     big.fill(0.5);
