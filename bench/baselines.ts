@@ -26,10 +26,14 @@ export async function rawSession(path: string): Promise<{
   };
 }
 
-/** A ws server that echoes every binary message back, and `clients` clients to time it. */
+/**
+ * A ws server that echoes every binary message back, and `clients` clients to time it. The
+ * clients read a message as its fragments, as Tandem's bench client (and @tandem/client in Node)
+ * does, so both sides of a comparison do the same client work.
+ */
 export async function startEchoServer(clients = 1): Promise<{
-  /** Sends `bytes` on client `lane` (0 by default) and resolves with the echo. */
-  roundTrip(bytes: Uint8Array, lane?: number): Promise<ArrayBuffer>;
+  /** Sends `bytes` on client `lane` (0 by default) and resolves with the echo's fragments. */
+  roundTrip(bytes: Uint8Array, lane?: number): Promise<Buffer[]>;
   close(): Promise<void>;
 }> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
@@ -41,11 +45,11 @@ export async function startEchoServer(clients = 1): Promise<{
   const sockets = await Promise.all(
     Array.from({ length: clients }, async () => {
       const client = new WebSocket(`ws://127.0.0.1:${port}`);
-      client.binaryType = 'arraybuffer';
+      client.binaryType = 'fragments';
       await new Promise((resolve) => client.once('open', resolve));
       // Echoes come back in order on one socket: a FIFO of waiters matches them.
-      const waiters: ((data: ArrayBuffer) => void)[] = [];
-      client.on('message', (data: ArrayBuffer) => waiters.shift()?.(data));
+      const waiters: ((data: Buffer[]) => void)[] = [];
+      client.on('message', (data: Buffer[]) => waiters.shift()?.(data));
       return { client, waiters };
     }),
   );

@@ -26,14 +26,16 @@ let nextId = 0;
 /** Connects to a Tandem server's /v1/stream and completes the hello/welcome exchange. */
 export async function connectBenchClient(baseUrl: string): Promise<BenchClient> {
   const socket = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/v1/stream`, ['tandem.v1']);
-  socket.binaryType = 'arraybuffer';
+  // As @tandem/client's Node socket reads: each message as its fragments, a large output read
+  // where it arrived (see decodeMessage).
+  socket.binaryType = 'fragments';
   const pending = new Map<
     string,
     { resolve: (r: ResultMessage) => void; reject: (e: Error) => void }
   >();
   let progressMessages = 0;
   let welcomed: (() => void) | undefined;
-  socket.on('message', (data: ArrayBuffer) => {
+  socket.on('message', (data: Buffer[]) => {
     const message = decodeServerMessage(data);
     if (message.type === 'welcome') welcomed?.();
     else if (message.type === 'progress') progressMessages++;

@@ -100,23 +100,31 @@ describe('WebSocketRemote against a real server', () => {
       expect(events[i]!.fraction).toBeGreaterThanOrEqual(events[i - 1]!.fraction);
   });
 
-  it('sends a large input as the fragments of one message where the socket can, same outputs', async () => {
-    // As createTandem's Node socket does (the ws package can send fragments; a browser cannot).
+  it('sends a large input as the fragments of one message and reads messages as fragments where the socket can, same outputs', async () => {
+    // As createTandem's Node socket does (the ws package can send fragments and hand a message
+    // over as its fragments; a browser cannot).
     let fragmented = 0;
+    let socket: WebSocket | undefined;
     const fragmenting = new WebSocketRemote({
       url,
       createSocket: (socketUrl, protocols) => {
-        const socket = new WebSocket(socketUrl, protocols);
+        socket = new WebSocket(socketUrl, protocols);
+        const own = socket;
         const sendFragments = (parts: readonly Uint8Array[]): void => {
           fragmented += 1;
-          parts.forEach((part, i) => socket.send(part, { fin: i === parts.length - 1 }));
+          parts.forEach((part, i) => own.send(part, { fin: i === parts.length - 1 }));
         };
-        return Object.assign(socket, { sendFragments }) as unknown as WebSocketLike;
+        return Object.assign(own, {
+          sendFragments,
+          readsFragments: true,
+        }) as unknown as WebSocketLike;
       },
     });
     // 4,000 rows of 8 floats: 128,000 bytes, past ZERO_COPY_MIN_BYTES.
     const inputs = mlpInput(4000, 7);
     const result = await fragmenting.run(mlp, inputs, options('r-large'));
+    // Every message (welcome, progress, the result) was read from its fragments.
+    expect(socket?.binaryType).toBe('fragments');
     await fragmenting.close();
     expect(fragmented).toBe(1);
     const session = await ort.InferenceSession.create(mlpPath);

@@ -434,7 +434,11 @@ async function socketFactory(given: WebSocketFactory | undefined): Promise<WebSo
       const last = parts.length - 1;
       parts.forEach((part, index) => socket.send(part, { binary: true, fin: index === last }));
     };
-    return Object.assign(socket, { sendFragments }) as unknown as ReturnType<WebSocketFactory>;
+    // ...and hand a message over as its fragments: a large output is read where it arrived.
+    return Object.assign(socket, {
+      sendFragments,
+      readsFragments: true,
+    }) as unknown as ReturnType<WebSocketFactory>;
   };
 }
 

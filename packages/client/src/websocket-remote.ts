@@ -31,6 +31,12 @@ export interface WebSocketLike {
    * into a frame first. Absent: every message is one `send`.
    */
   sendFragments?(parts: readonly Uint8Array[]): void;
+  /**
+   * True when the socket can hand a binary message over as its fragments, not joined (the `ws`
+   * package's `binaryType = 'fragments'`; a browser's WebSocket cannot): the runtime then sets
+   * that and reads each large output inside its fragment, without a copy of the whole message.
+   */
+  readonly readsFragments?: boolean;
   close(code?: number, reason?: string): void;
   onopen: ((event: unknown) => void) | null;
   onclose: ((event: { code: number; reason: string }) => void) | null;
@@ -258,7 +264,7 @@ export class WebSocketRemote implements Runtime {
     }
     this.#socket = socket;
     this.#welcomed = false;
-    socket.binaryType = 'arraybuffer';
+    socket.binaryType = socket.readsFragments === true ? 'fragments' : 'arraybuffer';
     socket.onopen = () => {
       this.#send({
         type: 'hello',
