@@ -116,6 +116,13 @@ export class ModelHost {
    */
   readonly #workerRunMs = new MovingAverage();
   #failure: string | undefined;
+  /**
+   * Whether `#failure` came from onnxruntime refusing to create a session (worth another try on
+   * `warm`: memory may have been short) rather than from the files themselves (not ONNX,
+   * unsupported tensor types, a broken model.json), which only a new file cures: the manager
+   * then makes a new host for it.
+   */
+  #loadFailed = false;
   #draining = false;
   readonly #instances: Instance[] = [];
   readonly #queue = new JobQueue<Job>();
@@ -277,9 +284,9 @@ export class ModelHost {
     if (this.#closed || this.#draining) {
       return Promise.reject(new TandemError('E_SHUTTING_DOWN', 'the server is shutting down'));
     }
-    if (this.#failure !== undefined && this.entry.configError === undefined && this.signature) {
-      // An operator may have replaced a file that failed to load: warm tries again.
+    if (this.#loadFailed) {
       this.#failure = undefined;
+      this.#loadFailed = false;
     }
     if (this.#failure !== undefined) {
       return Promise.reject(
@@ -350,16 +357,17 @@ export class ModelHost {
     return jobs;
   }
 
-  /** Releases every instance. Jobs still queued fail with `E_SHUTTING_DOWN`. */
-  async close(): Promise<void> {
+  /**
+   * Releases every instance. Jobs still queued and `warm` calls still waiting fail with `reason`.
+   * @param reason @default E_SHUTTING_DOWN
+   */
+  async close(
+    reason = new TandemError('E_SHUTTING_DOWN', 'the server is shutting down'),
+  ): Promise<void> {
     this.#closed = true;
     if (this.#batchTimer !== undefined) clearTimeout(this.#batchTimer);
-    for (const job of this.#queue.removeWhere(() => true)) {
-      job.fail(new TandemError('E_SHUTTING_DOWN', 'the server is shutting down'));
-    }
-    for (const waiter of this.#readyWaiters.splice(0)) {
-      waiter.reject(new TandemError('E_SHUTTING_DOWN', 'the server is shutting down'));
-    }
+    for (const job of this.#queue.removeWhere(() => true)) job.fail(reason);
+    for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(reason);
     await Promise.all(this.#instances.map((instance) => this.#unload(instance, 'shutdown')));
   }
 
@@ -408,13 +416,7 @@ export class ModelHost {
     for (let head = this.#queue.peek(); head !== undefined; head = this.#queue.peek()) {
       if (!this.#tooLate(head, now)) break;
       this.#queue.shift();
-      head.fail(
-        new TandemError(
-          'E_DEADLINE_EXCEEDED',
-          `job ${head.request.id} could not finish before its deadline of ${head.request.deadlineMs} ms`,
-        ),
-      );
-      this.#observer.rejected?.(this, 'E_DEADLINE_EXCEEDED');
+      this.#expire(head);
     }
     const head = this.#queue.peek();
     if (head === undefined) return undefined;
@@ -430,13 +432,25 @@ export class ModelHost {
     const key = batchKey(head.request.inputs, head.request.outputs);
     const maxRows = this.entry.config.maxBatch;
     let rows = 0;
+    const late: Job[] = [];
     const batch = this.#queue.toArray().filter((job) => {
       if (batchKey(job.request.inputs, job.request.outputs) !== key) return false;
+      // Every member finishes with the batch's one run: one that cannot make its deadline fails
+      // now rather than run late (the head passed this check above).
+      if (this.#tooLate(job, now)) {
+        late.push(job);
+        return false;
+      }
       const jobRows = batchRows(job.request.inputs);
       if (rows > 0 && rows + jobRows > maxRows) return false;
       rows += jobRows;
       return true;
     });
+    for (const job of late) {
+      this.#queue.remove(job);
+      this.#expire(job);
+    }
+    if (late.length > 0) this.#updatePositions();
     const waitedMs = now - head.receivedAt;
     if (!force && rows < maxRows && waitedMs < this.entry.config.maxDelayMs) {
       // Wait a little for more jobs to fill the batch, but never past the head's delay budget.
@@ -666,6 +680,17 @@ export class ModelHost {
     return inputBytes(inputs) <= this.#settings.inlineMaxInputBytes;
   }
 
+  /** Fails a job taken off the queue that could not finish before its deadline. */
+  #expire(job: Job): void {
+    job.fail(
+      new TandemError(
+        'E_DEADLINE_EXCEEDED',
+        `job ${job.request.id} could not finish before its deadline of ${job.request.deadlineMs} ms`,
+      ),
+    );
+    this.#observer.rejected?.(this, 'E_DEADLINE_EXCEEDED');
+  }
+
   #tooLate(job: Job, now: number): boolean {
     if (job.deadlineAt === undefined) return false;
     return now + (this.estimates.run.value ?? 0) > job.deadlineAt;
@@ -875,6 +900,7 @@ export class ModelHost {
 
   #fail(error: TandemError): void {
     this.#failure = error.message;
+    this.#loadFailed = true;
     this.#observer.log?.('warn', `model ${this.label} failed to load`, { reason: error.message });
     const failed = new TandemError(
       'E_MODEL_LOAD_FAILED',

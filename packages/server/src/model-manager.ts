@@ -38,6 +38,8 @@ export class ModelManager implements JobDispatcher {
   readonly #settings: ManagerSettings;
   readonly #observer: ManagerObserver;
   readonly #hosts = new Map<string, ModelHost>();
+  /** Hosts whose files were replaced, finishing the jobs they accepted (see #retire). */
+  readonly #retiring = new Set<ModelHost>();
   #draining = false;
   /** Set by start(): models found after it (copied in later) get their keep-warm at once. */
   #started = false;
@@ -106,7 +108,7 @@ export class ModelManager implements JobDispatcher {
   /** Stops taking jobs and waits for every accepted job to settle. */
   async drain(): Promise<void> {
     this.#draining = true;
-    await Promise.all([...this.#hosts.values()].map((host) => host.drain()));
+    await Promise.all(this.#allHosts().map((host) => host.drain()));
   }
 
   /**
@@ -115,35 +117,74 @@ export class ModelManager implements JobDispatcher {
    */
   async abandon(): Promise<void> {
     this.#draining = true;
-    const jobs = [...this.#hosts.values()].flatMap((host) => host.abandon());
+    const jobs = this.#allHosts().flatMap((host) => host.abandon());
     await Promise.all(jobs.map((job) => job.outcome));
   }
 
   /** Releases every loaded model. */
   async close(): Promise<void> {
     this.#draining = true;
-    await Promise.all([...this.#hosts.values()].map((host) => host.close()));
+    await Promise.all(this.#allHosts().map((host) => host.close()));
   }
 
   /** Bytes currently counted against the budget. */
   get loadedBytes(): number {
     let total = 0;
-    for (const host of this.#hosts.values()) total += host.loadedBytes;
+    for (const host of this.#allHosts()) total += host.loadedBytes;
     return total;
   }
 
+  /**
+   * The host of an entry. A new one when the entry's files changed since its host was made (a
+   * file replaced, model.json edited, a copy that was still being written): its metadata, its
+   * failure if any and its sessions all came from the old files.
+   */
   #hostFor(entry: ModelEntry): ModelHost {
     const key = `${entry.name}\u0000${entry.version}`;
-    let host = this.#hosts.get(key);
-    if (host === undefined || host.entry.path !== entry.path) {
-      host = new ModelHost(entry, this.#settings, {
-        ...this.#observer,
-        requestMemory: (requester, bytes, first) => this.#requestMemory(requester, bytes, first),
-      });
-      this.#hosts.set(key, host);
-      if (this.#started && !this.#draining && entry.config.minReady > 0) host.keepWarm();
+    const current = this.#hosts.get(key);
+    if (current?.entry.path === entry.path && current.entry.stamp === entry.stamp) return current;
+    const host = new ModelHost(entry, this.#settings, {
+      ...this.#observer,
+      // A retired host's unloading is not the model's state: its successor speaks for it.
+      stateChanged: (changed) => {
+        if (!this.#retiring.has(changed)) this.#observer.stateChanged(changed);
+      },
+      requestMemory: (requester, bytes, first) => this.#requestMemory(requester, bytes, first),
+    });
+    this.#hosts.set(key, host);
+    if (current !== undefined) {
+      this.#retire(current);
+      this.#observer.stateChanged(host);
     }
+    if (this.#started && !this.#draining && entry.config.minReady > 0) host.keepWarm();
     return host;
+  }
+
+  /**
+   * Lets a replaced host finish the jobs it accepted, on the files it accepted them for, then
+   * unload. New jobs go to its successor; until it is gone its instances count against the
+   * memory budget.
+   */
+  #retire(host: ModelHost): void {
+    this.#retiring.add(host);
+    const replaced = new TandemError(
+      'E_MODEL_LOAD_FAILED',
+      `model ${host.label} was replaced by new files while it loaded; warm it again`,
+    );
+    void host
+      .drain()
+      .then(() => host.close(replaced))
+      .catch((error: unknown) => {
+        this.#observer.log?.('warn', `could not unload the replaced ${host.label}`, {
+          reason: error instanceof Error ? error.message : String(error),
+        });
+      })
+      .finally(() => this.#retiring.delete(host));
+  }
+
+  /** Current and retiring hosts. */
+  #allHosts(): ModelHost[] {
+    return [...this.#hosts.values(), ...this.#retiring];
   }
 
   /** Makes room for `bytes` by evicting least recently used idle instances of other models. */

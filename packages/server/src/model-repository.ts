@@ -4,7 +4,7 @@
 // in becomes the latest, a new model shows in /v1/models), so no watcher is needed: fs.watch misses
 // changes on the network volumes models often live on.
 
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { TandemError } from '@tandem/shared';
 import { DEFAULT_MODEL_CONFIG, parseModelConfig, type ModelConfig } from './model-config.js';
@@ -21,6 +21,13 @@ export interface ModelEntry {
   /** Why model.json could not be used; such a model is reported failed. */
   readonly configError?: string;
   readonly source: 'repository' | 'catalog';
+  /**
+   * The sizes and modification times of model.onnx and model.json when scanned. An entry with
+   * another stamp than the one a model was loaded from means its files were replaced or its
+   * model.json edited (or a copy still in progress was read). Absent for catalog entries: their
+   * files ship in an npm package and do not change while the server runs.
+   */
+  readonly stamp?: string;
 }
 
 /** Names and versions allowed in the repository (they end up in URLs and metrics labels). */
@@ -108,11 +115,14 @@ function scanDirectory(dir: string): ModelEntry[] {
     for (const version of safeList(join(dir, name))) {
       const versionDir = join(dir, name, version);
       const path = join(versionDir, 'model.onnx');
-      if (!NAME_PATTERN.test(version) || !existsSync(path)) continue;
+      if (!NAME_PATTERN.test(version)) continue;
+      const file = statOrUndefined(path);
+      if (file === undefined || !file.isFile()) continue;
       let config = DEFAULT_MODEL_CONFIG;
       let configError: string | undefined;
       const configPath = join(versionDir, 'model.json');
-      if (existsSync(configPath)) {
+      const configFile = statOrUndefined(configPath);
+      if (configFile !== undefined) {
         try {
           config = parseModelConfig(
             JSON.parse(readFileSync(configPath, 'utf8')),
@@ -126,9 +136,10 @@ function scanDirectory(dir: string): ModelEntry[] {
         name,
         version,
         path,
-        bytes: statSync(path).size,
+        bytes: file.size,
         config,
         source: 'repository' as const,
+        stamp: `${stampOf(file)} ${configFile === undefined ? '-' : stampOf(configFile)}`,
       };
       entries.push(configError === undefined ? entry : { ...entry, configError });
     }
@@ -142,6 +153,23 @@ function safeList(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** A file's stats, or undefined when it does not exist (or vanished since it was listed). */
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Size, modification time and inode: a file rewritten in place changes the first two, one
+ * renamed over the old (the safe way to replace a file) the inode, even with its times preserved.
+ */
+function stampOf(stats: Stats): string {
+  return `${stats.size}:${stats.mtimeMs}:${stats.ino}`;
 }
 
 function isDirectory(path: string): boolean {

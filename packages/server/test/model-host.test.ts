@@ -357,6 +357,79 @@ describe('model-host: scheduler (one busy instance)', () => {
   });
 });
 
+describe('model-host: a failure only new files cure', () => {
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => {
+      // Input `x` is bfloat16, a type onnxruntime's JavaScript API cannot feed.
+      const bytes = buildModel({
+        inputs: [
+          { name: 'x', dtype: 'uint16', dims: [2], elemType: 16 },
+          { name: 'ok', dtype: 'float32', dims: [2] },
+        ],
+        outputs: [{ name: 'y', dtype: 'float32', dims: [2] }],
+        nodes: [{ opType: 'Identity', inputs: ['ok'], outputs: ['y'] }],
+      });
+      await writeModelFile(dir, 'bf16', 1, bytes);
+    });
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('keeps a model with unsupported tensor types failed through a `warm`', async () => {
+    const warm = await fetch(`${ctx.url}/v1/models/bf16/warm?wait=true`, { method: 'POST' });
+    const body = (await warm.json()) as { code?: string };
+    expect(body.code).toBe('E_MODEL_LOAD_FAILED');
+    const host = ctx.server.manager.host('bf16');
+    expect(host.state).toBe('failed');
+    expect(host.failure).toContain('unsupported tensor types for x');
+    expect(host.status().instances).toBe(0);
+  });
+});
+
+describe('model-host: deadlines in a dynamic batch', () => {
+  let ctx: TestServer;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => {
+      await writeSlowModel(dir, 'batched');
+      writeModelConfig(dir, 'batched', 1, { maxBatch: 8, maxDelayMs: 5 });
+    });
+    client = await connectClient(ctx.url);
+  });
+  afterAll(async () => {
+    await client.close();
+    await ctx.close();
+  });
+
+  it('fails a batch member its run estimate says would finish late, never starting it', async () => {
+    // One long run makes the run estimate long.
+    const long = resultOf(
+      await client.infer({ id: 'b-long', model: 'batched', inputs: slowInput(BUSY_ROWS) }),
+    );
+    const deadlineMs = Math.max(1, Math.round(long.timings.runMs / 2));
+    // The head has no deadline; the member behind it joins its batch, which waits up to 5 ms for
+    // more rows. By the estimate the member cannot finish within its deadline.
+    client.send({ type: 'infer', id: 'b-head', model: 'batched', inputs: slowInput(1, 1) });
+    client.send({
+      type: 'infer',
+      id: 'b-member',
+      model: 'batched',
+      inputs: slowInput(1, 2),
+      deadlineMs,
+    });
+    const member = await client.collectJob('b-member');
+    expect(errorCodeOf(member)).toBe('E_DEADLINE_EXCEEDED');
+    expect(stagesOf(member.progress)).not.toContain('running');
+    expectSameTensors(resultOf(await client.collectJob('b-head')).outputs, {
+      y: slowInput(1, 1).x!,
+    });
+  });
+});
+
 describe('model-host: an instance whose worker thread dies', () => {
   it('is replaced: the next job loads a new instance instead of failing on the dead one', async () => {
     const ctx = await startServer(async (dir) => {

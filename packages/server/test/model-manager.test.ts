@@ -1,15 +1,32 @@
-// The model manager's memory budget (memoryBudgetBytes), against a real server on loopback over
-// real WebSockets: a model that does not fit evicts the least recently used idle model, never a
-// busy one; with every loaded model busy the first instance of a model loads anyway; and the
-// autoscaler adds no instance the budget has no room for.
+// The model manager, against a real server on loopback over real WebSockets. The memory budget
+// (memoryBudgetBytes): a model that does not fit evicts the least recently used idle model, never
+// a busy one; with every loaded model busy the first instance of a model loads anyway; and the
+// autoscaler adds no instance the budget has no room for. Files replaced while the server runs:
+// a model whose first copy was unreadable serves once a whole file replaces it, and a replaced
+// model serves new jobs from the new file while its old instance unloads.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ModelState } from '@tandem/shared';
-import { buildMatMulChainModel, connectClient, type TestClient } from '@tandem/test-support';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ModelState, TensorMap } from '@tandem/shared';
 import {
+  buildMatMulChainModel,
+  buildMlpClassifier,
+  buildTinyModel,
+  connectClient,
+  createPrng,
+  MODEL_FILE_NAME,
+  writeModelFile,
+  type JobLog,
+  type TestClient,
+} from '@tandem/test-support';
+import {
+  bytesOf,
+  errorCodeOf,
   expectSameTensors,
   metricValue,
   resultOf,
+  runDirect,
   scrapeMetrics,
   slowInput,
   startServer,
@@ -155,5 +172,98 @@ describe('model-manager: the autoscaler within the memory budget', () => {
     const metrics = await scrapeMetrics(ctx.url);
     expect(metricValue(metrics, 'tandem_memory_loaded_bytes')).toBe(MODEL_BYTES);
     await client.close();
+  });
+});
+
+describe('model-manager: files replaced while the server runs', () => {
+  const V1 = buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 1 });
+  const V2 = buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 2 });
+  const rows = (): TensorMap => {
+    const prng = createPrng(5);
+    const data = new Float32Array(2 * V1.features);
+    for (let i = 0; i < data.length; i++) data[i] = prng.uniform(-2, 2);
+    return { x: { dtype: 'float32', dims: [2, V1.features], data } };
+  };
+  let ctx: TestServer;
+  let client: TestClient;
+
+  beforeEach(async () => {
+    ctx = await startServer(async (dir) => {
+      await writeModelFile(dir, 'swap', 1, V1.bytes);
+      // What a scan finds while a copy is still being written: not yet an ONNX model.
+      await writeModelFile(dir, 'late', 1, new TextEncoder().encode('half a copy'));
+    });
+    client = await connectClient(ctx.url);
+  });
+  afterEach(async () => {
+    await client.close();
+    await ctx.close();
+  });
+
+  /**
+   * Sends jobs until one is not answered with `stale`'s code or output; the repository rescans at
+   * most once a second, so this is a bounded poll (about 4 s), not a wait for a fixed time.
+   */
+  async function inferUntil(
+    model: string,
+    inputs: TensorMap,
+    done: (log: JobLog) => boolean,
+  ): Promise<JobLog> {
+    let log = await client.infer({ id: `${model}-0`, model, inputs });
+    for (let attempt = 1; !done(log) && attempt < 40; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      log = await client.infer({ id: `${model}-${attempt}`, model, inputs });
+    }
+    return log;
+  }
+
+  it('serves a model whose first copy was unreadable once a whole file replaces it', async () => {
+    const tiny = buildTinyModel();
+    const inputs: TensorMap = {
+      x: { dtype: 'float32', dims: [2], data: new Float32Array([1, 2]) },
+    };
+    const before = await client.infer({ id: 'late-before', model: 'late', inputs });
+    expect(errorCodeOf(before)).toBe('E_MODEL_LOAD_FAILED');
+    expect(ctx.server.manager.host('late').state).toBe('failed');
+
+    await writeModelFile(ctx.modelsDir, 'late', 1, tiny.bytes);
+    const after = await inferUntil('late', inputs, (log) => log.error === undefined);
+    expect(Array.from(resultOf(after).outputs.y!.data as Float32Array)).toEqual([3, 5]);
+    expect(ctx.server.manager.host('late').state).toBe('ready');
+  });
+
+  it('serves new jobs from a replaced file and unloads the old instance', async () => {
+    const path = join(ctx.modelsDir, 'swap', '1', MODEL_FILE_NAME);
+    const expectedV1 = await runDirect(path, rows());
+    expectSameTensors(
+      resultOf(await client.infer({ id: 'v1', model: 'swap', inputs: rows() })).outputs,
+      expectedV1,
+    );
+
+    // Same size, same path, same inode: only the modification time and the bytes differ.
+    expect(V2.bytes.length).toBe(V1.bytes.length);
+    await writeFile(path, V2.bytes);
+    const expectedV2 = await runDirect(path, rows());
+    expect(bytesOf(expectedV2.probs!).equals(bytesOf(expectedV1.probs!))).toBe(false);
+    const log = await inferUntil(
+      'swap',
+      rows(),
+      (answer) =>
+        answer.error !== undefined ||
+        bytesOf(resultOf(answer).outputs.probs!).equals(bytesOf(expectedV2.probs!)),
+    );
+    expectSameTensors(resultOf(log).outputs, expectedV2);
+
+    // The old instance drains and unloads: one ready instance, one file's bytes in the budget.
+    let metrics = await scrapeMetrics(ctx.url);
+    for (let attempt = 0; attempt < 40; attempt++) {
+      if (metricValue(metrics, 'tandem_memory_loaded_bytes') === V2.bytes.length) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      metrics = await scrapeMetrics(ctx.url);
+    }
+    expect(metricValue(metrics, 'tandem_memory_loaded_bytes')).toBe(V2.bytes.length);
+    expect(metricValue(metrics, 'tandem_model_instances', { model: 'swap', state: 'ready' })).toBe(
+      1,
+    );
   });
 });

@@ -1,4 +1,4 @@
-import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildTinyModel, writeModelFile } from '@tandem/test-support';
@@ -33,14 +33,45 @@ describe('ModelRepository', () => {
     expect(repository.find('mlp')!.version).toBe('10');
     expect(repository.find('mlp', '2')!.version).toBe('2');
     expect(repository.find('named')!.version).toBe('v10');
+    const stats = statSync(path);
     expect(repository.get('solo')).toEqual({
       name: 'solo',
       version: '3',
       path,
-      bytes: statSync(path).size,
+      bytes: stats.size,
       config: DEFAULT_MODEL_CONFIG,
       source: 'repository',
+      stamp: `${stats.size}:${stats.mtimeMs}:${stats.ino} -`,
     });
+  });
+
+  it('stamps an entry with its files: a rewrite, a rename over it or a model.json edit changes it', async () => {
+    const path = await writeModelFile(dir, 'm', 1, model);
+    const repository = new ModelRepository({ dir });
+    const stamps = [repository.get('m').stamp];
+    const rescan = (): void => {
+      repository.scan();
+      stamps.push(repository.get('m').stamp);
+    };
+    rescan(); // nothing changed
+    // Rewritten in place with the same bytes and size, a second later.
+    writeFileSync(path, model);
+    utimesSync(path, new Date(Date.now() + 1000), new Date(Date.now() + 1000));
+    rescan();
+    // A new file renamed over it, its times set back to the old file's: only the inode differs.
+    const before = statSync(path);
+    writeFileSync(`${path}.new`, model);
+    utimesSync(`${path}.new`, before.atime, before.mtime);
+    renameSync(`${path}.new`, path);
+    rescan();
+    writeModelConfig(dir, 'm', 1, { maxBatch: 4 });
+    rescan();
+    writeModelConfig(dir, 'm', 1, { maxBatch: 8 });
+    utimesSync(join(dir, 'm', '1', 'model.json'), new Date(), new Date(Date.now() + 2000));
+    rescan();
+    expect(stamps[1]).toBe(stamps[0]);
+    expect(new Set(stamps.slice(1)).size).toBe(5);
+    expect(stamps.every((stamp) => typeof stamp === 'string')).toBe(true);
   });
 
   it('ignores names and versions with characters that do not belong in URLs and labels', async () => {

@@ -68,6 +68,11 @@ export interface ValueInfo {
   readonly name: string;
   readonly dtype: OnnxDtype;
   readonly dims: readonly (number | string)[];
+  /**
+   * A raw `TensorProto.DataType` code written instead of `dtype`'s, to declare element types this
+   * builder holds no data for (bfloat16 is 16): a value info needs the code alone.
+   */
+  readonly elemType?: number;
 }
 
 /**
@@ -408,7 +413,7 @@ function encodeValueInfo(info: ValueInfo): ProtoWriter {
     }
   }
   const tensorType = new ProtoWriter()
-    .varint(TENSOR_TYPE.elemType, ONNX_DTYPE_CODES[info.dtype])
+    .varint(TENSOR_TYPE.elemType, info.elemType ?? ONNX_DTYPE_CODES[info.dtype])
     .message(TENSOR_TYPE.shape, shape);
   return new ProtoWriter()
     .string(VALUE_INFO.name, info.name)
