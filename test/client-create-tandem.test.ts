@@ -99,7 +99,7 @@ describe('createTandem with a server', () => {
 });
 
 describe('createTandem with the server down', () => {
-  it('auto falls back to local, and the result says so', async () => {
+  it('auto and prefer-remote fall back to local and say so; prefer-local reports no fallback', async () => {
     const server = await createServer({ port: 0 });
     const url = await server.listen();
     const manifest: unknown = await (await fetch(`${url}/v1/models/paddleocr-cls/manifest`)).json();
@@ -116,6 +116,13 @@ describe('createTandem with the server down', () => {
     const result = await tandem.run('cls', clsInput(5));
     expect(result.placement).toBe('local');
     expect(result.fallback).toMatchObject({ from: 'remote', code: 'E_NETWORK' });
+    const preferRemote = await tandem.run('cls', clsInput(6), { placement: 'prefer-remote' });
+    expect(preferRemote.placement).toBe('local');
+    expect(preferRemote.fallback).toMatchObject({ from: 'remote', code: 'E_NETWORK' });
+    // The call meant to run here and did: the server being down changed nothing.
+    const preferLocal = await tandem.run('cls', clsInput(7), { placement: 'prefer-local' });
+    expect(preferLocal.placement).toBe('local');
+    expect(preferLocal.fallback).toBeUndefined();
     await tandem.close();
   });
 });

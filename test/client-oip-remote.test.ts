@@ -1,8 +1,17 @@
 // The client's OIP v2 HTTP transport against a real server's HTTP side (what it would send to
 // Triton or KServe): binary tensors both ways, a subset of outputs, coded errors, and createTandem
-// with `remote: 'oip'`.
+// with `remote: 'oip'`. Then against raw HTTP servers on loopback that hold their answers, for
+// what a real server only does at a bad moment: a cancel while the response body is arriving, and
+// a readiness probe that never answers.
 
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import {
+  createServer as createHttpServer,
+  type RequestListener,
+  type ServerResponse,
+} from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -28,12 +37,29 @@ function mlpInput(rows: number, seed: number): TensorMap {
   };
 }
 
-function options(jobId: string, events: ProgressEvent[] = []) {
+function options(
+  jobId: string,
+  events: ProgressEvent[] = [],
+  signal = new AbortController().signal,
+) {
+  return { jobId, priority: 5, signal, onProgress: (e: ProgressEvent) => events.push(e) };
+}
+
+/** A raw HTTP server on loopback; `close` also ends the responses it is still holding. */
+async function rawServer(
+  listener: RequestListener,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createHttpServer(listener);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
   return {
-    jobId,
-    priority: 5,
-    signal: new AbortController().signal,
-    onProgress: (e: ProgressEvent) => events.push(e),
+    url: `http://127.0.0.1:${port}`,
+    async close() {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    },
   };
 }
 
@@ -104,4 +130,101 @@ describe('OipRemote against a real server', () => {
     expect(result.outputs.probs?.dims).toEqual([2, 3]);
     await tandem.close();
   });
+});
+
+describe('OipRemote against servers that hold their answers', () => {
+  it('a cancel while the response body is arriving ends the job with E_CANCELLED', async () => {
+    // Headers and the first bytes of the body go out; the rest never does.
+    const server = await rawServer((request, response) => {
+      request.resume();
+      response.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': 1024,
+      });
+      response.write(new Uint8Array(16));
+    });
+    let headersArrived!: () => void;
+    const arrived = new Promise<void>((resolve) => (headersArrived = resolve));
+    const remote = new OipRemote({
+      url: server.url,
+      // The platform's fetch, observed: the response has arrived and its body is being read.
+      fetch: async (input, init) => {
+        const response = await fetch(input, init);
+        headersArrived();
+        return response;
+      },
+    });
+    try {
+      const abort = new AbortController();
+      const job = remote.run({ name: 'mlp' }, mlpInput(1, 4), options('o-body', [], abort.signal));
+      await arrived;
+      abort.abort();
+      expect(await rejectionCode(job)).toBe('E_CANCELLED');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it(
+    'a readiness probe that never answers makes the server unavailable within connectTimeoutMs',
+    { timeout: 15_000 },
+    async () => {
+      const server = await rawServer(() => undefined);
+      const remote = new OipRemote({ url: server.url, connectTimeoutMs: 200 });
+      try {
+        const estimate = await remote.estimate({ name: 'mlp' });
+        expect(estimate).toMatchObject({ available: false, code: 'E_NETWORK' });
+      } finally {
+        await server.close();
+      }
+    },
+  );
+
+  it(
+    'createTandem with remote: oip runs auto locally when the server hangs, within its connectTimeoutMs',
+    { timeout: 30_000 },
+    async () => {
+      // The model file is served; every OIP request is held. The server records how long the
+      // client waited for the readiness probe before giving up on it.
+      const file = buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 6 }).bytes;
+      let probeEnded!: (heldMs: number) => void;
+      const probeHeldMs = new Promise<number>((resolve) => (probeEnded = resolve));
+      const held: ServerResponse[] = [];
+      const server = await rawServer((request, response) => {
+        if (request.url === '/files/mlp.onnx') {
+          response.writeHead(200, { 'content-type': 'application/octet-stream' });
+          response.end(file);
+          return;
+        }
+        const arrivedAt = performance.now();
+        held.push(response);
+        if (request.url?.endsWith('/ready') === true)
+          response.on('close', () => probeEnded(performance.now() - arrivedAt));
+      });
+      const tandem = createTandem({
+        server: server.url,
+        remote: 'oip',
+        connectTimeoutMs: 300,
+        models: {
+          mlp: {
+            name: 'mlp',
+            url: `${server.url}/files/mlp.onnx`,
+            bytes: file.byteLength,
+            sha256: createHash('sha256').update(file).digest('hex'),
+          },
+        },
+      });
+      try {
+        const result = await tandem.run('mlp', mlpInput(2, 5));
+        expect(result.placement).toBe('local');
+        expect(result.outputs.probs?.dims).toEqual([2, 3]);
+        expect(result.fallback).toMatchObject({ from: 'remote', code: 'E_NETWORK' });
+        // The client's 300 ms, not OipRemote's own 5000 ms default: createTandem passed it on.
+        expect(await probeHeldMs).toBeLessThan(2_500);
+      } finally {
+        await tandem.close();
+        await server.close();
+      }
+    },
+  );
 });

@@ -1,9 +1,11 @@
 // The client's WebSocket remote runtime against a real server on loopback: results equal to
-// onnxruntime-node, progress, estimates, cancellation, an unreachable server, and a server that
-// dies mid-job and comes back on the same port (the job is resumed or retried: one answer).
+// onnxruntime-node, progress, estimates, cancellation (also while still connecting), an
+// unreachable server, and a server that dies mid-job and comes back on the same port (the job is
+// resumed or retried: one answer).
 
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +41,66 @@ function options(
 function mlpInput(rows: number, seed: number): TensorMap {
   const data = fillUniform(new Float32Array(rows * 8), createPrng(seed), -1, 1);
   return { x: { dtype: 'float32', dims: [rows, 8], data } };
+}
+
+/**
+ * A TCP proxy on loopback in front of `target` that passes the client's bytes on at once but holds
+ * the server's (the upgrade answer included) until `release()`: a connection that stays
+ * "connecting" for exactly as long as a test needs, with a real server behind it.
+ */
+async function holdingProxy(target: string): Promise<{
+  url: string;
+  /** Resolves once a client connection has reached the proxy. */
+  accepted: Promise<void>;
+  release(): void;
+  close(): Promise<void>;
+}> {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<Socket>();
+  const held: (() => void)[] = [];
+  let released = false;
+  let accept!: () => void;
+  const accepted = new Promise<void>((resolve) => (accept = resolve));
+  const proxy = createTcpServer((client) => {
+    const upstream = connect(Number(port), hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    }
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.pipe(upstream);
+    // Unread, the server's bytes wait in the upstream socket until the pipe starts.
+    const forward = (): void => void upstream.pipe(client);
+    if (released) forward();
+    else held.push(forward);
+    accept();
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  const { port: proxyPort } = proxy.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${proxyPort}`,
+    accepted,
+    release() {
+      released = true;
+      for (const forward of held.splice(0)) forward();
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      proxy.close();
+      await once(proxy, 'close');
+    },
+  };
+}
+
+/** Jobs of `model` the server has run to completion, from its Prometheus metrics. */
+async function jobsRun(serverUrl: string, model: string): Promise<number> {
+  const text = await (await fetch(`${serverUrl}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('tandem_jobs_total{') && line.includes(`model="${model}"`))
+    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
 }
 
 describe('WebSocketRemote against a real server', () => {
@@ -161,6 +223,32 @@ describe('WebSocketRemote against a real server', () => {
     await busy;
     const after = await remote.run(mlp, mlpInput(1, 3), options('after'));
     expect(after.outputs.probs?.dims).toEqual([1, 3]);
+  });
+
+  it('a cancel while connecting ends the call with E_CANCELLED, and the job is never sent', async () => {
+    const proxy = await holdingProxy(url);
+    const connecting = new WebSocketRemote({ url: proxy.url, createSocket });
+    try {
+      const before = await jobsRun(url, 'mlp');
+      const abort = new AbortController();
+      const job = connecting.run(
+        mlp,
+        mlpInput(1, 8),
+        options('while-connecting', [], abort.signal),
+      );
+      // The socket has reached the server, whose answer the proxy holds: the call is connecting.
+      await proxy.accepted;
+      abort.abort();
+      // The connection then completes; a cancelled call must not go out on it.
+      proxy.release();
+      expect(await codeOf(job)).toBe('E_CANCELLED');
+      // One job after it on the same connection: the server ran that one only.
+      await connecting.run(mlp, mlpInput(1, 9), options('after-connecting'));
+      expect(await jobsRun(url, 'mlp')).toBe(before + 1);
+    } finally {
+      await connecting.close();
+      await proxy.close();
+    }
   });
 
   it('reports a server error with its code', async () => {

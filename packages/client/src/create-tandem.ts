@@ -16,7 +16,7 @@ import {
 import { Job, type JobController } from './job.js';
 import { LocalRuntime, type WorkerHandle } from './local-runtime.js';
 import { ModelFileStore, type CachedModel } from './model-files.js';
-import { FALLBACK_CODES, allowsFallback, decidePlacement } from './router.js';
+import { FALLBACK_CODES, allowsFallback, decidePlacement, skippedFallbackSide } from './router.js';
 import type { Fallback, RunResult, RunTimings } from './run-result.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult } from './runtime.js';
 import { OipRemote } from './oip-remote.js';
@@ -144,6 +144,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
       remote ??= Promise.resolve(
         new OipRemote({
           url: server,
+          connectTimeoutMs: options.connectTimeoutMs ?? 3000,
           ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
         }),
       );
@@ -233,16 +234,8 @@ export function createTandem(options: TandemOptions = {}): Tandem {
       runOptions.onProgress?.(clamped);
       controller.progress(clamped);
     };
-    // A side skipped because it failed (an unreachable server) counts as a fallback from it.
-    let fallback: Fallback | undefined;
-    for (const [side, estimate] of [
-      ['local', localEstimate],
-      ['remote', remoteEstimate],
-    ] as const) {
-      if (!estimate.available && estimate.code !== undefined && allowsFallback(placement)) {
-        fallback = { from: side, code: estimate.code, message: estimate.reason };
-      }
-    }
+    /** A side this call tried first that failed: the job then fell back from it. */
+    let failedFirst: Fallback | undefined;
     let lastError: TandemError | undefined;
     for (const side of decision.order) {
       const runtime: Runtime | undefined = side === 'local' ? local : remoteRt;
@@ -266,6 +259,8 @@ export function createTandem(options: TandemOptions = {}): Tandem {
           totalMs,
         };
         if (side === 'remote') prefetch(manifest, localEstimate);
+        const fallback =
+          failedFirst ?? skippedFallback(placement, side, localEstimate, remoteEstimate);
         const done: ProgressEvent = {
           jobId,
           model,
@@ -295,7 +290,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
           !FALLBACK_CODES.has(coded.code)
         )
           throw coded;
-        fallback = { from: side, code: coded.code, message: coded.message };
+        failedFirst = { from: side, code: coded.code, message: coded.message };
       }
     }
     throw (
@@ -376,6 +371,24 @@ export function createTandem(options: TandemOptions = {}): Tandem {
       if (remote !== undefined) await (await remote).close();
     },
   };
+}
+
+/**
+ * The fallback from a side the call skipped because its estimate failed (an unreachable server),
+ * where the placement would have tried that side before `ran` (see {@link skippedFallbackSide}).
+ */
+function skippedFallback(
+  placement: Placement,
+  ran: Where,
+  local: RuntimeEstimate,
+  remote: RuntimeEstimate,
+): Fallback | undefined {
+  const from = skippedFallbackSide(placement, ran, local, remote);
+  if (from === undefined) return undefined;
+  const estimate = from === 'local' ? local : remote;
+  return estimate.code === undefined
+    ? undefined
+    : { from, code: estimate.code, message: estimate.reason };
 }
 
 /** A model's manifest: given inline, fetched from a URL, or the server's. */

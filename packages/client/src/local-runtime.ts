@@ -91,9 +91,10 @@ export class LocalRuntime implements Runtime {
     installTandemErrorHandler();
   }
 
-  /** What this device can run on (probed once, in the worker). */
+  /** What this device can run on (probed in the worker; a success is kept, a failure retried). */
   backendInfo(): Promise<BackendInfo> {
-    this.#info ??= this.#call((api) =>
+    if (this.#info !== undefined) return this.#info;
+    const probing = this.#call((api) =>
       api.probe({
         allowSoftwareGpu: this.#options.allowSoftwareGpu ?? false,
         cacheName: this.#options.files.cacheName,
@@ -101,7 +102,13 @@ export class LocalRuntime implements Runtime {
         ...(this.#options.numThreads === undefined ? {} : { numThreads: this.#options.numThreads }),
       }),
     );
-    return this.#info;
+    this.#info = probing;
+    // One failed probe must not disable local runs for the client's lifetime: the next call
+    // probes again.
+    probing.catch(() => {
+      if (this.#info === probing) this.#info = undefined;
+    });
+    return probing;
   }
 
   /** The backend a model would run on here, or undefined when none fits. */
@@ -267,6 +274,10 @@ export class LocalRuntime implements Runtime {
       return { handle, api: wrap<LocalWorkerApi>(handle.endpoint), ended, end };
     });
     this.#worker = starting;
+    // A worker that failed to start is not kept: the next call starts one again.
+    starting.catch(() => {
+      if (this.#worker === starting) this.#worker = undefined;
+    });
     return starting;
   }
 

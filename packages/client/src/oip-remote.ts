@@ -29,6 +29,11 @@ export interface OipRemoteOptions {
   readonly apiKey?: string;
   /** @default globalThis.fetch */
   readonly fetch?: typeof fetch;
+  /**
+   * How long the readiness probe (`GET /v2/models/{m}/ready`, made for every estimate) may take
+   * before the server counts as unreachable and a call can go to this device, in ms. @default 5000
+   */
+  readonly connectTimeoutMs?: number;
 }
 
 /** An output entry as a server sent it (checked field by field below). */
@@ -54,11 +59,20 @@ export class OipRemote implements Runtime {
   }
 
   async estimate(model: ModelManifest): Promise<RuntimeEstimate> {
+    // Bounded as the WebSocket remote's connect is: a server that accepts and never answers must
+    // not hold the call, which can still run on this device.
+    const timeoutMs = this.#options.connectTimeoutMs ?? 5000;
+    const timeout = AbortSignal.timeout(timeoutMs);
     let response: Response;
     try {
-      response = await this.#request(`${modelPath(model)}/ready`, { method: 'GET' });
+      response = await this.#request(`${modelPath(model)}/ready`, {
+        method: 'GET',
+        signal: timeout,
+      });
     } catch (error) {
-      const coded = TandemError.from(error, 'E_NETWORK');
+      const coded = timeout.aborted
+        ? new TandemError('E_NETWORK', `no answer within ${timeoutMs} ms`, { cause: error })
+        : TandemError.from(error, 'E_NETWORK');
       return { available: false, code: coded.code, reason: `server unreachable: ${coded.message}` };
     }
     if (!response.ok)
@@ -100,6 +114,7 @@ export class OipRemote implements Runtime {
       ),
     );
     let response: Response;
+    let bytes: Uint8Array<ArrayBuffer>;
     try {
       response = await this.#request(`${modelPath(model)}/infer`, {
         method: 'POST',
@@ -110,12 +125,14 @@ export class OipRemote implements Runtime {
         body,
         signal: options.signal,
       });
+      // Reading the body is part of the request: a cancel or a dropped connection while it
+      // arrives ends the job as one before the headers would.
+      bytes = new Uint8Array(await response.arrayBuffer());
     } catch (error) {
       if (options.signal.aborted)
         throw new TandemError('E_CANCELLED', `job ${options.jobId} was cancelled`);
       throw TandemError.from(error, 'E_NETWORK');
     }
-    const bytes = new Uint8Array(await response.arrayBuffer());
     if (!response.ok) throw errorFrom(response, bytes);
     const outputs = decodeResponse(bytes, response.headers.get(OIP_HEADER_LENGTH_HEADER));
     const totalMs = performance.now() - started;

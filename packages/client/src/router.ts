@@ -62,6 +62,27 @@ export function meetsBackend(
   return LOCAL_BACKENDS.indexOf(have) >= LOCAL_BACKENDS.indexOf(need);
 }
 
+/**
+ * The side a call skipped because its estimate failed (it carries an error code: an unreachable
+ * server, a local runtime that would not start) when that counts as a fallback from it to `ran`:
+ * the placement would have tried it first. Under `prefer-local` / `prefer-remote` only the
+ * preferred side counts (the other one was never needed); under `auto` either does (auto weighs
+ * both, and the failure decided between them). A side that is merely unavailable (no model file,
+ * no such model on the server) did not fail, and the `-only` placements never fall back.
+ */
+export function skippedFallbackSide(
+  placement: Placement,
+  ran: Where,
+  local: RuntimeEstimate,
+  remote: RuntimeEstimate,
+): Where | undefined {
+  if (!allowsFallback(placement)) return undefined;
+  const skipped = other(ran);
+  const estimate = skipped === 'local' ? local : remote;
+  if (estimate.available || estimate.code === undefined) return undefined;
+  return placement === 'auto' || placement === `prefer-${skipped}` ? skipped : undefined;
+}
+
 function other(side: Where): Where {
   return side === 'local' ? 'remote' : 'local';
 }

@@ -33,7 +33,10 @@ export interface RunResult {
   readonly placement: Where;
   /** The backend that ran it: 'webgpu' or 'wasm' locally, the server's execution provider remotely. */
   readonly backend: Backend;
-  /** Present when the first side failed and the job ran on the other. */
+  /**
+   * Present when the side the call tried first failed, or the side it would have tried first was
+   * skipped because it failed (an unreachable server), and the job ran on the other.
+   */
   readonly fallback?: Fallback;
   /** Why the router chose the side it tried first (e.g. "auto: local 42 ms < remote 310 ms"). */
   readonly reason: string;

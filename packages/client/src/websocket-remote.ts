@@ -12,6 +12,7 @@ import {
   encodeMessage,
   encodeMessageParts,
   type ClientMessage,
+  type ErrorCode,
   type InferMessage,
   type ModelManifest,
   type ModelStatus,
@@ -83,6 +84,17 @@ interface PendingJob {
 }
 
 const OPEN = 1;
+
+/**
+ * Connection-level refusals that retrying will not cure (a bad key, a protocol the server does
+ * not speak, a page origin it does not allow): the remote keeps the one the server sent, fails
+ * every waiting call with it, and does not reconnect.
+ */
+const FINAL_CONNECTION_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'E_UNAUTHORIZED',
+  'E_PROTOCOL_VERSION',
+  'E_FORBIDDEN_ORIGIN',
+]);
 
 /** Delay before reconnect attempt `attempt` (0-based): exponential backoff with full jitter. */
 export function backoffDelayMs(
@@ -194,7 +206,8 @@ export class WebSocketRemote implements Runtime {
     options: RuntimeRunOptions,
   ): Promise<RuntimeResult> {
     if (options.signal.aborted) throw cancelled(options.jobId);
-    await this.connect();
+    // A cancel while connecting ends the call there: the job is never sent.
+    await untilAborted(this.connect(), options.signal, options.jobId);
     const message: InferMessage = {
       type: 'infer',
       id: options.jobId,
@@ -206,6 +219,12 @@ export class WebSocketRemote implements Runtime {
       ...(options.deadlineMs === undefined ? {} : { deadlineMs: options.deadlineMs }),
     };
     return new Promise<RuntimeResult>((resolve, reject) => {
+      // Aborted after the connection came up but before this ran: an aborted signal never fires
+      // the listener below.
+      if (options.signal.aborted) {
+        reject(cancelled(options.jobId));
+        return;
+      }
       const job: PendingJob = {
         message,
         options,
@@ -295,14 +314,11 @@ export class WebSocketRemote implements Runtime {
   #onDisconnect(error: TandemError): void {
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
+    // Pings of the lost connection will never be answered; the next one starts counting afresh.
+    this.#pings.clear();
     this.#lastError = undefined;
     if (this.#closed) return;
-    // A refused connection (bad key, wrong version) will not get better by retrying.
-    if (
-      error.code === 'E_UNAUTHORIZED' ||
-      error.code === 'E_PROTOCOL_VERSION' ||
-      error.code === 'E_FORBIDDEN_ORIGIN'
-    ) {
+    if (FINAL_CONNECTION_CODES.has(error.code)) {
       for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
       for (const id of [...this.#jobs.keys()]) this.#fail(id, error);
       return;
@@ -440,8 +456,8 @@ export class WebSocketRemote implements Runtime {
           ...(message.retryAfterMs === undefined ? {} : { retryAfterMs: message.retryAfterMs }),
         });
         if (message.id === null) {
-          if (error.code === 'E_UNAUTHORIZED' || error.code === 'E_PROTOCOL_VERSION')
-            this.#lastError = error;
+          // Kept for the close that follows, which then ends calls with this code.
+          if (FINAL_CONNECTION_CODES.has(error.code)) this.#lastError = error;
           return;
         }
         const job = this.#jobs.get(message.id);
@@ -473,6 +489,24 @@ export class WebSocketRemote implements Runtime {
 
 function cancelled(id: string): TandemError {
   return new TandemError('E_CANCELLED', `job ${id} was cancelled`);
+}
+
+/** Settles like `promise`, or rejects with E_CANCELLED for job `id` as soon as `signal` aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal, id: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(cancelled(id));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(TandemError.from(error, 'E_NETWORK'));
+      },
+    );
+  });
 }
 
 /** `http(s)://host[:port][/base]` → `ws(s)://host[:port][/base]/v1/stream`; ws URLs pass through. */

@@ -1,7 +1,8 @@
 // LocalRuntime's handling of its worker, with a fake worker (comlink over a MessageChannel) whose
 // runs fail as a lost GPU device or an exhausted wasm heap would: the worker is replaced, and the
-// next call runs on a fresh one. Real onnxruntime-web in a real worker is tested in
-// test/client-local-runtime.test.ts (Node) and test/client-browser.test.ts (Chromium).
+// next call runs on a fresh one. A worker that fails to start, or a backend probe that fails, is
+// tried again by the next call rather than remembered. Real onnxruntime-web in a real worker is
+// tested in test/client-local-runtime.test.ts (Node) and test/client-browser.test.ts (Chromium).
 
 import { expose } from 'comlink';
 import { describe, expect, it } from 'vitest';
@@ -28,9 +29,13 @@ const inputs = (): TensorMap => ({
   x: { dtype: 'float32', dims: [1], data: new Float32Array([1]) },
 });
 
-/** Starts fake workers; the n-th one's runs fail with `failures[n]`, when given. */
-function fakeWorkers(failures: (string | undefined)[]) {
+/**
+ * Starts fake workers; the n-th one's runs fail with `failures[n]`, when given. Its first
+ * `probeFailures` probes (counted across workers) fail with E_RUNTIME.
+ */
+function fakeWorkers(failures: (string | undefined)[], probeFailures = 0) {
   const started: { terminated: boolean }[] = [];
+  let probes = 0;
   const createWorker = (): Promise<WorkerHandle> => {
     const failure = failures[started.length];
     const state = { terminated: false };
@@ -38,7 +43,10 @@ function fakeWorkers(failures: (string | undefined)[]) {
     const { port1, port2 } = new MessageChannel();
     expose(
       {
-        probe: () => ({ backends: ['wasm'], softwareGpu: false, threads: 1 }),
+        probe: () => {
+          if (probes++ < probeFailures) throw new TandemError('E_RUNTIME', 'fake probe failure');
+          return { backends: ['wasm'], softwareGpu: false, threads: 1 };
+        },
         load: () => ({ backend: 'wasm', compileMs: 1, inputNames: ['x'], outputNames: ['y'] }),
         run: (_key: string, given: TensorMap) => {
           if (failure !== undefined) throw new TandemError(failure as never, `fake ${failure}`);
@@ -91,6 +99,43 @@ describe('LocalRuntime', () => {
       expect(await rejectionCode(runtime.run(manifest, inputs(), options))).toBe('E_RUNTIME');
       expect(await rejectionCode(runtime.run(manifest, inputs(), options))).toBe('E_RUNTIME');
       expect(workers.started).toEqual([{ terminated: false }]);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it('probes again after a failed probe: one failure does not disable local runs', async () => {
+    const workers = fakeWorkers([], 1);
+    const runtime = new LocalRuntime({ files, createWorker: workers.createWorker });
+    try {
+      expect(await runtime.estimate(manifest)).toMatchObject({
+        available: false,
+        code: 'E_RUNTIME',
+      });
+      expect(await runtime.estimate(manifest)).toMatchObject({ available: true });
+      const result = await runtime.run(manifest, inputs(), options);
+      expect(result.backend).toBe('wasm');
+      expect(workers.started).toEqual([{ terminated: false }]); // the same worker, probed twice
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it('starts a worker again after a failed start', async () => {
+    const workers = fakeWorkers([]);
+    let attempts = 0;
+    const runtime = new LocalRuntime({
+      files,
+      createWorker: () =>
+        attempts++ === 0
+          ? Promise.reject(new TandemError('E_RUNTIME', 'fake start failure'))
+          : workers.createWorker(),
+    });
+    try {
+      expect(await rejectionCode(runtime.run(manifest, inputs(), options))).toBe('E_RUNTIME');
+      expect(await runtime.estimate(manifest)).toMatchObject({ available: true });
+      expect((await runtime.run(manifest, inputs(), options)).backend).toBe('wasm');
+      expect(attempts).toBe(2);
     } finally {
       await runtime.close();
     }

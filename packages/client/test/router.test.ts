@@ -1,7 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PLACEMENTS, type ModelManifest } from '@tandem/shared';
-import { FALLBACK_CODES, allowsFallback, decidePlacement, meetsBackend } from '../src/router.js';
+import {
+  FALLBACK_CODES,
+  allowsFallback,
+  decidePlacement,
+  meetsBackend,
+  skippedFallbackSide,
+} from '../src/router.js';
 import type { RuntimeEstimate } from '../src/runtime.js';
 
 const manifest: ModelManifest = { name: 'm' };
@@ -69,6 +75,29 @@ describe('decidePlacement', () => {
         },
       ),
     );
+  });
+});
+
+describe('skippedFallbackSide', () => {
+  const failed: RuntimeEstimate = { available: false, reason: 'unreachable', code: 'E_NETWORK' };
+
+  it('counts a failed side only where the placement would have tried it first', () => {
+    // prefer-*: the preferred side only; the other one was never needed.
+    expect(skippedFallbackSide('prefer-remote', 'local', up(), failed)).toBe('remote');
+    expect(skippedFallbackSide('prefer-local', 'remote', failed, up())).toBe('local');
+    expect(skippedFallbackSide('prefer-local', 'local', up(), failed)).toBeUndefined();
+    expect(skippedFallbackSide('prefer-remote', 'remote', failed, up())).toBeUndefined();
+    // auto weighs both sides: a failed one decided the call.
+    expect(skippedFallbackSide('auto', 'local', up(), failed)).toBe('remote');
+    expect(skippedFallbackSide('auto', 'remote', failed, up())).toBe('local');
+  });
+
+  it('ignores a side that is merely unavailable, the side that ran, and the -only placements', () => {
+    expect(skippedFallbackSide('prefer-remote', 'local', up(), down)).toBeUndefined();
+    expect(skippedFallbackSide('auto', 'local', up(), down)).toBeUndefined();
+    expect(skippedFallbackSide('auto', 'remote', up(), failed)).toBeUndefined();
+    expect(skippedFallbackSide('local-only', 'local', up(), failed)).toBeUndefined();
+    expect(skippedFallbackSide('remote-only', 'remote', failed, up())).toBeUndefined();
   });
 });
 

@@ -1,6 +1,104 @@
+// WebSocketRemote's pure pieces (backoff, URLs) and its connection state machine, driven through
+// a fake socket and fake timers: heartbeats that count missed pongs per connection, and refusals
+// (bad key, wrong version, forbidden origin) that end calls at once instead of reconnecting.
+// Jobs against a real server are tested in test/client-websocket-remote.test.ts.
+
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
-import { backoffDelayMs, streamUrl } from '../src/websocket-remote.js';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  PROTOCOL_VERSION,
+  decodeClientMessage,
+  encodeMessage,
+  type ClientMessage,
+  type ErrorCode,
+  type ServerMessage,
+} from '@tandem/shared';
+import { rejectionCode } from '@tandem/test-support';
+import {
+  WebSocketRemote,
+  backoffDelayMs,
+  streamUrl,
+  type WebSocketLike,
+} from '../src/websocket-remote.js';
+
+/** A socket the test plays the server of: it opens, answers and closes when told. */
+class FakeSocket implements WebSocketLike {
+  binaryType = '';
+  readyState = 0;
+  readonly sent: ClientMessage[] = [];
+  closedWith: number | undefined;
+  onopen: WebSocketLike['onopen'] = null;
+  onclose: WebSocketLike['onclose'] = null;
+  onerror: WebSocketLike['onerror'] = null;
+  onmessage: WebSocketLike['onmessage'] = null;
+
+  send(data: Uint8Array): void {
+    // Copied first: the client encodes into pooled buffers.
+    this.sent.push(decodeClientMessage(data.slice()));
+  }
+
+  close(code = 1000, reason = ''): void {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this.closedWith = code;
+    this.onclose?.({ code, reason });
+  }
+
+  open(): void {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+
+  receive(message: ServerMessage): void {
+    this.onmessage?.({ data: encodeMessage(message) });
+  }
+
+  welcome(): void {
+    this.receive({
+      type: 'welcome',
+      protocolVersion: PROTOCOL_VERSION,
+      server: { name: 'fake', version: '0' },
+      models: [{ name: 'm', version: '1', state: 'ready', instances: 1 }],
+      limits: {
+        maxPayloadBytes: 1 << 20,
+        maxQueue: 8,
+        heartbeatIntervalMs: 1000,
+        resultTtlMs: 1000,
+      },
+    });
+  }
+
+  count(type: ClientMessage['type']): number {
+    return this.sent.filter((message) => message.type === type).length;
+  }
+}
+
+function fakeRemote(heartbeatIntervalMs = 1000) {
+  const sockets: FakeSocket[] = [];
+  const remote = new WebSocketRemote({
+    url: 'http://127.0.0.1:1',
+    createSocket: () => {
+      const socket = new FakeSocket();
+      sockets.push(socket);
+      return socket;
+    },
+    heartbeatIntervalMs,
+    reconnectMinDelayMs: 10,
+    reconnectMaxDelayMs: 10,
+    jobReconnectTimeoutMs: 60_000,
+    random: () => 0,
+  });
+  return { remote, sockets };
+}
+
+const jobOptions = (jobId: string) => ({
+  jobId,
+  priority: 5,
+  signal: new AbortController().signal,
+  onProgress: () => undefined,
+});
+
+const inputs = { x: { dtype: 'float32', dims: [1], data: new Float32Array(1) } } as const;
 
 describe('backoffDelayMs', () => {
   it('grows exponentially up to the cap, with full jitter in between', () => {
@@ -29,4 +127,68 @@ describe('streamUrl', () => {
     );
     expect(streamUrl('wss://api.example.com/v1/stream')).toBe('wss://api.example.com/v1/stream');
   });
+});
+
+describe('WebSocketRemote connection state', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('counts missed pongs per connection: after a reconnect it takes two again to drop', async () => {
+    const { remote, sockets } = fakeRemote(1000);
+    const first = remote.connect();
+    sockets[0]!.open();
+    sockets[0]!.welcome();
+    await first;
+    // A job in flight, so the remote reconnects when the connection drops.
+    const job = remote.run({ name: 'm' }, inputs, jobOptions('j-1'));
+    void job.catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(sockets[0]!.count('ping')).toBe(1); // unanswered when the connection drops
+    sockets[0]!.close(1006);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sockets).toHaveLength(2);
+    sockets[1]!.open();
+    sockets[1]!.welcome();
+    // Two pings go unanswered on the new connection before the third tick drops it.
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(sockets[1]!.count('ping')).toBe(2);
+    expect(sockets[1]!.closedWith).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(sockets[1]!.closedWith).toBe(4000);
+    await remote.close();
+    expect(await rejectionCode(job)).toBe('E_CANCELLED');
+  });
+
+  for (const code of ['E_UNAUTHORIZED', 'E_PROTOCOL_VERSION', 'E_FORBIDDEN_ORIGIN'] as const) {
+    it(`${code} from the server ends calls with that code and does not reconnect`, async () => {
+      const { remote, sockets } = fakeRemote();
+      const refuse = (socket: FakeSocket, refused: ErrorCode): void => {
+        socket.receive({ type: 'error', id: null, code: refused, message: 'no', retryable: false });
+        socket.close(1008, 'refused');
+      };
+      // Refused on connecting: the waiting call gets the code.
+      const connecting = remote.connect();
+      sockets[0]!.open();
+      refuse(sockets[0]!, code);
+      expect(await rejectionCode(connecting)).toBe(code);
+      // Refused with a job in flight: the job gets the code; nothing reconnects.
+      const again = remote.connect();
+      sockets[1]!.open();
+      sockets[1]!.welcome();
+      await again;
+      const job = remote.run({ name: 'm' }, inputs, jobOptions('j-2'));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(sockets[1]!.count('infer')).toBe(1);
+      refuse(sockets[1]!, code);
+      expect(await rejectionCode(job)).toBe(code);
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(sockets).toHaveLength(2);
+      await remote.close();
+    });
+  }
 });
