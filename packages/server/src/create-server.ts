@@ -10,7 +10,7 @@ import { ApiKeys, bearerToken, loadApiKeyFile, type ApiKeyRecord } from './api-k
 import { resolveCatalog } from './default-catalog.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 import { JobRegistry } from './job-registry.js';
-import { ServerMetrics } from './metrics.js';
+import { RejectionCounter, ServerMetrics } from './metrics.js';
 import { DEFAULT_MANAGER_SETTINGS, ModelManager } from './model-manager.js';
 import type { ModelHost } from './model-host.js';
 import { ModelRepository, type ModelEntry } from './model-repository.js';
@@ -147,6 +147,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   });
   const usage = new UsageLedger();
   let metrics: ServerMetrics | undefined;
+  let rejections: RejectionCounter | undefined;
   let gateway: Gateway | undefined;
   const manager = new ModelManager(
     repository,
@@ -179,7 +180,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       },
       coldStart: (host) =>
         metrics?.coldStarts.inc({ model: host.entry.name, version: host.entry.version }),
-      rejected: (host, code) => metrics?.rejections.inc({ model: host.entry.name, code }),
+      rejected: (host, code) => rejections?.countByHost(host.entry.name, code),
       log: (level, message, details) => fastify.log[level](details ?? {}, message),
     },
   );
@@ -203,11 +204,16 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   const dispatcher: JobDispatcher = redis ?? manager;
   metrics = new ServerMetrics(manager, { localModels: redis === undefined });
   redis?.registerMetrics(metrics.registry);
+  rejections = new RejectionCounter(metrics.rejections, (name) => knowsModel(dispatcher, name));
   const registry = new JobRegistry(limits.resultTtlMs);
 
-  fastify.setErrorHandler((error, request, reply) =>
-    sendError(reply, toTandemError(error), request),
-  );
+  fastify.setErrorHandler((error, request, reply) => {
+    const coded = toTandemError(error);
+    // Every HTTP refusal ends here (routes throw); the model is the one in the path, if any.
+    const { name } = (request.params ?? {}) as { name?: unknown };
+    rejections.countError(coded, typeof name === 'string' ? name : undefined);
+    return sendError(reply, coded, request);
+  });
   fastify.addHook('onSend', async (_request, reply) => {
     // Cross-origin isolation lets the demo page use onnxruntime-web's wasm threads.
     reply.header('Cross-Origin-Opener-Policy', 'same-origin');
@@ -235,6 +241,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     manager: dispatcher,
     keys,
     authenticate,
+    rejections,
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
   });
@@ -253,6 +260,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     maxBufferedBytes: options.maxBufferedBytes ?? 16 * 1024 * 1024,
     maxProtocolErrors: options.maxProtocolErrors ?? 100,
     helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
+    rejections,
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
     onConnections: (count) => metrics.connections.set(count),
@@ -322,7 +330,6 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   };
 }
 
-/** Rejects limits that would make the server refuse everything or never time out. */
 /** A model version's metric labels, made once per host: runs are observed once per job. */
 const HOST_LABELS = new WeakMap<ModelHost, { model: string; version: string }>();
 
@@ -335,6 +342,17 @@ function hostLabels(host: ModelHost): { model: string; version: string } {
   return labels;
 }
 
+/** Whether `name` is a model of the server: only such names become metric label values. */
+function knowsModel(dispatcher: JobDispatcher, name: string): boolean {
+  try {
+    dispatcher.model(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Rejects limits that would make the server refuse everything or never time out. */
 function checkLimits(options: ServerOptions): void {
   const positive: (keyof ServerOptions)[] = [
     'maxPayloadBytes',

@@ -1,9 +1,13 @@
 // Prometheus metrics (prom-client), one registry per server: queue depth and oldest job age per
 // model (the autoscaling signals), lifecycle durations, cold starts, instances per state, and
-// rejections by error code. A scale-out gateway loads no model: it exports its pools' gauges
-// (redis-dispatcher.ts) instead of per-model ones that would read 0 whatever the load.
+// rejections by error code (RejectionCounter: every front door's refusals, each counted once). A
+// scale-out gateway loads no model: it exports its pools' gauges (redis-dispatcher.ts) instead of
+// per-model ones that would read 0 whatever the load.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { TandemError, type ErrorCode } from '@tandem/shared';
+import type { Job, JobRequest, ProgressListener } from './job.js';
+import type { JobDispatcher } from './job-dispatcher.js';
 import type { ModelManager } from './model-manager.js';
 
 /** Durations from tens of milliseconds (a tiny run) to minutes (a large cold start), in seconds. */
@@ -64,7 +68,7 @@ export class ServerMetrics {
     });
     this.rejections = new Counter({
       name: 'tandem_rejections_total',
-      help: 'Jobs refused or failed before running, by error code.',
+      help: 'Requests refused (a missed deadline included), by error code; model "" when none is known.',
       labelNames: ['model', 'code'],
       registers: [registry],
     });
@@ -150,4 +154,84 @@ function registerModelGauges(registry: Registry, manager: ModelManager): void {
       this.set(manager.loadedBytes);
     },
   });
+}
+
+/**
+ * The `model` label of a refusal that names no model the server knows: a refused upgrade, a
+ * malformed frame, an unknown model. Label values cannot be absent on a labelled metric, and a
+ * name a client made up must not become one: every new name would start a new series.
+ */
+export const NO_MODEL_LABEL = '';
+
+/**
+ * Counts refused requests in `tandem_rejections_total{model,code}`, each once. Model hosts count
+ * what they refuse (a full queue, bad inputs, a missed deadline) through their observer; the front
+ * doors (WebSocket gateway, HTTP routes) count everything else: refused upgrades, keys, rate
+ * limits, unknown models, malformed frames, oversize payloads, slow readers. A refusal is known by
+ * the error object it is answered with, so one that passes several layers is counted once.
+ */
+export class RejectionCounter {
+  readonly #counter: Counter<'model' | 'code'>;
+  readonly #knows: (model: string) => boolean;
+  /** Errors counted already, or failures of accepted jobs (never counted). */
+  readonly #accounted = new WeakSet<TandemError>();
+  /** Refusals model hosts have counted: tells a submit whether its refusal is counted already. */
+  #byHosts = 0;
+
+  /** `knows`: whether a model name is the server's (only such names become label values). */
+  constructor(counter: Counter<'model' | 'code'>, knows: (model: string) => boolean) {
+    this.#counter = counter;
+    this.#knows = knows;
+  }
+
+  /** A refusal a model host made and reported (ModelHost's `rejected` observer). */
+  countByHost(model: string, code: string): void {
+    this.#byHosts += 1;
+    this.#counter.inc({ model, code });
+  }
+
+  /**
+   * Counts one refusal. `model` is the name the request asked for, if any: it becomes the label
+   * only when the server knows it (never for `E_MODEL_NOT_FOUND`), else {@link NO_MODEL_LABEL}.
+   */
+  count(code: ErrorCode, model?: string): void {
+    const known =
+      model !== undefined && code !== 'E_MODEL_NOT_FOUND' && this.#knows(model)
+        ? model
+        : NO_MODEL_LABEL;
+    this.#counter.inc({ model: known, code });
+  }
+
+  /** Counts the refusal answered with `error`, unless that error was counted (or exempted). */
+  countError(error: TandemError, model?: string): void {
+    if (this.#accounted.has(error)) return;
+    this.#accounted.add(error);
+    this.count(error.code, model);
+  }
+
+  /**
+   * Marks the failure of a job that was accepted: not a refusal, though a route may answer it
+   * through the same error path (a missed deadline the host counted, a runtime error).
+   */
+  exempt(error: TandemError): void {
+    this.#accounted.add(error);
+  }
+
+  /**
+   * Submits a job and counts the refusal `dispatcher.submit` throws (rethrown as a TandemError),
+   * unless a model host counted it already during the call: hosts count their refusals before
+   * they throw, so a change of their count during this synchronous call is this refusal's. (The
+   * dispatcher itself refuses an unknown model or a draining server; over Redis, everything.)
+   */
+  submit(dispatcher: JobDispatcher, request: JobRequest, listener?: ProgressListener): Job {
+    const before = this.#byHosts;
+    try {
+      return dispatcher.submit(request, listener).job;
+    } catch (error) {
+      const coded = TandemError.from(error);
+      if (this.#byHosts === before) this.countError(coded, request.model);
+      else this.#accounted.add(coded);
+      throw coded;
+    }
+  }
 }

@@ -43,6 +43,7 @@ import {
 import type { ApiKeyRecord, ApiKeys } from './api-keys.js';
 import type { ModelSignature } from './input-check.js';
 import type { DispatchedModel, JobDispatcher } from './job-dispatcher.js';
+import type { RejectionCounter } from './metrics.js';
 
 /** The header a client sets when the body carries binary tensor data after the JSON. */
 export const HEADER_LENGTH_HEADER = OIP_HEADER_LENGTH_HEADER;
@@ -53,6 +54,11 @@ export interface OipOptions {
   readonly manager: JobDispatcher;
   readonly keys: ApiKeys;
   readonly authenticate: (request: FastifyRequest) => ApiKeyRecord;
+  /**
+   * Counts refusals for /metrics. The server's error handler counts what the routes throw; the
+   * routes tell it which of those were counted by a model host or are not refusals at all.
+   */
+  readonly rejections: RejectionCounter;
   readonly serverName: string;
   readonly serverVersion: string;
 }
@@ -135,7 +141,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     const release = options.keys.acquire(owner);
     let job;
     try {
-      job = manager.submit({
+      job = options.rejections.submit(manager, {
         id: randomUUID(),
         owner: owner.id,
         model: host.entry.name,
@@ -144,7 +150,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
         ...(parsed.outputs === undefined ? {} : { outputs: parsed.outputs.map((o) => o.name) }),
         priority: parsed.priority,
         ...(parsed.deadlineMs === undefined ? {} : { deadlineMs: parsed.deadlineMs }),
-      }).job;
+      });
     } catch (error) {
       release();
       throw error;
@@ -158,7 +164,11 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     const outcome = await job.outcome;
     reply.raw.off('close', onAbort);
     release();
-    if (!outcome.ok) throw outcome.error;
+    if (!outcome.ok) {
+      // The job was accepted: its failure is no refusal (a missed deadline its host counted).
+      options.rejections.exempt(outcome.error);
+      throw outcome.error;
+    }
     // Triton's binary-data extension: `binary_data` on a requested output overrides the request's
     // `binary_data_output` either way, so an explicit false keeps that output in JSON.
     const binaryOf = new Map((parsed.outputs ?? []).map((o) => [o.name, o.binary]));

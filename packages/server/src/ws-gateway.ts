@@ -3,6 +3,7 @@
 // speaks the shared binary protocol: hello/welcome, infer with streamed progress, cancel, resume
 // after a reconnect, warm, ping. Heartbeats drop dead peers; a slow reader loses progress events
 // (never results) and gets E_BUSY for new jobs instead of making the server buffer without bound.
+// Every refusal (upgrade, frame, hello, job) is counted for /metrics as it is answered.
 
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -15,6 +16,7 @@ import {
   decodeClientMessage,
   encodeMessageParts,
   type ClientMessage,
+  type ErrorCode,
   type InferMessage,
   type ModelStatus,
   type ProgressEvent,
@@ -27,6 +29,7 @@ import { bearerToken, type ApiKeyRecord, type ApiKeys } from './api-keys.js';
 import type { Job, JobOutcome, JobRequest } from './job.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 import type { JobRegistry } from './job-registry.js';
+import type { RejectionCounter } from './metrics.js';
 
 /** The WebSocket path. */
 export const STREAM_PATH = '/v1/stream';
@@ -66,6 +69,8 @@ export interface GatewayOptions {
    * costs memory, and without it (allowKeyInHello) nobody knows yet whose socket it is.
    */
   readonly helloTimeoutMs: number;
+  /** Counts refusals for /metrics (those a model host counted itself are not counted again). */
+  readonly rejections: RejectionCounter;
   readonly serverName: string;
   readonly serverVersion: string;
   readonly onConnections?: (count: number) => void;
@@ -120,30 +125,33 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
   const connections = new Set<Connection>();
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const deny = (status: number, code: ErrorCode, message: string): void => {
+      options.rejections.count(code);
+      refuseUpgrade(socket, status, code, message);
+    };
     const url = new URL(request.url ?? '/', 'http://localhost');
     if (url.pathname !== STREAM_PATH)
-      return refuse(socket, 404, 'E_MODEL_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}`);
+      return deny(404, 'E_MODEL_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}`);
     if (options.manager.draining)
-      return refuse(socket, 503, 'E_SHUTTING_DOWN', 'the server is shutting down');
+      return deny(503, 'E_SHUTTING_DOWN', 'the server is shutting down');
     const origin = request.headers.origin;
     if (
       origin !== undefined &&
       options.origins !== undefined &&
       !options.origins.includes(origin)
     ) {
-      return refuse(socket, 403, 'E_FORBIDDEN_ORIGIN', `origin ${origin} is not allowed`);
+      return deny(403, 'E_FORBIDDEN_ORIGIN', `origin ${origin} is not allowed`);
     }
     const offered = parseProtocols(request.headers['sec-websocket-protocol']);
     if (!offered.includes(SUBPROTOCOL)) {
-      return refuse(socket, 400, 'E_PROTOCOL', `offer the "${SUBPROTOCOL}" subprotocol`);
+      return deny(400, 'E_PROTOCOL', `offer the "${SUBPROTOCOL}" subprotocol`);
     }
     const presented = keyFromRequest(request, offered);
     let owner: ApiKeyRecord | undefined;
     if (presented !== undefined || !options.allowKeyInHello || !options.keys.required) {
       owner = options.keys.verify(presented);
       if (owner === undefined) {
-        return refuse(
-          socket,
+        return deny(
           401,
           'E_UNAUTHORIZED',
           presented === undefined ? 'an API key is required' : 'the API key is not valid',
@@ -174,7 +182,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     options.onConnections?.(connections.size);
     const helloTimer = setTimeout(() => {
       if (connection.hello) return;
-      sendError(
+      refuse(
         connection,
         null,
         new TandemError('E_PROTOCOL', `no hello within ${options.helloTimeoutMs} ms`),
@@ -190,7 +198,17 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       connection.alive = true;
       onMessage(connection, data, isBinary);
     });
-    socket.on('error', () => socket.terminate());
+    socket.on('error', (error: Error & { code?: unknown }) => {
+      // ws reports a frame it cannot take (over maxPayload, or breaking RFC 6455) here, having
+      // sent its close (1009, 1002): the refusal of that frame.
+      options.rejections.count(
+        error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ||
+          error.code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH'
+          ? 'E_PAYLOAD_TOO_LARGE'
+          : 'E_PROTOCOL',
+      );
+      socket.terminate();
+    });
     socket.on('close', () => {
       clearTimeout(helloTimer);
       clearTimeout(connection.ackTimer);
@@ -248,6 +266,17 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     });
   };
 
+  /** Answers a refused message and counts it (`model`: the one it asked for, if any). */
+  const refuse = (
+    connection: Connection,
+    id: string | null,
+    error: TandemError,
+    model?: string,
+  ): void => {
+    options.rejections.countError(error, model);
+    sendError(connection, id, error);
+  };
+
   const onMessage = (connection: Connection, data: RawData, isBinary: boolean): void => {
     let message: ClientMessage;
     let fragments: readonly Uint8Array[];
@@ -264,14 +293,15 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       const coded = TandemError.from(error, 'E_PROTOCOL');
       connection.protocolErrors += 1;
       if (connection.protocolErrors > options.maxProtocolErrors) {
+        options.rejections.countError(coded);
         connection.socket.close(1008, 'too many malformed frames');
         return;
       }
-      sendError(connection, null, coded);
+      refuse(connection, null, coded);
       return;
     }
     if (!connection.hello && message.type !== 'hello') {
-      sendError(connection, null, new TandemError('E_PROTOCOL', 'the first message must be hello'));
+      refuse(connection, null, new TandemError('E_PROTOCOL', 'the first message must be hello'));
       connection.socket.close(1002, 'hello first');
       return;
     }
@@ -285,7 +315,12 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       // Anything a handler throws must become a coded answer: thrown out of ws's 'message'
       // event it is an uncaught exception that takes the whole server down (a `warm` of an
       // unknown model did exactly that).
-      sendError(connection, null, TandemError.from(error));
+      refuse(
+        connection,
+        null,
+        TandemError.from(error),
+        message.type === 'warm' ? message.model : undefined,
+      );
     }
   };
 
@@ -305,7 +340,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
         // model was already warm), so "wait for ready after warm" always ends.
         options.manager.warm(message.model, message.version).ready.then(
           (status) => send(connection, { type: 'model', model: status }),
-          (error: unknown) => sendError(connection, null, TandemError.from(error)),
+          (error: unknown) => refuse(connection, null, TandemError.from(error), message.model),
         );
         return;
       }
@@ -319,11 +354,11 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     message: Extract<ClientMessage, { type: 'hello' }>,
   ): void => {
     if (connection.hello) {
-      sendError(connection, null, new TandemError('E_PROTOCOL', 'hello was already received'));
+      refuse(connection, null, new TandemError('E_PROTOCOL', 'hello was already received'));
       return;
     }
     if (message.protocolVersion !== PROTOCOL_VERSION) {
-      sendError(
+      refuse(
         connection,
         null,
         new TandemError(
@@ -337,7 +372,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     if (connection.owner === undefined) {
       const owner = options.keys.verify(message.apiKey);
       if (owner === undefined) {
-        sendError(
+        refuse(
           connection,
           null,
           new TandemError('E_UNAUTHORIZED', 'the API key is missing or not valid'),
@@ -364,20 +399,22 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       connection.jobs.has(message.id) ||
       options.registry.get(owner.id, message.id)?.settled === false
     ) {
-      sendError(
+      refuse(
         connection,
         message.id,
         new TandemError('E_DUPLICATE_JOB', `job ${message.id} is already in flight`),
+        message.model,
       );
       return;
     }
     if (connection.socket.bufferedAmount > options.maxBufferedBytes) {
-      sendError(
+      refuse(
         connection,
         message.id,
         new TandemError('E_BUSY', 'this connection is not reading its results fast enough', {
           retryAfterMs: 250,
         }),
+        message.model,
       );
       return;
     }
@@ -397,14 +434,16 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       if (message.version !== undefined) request.version = message.version;
       if (message.outputs !== undefined) request.outputs = message.outputs;
       if (message.deadlineMs !== undefined) request.deadlineMs = message.deadlineMs;
-      job = options.manager.submit(
+      // Counted there when the dispatcher refuses it (once: a model host may have counted it).
+      job = options.rejections.submit(
+        options.manager,
         request,
         // Clients that only want the answer (batch jobs, benchmarks) can opt out of progress.
         message.progress === false ? undefined : progressSender(connection),
-      ).job;
+      );
     } catch (error) {
       release?.();
-      sendError(connection, message.id, TandemError.from(error));
+      refuse(connection, message.id, TandemError.from(error), message.model);
       return;
     }
     options.registry.add(job);
@@ -514,19 +553,19 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       }
       const adopt = options.manager.adopt?.bind(options.manager);
       if (adopt === undefined) {
-        sendError(connection, id, jobNotFound(id));
+        refuse(connection, id, jobNotFound(id));
         continue;
       }
       // Scaled out, the job may have come in through another gateway (or this one before a
       // restart): the shared store knows it.
       adopt(owner.id, id).then(
         (adopted) => {
-          if (adopted === undefined) return sendError(connection, id, jobNotFound(id));
+          if (adopted === undefined) return refuse(connection, id, jobNotFound(id));
           const known = options.registry.get(owner.id, id);
           if (known === undefined) options.registry.add(adopted);
           resumeJob(connection, known ?? adopted);
         },
-        (error: unknown) => sendError(connection, id, TandemError.from(error)),
+        (error: unknown) => refuse(connection, id, TandemError.from(error)),
       );
     }
   };
@@ -609,7 +648,7 @@ function jobNotFound(id: string): TandemError {
   );
 }
 
-function refuse(socket: Duplex, status: number, code: string, message: string): void {
+function refuseUpgrade(socket: Duplex, status: number, code: ErrorCode, message: string): void {
   const body = JSON.stringify({ error: message, code });
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,

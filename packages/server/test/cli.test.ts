@@ -1,14 +1,16 @@
-// Integration test of the `tandem serve` command as a real child process: it prints its URL,
+// Integration tests of the `tandem serve` command as a real child process: it prints its URL,
 // serves over WebSocket, and on SIGTERM refuses new work, lets every accepted job finish and
-// deliver its result, closes connections (1001), then exits 0. Runs the build (dist/cli.js).
+// deliver its result, closes connections (1001), then exits 0; --host, --api-keys and --origins
+// reach the server. Runs the build (dist/cli.js).
 
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { hashApiKey } from '@tandem/server';
 import {
   CLI_PATH,
   buildTinyModel,
@@ -19,6 +21,12 @@ import {
   type JobLog,
 } from '@tandem/test-support';
 import { errorCodeOf, expectSameTensors, resultOf, slowInput, writeSlowModel } from './fixtures.js';
+
+/** The tiny model's input and what it answers (y = 2x + 1). */
+const TINY_INPUT = {
+  x: { dtype: 'float32', dims: [3], data: new Float32Array([1, -2, 0.5]) },
+} as const;
+const TINY_OUTPUT = [3, -3, 2];
 
 /** Rows per job: enough that four jobs keep the server busy well past the probes below. */
 const ROWS = 512;
@@ -87,5 +95,66 @@ describe('cli: tandem serve', () => {
     expect((await client.closed).code).toBe(1001);
     expect(await exited).toEqual({ code: 0, signal: null });
     expect(cli.stderr()).toContain('SIGTERM');
+  });
+
+  it('listens on --host, takes keys from --api-keys FILE and allows only the --origins LIST', async () => {
+    expect(existsSync(CLI_PATH), 'build first: npx tsc -b').toBe(true);
+    modelsDir = await mkdtemp(join(tmpdir(), 'tandem-cli-test-'));
+    const models = join(modelsDir, 'models');
+    await mkdir(models);
+    await writeModelFile(models, 'tiny', 1, buildTinyModel().bytes);
+    const KEY = 'tk_test_cli';
+    const keyFile = join(modelsDir, 'keys.json');
+    await writeFile(keyFile, JSON.stringify({ keys: [{ id: 'cli', sha256: hashApiKey(KEY) }] }));
+    // 127.0.0.2: a loopback address other than the default (127.0.0.1), so the URL proves the flag.
+    const cli = await startCli([
+      'serve',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.2',
+      '--models',
+      models,
+      '--api-keys',
+      keyFile,
+      '--origins',
+      'https://one.example, https://app.example',
+      '--no-catalog',
+      '--quiet',
+    ]);
+    child = cli.child;
+    const url = cli.url;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.2:\d+$/);
+
+    // No key: 401 over HTTP and before the upgrade.
+    const noKey = await fetch(`${url}/v1/models`);
+    expect([noKey.status, ((await noKey.json()) as { code: string }).code]).toEqual([
+      401,
+      'E_UNAUTHORIZED',
+    ]);
+    const refusedKey = await refusedUpgrade(url);
+    expect([refusedKey.status, refusedKey.code]).toEqual([401, 'E_UNAUTHORIZED']);
+    // A page origin off the list: 403 before the upgrade, even with a good key.
+    const foreign = await refusedUpgrade(url, {
+      origin: 'https://evil.example',
+      protocols: ['tandem.v1', `tandem.key.${KEY}`],
+    });
+    expect([foreign.status, foreign.code]).toEqual([403, 'E_FORBIDDEN_ORIGIN']);
+
+    // The key from the file, from either listed origin (the list is trimmed), is served.
+    for (const origin of ['https://one.example', 'https://app.example']) {
+      const client = await connectClient(url, { apiKey: KEY, origin });
+      const log = await client.infer({ id: origin, model: 'tiny', inputs: TINY_INPUT });
+      expect(Array.from(resultOf(log).outputs.y!.data as Float32Array), origin).toEqual(
+        TINY_OUTPUT,
+      );
+      await client.close();
+    }
+    const withKey = await fetch(`${url}/v1/models`, {
+      headers: { authorization: `Bearer ${KEY}` },
+    });
+    expect(withKey.status).toBe(200);
+
+    expect(await cli.stop('SIGTERM')).toEqual({ code: 0, signal: null });
   });
 });

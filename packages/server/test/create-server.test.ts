@@ -1,12 +1,15 @@
 // createServer's shutdown when accepted jobs outlast `shutdownTimeoutMs`: close() does not wait
 // for them to finish; every job still queued or running fails with a retryable E_SHUTTING_DOWN
-// that reaches its client (WebSocket, before the close with 1001; OIP v2, as a 503).
+// that reaches its client (WebSocket, before the close with 1001; OIP v2, as a 503). And the
+// lifecycle metrics it exports: the oldest wait of a queue, load, warm-up and run durations.
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectClient } from '@tandem/test-support';
 import {
   errorCodeOf,
+  expectSameTensors,
   metricValue,
+  resultOf,
   scrapeMetrics,
   slowInput,
   startServer,
@@ -76,5 +79,55 @@ describe('create-server: shutdownTimeoutMs expires', () => {
     // stop a run midway, so its worker is released once the run returns; its result is dropped.)
     const runs = await server.metrics.jobs.get();
     expect(runs.values.reduce((sum, { value }) => sum + value, 0)).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('create-server: lifecycle metrics in /metrics', () => {
+  let ctx: TestServer | undefined;
+
+  afterEach(async () => {
+    await ctx?.close();
+    ctx = undefined;
+  });
+
+  it('reports the oldest wait while a job queues, and load, warm-up and run times after a cold request', async () => {
+    ctx = await startServer(async (dir) => {
+      await writeSlowModel(dir);
+    });
+    const url = ctx.url;
+    const client = await connectClient(url);
+    // Cold: this request loads and warms the model, then holds its one instance for about a
+    // second while the next waits.
+    client.send({ type: 'infer', id: 'long', model: 'slow', inputs: slowInput(LONG_ROWS, 1) });
+    await client.nextOf('progress', (m) => m.event.jobId === 'long' && m.event.stage === 'running');
+    client.send({ type: 'infer', id: 'waits', model: 'slow', inputs: slowInput(1, 2) });
+    await client.nextOf('progress', (m) => m.event.jobId === 'waits' && m.event.stage === 'queued');
+    const waiting = await scrapeMetrics(url);
+    expect(metricValue(waiting, 'tandem_queue_depth', { model: 'slow' })).toBe(1);
+    expect(
+      metricValue(waiting, 'tandem_queue_oldest_wait_seconds', { model: 'slow' }),
+    ).toBeGreaterThan(0);
+
+    for (const [id, rows, seed] of [
+      ['long', LONG_ROWS, 1],
+      ['waits', 1, 2],
+    ] as const) {
+      expectSameTensors(resultOf(await client.collectJob(id)).outputs, {
+        y: slowInput(rows, seed).x!,
+      });
+    }
+    const done = await scrapeMetrics(url);
+    const labels = { model: 'slow', version: '1' };
+    expect(metricValue(done, 'tandem_model_load_seconds_count', labels)).toBe(1);
+    expect(metricValue(done, 'tandem_model_load_seconds_sum', labels)).toBeGreaterThan(0);
+    expect(metricValue(done, 'tandem_model_warmup_seconds_count', labels)).toBe(1);
+    expect(metricValue(done, 'tandem_model_warmup_seconds_sum', labels)).toBeGreaterThan(0);
+    expect(metricValue(done, 'tandem_run_seconds_count', labels)).toBeGreaterThanOrEqual(1);
+    expect(metricValue(done, 'tandem_run_seconds_sum', labels)).toBeGreaterThan(0);
+    expect(metricValue(done, 'tandem_cold_starts_total', labels)).toBe(1);
+    expect(metricValue(done, 'tandem_jobs_total', labels)).toBe(2);
+    // The queue is empty again: the oldest wait reads 0.
+    expect(metricValue(done, 'tandem_queue_oldest_wait_seconds', { model: 'slow' })).toBe(0);
+    await client.close();
   });
 });

@@ -1,5 +1,6 @@
 // Tandem's /v1 routes beside OIP v2: the model list, the "wake up" call, manifests with a sha256
-// that matches the file, the model file download, and the per-key usage report.
+// that matches the file, the model file download, the per-key usage report, and their refusals
+// counted in /metrics.
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseModelManifest, type ModelStatus } from '@tandem/shared';
 import { createServer, hashApiKey, type TandemServer } from '@tandem/server';
 import { buildMlpClassifier, buildTinyModel, writeModelFile } from '@tandem/test-support';
+import { metricValue } from './fixtures.js';
 import { encodeInferRequest } from './oip-client.js';
 import { tempDir, writeModelConfig } from './server-fixtures.js';
 
@@ -200,5 +202,62 @@ describe('/v1/usage', () => {
     expect(bob).toHaveLength(1);
     expect(bob[0]).toMatchObject({ key: 'bob', model: 'mlp', jobs: 1, coldStarts: 0 });
     expect(bob[0]!.computeSeconds).toBeGreaterThan(0);
+  });
+});
+
+describe('refusals of the /v1 routes in /metrics', () => {
+  let server: TandemServer;
+  let remove: () => void;
+
+  beforeAll(async () => {
+    const temp = tempDir('model-routes-refusals');
+    remove = temp.remove;
+    await writeModelFile(temp.dir, 'tiny', 1, tiny.bytes);
+    await writeModelFile(temp.dir, 'broken', 1, new Uint8Array([1, 2, 3, 4]));
+    server = await createServer({
+      modelsDir: temp.dir,
+      catalog: false,
+      apiKeys: [{ id: 'alice', sha256: hashApiKey('alice-key') }],
+    });
+  });
+
+  afterAll(async () => {
+    await server.close();
+    remove();
+  });
+
+  it('counts each by code, with the model of the path when the server has it', async () => {
+    const authorization = 'Bearer alice-key';
+    const answers = [
+      await server.fastify.inject({ url: '/v1/models' }),
+      await server.fastify.inject({
+        url: '/v1/models/tiny/manifest',
+        headers: { authorization: 'Bearer wrong-key' },
+      }),
+      await server.fastify.inject({
+        method: 'POST',
+        url: '/v1/models/made-up-name/warm',
+        headers: { authorization },
+      }),
+      await server.fastify.inject({
+        method: 'POST',
+        url: '/v1/models/broken/warm?wait=true',
+        headers: { authorization },
+      }),
+    ];
+    expect(answers.map(codeOf)).toEqual([
+      { status: 401, code: 'E_UNAUTHORIZED' },
+      { status: 401, code: 'E_UNAUTHORIZED' },
+      { status: 404, code: 'E_MODEL_NOT_FOUND' },
+      { status: 500, code: 'E_MODEL_LOAD_FAILED' },
+    ]);
+    const metrics = (await server.fastify.inject({ url: '/metrics' })).body;
+    const rejections = (code: string, model: string): number | undefined =>
+      metricValue(metrics, 'tandem_rejections_total', { code, model });
+    expect(rejections('E_UNAUTHORIZED', '')).toBe(1);
+    expect(rejections('E_UNAUTHORIZED', 'tiny')).toBe(1);
+    expect(rejections('E_MODEL_NOT_FOUND', '')).toBe(1);
+    expect(rejections('E_MODEL_LOAD_FAILED', 'broken')).toBe(1);
+    expect(metrics).not.toContain('made-up-name');
   });
 });

@@ -1,6 +1,7 @@
 // The Open Inference Protocol v2 routes, driven the way KServe and Triton clients drive them:
 // health, server and model metadata, readiness, and inference with JSON data and with Triton's
-// binary-data extension, checked against onnxruntime-node run directly on the same files.
+// binary-data extension, checked against onnxruntime-node run directly on the same files; and
+// every refused request counted once in /metrics by code.
 
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
@@ -38,6 +39,7 @@ import {
   writeModelConfig,
 } from './server-fixtures.js';
 import { Job as JobClass, type Job } from '../src/job.js';
+import { metricValue } from './fixtures.js';
 
 const FEATURES = 4;
 const X = [0.5, -1, 2, 0.25, 3, 1.5, -0.75, 0, -2, 0.125, 1, 4];
@@ -988,5 +990,99 @@ describe('over a real socket', () => {
     const result = (await finished.json()) as { outputs: { name: string; data: number[] }[] };
     expect(result.outputs).toEqual([{ name: 'y', datatype: 'FP32', shape: [], data: [0] }]);
     await closing;
+  });
+});
+
+describe('refusals in /metrics', () => {
+  let live: TandemServer;
+  let url: string;
+  let removeLiveDir: () => void;
+
+  beforeAll(async () => {
+    const { dir, remove } = tempDir('oip-rejections');
+    removeLiveDir = remove;
+    await writeModelFile(dir, 'mlp', 1, mlp.bytes);
+    await writeModelFile(dir, 'slow', 1, buildSlowModel());
+    writeModelConfig(dir, 'slow', 1, { intraOpNumThreads: 1 });
+    live = await createServer({
+      modelsDir: dir,
+      catalog: false,
+      host: '127.0.0.1',
+      port: 0,
+      maxPayloadBytes: 2048,
+      apiKeys: [
+        { id: 'alice', sha256: hashApiKey('alice-secret') },
+        { id: 'bob', sha256: hashApiKey('bob-secret'), ratePerMinute: 1 },
+      ],
+    });
+    url = await live.listen();
+  });
+
+  afterAll(async () => {
+    await live.close();
+    removeLiveDir();
+  });
+
+  const post = async (
+    path: string,
+    request: ClientRequest,
+    key: string | undefined,
+  ): Promise<{ status: number; code: string | undefined }> => {
+    const { body, headers } = encodeInferRequest(request);
+    const response = await fetch(`${url}${path}`, {
+      method: 'POST',
+      body: new Uint8Array(body),
+      headers: key === undefined ? headers : { ...headers, authorization: `Bearer ${key}` },
+    });
+    const answer = (await response.json()) as { code?: string };
+    return { status: response.status, code: answer.code };
+  };
+
+  it('counts each refusal once by code, with the model when the server knows it, and no job failure', async () => {
+    expect(await post('/v2/models/mlp/infer', { inputs: [mlpInput] }, undefined)).toEqual({
+      status: 401,
+      code: 'E_UNAUTHORIZED',
+    });
+    const unknown = await fetch(`${url}/v2/models/made-up-name`, {
+      headers: { authorization: 'Bearer alice-secret' },
+    });
+    expect(unknown.status).toBe(404);
+    const wrongShape = { ...mlpInput, shape: [ROWS * FEATURES] };
+    expect(await post('/v2/models/mlp/infer', { inputs: [wrongShape] }, 'alice-secret')).toEqual({
+      status: 400,
+      code: 'E_INPUT_SHAPE',
+    });
+    const tooBig = {
+      ...mlpInput,
+      shape: [150, FEATURES],
+      data: Array.from({ length: 600 }, (_, i) => i / 7),
+    };
+    expect(await post('/v2/models/mlp/infer', { inputs: [tooBig] }, 'alice-secret')).toEqual({
+      status: 413,
+      code: 'E_PAYLOAD_TOO_LARGE',
+    });
+    // Refused by the model host once it waited (the host counts it), answered by the route.
+    const late = { inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [0] }] };
+    expect(
+      await post('/v2/models/slow/infer', { ...late, parameters: { timeout: 1 } }, 'alice-secret'),
+    ).toEqual({ status: 504, code: 'E_DEADLINE_EXCEEDED' });
+    expect((await post('/v2/models/mlp/infer', { inputs: [mlpInput] }, 'bob-secret')).status).toBe(
+      200,
+    );
+    expect(await post('/v2/models/mlp/infer', { inputs: [mlpInput] }, 'bob-secret')).toEqual({
+      status: 429,
+      code: 'E_RATE_LIMITED',
+    });
+
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const rejections = (code: string, model: string): number | undefined =>
+      metricValue(metrics, 'tandem_rejections_total', { code, model });
+    expect(rejections('E_UNAUTHORIZED', 'mlp')).toBe(1);
+    expect(rejections('E_MODEL_NOT_FOUND', '')).toBe(1);
+    expect(rejections('E_INPUT_SHAPE', 'mlp')).toBe(1);
+    expect(rejections('E_PAYLOAD_TOO_LARGE', 'mlp')).toBe(1);
+    expect(rejections('E_DEADLINE_EXCEEDED', 'slow')).toBe(1);
+    expect(rejections('E_RATE_LIMITED', 'mlp')).toBe(1);
+    expect(metrics).not.toContain('made-up-name');
   });
 });

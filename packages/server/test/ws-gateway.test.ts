@@ -3,7 +3,8 @@
 // onnxruntime-node run directly), the upgrade checks (API key, Origin), hello, bad input answered
 // with codes while the server keeps serving, oversize and malformed frames, heartbeats, resume
 // after a disconnect, the API key in `hello` (allowKeyInHello), and backpressure on a client that
-// stops reading (maxBufferedBytes).
+// stops reading (maxBufferedBytes), every refusal counted once in /metrics by code, dynamic
+// batching, and a key's concurrency limit.
 
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -40,6 +41,7 @@ import {
   writeSlowModel,
   type TestServer,
 } from './fixtures.js';
+import { writeModelConfig } from './server-fixtures.js';
 
 const MLP = buildMlpClassifier({ features: 16, hidden: 32, classes: 5, seed: 7 });
 
@@ -765,5 +767,171 @@ describe('ws-gateway: a connection that never says hello (helloTimeoutMs)', () =
     // The connection that said hello is not cut, and is served after the silent one is gone.
     await expectServing(polite, 'after-timeout');
     await polite.close();
+  });
+});
+
+describe('ws-gateway: every refusal counted once in tandem_rejections_total', () => {
+  const KEY = 'tk_test_carol';
+  /** A key with room for one job a minute: its second job is refused. */
+  const SCARCE_KEY = 'tk_test_dave';
+  const MAX_PAYLOAD_BYTES = 64 * 1024;
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      },
+      {
+        apiKeys: [
+          { id: 'carol', sha256: hashApiKey(KEY) },
+          { id: 'dave', sha256: hashApiKey(SCARCE_KEY), ratePerMinute: 1 },
+        ],
+        origins: ['https://app.example'],
+        maxPayloadBytes: MAX_PAYLOAD_BYTES,
+      },
+    );
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('counts refused upgrades, rate limits, unknown models, bad input and bad frames by code', async () => {
+    expect((await refusedUpgrade(ctx.url)).status).toBe(401);
+    const foreign = await refusedUpgrade(ctx.url, {
+      origin: 'https://evil.example',
+      protocols: ['tandem.v1', `tandem.key.${KEY}`],
+    });
+    expect(foreign.status).toBe(403);
+
+    const client = await connectClient(ctx.url, { apiKey: KEY });
+    const unknown = await client.infer({ id: 'u', model: 'made-up-name', inputs: mlpInput(1) });
+    expect(errorCodeOf(unknown)).toBe('E_MODEL_NOT_FOUND');
+    // Refused by the model's own input check (which counts it): counted once, not twice.
+    const wrongShape: TensorMap = {
+      x: { dtype: 'float32', dims: [1, MLP.features + 1], data: new Float32Array(17) },
+    };
+    const shape = await client.infer({ id: 's', model: 'mlp', inputs: wrongShape });
+    expect(errorCodeOf(shape)).toBe('E_INPUT_SHAPE');
+    client.sendRaw(Uint8Array.from([1, 2, 3]));
+    expect((await client.nextOf('error', (m) => m.id === null)).code).toBe('E_PROTOCOL');
+    await expectServing(client, 'served');
+
+    const scarce = await connectClient(ctx.url, { apiKey: SCARCE_KEY });
+    resultOf(await scarce.infer({ id: 'first', model: 'mlp', inputs: mlpInput(1) }));
+    const limited = await scarce.infer({ id: 'second', model: 'mlp', inputs: mlpInput(1) });
+    expect(errorCodeOf(limited)).toBe('E_RATE_LIMITED');
+
+    const oversize = await connectClient(ctx.url, { apiKey: KEY });
+    const rows = Math.ceil(MAX_PAYLOAD_BYTES / (4 * MLP.features)) + 1;
+    oversize.send({ type: 'infer', id: 'big', model: 'mlp', inputs: mlpInput(rows) });
+    expect((await oversize.closed).code).toBe(1009);
+
+    const metrics = await scrapeMetrics(ctx.url);
+    const rejections = (code: string, model: string): number | undefined =>
+      metricValue(metrics, 'tandem_rejections_total', { code, model });
+    // No model (or one the server does not know): the empty label value.
+    expect(rejections('E_UNAUTHORIZED', '')).toBe(1);
+    expect(rejections('E_FORBIDDEN_ORIGIN', '')).toBe(1);
+    expect(rejections('E_MODEL_NOT_FOUND', '')).toBe(1);
+    expect(rejections('E_PROTOCOL', '')).toBe(1);
+    expect(rejections('E_PAYLOAD_TOO_LARGE', '')).toBe(1);
+    expect(rejections('E_INPUT_SHAPE', 'mlp')).toBe(1);
+    expect(rejections('E_RATE_LIMITED', 'mlp')).toBe(1);
+    // A name a client made up never becomes a label value (series would grow without bound).
+    expect(metrics).not.toContain('made-up-name');
+    await Promise.all([client.close(), scarce.close()]);
+  });
+});
+
+describe('ws-gateway: dynamic batching (model.json maxBatch)', () => {
+  /** Jobs sent at once, one row each: exactly one full batch. */
+  const JOBS = 8;
+  let ctx: TestServer;
+  let mlpPath: string;
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => {
+      mlpPath = await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      // A long maxDelayMs: the batch runs when its JOBS rows are in, not when a timer fires, so
+      // the jobs below always share one run however the connections interleave.
+      writeModelConfig(dir, 'mlp', 1, { maxBatch: JOBS, maxDelayMs: 10_000 });
+    });
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('runs concurrent requests from several connections as one batch, each answered with its own row', async () => {
+    const clients = await Promise.all(
+      Array.from({ length: JOBS / 2 }, () => connectClient(ctx.url)),
+    );
+    const jobs = Array.from({ length: JOBS }, (_, i) => ({
+      client: clients[i % clients.length]!,
+      id: `batch-${i}`,
+      inputs: mlpInput(1, 100 + i),
+    }));
+    for (const { client, id, inputs } of jobs)
+      client.send({ type: 'infer', id, model: 'mlp', inputs });
+    const logs = await Promise.all(jobs.map(({ client, id }) => client.collectJob(id)));
+    for (const [i, log] of logs.entries()) {
+      expectSameTensors(resultOf(log).outputs, await runDirect(mlpPath, jobs[i]!.inputs));
+    }
+    const metrics = await scrapeMetrics(ctx.url);
+    const ran = metricValue(metrics, 'tandem_run_seconds_count', { model: 'mlp' });
+    expect(metricValue(metrics, 'tandem_jobs_total', { model: 'mlp' })).toBe(JOBS);
+    expect(ran).toBeGreaterThanOrEqual(1);
+    expect(ran).toBeLessThan(JOBS);
+    await Promise.all(clients.map((client) => client.close()));
+  });
+});
+
+describe("ws-gateway: a key's concurrency limit (maxConcurrent)", () => {
+  const KEY = 'tk_test_erin';
+  /** Rows of the job that holds the instance: hundreds of ms, far longer than the probes. */
+  const LONG_ROWS = 1024;
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeSlowModel(dir);
+      },
+      { apiKeys: [{ id: 'erin', sha256: hashApiKey(KEY), maxConcurrent: 2 }] },
+    );
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('refuses jobs past the limit with E_RATE_LIMITED on any connection of the key, and completes the others', async () => {
+    const first = await connectClient(ctx.url, { apiKey: KEY });
+    const second = await connectClient(ctx.url, { apiKey: KEY });
+    // The model is cold and the first job long, so both stay in flight while the probes go out;
+    // the second waits behind the first.
+    first.send({ type: 'infer', id: 'c-1', model: 'slow', inputs: slowInput(LONG_ROWS, 1) });
+    first.send({ type: 'infer', id: 'c-2', model: 'slow', inputs: slowInput(1, 2) });
+    await first.nextOf('progress', (m) => m.event.jobId === 'c-2');
+    for (const [client, id] of [
+      [second, 'c-3'],
+      [first, 'c-4'],
+    ] as const) {
+      const refused = await client.infer({ id, model: 'slow', inputs: slowInput(1, 3) });
+      expect(errorCodeOf(refused), id).toBe('E_RATE_LIMITED');
+      expect(refused.error?.retryable, id).toBe(true);
+      expect(refused.error?.retryAfterMs, id).toBeGreaterThan(0);
+    }
+    for (const [id, rows, seed] of [
+      ['c-1', LONG_ROWS, 1],
+      ['c-2', 1, 2],
+    ] as const) {
+      expectSameTensors(resultOf(await first.collectJob(id)).outputs, {
+        y: slowInput(rows, seed).x!,
+      });
+    }
+    // Their slots are free again once their results are out.
+    const again = await second.infer({ id: 'c-5', model: 'slow', inputs: slowInput(1, 5) });
+    expectSameTensors(resultOf(again).outputs, { y: slowInput(1, 5).x! });
+    await Promise.all([first.close(), second.close()]);
   });
 });
