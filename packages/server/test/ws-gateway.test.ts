@@ -192,6 +192,61 @@ describe('ws-gateway: serving models it has never seen', () => {
   });
 });
 
+describe('ws-gateway: one output of a model with many large ones', () => {
+  const OUTPUTS = 8;
+  /** `y<k> = x * (k + 1)` for k in 0..7: eight outputs, each as large as the input. */
+  const FAN = buildModel({
+    inputs: [{ name: 'x', dtype: 'float32', dims: ['n'] }],
+    outputs: Array.from({ length: OUTPUTS }, (_, k) => ({
+      name: `y${k}`,
+      dtype: 'float32' as const,
+      dims: ['n'],
+    })),
+    initializers: Array.from({ length: OUTPUTS }, (_, k) => ({
+      name: `k${k}`,
+      dtype: 'float32' as const,
+      dims: [],
+      data: new Float32Array([k + 1]),
+    })),
+    nodes: Array.from({ length: OUTPUTS }, (_, k) => ({
+      opType: 'Mul',
+      inputs: ['x', `k${k}`],
+      outputs: [`y${k}`],
+    })),
+  });
+  let ctx: TestServer;
+  let client: TestClient;
+  let path: string;
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => {
+      path = await writeModelFile(dir, 'fan', 1, FAN);
+    });
+    client = await connectClient(ctx.url);
+  });
+  afterAll(async () => {
+    await client.close();
+    await ctx.close();
+  });
+
+  it('returns only the output asked for, equal to onnxruntime-node, and sends no other', async () => {
+    const prng = createPrng(11);
+    const data = new Float32Array(100_000);
+    for (let i = 0; i < data.length; i++) data[i] = prng.uniform(-1, 1);
+    const inputs: TensorMap = { x: { dtype: 'float32', dims: [data.length], data } };
+    const log = await client.infer({ id: 'fan-y5', model: 'fan', inputs, outputs: ['y5'] });
+    const result = resultOf(log);
+    expect(Object.keys(result.outputs)).toEqual(['y5']);
+    expectSameTensors(result.outputs, await runDirect(path, inputs, ['y5']));
+    // All eight would be 3.2 MB; one is 400 KB.
+    const all = resultOf(await client.infer({ id: 'fan-all', model: 'fan', inputs }));
+    expect(Object.keys(all.outputs).sort()).toEqual(
+      Array.from({ length: OUTPUTS }, (_, k) => `y${k}`).sort(),
+    );
+    expectSameTensors(all.outputs, await runDirect(path, inputs));
+  });
+});
+
 describe('ws-gateway: upgrade checks and hello', () => {
   const KEY = 'tk_test_alice';
   let keyed: TestServer;
