@@ -1,12 +1,23 @@
 // The client in real Chromium (playwright-core, Debian's chromium): a test page built with Vite and
 // served by a real Tandem server (cross-origin isolated) on http://localhost. Local runs on wasm and
-// on WebGPU (the software adapter allowed here), agreement with the server's result, a second page
-// load reading the model and onnxruntime-web's runtime .wasm from Cache Storage with no network,
-// and an integrity failure.
+// on WebGPU (the software adapter allowed here), agreement with the server's result, wasm threads
+// with and without cross-origin isolation, a second page load reading the model and
+// onnxruntime-web's runtime .wasm from Cache Storage with no network, tandem.cache over Cache
+// Storage, keep-warm pausing while the page is hidden, and an integrity failure.
 
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeMessage, decodeServerMessage, type ModelState } from '@tandem/shared';
+import type { Tandem } from '@tandem/client';
+import { buildTinyModel, writeModelFile } from '@tandem/test-support';
 import { openBrowserSite, type BrowserSite } from './browser-site.js';
+
+/** A server model that unloads after half a second idle, for the keep-warm test. */
+const KEEP_WARM_MODEL = 'keep-warm';
+const KEEP_WARM_IDLE_MS = 500;
 
 interface PageRun {
   placement: string;
@@ -74,20 +85,72 @@ function runInPage(
   }, options);
 }
 
+/** Runs paddleocr-cls on the page's LocalRuntime; says how many wasm threads the runtime reported. */
+function runWithThreadsInPage(page: Page): Promise<{
+  crossOriginIsolated: boolean;
+  threads: number;
+  backend: string;
+  values: number[];
+}> {
+  return page.evaluate(async () => {
+    const { LocalRuntime, ModelFileStore } = window.tandemClient;
+    const manifest = (await (await fetch('/v1/models/paddleocr-cls/manifest')).json()) as never;
+    const runtime = new LocalRuntime({ files: new ModelFileStore() });
+    try {
+      const { threads } = await runtime.backendInfo();
+      const data = new Float32Array(3 * 48 * 192);
+      for (let i = 0; i < data.length; i++) data[i] = (i % 97) / 97;
+      const result = await runtime.run(
+        manifest,
+        { x: { dtype: 'float32', dims: [1, 3, 48, 192], data } },
+        {
+          jobId: 'threads',
+          priority: 5,
+          signal: new AbortController().signal,
+          onProgress: () => undefined,
+        },
+      );
+      const output = Object.values(result.outputs)[0]!.data as Float32Array;
+      return { crossOriginIsolated, threads, backend: result.backend, values: Array.from(output) };
+    } finally {
+      await runtime.close();
+    }
+  });
+}
+
+/** Makes the page report `state` and fires `visibilitychange`, as switching tabs does. */
+function setVisibility(page: Page, state: DocumentVisibilityState): Promise<void> {
+  return page.evaluate((value) => {
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => value });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, state);
+}
+
 describe('the client in Chromium', () => {
   let site: BrowserSite;
   let origin: string;
   let browser: Browser;
+  let modelsDir: string;
 
   beforeAll(async () => {
-    site = await openBrowserSite();
+    modelsDir = await mkdtemp(join(tmpdir(), 'tandem-browser-models-'));
+    const modelFile = await writeModelFile(modelsDir, KEEP_WARM_MODEL, 1, buildTinyModel().bytes);
+    await writeFile(
+      join(modelFile, '..', 'model.json'),
+      JSON.stringify({ idleTimeoutMs: KEEP_WARM_IDLE_MS }),
+    );
+    site = await openBrowserSite({ modelsDir });
     ({ origin, browser } = site);
   });
 
-  afterAll(() => site.close());
+  afterAll(async () => {
+    await site.close();
+    await rm(modelsDir, { recursive: true, force: true });
+  });
 
   async function openPage(
     context: BrowserContext,
+    at = origin,
   ): Promise<{ page: Page; modelRequests: string[]; runtimeRequests: string[] }> {
     const page = await context.newPage();
     const modelRequests: string[] = [];
@@ -98,7 +161,7 @@ describe('the client in Chromium', () => {
       if (request.url().endsWith('model.onnx')) modelRequests.push(request.url());
       if (request.url().endsWith('.wasm')) runtimeRequests.push(request.url());
     });
-    await page.goto(`${origin}/`);
+    await page.goto(`${at}/`);
     await page.waitForFunction(() => document.getElementById('status')?.textContent === 'ready');
     return { page, modelRequests, runtimeRequests };
   }
@@ -164,6 +227,151 @@ describe('the client in Chromium', () => {
     warm.values.forEach((value, i) =>
       expect(Math.abs(value - remote.values[i]!)).toBeLessThan(1e-4),
     );
+    await context.close();
+  });
+
+  it('runs onnxruntime-web on several wasm threads on a cross-origin isolated page, and on one without isolation', async () => {
+    const context = await browser.newContext();
+    /** A page of the site, with the workers onnxruntime-web starts as its wasm threads. */
+    const open = async (at: string) => {
+      const { page } = await openPage(context, at);
+      // Besides the client's own worker (Vite names it local-worker-<hash>.js), a page's workers
+      // are onnxruntime-web's threads.
+      const isThread = (url: string): boolean => !url.includes('/local-worker');
+      const threadWorkers: string[] = [];
+      page.on('worker', (worker) => {
+        if (isThread(worker.url())) threadWorkers.push(worker.url());
+      });
+      return { page, threadWorkers, isThread };
+    };
+    const isolated = await open(origin);
+    const threadStarted = isolated.page.waitForEvent('worker', {
+      predicate: (worker) => isolated.isThread(worker.url()),
+      timeout: 20_000,
+    });
+    threadStarted.catch(() => undefined); // awaited below, unless an assertion fails first
+    const withThreads = await runWithThreadsInPage(isolated.page);
+    expect(withThreads).toMatchObject({ crossOriginIsolated: true, backend: 'wasm' });
+    expect(withThreads.threads).toBeGreaterThan(1);
+    // onnxruntime-web really started them: reporting a number is not enough.
+    await threadStarted;
+    const unisolated = await open(site.unisolatedOrigin);
+    const single = await runWithThreadsInPage(unisolated.page);
+    expect(single).toMatchObject({ crossOriginIsolated: false, backend: 'wasm', threads: 1 });
+    // One thread needs no thread workers; the run, done by now, would have started them.
+    expect(unisolated.threadWorkers).toEqual([]);
+    expect(single.values).toHaveLength(2);
+    single.values.forEach((value, i) =>
+      expect(Math.abs(value - withThreads.values[i]!)).toBeLessThan(1e-4),
+    );
+    await context.close();
+  });
+
+  it('lists, estimates and deletes the model in Cache Storage; the next page load downloads it again', async () => {
+    const manifest = (await (await fetch(`${origin}/v1/models/paddleocr-cls/manifest`)).json()) as {
+      bytes: number;
+      sha256: string;
+    };
+    const context = await browser.newContext();
+    const first = await openPage(context);
+    expect((await runInPage(first.page, { placement: 'local-only' })).code).toBeUndefined();
+    const cache = await first.page.evaluate(async () => {
+      const tandem = window.tandemClient.createTandem({ server: location.origin });
+      try {
+        const listed = await tandem.cache.list();
+        const estimate = await tandem.cache.estimate();
+        const deleted = await tandem.cache.delete('paddleocr-cls');
+        return {
+          listed,
+          estimate,
+          deleted,
+          listedAfter: await tandem.cache.list(),
+          estimateAfter: await tandem.cache.estimate(),
+        };
+      } finally {
+        await tandem.close();
+      }
+    });
+    expect(cache.listed).toEqual([
+      {
+        name: 'paddleocr-cls',
+        // As the manifest gave it (this one relative to the page).
+        url: '/v1/models/paddleocr-cls/versions/1/model.onnx',
+        bytes: manifest.bytes,
+        sha256: manifest.sha256,
+        storage: 'cache',
+      },
+    ]);
+    expect(cache.estimate.modelBytes).toBe(manifest.bytes);
+    // The origin's usage holds the model and onnxruntime-web's runtime .wasm, within its quota.
+    expect(cache.estimate.usageBytes).toBeGreaterThan(manifest.bytes);
+    expect(cache.estimate.quotaBytes).toBeGreaterThan(cache.estimate.usageBytes!);
+    expect(cache.deleted).toBe(1);
+    expect(cache.listedAfter).toEqual([]);
+    expect(cache.estimateAfter.modelBytes).toBe(0);
+    await first.page.close();
+    const second = await openPage(context);
+    const again = await runInPage(second.page, { placement: 'local-only' });
+    expect(again.code).toBeUndefined();
+    expect(second.modelRequests).toHaveLength(1);
+    expect(again.downloadMs).toBeGreaterThan(0);
+    await context.close();
+  });
+
+  it('keeps a server model warm while the page is visible, and lets it scale to zero while hidden', async () => {
+    const context = await browser.newContext();
+    const { page } = await openPage(context);
+    const serverState = (): ModelState | undefined =>
+      site.server.manager.statuses().find((status) => status.name === KEEP_WARM_MODEL)?.state;
+    // The page's WebSocket, as Chromium saw it on the wire: the warms it sent, and the states of
+    // the model the server announced (a `model` answer to each warm, and every state change).
+    let warmsSent = 0;
+    /** warmsSent when the server first announced the model ready. */
+    let sentBeforeReady: number | undefined;
+    const announced: ModelState[] = [];
+    page.on('websocket', (socket) => {
+      socket.on('framesent', ({ payload }) => {
+        if (typeof payload !== 'string' && decodeMessage(new Uint8Array(payload)).type === 'warm')
+          warmsSent += 1;
+      });
+      socket.on('framereceived', ({ payload }) => {
+        if (typeof payload === 'string') return;
+        const message = decodeServerMessage(new Uint8Array(payload));
+        if (message.type !== 'model' || message.model.name !== KEEP_WARM_MODEL) return;
+        announced.push(message.model.state);
+        if (message.model.state === 'ready') sentBeforeReady ??= warmsSent;
+      });
+    });
+    await page.evaluate((model) => {
+      const tandem = window.tandemClient.createTandem({
+        server: location.origin,
+        keepWarm: { models: [model], intervalMs: 100 },
+      });
+      (window as Window & { keptWarm?: Tandem }).keptWarm = tandem;
+    }, KEEP_WARM_MODEL);
+    // Visible: ten warms sent once the model was ready, one per interval, span twice its idle
+    // timeout; the server answered them, and never unloaded the model in between.
+    const sentSinceReady = (): number =>
+      sentBeforeReady === undefined ? 0 : warmsSent - sentBeforeReady;
+    await expect.poll(sentSinceReady, { timeout: 20_000 }).toBeGreaterThanOrEqual(10);
+    await expect
+      .poll(() => announced.filter((state) => state === 'ready').length, { timeout: 20_000 })
+      .toBeGreaterThan(10);
+    expect(announced).not.toContain('unloaded');
+    expect(serverState()).toBe('ready');
+    // Hidden, as when the user switches tabs. Headless Chromium never hides a page by itself, so
+    // the page is told, as the browser would tell it.
+    await setVisibility(page, 'hidden');
+    const sentWhenHidden = warmsSent;
+    // No warm for KEEP_WARM_IDLE_MS (five intervals) and the server unloads it: had warms gone on
+    // every 100 ms, its idle clock would never have run out.
+    await expect.poll(serverState, { timeout: 20_000 }).toBe('unloaded');
+    // One warm may have been on its way as the page was hidden; none was sent after.
+    expect(warmsSent - sentWhenHidden).toBeLessThanOrEqual(1);
+    // Back on screen: the warms resume, and the server loads the model again.
+    await setVisibility(page, 'visible');
+    await expect.poll(serverState, { timeout: 20_000 }).toBe('ready');
+    await page.evaluate(() => (window as Window & { keptWarm?: Tandem }).keptWarm?.close());
     await context.close();
   });
 

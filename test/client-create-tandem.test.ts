@@ -1,14 +1,22 @@
 // createTandem in Node against a real server: where each call runs and why, fallback when the
-// server is down, a model that needs a backend this device lacks going remote, cancellation, and
-// one progress sequence per job that never goes backwards and ends at 1.
+// server is down, a model that needs a backend this device lacks going remote, cancellation (the
+// server dropping a running job, a compile the next call picks up), the model file store behind
+// tandem.cache, and one progress sequence per job that never goes backwards and ends at 1.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProgressEvent, TensorMap } from '@tandem/shared';
+import { WebSocket } from 'ws';
+import {
+  decodeServerMessage,
+  parseModelManifest,
+  type ProgressEvent,
+  type ServerMessage,
+  type TensorMap,
+} from '@tandem/shared';
 import { createServer, type TandemServer } from '@tandem/server';
-import { createTandem, type Tandem } from '@tandem/client';
+import { createTandem, type Job, type Tandem, type WebSocketLike } from '@tandem/client';
 import {
   createPrng,
   fillUniform,
@@ -221,6 +229,95 @@ describe('createTandem cancellation', () => {
   });
 });
 
+describe('createTandem cancelling work in progress', () => {
+  it('cancels a remote job while it runs: the server answers it E_CANCELLED, never with a result, and runs the next job', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-cancel-running-'));
+    await writeSlowModel(dir);
+    const server = await createServer({ port: 0, modelsDir: dir, catalog: false });
+    const url = await server.listen();
+    // Every message the server sent, heard beside the client on its own (real) socket.
+    const heard: ServerMessage[] = [];
+    const tandem = createTandem({
+      server: url,
+      placement: 'remote-only',
+      createSocket: (socketUrl, protocols) => {
+        const socket = new WebSocket(socketUrl, protocols);
+        socket.on('message', (data: WebSocket.RawData) => {
+          // A copy at offset 0: the decoder views tensors in place, 8-byte aligned.
+          heard.push(
+            decodeServerMessage(new Uint8Array(Array.isArray(data) ? Buffer.concat(data) : data)),
+          );
+        });
+        return socket as unknown as WebSocketLike;
+      },
+    });
+    /** What the server told the client about one job, in order. */
+    const told = (id: string): string[] =>
+      heard.flatMap((message) => {
+        if (message.type === 'progress')
+          return message.event.jobId === id ? [`progress:${message.event.stage}`] : [];
+        if (message.type === 'error') return message.id === id ? [`error:${message.code}`] : [];
+        if (message.type === 'result') return message.id === id ? ['result'] : [];
+        return [];
+      });
+    try {
+      // 2048 rows keep the server's instance busy for a few hundred ms: the cancel, sent when the
+      // client hears 'running', reaches the server (on loopback) long before the run could end.
+      const running: Job = tandem.run('slow', slowInput(2048, 1), {
+        onProgress: (event) => {
+          if (event.stage === 'running') running.cancel();
+        },
+      });
+      expect(await rejectionCode(running)).toBe('E_CANCELLED');
+      expect((await collect(running)).at(-1)).toMatchObject({
+        stage: 'cancelled',
+        where: 'remote',
+      });
+      // The next job waits for the cancelled run to leave the instance (one run at a time), so by
+      // its result everything the server would ever say about the cancelled one has been heard.
+      const nextJob = tandem.run('slow', slowInput(2, 2));
+      const next = await nextJob;
+      expect(next.placement).toBe('remote');
+      expect(next.outputs.y!.data).toEqual(slowInput(2, 2).x!.data); // y = x · I · … · I
+      const cancelled = told(running.id);
+      expect(cancelled).toContain('progress:running');
+      expect(cancelled.at(-1)).toBe('error:E_CANCELLED');
+      expect(cancelled).not.toContain('result');
+      expect(told(nextJob.id).at(-1)).toBe('result');
+    } finally {
+      await tandem.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('cancels a local job in its compile stage with E_CANCELLED; the compile goes on, and the next call runs on it', async () => {
+    const server = await createServer({ port: 0 });
+    const url = await server.listen();
+    const tandem = createTandem({ server: url, placement: 'local-only' });
+    try {
+      const compiling = tandem.run('paddleocr-cls', clsInput(8), {
+        onProgress: (event) => {
+          if (event.stage === 'compile') compiling.cancel();
+        },
+      });
+      expect(await rejectionCode(compiling)).toBe('E_CANCELLED');
+      const stages = (await collect(compiling)).map((event) => event.stage);
+      expect(stages.slice(-2)).toEqual(['compile', 'cancelled']);
+      // onnxruntime cannot stop a session half made: the call stopped waiting, and the session,
+      // once made, serves the next call instead of being made twice.
+      const nextJob = tandem.run('paddleocr-cls', clsInput(9));
+      const [next, events] = await Promise.all([nextJob, collect(nextJob)]);
+      expect(next.placement).toBe('local');
+      expect(next.cold).toBe(false);
+      expect(events.map((event) => event.stage)).toEqual(['resolve', 'running', 'done']);
+    } finally {
+      await tandem.close();
+      await server.close();
+    }
+  });
+});
+
 describe('createTandem close', () => {
   it('ends jobs in flight on both sides with E_CANCELLED, falls back to neither, and refuses new calls', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tandem-close-'));
@@ -268,6 +365,43 @@ describe('createTandem close', () => {
       await tandem.close();
       await server.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('tandem.cache in Node', () => {
+  it('lists the file a local run stored with its bytes, estimates them, and deletes it', async () => {
+    const server = await createServer({ port: 0 });
+    const url = await server.listen();
+    const manifest = parseModelManifest(
+      await (await fetch(`${url}/v1/models/paddleocr-cls/manifest`)).json(),
+    );
+    const tandem = createTandem({ server: url, placement: 'local-only' });
+    try {
+      expect(await tandem.cache.list()).toEqual([]);
+      expect(await tandem.cache.estimate()).toMatchObject({ modelBytes: 0 });
+      const first = await tandem.run('paddleocr-cls', clsInput(10));
+      expect(first.timings.downloadMs).toBeGreaterThan(0);
+      // Node has no Cache Storage: the file is kept in this client's memory.
+      expect(await tandem.cache.list()).toEqual([
+        {
+          name: 'paddleocr-cls',
+          url: `${url}/v1/models/paddleocr-cls/versions/1/model.onnx`,
+          bytes: manifest.bytes,
+          sha256: manifest.sha256,
+          storage: 'memory',
+        },
+      ]);
+      expect(await tandem.cache.estimate()).toMatchObject({ modelBytes: manifest.bytes });
+      expect(await tandem.cache.delete('paddleocr-cls')).toBe(1);
+      expect(await tandem.cache.list()).toEqual([]);
+      expect(await tandem.cache.estimate()).toMatchObject({ modelBytes: 0 });
+      expect(await tandem.cache.delete('paddleocr-cls')).toBe(0);
+      // The file is gone, not the client: the model still runs here.
+      expect((await tandem.run('paddleocr-cls', clsInput(11))).placement).toBe('local');
+    } finally {
+      await tandem.close();
+      await server.close();
     }
   });
 });

@@ -1,6 +1,10 @@
 // The client's local runtime in Node: onnxruntime-web (wasm) in a worker_threads worker behind
-// comlink, model files from a real server, compared with onnxruntime-node on the same file.
+// comlink, model files from a real server, compared with onnxruntime-node on the same file; and
+// failures inside the worker reaching the caller with their TandemError codes.
 
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -11,7 +15,15 @@ import {
 } from '@tandem/shared';
 import { createServer, type TandemServer } from '@tandem/server';
 import { LocalRuntime, ModelFileStore, defaultWorker, type WorkerHandle } from '@tandem/client';
-import { createPrng, fillUniform, realModelPath, rejectionCode } from '@tandem/test-support';
+import {
+  buildModel,
+  buildTinyModel,
+  createPrng,
+  fillUniform,
+  realModelPath,
+  rejectionCode,
+  writeModelFile,
+} from '@tandem/test-support';
 
 function clsInput(seed: number): TensorMap {
   const data = fillUniform(new Float32Array(3 * 48 * 192), createPrng(seed), 0, 1);
@@ -154,5 +166,74 @@ describe('LocalRuntime (onnxruntime-web wasm in worker_threads)', () => {
     expect(await rejectionCode(closing.run(manifest, clsInput(10), options('l-10')))).toBe(
       'E_CANCELLED',
     );
+  });
+});
+
+describe('LocalRuntime errors across the worker boundary', () => {
+  let dir: string;
+  let server: TandemServer;
+  let runtime: LocalRuntime;
+  let url: string;
+
+  const manifestOf = async (name: string): Promise<ModelManifest> =>
+    parseModelManifest(await (await fetch(`${url}/v1/models/${name}/manifest`)).json());
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tandem-worker-errors-'));
+    const tiny = buildTinyModel().bytes;
+    await writeModelFile(dir, 'tiny', 1, tiny);
+    // Valid ONNX (Relu-14 allows int16) that onnxruntime's CPU kernels do not implement.
+    await writeModelFile(
+      dir,
+      'relu-int16',
+      1,
+      buildModel({
+        inputs: [{ name: 'x', dtype: 'int16', dims: [2] }],
+        outputs: [{ name: 'y', dtype: 'int16', dims: [2] }],
+        nodes: [{ opType: 'Relu', inputs: ['x'], outputs: ['y'] }],
+      }),
+    );
+    // A file cut short: its sha256 matches the manifest (the server hashes what it has), so the
+    // download passes and onnxruntime-web itself, in the worker, is what refuses it.
+    await writeModelFile(dir, 'truncated', 1, tiny.subarray(0, tiny.byteLength - 9));
+    server = await createServer({ port: 0, modelsDir: dir, catalog: false });
+    url = await server.listen();
+    runtime = new LocalRuntime({ files: new ModelFileStore({ baseUrl: url }) });
+  });
+
+  afterAll(async () => {
+    await runtime.close();
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps the code of a session that fails to load or run, and runs the next good call', async () => {
+    const tiny = await manifestOf('tiny');
+    const float = (n: number): TensorMap => ({
+      x: { dtype: 'float32', dims: [n], data: Float32Array.from({ length: n }, (_, i) => i) },
+    });
+    // Failures of session creation, each classified inside the worker.
+    expect(
+      await rejectionCode(
+        runtime.run(
+          await manifestOf('relu-int16'),
+          { x: { dtype: 'int16', dims: [2], data: new Int16Array([-1, 1]) } },
+          options('e-1'),
+        ),
+      ),
+    ).toBe('E_UNSUPPORTED_OP');
+    expect(
+      await rejectionCode(runtime.run(await manifestOf('truncated'), float(2), options('e-2'))),
+    ).toBe('E_MODEL_LOAD_FAILED');
+    // Failures of runs on a compiled session: inputs onnxruntime-web refuses.
+    await runtime.warm(tiny);
+    const ints = { x: { dtype: 'int32', dims: [3], data: new Int32Array(3) } } as const;
+    expect(await rejectionCode(runtime.run(tiny, ints, options('e-3')))).toBe('E_INPUT_DTYPE');
+    const matrix = { x: { dtype: 'float32', dims: [1, 3], data: new Float32Array(3) } } as const;
+    expect(await rejectionCode(runtime.run(tiny, matrix, options('e-4')))).toBe('E_INPUT_SHAPE');
+    expect(await rejectionCode(runtime.run(tiny, {}, options('e-5')))).toBe('E_INPUT_MISSING');
+    // None of them broke the worker: the same runtime computes y = 2x + 1.
+    const after = await runtime.run(tiny, float(4), options('e-6'));
+    expect(Array.from(after.outputs.y!.data as Float32Array)).toEqual([1, 3, 5, 7]);
   });
 });

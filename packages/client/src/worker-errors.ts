@@ -36,7 +36,7 @@ export function installTandemErrorHandler(): void {
 
 /**
  * Gives an onnxruntime-web failure a code the router can act on: no backend, a lost GPU device,
- * memory, an operator the backend lacks, or a generic runtime failure.
+ * memory, an operator the backend lacks, inputs the model refuses, or a generic runtime failure.
  */
 export function classifyOrtError(error: unknown, fallback: ErrorCode = 'E_RUNTIME'): TandemError {
   if (error instanceof TandemError) return error;
@@ -55,6 +55,11 @@ export function classifyOrtError(error: unknown, fallback: ErrorCode = 'E_RUNTIM
       /not (yet )?(supported|implemented)|could not find an implementation|unsupported (op|operator)/i,
       'E_UNSUPPORTED_OP',
     ],
+    // Inputs the model refuses fail the call, not this side: the server would refuse them with the
+    // same codes, so the router must not fall back to it (E_RUNTIME would).
+    [/unexpected input data type/i, 'E_INPUT_DTYPE'],
+    [/invalid (rank|dimensions) for input/i, 'E_INPUT_SHAPE'],
+    [/input '[^']*' is missing in 'feeds'|invalid input '/i, 'E_INPUT_MISSING'],
   ];
   for (const [pattern, code] of rules) {
     if (pattern.test(message)) return new TandemError(code, message, { cause: error });
