@@ -14,6 +14,7 @@ import {
   type PlannedStage,
   type TensorMap,
 } from '@tandem/shared';
+import { abortable } from './abortable.js';
 import type { BackendInfo, LocalWorkerApi } from './local-worker-api.js';
 import type { ModelFileStore } from './model-files.js';
 import { nodeEndpoint } from './node-endpoint.js';
@@ -198,7 +199,7 @@ export class LocalRuntime implements Runtime {
     );
     const runStarted = performance.now();
     const payload = options.transfer === true ? transferable(inputs) : inputs;
-    const outputs = await abortable(
+    const outputs = await untilCancelled(
       this.#call((api) => api.run(key, payload, options.outputs)),
       options.signal,
     );
@@ -308,7 +309,7 @@ export class LocalRuntime implements Runtime {
     const key = sessionKey(manifest, backend);
     const existing = this.#sessions.get(key);
     if (existing !== undefined) {
-      await abortable(existing, signal);
+      await untilCancelled(existing, signal);
       return { backend, key, downloadMs: 0, compileMs: 0, cold: false };
     }
     const file = await this.#options.files.get(manifest, {
@@ -340,7 +341,7 @@ export class LocalRuntime implements Runtime {
     loading.catch(() => {
       if (this.#sessions.get(key) === loading) this.#sessions.delete(key);
     });
-    const loaded = await abortable(loading, signal);
+    const loaded = await untilCancelled(loading, signal);
     this.#average(this.#compileMs, key).add(loaded.compileMs);
     return { backend, key, downloadMs: file.downloadMs, compileMs: loaded.compileMs, cold: true };
   }
@@ -390,29 +391,12 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 /** Resolves like `promise`, or rejects with E_CANCELLED as soon as `signal` aborts. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  throwIfAborted(signal);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      reject(
-        signal.reason instanceof TandemError
-          ? signal.reason
-          : new TandemError('E_CANCELLED', 'cancelled'),
-      );
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(TandemError.from(error));
-      },
-    );
-  });
+function untilCancelled<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  return abortable(promise, signal, () =>
+    signal?.reason instanceof TandemError
+      ? signal.reason
+      : new TandemError('E_CANCELLED', 'cancelled'),
+  );
 }
 
 /** Marks input buffers for transfer (comlink.transfer) when each tensor owns its whole buffer. */

@@ -19,6 +19,7 @@ import {
   type ServerMessage,
   type TensorMap,
 } from '@tandem/shared';
+import { abortable } from './abortable.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from './runtime.js';
 
 /** The subset of the WebSocket API this runtime uses (the browser's, or the `ws` package's). */
@@ -207,7 +208,7 @@ export class WebSocketRemote implements Runtime {
   ): Promise<RuntimeResult> {
     if (options.signal.aborted) throw cancelled(options.jobId);
     // A cancel while connecting ends the call there: the job is never sent.
-    await untilAborted(this.connect(), options.signal, options.jobId);
+    await abortable(this.connect(), options.signal, () => cancelled(options.jobId), 'E_NETWORK');
     const message: InferMessage = {
       type: 'infer',
       id: options.jobId,
@@ -489,24 +490,6 @@ export class WebSocketRemote implements Runtime {
 
 function cancelled(id: string): TandemError {
   return new TandemError('E_CANCELLED', `job ${id} was cancelled`);
-}
-
-/** Settles like `promise`, or rejects with E_CANCELLED for job `id` as soon as `signal` aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal, id: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(cancelled(id));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(TandemError.from(error, 'E_NETWORK'));
-      },
-    );
-  });
 }
 
 /** `http(s)://host[:port][/base]` → `ws(s)://host[:port][/base]/v1/stream`; ws URLs pass through. */
