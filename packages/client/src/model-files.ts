@@ -72,7 +72,10 @@ export class ModelFileStore {
     manifest: ModelManifest,
     options: { signal?: AbortSignal; onProgress?: (progress: FileProgress) => void } = {},
   ): Promise<ModelFile> {
-    const { url, bytes: total, sha256 } = requireFile(manifest);
+    const file = requireFile(manifest);
+    const { bytes: total, sha256 } = file;
+    // Listed as fetched: a manifest's relative URL means nothing outside the page that had it.
+    const url = this.#resolve(file.url);
     const key = this.#key(url, sha256);
     const stored = await this.#read(key, total);
     if (stored !== undefined) {
@@ -115,13 +118,8 @@ export class ModelFileStore {
     if (cache !== undefined) {
       for (const request of await cache.keys()) {
         const response = await cache.match(request);
-        const header = response?.headers.get(INDEX_HEADER);
-        if (header === null || header === undefined) continue;
-        try {
-          found.push({ ...(JSON.parse(header) as Omit<CachedModel, 'storage'>), storage: 'cache' });
-        } catch {
-          // An entry this version did not write: not ours to list.
-        }
+        const entry = indexEntry(response?.headers.get(INDEX_HEADER));
+        if (entry !== undefined) found.push({ ...entry, storage: 'cache' });
       }
     }
     return found;
@@ -136,14 +134,8 @@ export class ModelFileStore {
     const cache = await this.#open();
     if (cache !== undefined) {
       for (const request of await cache.keys()) {
-        const header = (await cache.match(request))?.headers.get(INDEX_HEADER);
-        if (
-          header !== null &&
-          header !== undefined &&
-          (JSON.parse(header) as { name?: string }).name === name
-        ) {
-          if (await cache.delete(request)) removed++;
-        }
+        const entry = indexEntry((await cache.match(request))?.headers.get(INDEX_HEADER));
+        if (entry?.name === name && (await cache.delete(request))) removed++;
       }
     }
     return removed;
@@ -282,6 +274,30 @@ export class ModelFileStore {
     }
     return out;
   }
+}
+
+/**
+ * A stored file's index header, or undefined for an entry this code did not write (no header, not
+ * JSON, fields missing): such an entry is not listed or deleted.
+ */
+function indexEntry(header: string | null | undefined): Omit<CachedModel, 'storage'> | undefined {
+  if (header === null || header === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(header);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const { name, url, bytes, sha256 } = parsed as Record<string, unknown>;
+  if (
+    typeof name !== 'string' ||
+    typeof url !== 'string' ||
+    typeof bytes !== 'number' ||
+    typeof sha256 !== 'string'
+  )
+    return undefined;
+  return { name, url, bytes, sha256 };
 }
 
 function requireFile(manifest: ModelManifest): { url: string; bytes: number; sha256: string } {

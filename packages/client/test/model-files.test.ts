@@ -80,6 +80,31 @@ describe('ModelFileStore', () => {
     expect(await store.list()).toEqual([]);
   });
 
+  it('lists a relative manifest URL resolved, and passes over entries it did not write', async () => {
+    const caches = fakeCaches();
+    const store = new ModelFileStore({
+      fetch: fakeFetch(bytes, { calls: 0 }),
+      caches,
+      baseUrl: 'https://app.example/page/',
+    });
+    await store.get({ ...(await manifest()), url: '../models/m.onnx' });
+    // Entries of the same bucket written by someone else: no index header, or one not ours.
+    const bucket = await caches.open(store.cacheName);
+    await bucket.put('https://app.example/other', new Response('x'));
+    await bucket.put(
+      'https://app.example/broken',
+      new Response('x', { headers: { 'x-tandem-model': '{ not json' } }),
+    );
+    await bucket.put(
+      'https://app.example/shapeless',
+      new Response('x', { headers: { 'x-tandem-model': '{"name":"m"}' } }),
+    );
+    const listed = await store.list();
+    expect(listed.map((m) => m.url)).toEqual(['https://app.example/models/m.onnx']);
+    expect(await store.delete('m')).toBe(1);
+    expect(await store.list()).toEqual([]);
+  });
+
   it('falls back to memory when Cache Storage is full', async () => {
     const counter = { calls: 0 };
     const store = new ModelFileStore({
