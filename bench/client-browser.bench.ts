@@ -169,7 +169,7 @@ const bench: Bench = {
           files: new ModelFileStore(),
           // One wasm thread: on this cross-origin isolated page onnxruntime-web's pool threads
           // spin on for a while after each run, and on two cores they preempt the main thread
-          // in the middle of the next post (2-5 ms instead of 0.1 ms in 15 of 27 posts, against
+          // in the middle of the next post (2-5 ms instead of 0.1 ms in 13 of 27 posts, against
           // 2 of 27 with one thread). That is the previous run's cost, not the sending's.
           numThreads: 1,
           createWorker: async () => {
