@@ -295,8 +295,8 @@ describe('the client in Chromium', () => {
     expect(cache.listed).toEqual([
       {
         name: 'paddleocr-cls',
-        // As the manifest gave it (this one relative to the page).
-        url: '/v1/models/paddleocr-cls/versions/1/model.onnx',
+        // Resolved against the page: the manifest gave it relative.
+        url: `${origin}/v1/models/paddleocr-cls/versions/1/model.onnx`,
         bytes: manifest.bytes,
         sha256: manifest.sha256,
         storage: 'cache',
