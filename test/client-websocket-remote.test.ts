@@ -12,7 +12,12 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import type { ModelManifest, ProgressEvent, TensorMap } from '@tandem/shared';
+import {
+  decodeMessage,
+  type ModelManifest,
+  type ProgressEvent,
+  type TensorMap,
+} from '@tandem/shared';
 import { createServer, type TandemServer } from '@tandem/server';
 import { WebSocketRemote, type WebSocketLike } from '@tandem/client';
 import {
@@ -44,6 +49,33 @@ function mlpInput(rows: number, seed: number): TensorMap {
 }
 
 /**
+ * Sockets that count the `result` messages for job `id` arriving on every connection a remote
+ * opens: a job's promise settles once whatever arrives, so only the wire shows a duplicate.
+ */
+function resultsOnWire(id: string): {
+  createSocket: (url: string, protocols: string[]) => WebSocketLike;
+  count(): number;
+  /** Index (0-based) of each connection a result for `id` arrived on. */
+  connections(): number[];
+} {
+  const arrivedOn: number[] = [];
+  let opened = 0;
+  return {
+    createSocket(url, protocols) {
+      const index = opened++;
+      const socket = new WebSocket(url, protocols);
+      socket.on('message', (data: Buffer | Buffer[] | ArrayBuffer) => {
+        const message = decodeMessage(Array.isArray(data) ? data : new Uint8Array(data as Buffer));
+        if (message.type === 'result' && message.id === id) arrivedOn.push(index);
+      });
+      return socket as unknown as WebSocketLike;
+    },
+    count: () => arrivedOn.length,
+    connections: () => [...arrivedOn],
+  };
+}
+
+/**
  * A TCP proxy on loopback in front of `target` that passes the client's bytes on at once but holds
  * the server's (the upgrade answer included) until `release()`: a connection that stays
  * "connecting" for exactly as long as a test needs, with a real server behind it.
@@ -53,6 +85,8 @@ async function holdingProxy(target: string): Promise<{
   /** Resolves once a client connection has reached the proxy. */
   accepted: Promise<void>;
   release(): void;
+  /** Drops every connection through the proxy (as a network failure would); it keeps listening. */
+  cut(): void;
   close(): Promise<void>;
 }> {
   const { hostname, port } = new URL(target);
@@ -85,6 +119,9 @@ async function holdingProxy(target: string): Promise<{
     release() {
       released = true;
       for (const forward of held.splice(0)) forward();
+    },
+    cut() {
+      for (const socket of sockets) socket.destroy();
     },
     async close() {
       for (const socket of sockets) socket.destroy();
@@ -251,6 +288,47 @@ describe('WebSocketRemote against a real server', () => {
     }
   });
 
+  it('resumes a job after its connection drops mid-run: one result, the job run once', async () => {
+    const proxy = await holdingProxy(url);
+    proxy.release();
+    const wire = resultsOnWire('dropped-1');
+    const dropping = new WebSocketRemote({
+      url: proxy.url,
+      createSocket: wire.createSocket,
+      reconnectMinDelayMs: 20,
+      reconnectMaxDelayMs: 200,
+    });
+    try {
+      await dropping.warm(slow);
+      const before = await jobsRun(url, 'slow');
+      let runningNow!: () => void;
+      const isRunning = new Promise<void>((resolve) => (runningNow = resolve));
+      const inputs = slowInput(256, 6);
+      const job = dropping.run(slow, inputs, {
+        ...options('dropped-1'),
+        onProgress: (event) => {
+          if (event.stage === 'running') runningNow();
+        },
+      });
+      await isRunning;
+      proxy.cut(); // the server keeps running the job; the client reconnects and resumes it
+      const result = await job;
+      expect(result.outputs.y?.dims).toEqual([256, 256]);
+      const y = result.outputs.y!.data as Float32Array;
+      expect(Buffer.from(y.buffer, y.byteOffset, y.byteLength)).toEqual(
+        Buffer.from((inputs.x!.data as Float32Array).buffer),
+      );
+      await dropping.run(slow, slowInput(1, 7), options('dropped-2'));
+      // One result, on the connection made after the drop.
+      expect(wire.connections()).toEqual([1]);
+      // Resumed, not retried: the server ran it once (and the one after it).
+      expect(await jobsRun(url, 'slow')).toBe(before + 2);
+    } finally {
+      await dropping.close();
+      await proxy.close();
+    }
+  });
+
   it('reports a server error with its code', async () => {
     const bad: TensorMap = { x: { dtype: 'int32', dims: [1, 8], data: new Int32Array(8) } };
     expect(await codeOf(remote.run(mlp, bad, options('bad')))).toBe('E_INPUT_DTYPE');
@@ -291,9 +369,10 @@ describe('WebSocketRemote across a server restart', () => {
     const first = await serve(0);
     child = first.child;
     const port = Number(new URL(first.url).port);
+    const wire = resultsOnWire('restart-1');
     const remote = new WebSocketRemote({
       url: first.url,
-      createSocket,
+      createSocket: wire.createSocket,
       reconnectMinDelayMs: 50,
       reconnectMaxDelayMs: 500,
       jobReconnectTimeoutMs: 30_000,
@@ -322,6 +401,7 @@ describe('WebSocketRemote across a server restart', () => {
     // One more round trip on the same runtime: nothing else arrives for the finished job.
     await remote.run(slow, slowInput(1, 5), options('restart-2'));
     expect(results).toBe(1);
+    expect(wire.count()).toBe(1);
     await remote.close();
   });
 });
