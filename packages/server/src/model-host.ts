@@ -906,7 +906,11 @@ export class ModelHost {
       'E_MODEL_LOAD_FAILED',
       `model ${this.label} failed to load: ${error.message}`,
     );
-    for (const job of this.#queue.removeWhere(() => true)) job.fail(failed);
+    for (const job of this.#queue.removeWhere(() => true)) {
+      // Accepted, never run: refused after all, like a job whose deadline passed in the queue.
+      job.fail(failed);
+      this.#observer.rejected?.(this, failed.code);
+    }
     for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(failed);
     this.#observer.stateChanged(this);
     this.#checkIdle();

@@ -258,6 +258,12 @@ describe('model-host: corrupt model files fail alone', () => {
     client.send({ type: 'warm', model: 'garbage' });
     expect((await client.nextOf('error', (m) => m.id === null)).code).toBe('E_MODEL_LOAD_FAILED');
     resultOf(await client.infer({ id: 'good-3', model: 'mlp', inputs: mlpInput() }));
+    // Each refused job counted once: refused at once (garbage, truncated) or failed in the queue
+    // when its session could not be created (unknown-op); the warm of garbage counts too.
+    const metrics = await scrapeMetrics(ctx.url);
+    const refused = (model: string): number | undefined =>
+      metricValue(metrics, 'tandem_rejections_total', { model, code: 'E_MODEL_LOAD_FAILED' });
+    expect([refused('garbage'), refused('truncated'), refused('unknown-op')]).toEqual([2, 1, 1]);
   });
 });
 
