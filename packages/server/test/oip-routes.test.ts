@@ -749,6 +749,11 @@ describe('limits', () => {
       inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [0] }],
       parameters: { timeout: 1 },
     });
+    const slowJobs = async (): Promise<number> =>
+      metricValue((await limited.fastify.inject({ url: '/metrics' })).body, 'tandem_jobs_total', {
+        model: 'slow',
+      }) ?? 0;
+    const before = await slowJobs();
     const response = await limited.fastify.inject({
       method: 'POST',
       url: '/v2/models/slow/infer',
@@ -756,6 +761,8 @@ describe('limits', () => {
       headers,
     });
     expect(errorOf(response)).toEqual({ status: 504, code: 'E_DEADLINE_EXCEEDED' });
+    // Never run: the slow model ran no job for it.
+    expect(await slowJobs()).toBe(before);
   });
 });
 
