@@ -12,10 +12,15 @@ import type { Tensor } from './tensor.js';
 
 /** What the header says of one tensor: where its bytes sit in the frame body. */
 export interface TensorDescriptor {
+  /** The tensor's key in the message's tensor map. */
   readonly name: string;
+  /** Its element type. */
   readonly dtype: Tensor['dtype'];
+  /** Its shape; numeric data is `product(dims)` × element size bytes. */
   readonly dims: readonly number[];
+  /** Where its bytes start, counted from the body start: a multiple of 8, packed in order. */
   readonly offset: number;
+  /** Its length in the body, in bytes (strings: each u32 length plus UTF-8 bytes). */
   readonly byteLength: number;
 }
 

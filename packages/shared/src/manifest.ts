@@ -43,7 +43,9 @@ export type DimSpec = number | string;
 
 /** A model input or output as the model declares it. */
 export interface TensorSpec {
+  /** The input or output name: its key in a {@link TensorMap}. */
   readonly name: string;
+  /** The element type declared; the server refuses an input of another with `E_INPUT_DTYPE`. */
   readonly dtype: TensorDtype;
   /** The declared shape; absent when the model declares none (any rank is accepted). */
   readonly dims?: readonly DimSpec[];
@@ -59,8 +61,9 @@ export interface PlacementHints {
 
 /** What a client knows about a model before downloading it. */
 export interface ModelManifest {
+  /** The model's name: the server's name for it (`infer.model`), and part of local cache keys. */
   readonly name: string;
-  /** @default 'latest' on the server side */
+  /** The version to run; when absent, the server's latest (highest). A server's manifest always names one. */
   readonly version?: string;
   /** Where the `.onnx` file is downloaded from, for local runs. */
   readonly url?: string;
@@ -68,8 +71,14 @@ export interface ModelManifest {
   readonly bytes?: number;
   /** Lower-case hex sha256 of the file, checked after download. Required with `url`. */
   readonly sha256?: string;
+  /** The inputs the model declares, for information: the server checks inputs against its own copy. */
   readonly inputs?: readonly TensorSpec[];
+  /** The outputs the model declares, for information. */
   readonly outputs?: readonly TensorSpec[];
+  /**
+   * Hints for the router. Without them any local backend will do, and `auto` tries this device
+   * first until it has estimates.
+   */
   readonly placement?: PlacementHints;
 }
 

@@ -34,7 +34,7 @@ export const PRIORITY_MAX = 10;
 /** Priority of a job that names none. */
 export const DEFAULT_PRIORITY = 5;
 
-/** Most job ids a single `resume` or `infer.outputs` list may name. */
+/** Most items one list may hold: job ids in `resume`, output names in `infer.outputs`. */
 export const MAX_LIST_ITEMS = 1024;
 
 // ---- client → server ------------------------------------------------------------------------
@@ -42,8 +42,15 @@ export const MAX_LIST_ITEMS = 1024;
 /** First message on a connection: protocol version, who is calling, and optionally the API key. */
 export interface HelloMessage {
   readonly type: 'hello';
+  /** The client's {@link PROTOCOL_VERSION}; any other gets `E_PROTOCOL_VERSION`, then a close. */
   readonly protocolVersion: number;
-  readonly client: { readonly name: string; readonly version: string };
+  /** The calling library, for information: the server does not act on it. */
+  readonly client: {
+    /** Its package name, e.g. `@tandem/client`. */
+    readonly name: string;
+    /** Its version. */
+    readonly version: string;
+  };
   /** The API key, unless it was sent in the `Sec-WebSocket-Protocol` header. Never in the URL. */
   readonly apiKey?: string;
 }
@@ -51,7 +58,9 @@ export interface HelloMessage {
 /** Starts loading a model without running anything (the page-load "wake up" call). */
 export interface WarmMessage {
   readonly type: 'warm';
+  /** The model's name on the server; an unknown one gets `E_MODEL_NOT_FOUND` with `id: null`. */
   readonly model: string;
+  /** The version to load; the server's latest (highest) version when absent. */
   readonly version?: string;
 }
 
@@ -60,8 +69,11 @@ export interface InferMessage {
   readonly type: 'infer';
   /** Chosen by the client, unique among its in-flight jobs; used by `cancel` and `resume`. */
   readonly id: string;
+  /** The model's name on the server. */
   readonly model: string;
+  /** The version to run; the server's latest (highest) version when absent. */
   readonly version?: string;
+  /** Input tensors by input name, checked against the model's declared inputs before queueing. */
   readonly inputs: TensorMap;
   /** Names of the outputs wanted; all outputs when absent. */
   readonly outputs?: readonly string[];
@@ -76,18 +88,24 @@ export interface InferMessage {
 /** Cancels a job: removed if queued, its result dropped if running. */
 export interface CancelMessage {
   readonly type: 'cancel';
+  /** The `infer` id of the job; an unknown or already finished job is ignored, with no answer. */
   readonly id: string;
 }
 
 /** After a reconnect: asks for the outcome of jobs submitted on an earlier connection. */
 export interface ResumeMessage {
   readonly type: 'resume';
+  /**
+   * `infer` ids sent on an earlier connection with the same API key, at most
+   * {@link MAX_LIST_ITEMS}; each unknown or already acknowledged one gets `E_JOB_NOT_FOUND`.
+   */
   readonly ids: readonly string[];
 }
 
 /** Application-level heartbeat; the server answers with `pong` carrying the same nonce. */
 export interface PingMessage {
   readonly type: 'ping';
+  /** Any number in [0, 2⁵³−1] the client picks to match the `pong` (the client counts up). */
   readonly nonce: number;
 }
 
@@ -111,87 +129,129 @@ export const MODEL_STATES: readonly ModelState[] = [
 
 /** Measured moving averages for a model, in milliseconds; absent until measured. */
 export interface ModelEstimates {
+  /** Loading the model file into a new instance's session. */
   readonly loadMs?: number;
+  /** The warm-up run that follows a load. */
   readonly warmupMs?: number;
+  /** One run once the model is ready (a batched run counts once, whatever its size). */
   readonly runMs?: number;
 }
 
 /** A model as the server sees it. */
 export interface ModelStatus {
+  /** The model's name on the server. */
   readonly name: string;
+  /** The version this status is about: each version of a model has a status of its own. */
   readonly version: string;
+  /** `ready` while any instance is ready, `failed` (see `reason`) when it cannot load. */
   readonly state: ModelState;
-  /** Instances currently loaded. */
+  /** Instances ready to run jobs; ones still loading or warming up are not counted. */
   readonly instances: number;
-  /** Why the model is `failed`. */
+  /** Why the model is `failed`; absent otherwise. */
   readonly reason?: string;
+  /** The server's measured averages; each field absent until measured. */
   readonly estimates?: ModelEstimates;
 }
 
 /** Server limits a client should respect. */
 export interface ServerLimits {
+  /** Largest frame or HTTP body the server takes, in bytes; a larger frame closes the socket. */
   readonly maxPayloadBytes: number;
+  /** Jobs that may wait in a model's queue (its model.json may set its own); past it, `E_BUSY`. */
   readonly maxQueue: number;
+  /** How often the server pings each connection, in ms; one silent a whole interval is dropped. */
   readonly heartbeatIntervalMs: number;
+  /** How long a finished job's outcome stays resumable while no client acknowledged it, in ms. */
   readonly resultTtlMs: number;
 }
 
 /** Answer to `hello`: the server, its models and their states, and its limits. */
 export interface WelcomeMessage {
   readonly type: 'welcome';
+  /** The server's {@link PROTOCOL_VERSION}: the client's too, as a mismatch gets an `error`. */
   readonly protocolVersion: number;
-  readonly server: { readonly name: string; readonly version: string };
+  /** The server software, for information. */
+  readonly server: {
+    /** Its package name, e.g. `@tandem/server`. */
+    readonly name: string;
+    /** Its version. */
+    readonly version: string;
+  };
+  /** Every model version the server serves, as of now; `model` messages carry later changes. */
   readonly models: readonly ModelStatus[];
+  /** Limits the server enforces on this connection. */
   readonly limits: ServerLimits;
 }
 
 /** Progress of one job. */
 export interface ProgressMessage {
   readonly type: 'progress';
+  /** The event; `jobId` is the `infer` id. No final stage: `result` or `error` ends the job. */
   readonly event: ProgressEvent;
 }
 
 /** Where the time of a job went, in milliseconds. */
 export interface JobTimings {
+  /** Waiting in the queue for an instance, not counting `loadMs` and `warmupMs`. */
   readonly queueMs: number;
+  /** Waiting for the model to load: 0 unless the job was a cold start. */
   readonly loadMs: number;
+  /** Waiting for the warm-up run after that load: 0 unless the job was a cold start. */
   readonly warmupMs: number;
+  /** The run itself; for jobs batched into one run, that whole run. */
   readonly runMs: number;
+  /** From the server's receipt of the job to its outputs: the other four plus overheads. */
   readonly totalMs: number;
 }
 
 /** The outputs of a finished job. */
 export interface ResultMessage {
   readonly type: 'result';
+  /** The `infer` id of the job. */
   readonly id: string;
+  /** The model's name, as the `infer` gave it. */
   readonly model: string;
+  /** The version that ran: the latest one when the `infer` named none. */
   readonly version: string;
+  /** Output tensors by name: those `infer.outputs` named, else all of the model's. */
   readonly outputs: TensorMap;
+  /** The server's execution provider for this model (its first configured one, e.g. `cpu`). */
   readonly backend: Backend;
   /** True when this job had to wait for the model to load. */
   readonly coldStart: boolean;
+  /** Where the job's time went on the server, in ms to the microsecond. */
   readonly timings: JobTimings;
 }
 
 /** A failed job (`id`), or a connection-level problem (`id: null`). */
 export interface ErrorMessage {
   readonly type: 'error';
+  /**
+   * The job's `infer` id; null for a connection-level problem (a malformed frame, a refused
+   * `hello`, a `warm` that failed).
+   */
   readonly id: string | null;
+  /** What went wrong, from docs/errors.md: test this, not `message`. */
   readonly code: ErrorCode;
+  /** For people (may be empty, may change between versions); never parse it. */
   readonly message: string;
+  /** Whether the same request can succeed later; may differ from the code's default. */
   readonly retryable: boolean;
+  /** How long to wait before trying again, in ms; absent when the server does not know. */
   readonly retryAfterMs?: number;
 }
 
 /** A model changed lifecycle state. */
 export interface ModelMessage {
   readonly type: 'model';
+  /** The model version's new status; also sent, `ready`, in answer to a `warm` once it is ready. */
   readonly model: ModelStatus;
 }
 
 /** Answer to `ping`. */
 export interface PongMessage {
   readonly type: 'pong';
+  /** The `nonce` of the `ping` this answers. */
   readonly nonce: number;
 }
 

@@ -45,9 +45,13 @@ export const PROGRESS_STAGES: readonly ProgressStage[] = [
 
 /** One progress report about one job. */
 export interface ProgressEvent {
+  /** The job this is about; on the WebSocket, its `infer` id. */
   readonly jobId: string;
+  /** The model's name (without a version). */
   readonly model: string;
+  /** Where the job runs: this decides which stages it goes through. */
   readonly where: Where;
+  /** The stage the job is in; `done`, `error` or `cancelled` ends it. */
   readonly stage: ProgressStage;
   /** Bytes (download) or items done in this stage, when countable. */
   readonly loaded?: number;
@@ -65,9 +69,13 @@ export interface ProgressEvent {
 
 /** What a runtime reports when a job enters or advances within a stage. */
 export interface StageUpdate {
+  /** The stage the job is in; a new one restarts the stage's clock. Final stages go to `finish`. */
   readonly stage: Exclude<ProgressStage, 'done' | 'error' | 'cancelled'>;
+  /** Bytes or items done in this stage; with `total`, this sets the progress within the stage. */
   readonly loaded?: number;
+  /** Bytes or items this stage has in all, when known. */
   readonly total?: number;
+  /** Jobs ahead of this one in the server queue (0 = next), passed on to the event. */
   readonly queuePosition?: number;
   /** Estimated milliseconds until the whole job is done, measured by whoever sent the update. */
   readonly etaMs?: number;
@@ -77,14 +85,19 @@ export interface StageUpdate {
 
 /** One step of a job's plan and its share of the progress bar (any positive unit, e.g. ms). */
 export interface PlannedStage {
+  /** A stage the job will go through; a stage left out of the plan gets no share of the bar. */
   readonly stage: StageUpdate['stage'];
+  /** Its share relative to the other stages' weights; measured ms move the bar at an even speed. */
   readonly weight: number;
 }
 
 /** Options for {@link createProgressTracker}. */
 export interface ProgressTrackerOptions {
+  /** Copied into every event. */
   readonly jobId: string;
+  /** Copied into every event. */
   readonly model: string;
+  /** Copied into every event; also picks the stage order and the default plan. */
   readonly where: Where;
   /**
    * The stages this job will go through with their shares of the bar. Pass measured durations

@@ -5,9 +5,13 @@ import { ERROR_CODES, isErrorCode, type ErrorCode } from './error-codes.js';
 
 /** The wire form of a {@link TandemError}: what `toJSON()` gives and `fromSerialized()` takes. */
 export interface SerializedError {
+  /** One of {@link ERROR_CODES}; an unknown code decodes as `E_PROTOCOL`. */
   readonly code: ErrorCode;
+  /** For people, and may change; never parse it. Cut to 4096 characters when decoded. */
   readonly message: string;
+  /** Whether the same call can succeed later; absent, `fromSerialized` uses the code's default. */
   readonly retryable: boolean;
+  /** How long to wait before trying again, in ms; absent when the sender does not know. */
   readonly retryAfterMs?: number;
 }
 

@@ -31,26 +31,42 @@ export type NumericTensorDtype = Exclude<TensorDtype, 'string'>;
  * Uint16Array (as onnxruntime does where Float16Array is missing); bool as 0/1 bytes.
  */
 export interface TensorDataByDtype {
+  /** 32-bit floats, 4 bytes each. */
   float32: Float32Array;
+  /** Raw IEEE-754 half-precision bits, 2 bytes each; convert with `fromFloat16Bits`. */
   float16: Uint16Array;
+  /** 64-bit floats, 8 bytes each. */
   float64: Float64Array;
+  /** Signed 8-bit integers, 1 byte each. */
   int8: Int8Array;
+  /** Signed 16-bit integers, 2 bytes each. */
   int16: Int16Array;
+  /** Signed 32-bit integers, 4 bytes each. */
   int32: Int32Array;
+  /** Signed 64-bit integers as bigints, 8 bytes each. */
   int64: BigInt64Array;
+  /** Unsigned 8-bit integers, 1 byte each. */
   uint8: Uint8Array;
+  /** Unsigned 16-bit integers, 2 bytes each. */
   uint16: Uint16Array;
+  /** Unsigned 32-bit integers, 4 bytes each. */
   uint32: Uint32Array;
+  /** Unsigned 64-bit integers as bigints, 8 bytes each. */
   uint64: BigUint64Array;
+  /** 0 (false) or 1 (true), 1 byte each. */
   bool: Uint8Array;
+  /** One string per element; UTF-8 on the wire, each after its u32 byte length. */
   string: string[];
 }
 
 /** A tensor: `data` has `product(dims)` elements in row-major order. */
 export type Tensor<D extends TensorDtype = TensorDtype> = {
   [K in D]: {
+    /** The element type; it decides the container `data` is. */
     readonly dtype: K;
+    /** The shape, outermost first; `[]` is a scalar, and a 0 makes the tensor empty. */
     readonly dims: readonly number[];
+    /** The `product(dims)` elements in row-major order, in the dtype's container. */
     readonly data: TensorDataByDtype[K];
   };
 }[D];
