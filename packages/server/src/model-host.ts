@@ -583,6 +583,9 @@ export class ModelHost {
         this.#resultFrameSpec(jobs, started, loaded.backend),
       );
       const finished = performance.now();
+      // The worker ran them one after the other: a job waited for the instance while the jobs
+      // before it in the group ran, which is queueing (see queueMs), not its run.
+      let aheadMs = 0;
       jobs.forEach((job, index) => {
         const item = results[index];
         if (item === undefined) {
@@ -592,6 +595,8 @@ export class ModelHost {
         this.estimates.run.add(item.runMs);
         this.#workerRunMs.add(item.runMs);
         this.#observer.ran?.(this, item.runMs, [job]);
+        const waitedMs = aheadMs;
+        aheadMs += item.runMs;
         if (!item.ok) {
           job.fail(TandemError.fromSerialized(item.error));
           return;
@@ -599,7 +604,7 @@ export class ModelHost {
         if ('frame' in item) job.succeedWithFrame(item.frame);
         else
           this.#succeed(job, item.outputs, loaded.backend, {
-            started,
+            started: started + waitedMs,
             finished,
             runMs: item.runMs,
           });

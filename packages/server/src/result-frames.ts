@@ -70,6 +70,8 @@ export function writeResultFields(
  * Writes each item's `result` frame (in the worker). `outputs[i]` undefined: item i failed and
  * gets an empty frame. `runMs[i]` is its run time and `finishedAtEpochMs[i]` when it finished, as
  * `performance.timeOrigin + performance.now()` in ms, so its total time is measured on one clock.
+ * Items ran one after the other in index order: an item's wait behind the items before it (the
+ * sum of their run times) is queueing for the instance, and counts in its `queueMs`.
  */
 export function writeResultFrames(
   spec: ResultFrameSpec,
@@ -82,14 +84,13 @@ export function writeResultFrames(
   // if the guess (outputs plus a generous header each) falls short.
   let bytes = new Uint8Array(packGuessBytes(outputs));
   let offset = 0;
+  let aheadMs = 0;
   outputs.forEach((itemOutputs, index) => {
     if (itemOutputs !== undefined) {
       offset = alignUp(offset);
       const frame = encodeMessage(
-        resultMessage(spec, index, itemOutputs, runMs, finishedAtEpochMs),
-        {
-          pooled: true,
-        },
+        resultMessage(spec, index, itemOutputs, runMs, finishedAtEpochMs, aheadMs),
+        { pooled: true },
       );
       if (offset + frame.byteLength > bytes.byteLength) {
         const grown = new Uint8Array(Math.max(2 * bytes.byteLength, offset + frame.byteLength));
@@ -100,6 +101,7 @@ export function writeResultFrames(
       offset += frame.byteLength;
     }
     ends[index] = offset;
+    aheadMs += runMs[index] as number;
   });
   return { buffer: bytes.buffer, ends };
 }
@@ -133,6 +135,7 @@ function resultMessage(
   outputs: TensorMap,
   runMs: Float64Array,
   finishedAtEpochMs: Float64Array,
+  aheadMs: number,
 ): ResultMessage {
   const at = index * RESULT_FIELDS;
   const { numbers } = spec;
@@ -145,7 +148,7 @@ function resultMessage(
     backend: spec.backend,
     coldStart: numbers[at] === 1,
     timings: {
-      queueMs: numbers[at + 1] as number,
+      queueMs: toMicros((numbers[at + 1] as number) + aheadMs),
       loadMs: numbers[at + 2] as number,
       warmupMs: numbers[at + 3] as number,
       runMs: toMicros(runMs[index] as number),
