@@ -15,7 +15,7 @@ import {
   type TensorMap,
 } from '@tandem/shared';
 import { abortable } from './abortable.js';
-import type { BackendInfo, LocalWorkerApi } from './local-worker-api.js';
+import type { BackendInfo, LoadedSession, LocalWorkerApi } from './local-worker-api.js';
 import type { ModelFileStore } from './model-files.js';
 import { nodeEndpoint } from './node-endpoint.js';
 import { meetsBackend } from './router.js';
@@ -82,7 +82,7 @@ export class LocalRuntime implements Runtime {
   #worker: Promise<StartedWorker> | undefined;
   #closed = false;
   #info: Promise<BackendInfo> | undefined;
-  readonly #sessions = new Map<string, Promise<{ backend: LocalBackend; compileMs: number }>>();
+  readonly #sessions = new Map<string, Promise<LoadedSession>>();
   readonly #bandwidth = new MovingAverage(); // bytes per ms
   readonly #compileMs = new Map<string, MovingAverage>();
   readonly #runMs = new Map<string, MovingAverage>();
@@ -334,15 +334,14 @@ export class LocalRuntime implements Runtime {
       // Downloaded: compiling it and the model goes on, without bytes to count.
       if (total !== undefined && loaded >= total) progress({ stage: 'compile' });
     });
-    const loading = this.#call((api) => api.load(key, file.bytes, backend, onRuntimeBytes)).then(
-      (loaded) => ({ backend: loaded.backend, compileMs: loaded.compileMs }),
-    );
+    const loading = this.#call((api) => api.load(key, file.bytes, backend, onRuntimeBytes));
     this.#sessions.set(key, loading);
     loading.catch(() => {
       if (this.#sessions.get(key) === loading) this.#sessions.delete(key);
     });
     const loaded = await untilCancelled(loading, signal);
-    this.#average(this.#compileMs, key).add(loaded.compileMs);
+    // A call that waited for another's compile (two first calls at once) measured only part of it.
+    if (loaded.compiled) this.#average(this.#compileMs, key).add(loaded.compileMs);
     return { backend, key, downloadMs: file.downloadMs, compileMs: loaded.compileMs, cold: true };
   }
 

@@ -60,7 +60,13 @@ export interface ProbeOptions {
 /** A compiled session. */
 export interface LoadedSession {
   readonly backend: LocalBackend;
+  /**
+   * How long this call waited for the session: its compile, or the rest of the compile another
+   * call had started for the same key; 0 when the session was compiled already.
+   */
   readonly compileMs: number;
+  /** True when this call compiled the session (so `compileMs` measured a whole compile). */
+  readonly compiled: boolean;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
 }
@@ -91,9 +97,21 @@ export function warmUpModel(): Uint8Array {
   return Uint8Array.from(atob(WARM_UP_MODEL_BASE64), (char) => char.charCodeAt(0));
 }
 
+/** A compiled session in the worker. */
+interface SessionEntry {
+  readonly session: Ort.InferenceSession;
+  readonly backend: LocalBackend;
+}
+
 /** Builds the worker's API object. */
 export function createLocalWorkerApi(builds: OrtBuilds) {
-  const sessions = new Map<string, { session: Ort.InferenceSession; backend: LocalBackend }>();
+  const sessions = new Map<string, SessionEntry>();
+  /**
+   * Sessions being created, by key: a second load of a key waits for the first one's session
+   * instead of compiling the model again and leaking one of the two. An entry leaves when its
+   * creation settles, so a failed one is tried afresh by the next load.
+   */
+  const creating = new Map<string, Promise<SessionEntry>>();
   let info: BackendInfo | undefined;
   let loaded: OrtModule | undefined;
   let runtimeCache: RuntimeFetch | undefined;
@@ -166,29 +184,9 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
       .catch(() => undefined);
   }
 
-  /**
-   * Creates a session. `onRuntimeBytes` hears onnxruntime-web's own runtime binary arrive when
-   * this first load has to download it (a few times a second at most).
-   */
-  async function load(
-    key: string,
-    bytes: Uint8Array,
-    backend: LocalBackend,
-    onRuntimeBytes?: RuntimeDownloadListener,
-  ): Promise<LoadedSession> {
-    const existing = sessions.get(key);
-    if (existing !== undefined) {
-      return {
-        backend: existing.backend,
-        compileMs: 0,
-        inputNames: existing.session.inputNames,
-        outputNames: existing.session.outputNames,
-      };
-    }
-    const started = performance.now();
+  /** Compiles a session; a failure is coded (worker-errors.ts). */
+  async function create(bytes: Uint8Array, backend: LocalBackend): Promise<SessionEntry> {
     let session: Ort.InferenceSession;
-    if (runtimeCache !== undefined && onRuntimeBytes !== undefined)
-      runtimeCache.onDownload = throttled(onRuntimeBytes, RUNTIME_PROGRESS_INTERVAL_MS);
     try {
       await runtimeStarted;
       session = await ort().InferenceSession.create(bytes, {
@@ -197,19 +195,48 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
       });
     } catch (error) {
       throw classifyOrtError(error, 'E_MODEL_LOAD_FAILED');
-    } finally {
-      if (runtimeCache !== undefined) runtimeCache.onDownload = undefined;
     }
     // A first load also stores the runtime it fetched (done by now, unless storage is slower than
     // compiling), so a page closed or reloaded after a warm() finds it.
     await runtimeCache?.settled();
-    sessions.set(key, { session, backend });
-    return {
-      backend,
-      compileMs: performance.now() - started,
-      inputNames: session.inputNames,
-      outputNames: session.outputNames,
-    };
+    return { session, backend };
+  }
+
+  /**
+   * Creates a session, once per key: a load that finds the key's session being created waits for
+   * it. `onRuntimeBytes` hears onnxruntime-web's own runtime binary arrive when a first load has
+   * to download it (a few times a second at most), whichever load started the download.
+   */
+  async function load(
+    key: string,
+    bytes: Uint8Array,
+    backend: LocalBackend,
+    onRuntimeBytes?: RuntimeDownloadListener,
+  ): Promise<LoadedSession> {
+    const started = performance.now();
+    const existing = sessions.get(key);
+    if (existing !== undefined) return loadedSession(existing, 0, false);
+    const stopListening =
+      runtimeCache !== undefined && onRuntimeBytes !== undefined
+        ? runtimeCache.addDownloadListener(throttled(onRuntimeBytes, RUNTIME_PROGRESS_INTERVAL_MS))
+        : undefined;
+    try {
+      const pending = creating.get(key);
+      if (pending !== undefined)
+        return loadedSession(await pending, performance.now() - started, false);
+      const created: Promise<SessionEntry> = create(bytes, backend)
+        .then((entry) => {
+          sessions.set(key, entry);
+          return entry;
+        })
+        .finally(() => {
+          if (creating.get(key) === created) creating.delete(key);
+        });
+      creating.set(key, created);
+      return loadedSession(await created, performance.now() - started, true);
+    } finally {
+      stopListening?.();
+    }
   }
 
   async function run(
@@ -257,6 +284,17 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
   }
 
   return { probe, load, run, release };
+}
+
+/** What a load returns about a session. */
+function loadedSession(entry: SessionEntry, compileMs: number, compiled: boolean): LoadedSession {
+  return {
+    backend: entry.backend,
+    compileMs,
+    compiled,
+    inputNames: entry.session.inputNames,
+    outputNames: entry.session.outputNames,
+  };
 }
 
 /** Least time between two runtime download reports crossing to the page, in ms. */

@@ -59,10 +59,12 @@ export interface RuntimeFetch {
   /** Whether a runtime of this onnxruntime-web version is stored (a visit would not download). */
   stored(): Promise<boolean>;
   /**
-   * Hears the bytes of a runtime that comes from the network (not from the cache) as
-   * onnxruntime-web reads them: on a first visit that download is most of the wait.
+   * Adds a listener for the bytes of a runtime that comes from the network (not from the cache)
+   * as onnxruntime-web reads them: on a first visit that download is most of the wait. Every
+   * listener hears every download: several first loads can be waiting on the one runtime.
+   * Returns the function that removes this listener (and only this one).
    */
-  onDownload: RuntimeDownloadListener | undefined;
+  addDownloadListener(listener: RuntimeDownloadListener): () => void;
 }
 
 /**
@@ -76,6 +78,7 @@ export function createRuntimeFetch(options: RuntimeFetchOptions): RuntimeFetch {
   const known = new Set(options.sha256 ?? Object.values(ORT_RUNTIME_SHA256));
   const served = new Set<string>();
   const pending = new Set<Promise<void>>();
+  const listeners = new Set<RuntimeDownloadListener>();
   const open = (): Promise<Cache> => options.caches.open(options.cacheName);
 
   /**
@@ -126,7 +129,9 @@ export function createRuntimeFetch(options: RuntimeFetchOptions): RuntimeFetch {
     const writing = store(key, response.clone()).catch(() => undefined);
     pending.add(writing);
     void writing.then(() => pending.delete(writing));
-    return counted(response, (loaded, total) => runtime.onDownload?.(loaded, total));
+    return counted(response, (loaded, total) => {
+      for (const listener of listeners) listener(loaded, total);
+    });
   };
 
   const runtime: RuntimeFetch = {
@@ -144,7 +149,14 @@ export function createRuntimeFetch(options: RuntimeFetchOptions): RuntimeFetch {
         return false;
       }
     },
-    onDownload: undefined,
+    addDownloadListener(listener) {
+      // Wrapped, so the same function added twice is two listeners that each removal counts.
+      const entry: RuntimeDownloadListener = (loaded, total) => listener(loaded, total);
+      listeners.add(entry);
+      return () => {
+        listeners.delete(entry);
+      };
+    },
   };
   return runtime;
 }

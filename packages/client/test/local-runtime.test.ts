@@ -1,15 +1,19 @@
 // LocalRuntime's handling of its worker, with a fake worker (comlink over a MessageChannel) whose
 // runs fail as a lost GPU device or an exhausted wasm heap would: the worker is replaced, and the
 // next call runs on a fresh one. A worker that fails to start, or a backend probe that fails, is
-// tried again by the next call rather than remembered. Real onnxruntime-web in a real worker is
-// tested in test/client-local-runtime.test.ts (Node) and test/client-browser.test.ts (Chromium).
+// tried again by the next call rather than remembered. Then the real worker API over a fake
+// onnxruntime-web (fake-ort.ts), for how calls share its sessions. Real onnxruntime-web in a real
+// worker is tested in test/client-local-runtime.test.ts (Node) and test/client-browser.test.ts
+// (Chromium).
 
 import { expose } from 'comlink';
 import { describe, expect, it } from 'vitest';
 import { TandemError, type ModelManifest, type TensorMap } from '@tandem/shared';
 import { rejectionCode } from '@tandem/test-support';
 import { LocalRuntime, type WorkerHandle } from '../src/local-runtime.js';
+import { createLocalWorkerApi } from '../src/local-worker-api.js';
 import type { ModelFileStore } from '../src/model-files.js';
+import { deferred, fakeOrt, type FakeOrt } from './fake-ort.js';
 
 const manifest: ModelManifest = {
   name: 'm',
@@ -47,7 +51,13 @@ function fakeWorkers(failures: (string | undefined)[], probeFailures = 0) {
           if (probes++ < probeFailures) throw new TandemError('E_RUNTIME', 'fake probe failure');
           return { backends: ['wasm'], softwareGpu: false, threads: 1 };
         },
-        load: () => ({ backend: 'wasm', compileMs: 1, inputNames: ['x'], outputNames: ['y'] }),
+        load: () => ({
+          backend: 'wasm',
+          compileMs: 1,
+          compiled: true,
+          inputNames: ['x'],
+          outputNames: ['y'],
+        }),
         run: (_key: string, given: TensorMap) => {
           if (failure !== undefined) throw new TandemError(failure as never, `fake ${failure}`);
           return { y: given.x };
@@ -136,6 +146,63 @@ describe('LocalRuntime', () => {
       expect(await runtime.estimate(manifest)).toMatchObject({ available: true });
       expect((await runtime.run(manifest, inputs(), options)).backend).toBe('wasm');
       expect(attempts).toBe(2);
+    } finally {
+      await runtime.close();
+    }
+  });
+});
+
+/**
+ * Starts workers that run the real worker API over `ort`, each on a MessageChannel; `onLoad`
+ * hears each load call arrive in the worker.
+ */
+function apiWorkers(ort: FakeOrt, onLoad?: () => void): () => Promise<WorkerHandle> {
+  return () => {
+    const { port1, port2 } = new MessageChannel();
+    const api = createLocalWorkerApi({ full: () => Promise.resolve(ort.module) });
+    const load: typeof api.load = (...args) => {
+      onLoad?.();
+      return api.load(...args);
+    };
+    expose({ ...api, load }, port2);
+    return Promise.resolve({
+      endpoint: port1,
+      terminate: () => {
+        port1.close();
+        port2.close();
+      },
+    });
+  };
+}
+
+describe('LocalRuntime sessions in the worker', () => {
+  it('compiles once for two first runs at once, though the one that started it is cancelled', async () => {
+    const compiling = deferred();
+    const ort = fakeOrt({ compile: () => compiling.promise });
+    // Both calls read the file before either has a session to find: both loads reach the worker.
+    const bothLoading = deferred();
+    let loads = 0;
+    const createWorker = apiWorkers(ort, () => {
+      if (++loads === 2) bothLoading.resolve();
+    });
+    const runtime = new LocalRuntime({ files, createWorker });
+    try {
+      const abort = new AbortController();
+      const cancelled = runtime.run(manifest, inputs(), {
+        ...options,
+        signal: abort.signal,
+        onProgress: (event) => {
+          if (event.stage === 'compile') abort.abort();
+        },
+      });
+      const other = runtime.run(manifest, inputs(), options);
+      expect(await rejectionCode(cancelled)).toBe('E_CANCELLED');
+      await bothLoading.promise;
+      compiling.resolve();
+      expect((await other).cold).toBe(true);
+      expect((await runtime.run(manifest, inputs(), options)).cold).toBe(false);
+      expect(ort.creates).toBe(1);
+      expect(ort.sessions).toHaveLength(1);
     } finally {
       await runtime.close();
     }

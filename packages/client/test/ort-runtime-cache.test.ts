@@ -110,7 +110,7 @@ describe('createRuntimeFetch', () => {
       sha256: [await sha256Hex(runtime)],
     });
     const reports: [number, number | undefined][] = [];
-    wrapped.onDownload = (loaded, total) => reports.push([loaded, total]);
+    wrapped.addDownloadListener((loaded, total) => reports.push([loaded, total]));
     const response = await wrapped.fetch(RUNTIME_URL);
     expect(response.headers.get('content-type')).toBe('application/wasm');
     expect(new Uint8Array(await response.arrayBuffer())).toEqual(runtime);
@@ -128,9 +128,35 @@ describe('createRuntimeFetch', () => {
       cacheName: 'bucket',
       ortVersion: '9.9.9',
     });
-    again.onDownload = (bytes, total) => reports.push([bytes, total]);
+    again.addDownloadListener((bytes, total) => reports.push([bytes, total]));
     await (await again.fetch(RUNTIME_URL)).arrayBuffer();
     expect(reports).toEqual([]);
+  });
+
+  it('reports a download to every listener, each until its own removal', async () => {
+    const wrapped = createRuntimeFetch({
+      fetch: async () =>
+        new Response(runtime.slice(), { headers: { 'content-length': String(runtime.length) } }),
+      caches: fakeCaches().caches,
+      cacheName: 'bucket',
+      ortVersion: '9.9.9',
+    });
+    const first: number[] = [];
+    const second: number[] = [];
+    const removeFirst = wrapped.addDownloadListener((loaded) => first.push(loaded));
+    const removeSecond = wrapped.addDownloadListener((loaded) => second.push(loaded));
+    await (await wrapped.fetch(RUNTIME_URL)).arrayBuffer();
+    expect(first.at(-1)).toBe(runtime.length);
+    expect(second).toEqual(first);
+
+    // A second request for the URL goes to the network again (see createRuntimeFetch).
+    removeFirst();
+    const heardByFirst = first.length;
+    await (await wrapped.fetch(RUNTIME_URL)).arrayBuffer();
+    expect(first).toHaveLength(heardByFirst);
+    expect(second.length).toBeGreaterThan(heardByFirst);
+    expect(second.at(-1)).toBe(runtime.length);
+    removeSecond();
   });
 
   it('reports no total for a compressed body (its Content-Length counts compressed bytes)', async () => {
@@ -144,7 +170,7 @@ describe('createRuntimeFetch', () => {
       ortVersion: '9.9.9',
     });
     const totals: (number | undefined)[] = [];
-    wrapped.onDownload = (_loaded, total) => totals.push(total);
+    wrapped.addDownloadListener((_loaded, total) => totals.push(total));
     await (await wrapped.fetch(RUNTIME_URL)).arrayBuffer();
     expect(totals.length).toBeGreaterThan(0);
     expect(totals.every((total) => total === undefined)).toBe(true);
