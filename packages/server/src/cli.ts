@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { TandemError } from '@tandem/shared';
 import { hashApiKey } from './api-keys.js';
 import type { ServerOptions } from './create-server.js';
+import { EXECUTION_PROVIDERS, type SessionSettings } from './onnx-session.js';
 import type { RedisWorkerOptions } from './redis-worker.js';
 import { SERVER_VERSION } from './server-version.js';
 
@@ -36,6 +37,9 @@ Options of serve:
   --redis URL                 scale out: queue jobs in Redis (BullMQ) for \`tandem worker\`s
   --redis-prefix P            prefix of every Redis key (default tandem; same on the workers)
   --max-attempts N            times a job may fail on a worker before it fails for good (default 2)
+  --providers LIST            onnxruntime execution providers in order, e.g. cuda,cpu (default cpu);
+                              one this machine cannot start is skipped, with a warning
+  --intra-op-threads N        threads per model run (default 0: onnxruntime picks)
   --quiet                     no logs
 
 Options of worker:
@@ -51,6 +55,8 @@ Options of worker:
   --memory-budget-bytes N     model bytes loaded at once before idle models are evicted
   --redis-prefix P            prefix of every Redis key (default tandem)
   --no-catalog                do not serve the built-in PaddleOCR catalog
+  --providers LIST            onnxruntime execution providers in order, e.g. cuda,cpu (default cpu)
+  --intra-op-threads N        threads per model run (default 0: onnxruntime picks)
   --quiet                     no logs
 `;
 
@@ -60,6 +66,29 @@ function integer(value: string | undefined, flag: string): number | undefined {
   if (!Number.isInteger(n) || n < 0)
     throw new TandemError('E_INVALID_ARGUMENT', `${flag} must be a non-negative integer`);
   return n;
+}
+
+/** `--providers` and `--intra-op-threads`, checked; undefined when neither is given. */
+function sessionSettings(values: {
+  providers?: string | undefined;
+  'intra-op-threads'?: string | undefined;
+}): SessionSettings | undefined {
+  const threads = integer(values['intra-op-threads'], '--intra-op-threads');
+  if (values.providers === undefined && threads === undefined) return undefined;
+  const settings: { -readonly [K in keyof SessionSettings]: SessionSettings[K] } = {};
+  if (threads !== undefined) settings.intraOpNumThreads = threads;
+  if (values.providers !== undefined) {
+    settings.executionProviders = values.providers.split(',').map((name) => {
+      const provider = EXECUTION_PROVIDERS.find((p) => p === name.trim().toLowerCase());
+      if (provider === undefined)
+        throw new TandemError(
+          'E_INVALID_ARGUMENT',
+          `--providers: unknown execution provider "${name}" (known: ${EXECUTION_PROVIDERS.join(', ')})`,
+        );
+      return provider;
+    });
+  }
+  return settings;
 }
 
 async function serve(argv: string[]): Promise<void> {
@@ -82,6 +111,8 @@ async function serve(argv: string[]): Promise<void> {
       redis: { type: 'string' },
       'redis-prefix': { type: 'string' },
       'max-attempts': { type: 'string' },
+      providers: { type: 'string' },
+      'intra-op-threads': { type: 'string' },
       quiet: { type: 'boolean' },
     },
     strict: true,
@@ -114,6 +145,8 @@ async function serve(argv: string[]): Promise<void> {
   if (values['redis-prefix'] !== undefined) options.redisPrefix = values['redis-prefix'];
   const attempts = integer(values['max-attempts'], '--max-attempts');
   if (attempts !== undefined) options.maxAttempts = attempts;
+  const session = sessionSettings(values);
+  if (session !== undefined) options.session = session;
   if (values.static !== undefined) {
     if (existsSync(values.static)) options.staticDir = values.static;
     else console.error(`tandem: ${values.static} does not exist; serving no static files`);
@@ -150,6 +183,8 @@ async function worker(argv: string[]): Promise<void> {
       'memory-budget-bytes': { type: 'string' },
       'redis-prefix': { type: 'string' },
       'no-catalog': { type: 'boolean' },
+      providers: { type: 'string' },
+      'intra-op-threads': { type: 'string' },
       quiet: { type: 'boolean' },
     },
     strict: true,
@@ -163,6 +198,8 @@ async function worker(argv: string[]): Promise<void> {
   if (values.models !== undefined) options.modelsDir = values.models;
   if (values.pool !== undefined) options.pool = values.pool;
   if (values['redis-prefix'] !== undefined) options.redisPrefix = values['redis-prefix'];
+  const session = sessionSettings(values);
+  if (session !== undefined) options.session = session;
   const numbers = {
     concurrency: integer(values.concurrency, '--concurrency'),
     idleExitMs: integer(values['idle-exit-ms'], '--idle-exit-ms'),

@@ -778,6 +778,12 @@ export class ModelHost {
       loaded.onLost((error) => {
         this.#lost(instance, error);
       });
+      if (loaded.skipped.length > 0) {
+        // An operator who configured a GPU must hear that this model serves without it.
+        this.#observer.log?.('warn', `${this.label} runs on ${loaded.backend}`, {
+          skipped: loaded.skipped,
+        });
+      }
     } catch (error) {
       this.#remove(instance);
       const coded = TandemError.from(error, 'E_MODEL_LOAD_FAILED');

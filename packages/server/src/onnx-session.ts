@@ -4,47 +4,91 @@
 import * as ort from 'onnxruntime-node';
 import { TandemError, type Backend, type Tensor, type TensorMap } from '@tandem/shared';
 
+/** The onnxruntime-node execution providers the server can be configured with. */
+export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'tensorrt', 'dml', 'coreml'] as const;
+
 /** Session options the server passes through to onnxruntime-node. */
 export interface SessionSettings {
-  /** Execution providers in order of preference. @default ['cpu'] */
-  readonly executionProviders?: readonly ('cpu' | 'cuda' | 'tensorrt' | 'dml' | 'coreml')[];
+  /**
+   * Execution providers in order of preference; one this machine cannot start is skipped for the
+   * next (see {@link createSession}). @default ['cpu']
+   */
+  readonly executionProviders?: readonly (typeof EXECUTION_PROVIDERS)[number][];
   /** Threads used within one operator; 0 lets onnxruntime choose. @default 0 */
   readonly intraOpNumThreads?: number;
+}
+
+/** An execution provider the server was configured with. */
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+
+/** A configured execution provider this machine could not start, and why. */
+export interface SkippedProvider {
+  readonly provider: ExecutionProvider;
+  readonly reason: string;
 }
 
 /** A loaded model instance's session. */
 export interface LoadedSession {
   readonly session: ort.InferenceSession;
-  /** The execution provider that runs it. */
+  /** The execution provider that runs it: the first configured one that started. */
   readonly backend: Backend;
+  /** Configured providers before `backend` that this machine could not start. */
+  readonly skipped: readonly SkippedProvider[];
 }
 
-/** Creates a session from a model file. Failures are `E_MODEL_LOAD_FAILED` with onnxruntime's reason. */
+/**
+ * Creates a session from a model file on the first configured execution provider that starts
+ * here. A provider this build of onnxruntime-node lacks (DirectML off Windows) or whose library
+ * fails to load (CUDA without the CUDA build or its drivers) is skipped for the next one and
+ * reported in `skipped`, so `['cuda', 'cpu']` serves on CPU where there is no GPU and the result
+ * names the provider that really ran. Failures are `E_MODEL_LOAD_FAILED` with onnxruntime's reason.
+ */
 export async function createSession(
   path: string,
   settings: SessionSettings = {},
 ): Promise<LoadedSession> {
-  const providers = settings.executionProviders ?? ['cpu'];
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: [...providers],
-    graphOptimizationLevel: 'all',
-  };
-  if (settings.intraOpNumThreads !== undefined && settings.intraOpNumThreads > 0) {
-    options.intraOpNumThreads = settings.intraOpNumThreads;
+  const skipped: SkippedProvider[] = [];
+  const built = new Set(ort.listSupportedBackends().map((backend) => backend.name));
+  // onnxruntime would drop a provider it lacks with a console warning, and still report nothing.
+  const providers = (settings.executionProviders ?? ['cpu']).filter((provider) => {
+    if (built.has(provider)) return true;
+    skipped.push({ provider, reason: 'not in this build of onnxruntime-node' });
+    return false;
+  });
+  for (let first = 0; first < providers.length; first++) {
+    const options: ort.InferenceSession.SessionOptions = {
+      executionProviders: providers.slice(first),
+      graphOptimizationLevel: 'all',
+    };
+    if (settings.intraOpNumThreads !== undefined && settings.intraOpNumThreads > 0) {
+      options.intraOpNumThreads = settings.intraOpNumThreads;
+    }
+    try {
+      const session = await ort.InferenceSession.create(path, options);
+      return { session, backend: providers[first] as ExecutionProvider, skipped };
+    } catch (error) {
+      // Only a provider that failed to start moves on; a bad model fails on every provider.
+      if (first + 1 < providers.length && PROVIDER_START_FAILURE.test(reason(error))) {
+        skipped.push({ provider: providers[first] as ExecutionProvider, reason: reason(error) });
+        continue;
+      }
+      throw new TandemError(
+        'E_MODEL_LOAD_FAILED',
+        `onnxruntime could not load the model: ${reason(error)}`,
+        { cause: error },
+      );
+    }
   }
-  try {
-    const session = await ort.InferenceSession.create(path, options);
-    return { session, backend: providers[0] ?? 'cpu' };
-  } catch (error) {
-    throw new TandemError(
-      'E_MODEL_LOAD_FAILED',
-      `onnxruntime could not load the model: ${reason(error)}`,
-      {
-        cause: error,
-      },
-    );
-  }
+  throw new TandemError(
+    'E_MODEL_LOAD_FAILED',
+    `no configured execution provider is available: ${skipped
+      .map((s) => `${s.provider} (${s.reason})`)
+      .join(', ')}`,
+  );
 }
+
+/** How onnxruntime-node says a provider could not be added to a session (its library, say). */
+const PROVIDER_START_FAILURE = /AppendExecutionProvider|failed to load (shared )?library/i;
 
 /** Runs a session on wire tensors and returns wire tensors (views over onnxruntime's outputs). */
 export async function runSession(

@@ -4,7 +4,7 @@
 // progress, heartbeats and the other instances.
 
 import type { Backend, SerializedError, TensorMap } from '@tandem/shared';
-import type { SessionSettings } from './onnx-session.js';
+import type { SessionSettings, SkippedProvider } from './onnx-session.js';
 import type { PackedFrames, ResultFrameSpec } from './result-frames.js';
 import type { PackedTensorMaps } from './tensor-pack.js';
 
@@ -53,6 +53,8 @@ export type WorkerRequest = LoadRequest | RunRequest | RunEachRequest | ReleaseR
 export interface LoadedReply {
   readonly type: 'loaded';
   readonly backend: Backend;
+  /** Configured providers before `backend` that could not start here. */
+  readonly skipped: readonly SkippedProvider[];
 }
 
 /** A run finished. */

@@ -41,7 +41,7 @@ async function handle(message: WorkerRequest): Promise<void> {
     case 'load':
       try {
         loaded = await createSession(message.path, message.settings);
-        reply({ type: 'loaded', backend: loaded.backend });
+        reply({ type: 'loaded', backend: loaded.backend, skipped: loaded.skipped });
       } catch (error) {
         reply({
           type: 'failed',

@@ -11,10 +11,11 @@ import {
   type Tensor,
   type TensorMap,
 } from '@tandem/shared';
-import type { SessionSettings } from './onnx-session.js';
+import type { SessionSettings, SkippedProvider } from './onnx-session.js';
 import { packTensorMaps, unpackTensorMaps } from './tensor-pack.js';
 import { readResultFrames, type ResultFrameSpec } from './result-frames.js';
 import type {
+  LoadedReply,
   RanEachReply,
   RunEachRequest,
   RunReply,
@@ -50,7 +51,10 @@ export interface WorkerRun {
 
 /** A session living in its own worker thread. */
 export class WorkerSession {
+  /** The execution provider that runs it. */
   readonly backend: Backend;
+  /** Configured providers before `backend` that could not start on this machine. */
+  readonly skipped: readonly SkippedProvider[];
   readonly #worker: Worker;
   readonly #pending = new Map<
     number,
@@ -65,9 +69,10 @@ export class WorkerSession {
   /** Wakes release() when the last pending run settles. */
   #drained: (() => void) | undefined;
 
-  private constructor(worker: Worker, backend: Backend) {
+  private constructor(worker: Worker, loaded: LoadedReply) {
     this.#worker = worker;
-    this.backend = backend;
+    this.backend = loaded.backend;
+    this.skipped = loaded.skipped;
     worker.on('message', (message: WorkerReply) => this.#onReply(message));
     worker.on('error', (error) => {
       this.#failure = error.message;
@@ -95,10 +100,10 @@ export class WorkerSession {
   /** Starts a worker and loads the model in it. Failures are `E_MODEL_LOAD_FAILED`. */
   static async load(path: string, settings: SessionSettings): Promise<WorkerSession> {
     const worker = new Worker(workerUrl());
-    const backend = await new Promise<Backend>((resolve, reject) => {
+    const loaded = await new Promise<LoadedReply>((resolve, reject) => {
       const onMessage = (message: WorkerReply): void => {
         cleanup();
-        if (message.type === 'loaded') resolve(message.backend);
+        if (message.type === 'loaded') resolve(message);
         else if (message.type === 'failed') reject(TandemError.fromSerialized(message.error));
         else reject(new TandemError('E_INTERNAL', `unexpected ${message.type} before loaded`));
       };
@@ -132,7 +137,7 @@ export class WorkerSession {
       await worker.terminate();
       throw error;
     });
-    return new WorkerSession(worker, backend);
+    return new WorkerSession(worker, loaded);
   }
 
   /**

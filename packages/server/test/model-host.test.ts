@@ -7,6 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { listSupportedBackends } from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ModelState, ResultMessage, TensorMap } from '@tandem/shared';
 import {
@@ -771,5 +772,30 @@ describe('model-host: grouped runs of a small fast model', () => {
       return running >= 0 && running < answered;
     });
     expect(pipelined).toBe(true);
+  });
+});
+
+describe('model-host: execution providers', () => {
+  let ctx: TestServer;
+  let client: TestClient;
+  /** A provider the settings accept that this build of onnxruntime-node lacks. */
+  const built = new Set(listSupportedBackends().map((backend) => backend.name));
+  const missing = (['dml', 'coreml', 'tensorrt', 'cuda'] as const).find((p) => !built.has(p));
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => writeModelFile(dir, 'mlp', 1, MLP.bytes), {
+      session: { executionProviders: [missing ?? 'cpu', 'cpu'] },
+    });
+    client = await connectClient(ctx.url);
+  });
+  afterAll(async () => {
+    await client.close();
+    await ctx.close();
+  });
+
+  it('serves on the next provider when the first is missing here, and names the one that ran', async () => {
+    expect(missing, 'every provider is built in: nothing to skip').toBeDefined();
+    const result = resultOf(await client.infer({ id: 'ep', model: 'mlp', inputs: mlpInput() }));
+    expect(result.backend).toBe('cpu');
   });
 });
