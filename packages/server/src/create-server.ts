@@ -197,6 +197,8 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       progressIntervalMs: options.progressIntervalMs ?? 100,
       maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
       maxQueue: limits.maxQueue,
+      // Refusals made on the pool's side of Redis, counted here: workers serve no /metrics.
+      rejected: (model, code) => rejections?.count(code, model),
       stateChanged: (status) => gateway?.broadcastModel(status),
       log: (level, message, details) => fastify.log[level](details ?? {}, message),
     });

@@ -165,10 +165,13 @@ export const NO_MODEL_LABEL = '';
 
 /**
  * Counts refused requests in `tandem_rejections_total{model,code}`, each once. Model hosts count
- * what they refuse (a full queue, bad inputs, a missed deadline) through their observer; the front
- * doors (WebSocket gateway, HTTP routes) count everything else: refused upgrades, keys, rate
- * limits, unknown models, malformed frames, oversize payloads, slow readers. A refusal is known by
- * the error object it is answered with, so one that passes several layers is counted once.
+ * what they refuse (a full queue, bad inputs, a missed deadline) through their observer; scaled
+ * out, the Redis dispatcher reports through {@link RejectionCounter.count} what the pool refused
+ * after submit returned (a full pool, a missed deadline, a worker's refusal), for the jobs this
+ * gateway submitted. The front doors (WebSocket gateway, HTTP routes) count everything else:
+ * refused upgrades, keys, rate limits, unknown models, malformed frames, oversize payloads, slow
+ * readers. A refusal is known by the error object it is answered with, so one that passes several
+ * layers is counted once.
  */
 export class RejectionCounter {
   readonly #counter: Counter<'model' | 'code'>;

@@ -70,7 +70,12 @@ export interface HostObserver {
   loaded?(host: ModelHost, loadMs: number, warmupMs: number): void;
   ran?(host: ModelHost, runMs: number, jobs: readonly Job[]): void;
   coldStart?(host: ModelHost): void;
-  rejected?(host: ModelHost, code: string): void;
+  /**
+   * A refusal: `job` is absent for one refused at submit (it throws), and is the job for one
+   * accepted and then refused before it could run or finish in time (a missed deadline, a model
+   * that failed to load under it). A scale-out worker marks such jobs for its gateway.
+   */
+  rejected?(host: ModelHost, code: string, job?: Job): void;
   log?(level: 'info' | 'warn', message: string, details?: Record<string, unknown>): void;
 }
 
@@ -693,7 +698,7 @@ export class ModelHost {
         `job ${job.request.id} could not finish before its deadline of ${job.request.deadlineMs} ms`,
       ),
     );
-    this.#observer.rejected?.(this, 'E_DEADLINE_EXCEEDED');
+    this.#observer.rejected?.(this, 'E_DEADLINE_EXCEEDED', job);
   }
 
   #tooLate(job: Job, now: number): boolean {
@@ -712,9 +717,9 @@ export class ModelHost {
         if (this.#queue.remove(job)) {
           job.fail(error);
           this.#updatePositions();
-          this.#observer.rejected?.(this, error.code);
+          this.#observer.rejected?.(this, error.code, job);
         } else if (this.#running.has(job) && job.fail(error)) {
-          this.#observer.rejected?.(this, error.code);
+          this.#observer.rejected?.(this, error.code, job);
         }
       },
       Math.max(0, deadlineAt - performance.now()),
@@ -920,7 +925,7 @@ export class ModelHost {
     for (const job of this.#queue.removeWhere(() => true)) {
       // Accepted, never run: refused after all, like a job whose deadline passed in the queue.
       job.fail(failed);
-      this.#observer.rejected?.(this, failed.code);
+      this.#observer.rejected?.(this, failed.code, job);
     }
     for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(failed);
     this.#observer.stateChanged(this);

@@ -6,6 +6,9 @@
 // (QueueEvents) drive its progress and settle it once, queue positions come from BullMQ's ordered
 // set of prioritised jobs, and cancel removes a waiting job or tells the worker that holds it.
 // An owner/id index in Redis lets any gateway — this one after a restart, or another — resume it.
+// Workers serve no /metrics: a job refused after submit returned (a full pool, a missed deadline,
+// refused on a worker) is reported to the gateway that submitted it, and only to that one, so a
+// refusal is counted once however many gateways follow the job.
 
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
@@ -15,6 +18,7 @@ import {
   FINAL_STAGES,
   TandemError,
   parseProgressEvent,
+  type ErrorCode,
   type ModelStatus,
   type ProgressEvent,
   type StageUpdate,
@@ -59,6 +63,14 @@ export interface RedisDispatcherOptions {
   readonly maxAttempts: number;
   /** Jobs that may wait in a model's pool (model.json `maxQueue` overrides); past it, E_BUSY. */
   readonly maxQueue: number;
+  /**
+   * Called once for each job submitted through this gateway that is refused after `submit`
+   * returned, rather than run: its pool was full (`E_BUSY`), Redis could not take it
+   * (`E_QUEUE_UNAVAILABLE`), its deadline passed, or a worker refused it (bad inputs, a model that
+   * failed to load, …). Not for a job that ran and failed, was cancelled or was lost. What `submit`
+   * throws is the caller's to count.
+   */
+  readonly rejected?: (model: string, code: ErrorCode) => void;
   /** Called when a model's state on the workers changes (for `model` messages). */
   readonly stateChanged?: (status: ModelStatus) => void;
   /** How long start() waits for Redis before serving anyway (jobs get E_QUEUE_UNAVAILABLE), in ms. */
@@ -111,6 +123,8 @@ export class RedisDispatcher implements JobDispatcher {
   readonly #states: ModelStates;
   readonly #pools = new Map<string, PoolLink>();
   readonly #following = new Map<string, Followed>();
+  /** Errors that refuse a job rather than end one that ran (see `rejected`). */
+  readonly #refusals = new WeakSet<TandemError>();
   #draining = false;
   #closed = false;
   #positionTimer: ReturnType<typeof setInterval> | undefined;
@@ -175,15 +189,23 @@ export class RedisDispatcher implements JobDispatcher {
     const job = new Job(request, undefined, performance.now());
     job.listen(listener);
     const followed = this.#follow(job, pool);
+    // Only here, not in `adopt`: another gateway that resumes the job does not count it again.
+    // Registered before the caller's own reactions, so the count is in before the client hears.
+    void job.outcome.then((outcome) => {
+      if (!outcome.ok && this.#refusals.has(outcome.error))
+        this.#options.rejected?.(host.entry.name, outcome.error.code);
+    });
     if (request.deadlineMs !== undefined) {
       // The worker checks the deadline again before it runs the job; this one fires while the
       // job waits in the queue (or runs), so the answer never comes later than the deadline.
       followed.deadlineTimer = setTimeout(() => {
         this.#stop(
           followed,
-          new TandemError(
-            'E_DEADLINE_EXCEEDED',
-            `job ${request.id} passed its deadline of ${request.deadlineMs} ms`,
+          this.#refusal(
+            new TandemError(
+              'E_DEADLINE_EXCEEDED',
+              `job ${request.id} passed its deadline of ${request.deadlineMs} ms`,
+            ),
           ),
         );
       }, request.deadlineMs);
@@ -199,7 +221,11 @@ export class RedisDispatcher implements JobDispatcher {
     };
     const maxQueue = host.entry.config.maxQueue ?? this.#options.maxQueue;
     this.#enqueue(followed, data, encodeJobInput(request, host.entry.version), maxQueue).catch(
-      (error: unknown) => job.fail(queueUnavailable(error)),
+      (error: unknown) => {
+        const coded = queueUnavailable(error);
+        // Not in the queue: refused, as if submit had thrown. Once queued, it may still run.
+        job.fail(followed.added ? coded : this.#refusal(coded));
+      },
     );
     return { job };
   }
@@ -432,6 +458,12 @@ export class RedisDispatcher implements JobDispatcher {
     }
   }
 
+  /** Marks `error` as refusing its job (see `rejected`), and returns it. */
+  #refusal(error: TandemError): TandemError {
+    this.#refusals.add(error);
+    return error;
+  }
+
   #retention(): { removeOnComplete: { age: number }; removeOnFail: { age: number } } {
     const age = Math.max(1, Math.ceil(this.#options.resultTtlMs / 1000));
     return { removeOnComplete: { age }, removeOnFail: { age } };
@@ -565,9 +597,11 @@ export class RedisDispatcher implements JobDispatcher {
     if (typeof waiting === 'number' && waiting > maxQueue) {
       // Counted across every gateway: the pool's queue is shared.
       job.fail(
-        new TandemError('E_BUSY', `the queue of pool ${pool} is full (${maxQueue} jobs)`, {
-          retryAfterMs: 1000,
-        }),
+        this.#refusal(
+          new TandemError('E_BUSY', `the queue of pool ${pool} is full (${maxQueue} jobs)`, {
+            retryAfterMs: 1000,
+          }),
+        ),
       );
       await this.#forget(followed);
       return;
@@ -678,8 +712,16 @@ export class RedisDispatcher implements JobDispatcher {
     const { job, jobId } = followed;
     for (let attempt = 1; !job.settled; attempt++) {
       try {
-        const bytes = await this.#redis.getBuffer(this.#keys.outcome(jobId));
-        if (bytes === null) {
+        // One transaction: the worker wrote both keys in one, with one TTL.
+        const read = await this.#redis
+          .multi()
+          .getBuffer(this.#keys.outcome(jobId))
+          .exists(this.#keys.refused(jobId))
+          .exec();
+        const failed = read?.find(([error]) => error !== null)?.[0];
+        if (failed !== undefined && failed !== null) throw failed;
+        const bytes = read?.[0]?.[1];
+        if (!Buffer.isBuffer(bytes)) {
           job.fail(
             new TandemError(
               'E_JOB_NOT_FOUND',
@@ -702,7 +744,11 @@ export class RedisDispatcher implements JobDispatcher {
           });
         } else if (stored.outcome.ok) {
           job.succeed({ ...stored.outcome.result, id: job.request.id });
-        } else job.fail(stored.outcome.error);
+        } else {
+          // The worker refused it rather than ran it (see RedisKeys.refused).
+          if (read?.[1]?.[1] === 1) this.#refusal(stored.outcome.error);
+          job.fail(stored.outcome.error);
+        }
         return;
       } catch (error) {
         if (error instanceof TandemError || attempt >= OUTCOME_READS) {

@@ -66,6 +66,16 @@ export class RedisKeys {
     return `${this.prefix}-job:${jobId}:out`;
   }
 
+  /**
+   * Set with the outcome (same transaction, same TTL) when a worker refused the job rather than
+   * ran it (a missed deadline, bad inputs, a model that failed to load): the gateway that
+   * submitted it counts the refusal in its /metrics, since workers serve none. The outcome frame
+   * stays the protocol's `error` message, which has no field for this.
+   */
+  refused(jobId: string): string {
+    return `${this.prefix}-job:${jobId}:refused`;
+  }
+
   /** Set when a job is cancelled, so a worker that picks it up later skips it. */
   cancelled(jobId: string): string {
     return `${this.prefix}-job:${jobId}:cancel`;

@@ -2,10 +2,12 @@
 // through the same ModelManager/ModelHost as the in-process server, so cold start, warm-up, idle
 // unload and progress behave alike. Inputs and outcomes travel as binary frames in keys beside the
 // BullMQ job (redis-job-codec.ts); progress goes out as BullMQ job progress; a gateway's cancel
-// arrives on a pub/sub channel. A worker that dies mid-job stops renewing its lock: BullMQ's
-// stalled-job check on another worker puts the job back, and a job that has started
-// `maxAttempts` times fails instead of looping. With `idleExitMs` the worker exits when idle, so
-// an autoscaler can run it as a run-to-completion job and scale to zero.
+// arrives on a pub/sub channel. A job refused rather than run (bad inputs, a missed deadline, a
+// model that failed to load) is marked beside its outcome: a worker serves no /metrics, so the
+// gateway that submitted the job counts the refusal. A worker that dies mid-job stops renewing
+// its lock: BullMQ's stalled-job check on another worker puts the job back, and a job that has
+// started `maxAttempts` times fails instead of looping. With `idleExitMs` the worker exits when
+// idle, so an autoscaler can run it as a run-to-completion job and scale to zero.
 
 import { hostname } from 'node:os';
 import { Worker, type Job as BullJob } from 'bullmq';
@@ -106,6 +108,8 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   const redis = connectRedis(options.redisUrl, 'wait', onRedisError);
   const subscriber = connectRedis(options.redisUrl, 'wait', onRedisError);
   let states: ReturnType<typeof publishModelStates> | undefined;
+  /** Jobs accepted here that a model host then refused (see HostObserver.rejected). */
+  const refusedJobs = new WeakSet<Job>();
   const manager = new ModelManager(
     new ModelRepository({ dir: options.modelsDir, catalog }),
     {
@@ -125,6 +129,10 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       stateChanged: (host) => states?.changed(host.status()),
       loaded: (host, loadMs, warmupMs) =>
         log('info', `model ${host.label} ready`, { loadMs, warmupMs }),
+      // The same refusals a single server counts: its hosts say which accepted jobs they refused.
+      rejected: (_host, _code, job) => {
+        if (job !== undefined) refusedJobs.add(job);
+      },
       log: (level, message, details) => log(level, message, details),
     },
   );
@@ -153,7 +161,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       const jobId = bullJob.id ?? '';
       return bullJob.name === WARM_JOB
         ? await warm(redis, keys, manager, bullJob, jobId, name)
-        : await infer(redis, keys, manager, active, pool, bullJob, jobId, name);
+        : await infer(redis, keys, { manager, active, refusedJobs }, pool, bullJob, jobId, name);
     } finally {
       running -= 1;
       if (running === 0) armIdle();
@@ -215,19 +223,33 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   };
 }
 
+/** What runs jobs on a worker, and what it knows of them. */
+interface Runner {
+  readonly manager: ModelManager;
+  /** Jobs running, by BullMQ job id, so a cancel can find them. */
+  readonly active: Map<string, Job>;
+  /** Jobs a model host refused after accepting them. */
+  readonly refusedJobs: WeakSet<Job>;
+}
+
+/** How a job ended on this worker: its outcome, and whether it was refused rather than run. */
+interface Ended {
+  readonly outcome: JobOutcome;
+  readonly refused: boolean;
+}
+
 /** Runs one `infer` job and stores its outcome; never throws for the job's own failures. */
 async function infer(
   redis: Redis,
   keys: RedisKeys,
-  manager: ModelManager,
-  active: Map<string, Job>,
+  runner: Runner,
   pool: string,
   bullJob: BullJob,
   jobId: string,
   worker: string,
 ): Promise<JobSummary> {
   let data: InferJobData | undefined;
-  let outcome: JobOutcome;
+  let ended: Ended;
   try {
     data = parseInferJobData(bullJob.data);
     const results = await redis
@@ -238,14 +260,17 @@ async function infer(
       .exec();
     const cancelled = results?.[1]?.[1] === 1;
     const input = results?.[2]?.[1];
-    outcome = cancelled
-      ? failure(new TandemError('E_CANCELLED', `job ${data.id} was cancelled`))
+    // A cancel is no refusal, as in a single server; a lost input is an accepted job the cluster
+    // lost, not one it refused.
+    ended = cancelled
+      ? notRun(new TandemError('E_CANCELLED', `job ${data.id} was cancelled`))
       : Buffer.isBuffer(input)
-        ? await run(redis, keys, manager, active, bullJob, jobId, data, input)
-        : failure(new TandemError('E_JOB_NOT_FOUND', `the input of job ${data.id} expired`));
+        ? await run(redis, keys, runner, bullJob, jobId, data, input)
+        : notRun(new TandemError('E_JOB_NOT_FOUND', `the input of job ${data.id} expired`));
   } catch (error) {
-    outcome = failure(TandemError.from(error, 'E_PROTOCOL'));
+    ended = notRun(TandemError.from(error, 'E_PROTOCOL'));
   }
+  const { outcome } = ended;
   const ttlMs = data?.resultTtlMs ?? DEFAULT_RESULT_TTL_MS;
   const frame = encodeJobOutcome(data?.id ?? jobId, outcome);
   const store = redis
@@ -253,49 +278,60 @@ async function infer(
     .set(keys.outcome(jobId), toBuffer(frame), 'PX', ttlMs)
     .pexpire(keys.input(jobId), ttlMs)
     .del(keys.cancelled(jobId));
+  // In the outcome's transaction: a gateway that reads the outcome reads the mark with it.
+  if (ended.refused) store.set(keys.refused(jobId), '1', 'PX', ttlMs);
   if (data !== undefined) store.pexpire(keys.index(data.owner, data.id), ttlMs);
   await store.exec();
   return outcome.ok ? { ok: true, worker } : { ok: false, code: outcome.error.code, worker };
 }
 
+/**
+ * Runs a job through the model manager. Refused: whatever its submit throws (as a single server's
+ * front doors count it), a deadline passed in the queue, and what a model host refused after
+ * accepting the job; not a run that failed (`E_RUNTIME`) or a cancel.
+ */
 async function run(
   redis: Redis,
   keys: RedisKeys,
-  manager: ModelManager,
-  active: Map<string, Job>,
+  runner: Runner,
   bullJob: BullJob,
   jobId: string,
   data: InferJobData,
   input: Buffer,
-): Promise<JobOutcome> {
+): Promise<Ended> {
   const message = decodeJobInput(input);
   let deadlineMs: number | undefined;
   if (data.deadlineAt !== undefined) {
     deadlineMs = data.deadlineAt - Date.now();
     if (deadlineMs <= 0) {
-      return failure(
+      return refusal(
         new TandemError('E_DEADLINE_EXCEEDED', `job ${data.id} passed its deadline in the queue`),
       );
     }
   }
-  const { job } = manager.submit(
-    {
-      id: data.id,
-      owner: data.owner,
-      model: message.model,
-      version: data.version,
-      inputs: message.inputs,
-      ...(message.outputs === undefined ? {} : { outputs: message.outputs }),
-      priority: message.priority ?? 0,
-      ...(deadlineMs === undefined ? {} : { deadlineMs }),
-    },
-    (event: ProgressEvent) => {
-      // The gateway turns the outcome into the final event itself.
-      if ((FINAL_STAGES as readonly string[]).includes(event.stage)) return;
-      bullJob.updateProgress({ ...event }).catch(() => undefined);
-    },
-  );
-  active.set(jobId, job);
+  let job: Job;
+  try {
+    ({ job } = runner.manager.submit(
+      {
+        id: data.id,
+        owner: data.owner,
+        model: message.model,
+        version: data.version,
+        inputs: message.inputs,
+        ...(message.outputs === undefined ? {} : { outputs: message.outputs }),
+        priority: message.priority ?? 0,
+        ...(deadlineMs === undefined ? {} : { deadlineMs }),
+      },
+      (event: ProgressEvent) => {
+        // The gateway turns the outcome into the final event itself.
+        if ((FINAL_STAGES as readonly string[]).includes(event.stage)) return;
+        bullJob.updateProgress({ ...event }).catch(() => undefined);
+      },
+    ));
+  } catch (error) {
+    return refusal(TandemError.from(error));
+  }
+  runner.active.set(jobId, job);
   // A cancel published between the check before the run and now found no job here: look again.
   void redis.exists(keys.cancelled(jobId)).then(
     (found) => {
@@ -304,9 +340,11 @@ async function run(
     () => undefined,
   );
   try {
-    return await job.outcome;
+    const outcome = await job.outcome;
+    // A host reports a refusal as it fails the job, before the outcome's reactions run.
+    return { outcome, refused: runner.refusedJobs.has(job) };
   } finally {
-    active.delete(jobId);
+    runner.active.delete(jobId);
   }
 }
 
@@ -337,6 +375,14 @@ async function warm(
 
 function failure(error: TandemError): JobOutcome {
   return { ok: false, error };
+}
+
+function notRun(error: TandemError): Ended {
+  return { outcome: failure(error), refused: false };
+}
+
+function refusal(error: TandemError): Ended {
+  return { outcome: failure(error), refused: true };
 }
 
 /** A Buffer over the same bytes (no copy). */

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelStatus, TensorMap } from '@tandem/shared';
 import {
   buildMlpClassifier,
+  buildModel,
   buildTinyModel,
   connectClient,
   slowInput,
@@ -28,7 +29,7 @@ import {
 } from './fixtures.js';
 import { decodeInferResponse, encodeInferRequest, float32Of } from './oip-client.js';
 import { Cluster, pollUntil } from './redis-fixtures.js';
-import { buildSlowModel, writeModelConfig } from './server-fixtures.js';
+import { buildSlowModel, tempDir, writeModelConfig } from './server-fixtures.js';
 
 const FEATURES = 16;
 const MLP = buildMlpClassifier({ features: FEATURES, hidden: 16, classes: 5, seed: 3 });
@@ -435,5 +436,119 @@ describe('redis-dispatcher: Redis restarted while idle', () => {
     logs.forEach((log, i) =>
       expect(resultOf(log).outputs.y!.data).toEqual(new Float32Array([2 * i + 1])),
     );
+  });
+});
+
+/** Every `tandem_rejections_total` sample of a scrape, as `model code` → value. */
+function rejectionsOf(text: string): Record<string, number> {
+  const samples: Record<string, number> = {};
+  for (const match of text.matchAll(
+    /^tandem_rejections_total\{model="([^"]*)",code="([^"]*)"\} (\S+)$/gm,
+  ))
+    samples[`${match[1]} ${match[2]}`] = Number(match[3]);
+  return samples;
+}
+
+describe('redis-dispatcher: refusals on the pool side counted in the gateway /metrics', () => {
+  let cluster: Cluster;
+  /** The repository of the pool "drift" worker: its "drift" model takes other inputs. */
+  let driftModels: { dir: string; remove: () => void };
+  let gateway: CliProcess;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    driftModels = tempDir('drift-worker');
+    await writeModelFile(driftModels.dir, 'drift', 1, MLP.bytes);
+    writeModelConfig(driftModels.dir, 'drift', 1, { pool: 'drift' });
+    cluster = await Cluster.start(async (dir) => {
+      await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      // Pools "later" and "tight" have no worker: their jobs wait. "tight" takes one.
+      await writeModelFile(dir, 'later', 1, buildTinyModel().bytes);
+      writeModelConfig(dir, 'later', 1, { pool: 'later' });
+      await writeModelFile(dir, 'tight', 1, buildTinyModel().bytes);
+      writeModelConfig(dir, 'tight', 1, { pool: 'tight', maxQueue: 1 });
+      // Metadata a gateway reads fine; onnxruntime on the worker cannot create a session.
+      await writeModelFile(
+        dir,
+        'unknown-op',
+        1,
+        buildModel({
+          inputs: [{ name: 'x', dtype: 'float32', dims: ['n'] }],
+          outputs: [{ name: 'y', dtype: 'float32', dims: ['n'] }],
+          nodes: [{ opType: 'NoSuchOperator', inputs: ['x'], outputs: ['y'] }],
+        }),
+      );
+      // The gateways' "drift" takes x [n]; the drift worker's takes x [1, 16] (a repository out
+      // of step with the gateways'), so that worker refuses what the gateway accepted.
+      await writeModelFile(dir, 'drift', 1, buildTinyModel().bytes);
+      writeModelConfig(dir, 'drift', 1, { pool: 'drift' });
+    });
+    [gateway] = await Promise.all([cluster.gateway(), cluster.worker()]);
+    client = await connectClient(gateway.url);
+  });
+
+  afterAll(async () => {
+    await client.close();
+    await cluster.close();
+    driftModels.remove();
+  });
+
+  it('counts each job refused after it left the gateway once, by model and code; runs and cancels not at all', async () => {
+    resultOf(await client.infer({ id: 'ran', model: 'mlp', inputs: mlpInput(0) }));
+    // Refused by the gateway itself, as before: the same labels as the pool's refusals below.
+    const badShape = await client.infer({ id: 'bad-shape', model: 'mlp', inputs: ONE });
+    expect(errorCodeOf(badShape)).toBe('E_INPUT_SHAPE');
+    // A full pool (counted in Redis, after submit returned).
+    client.send({ type: 'infer', id: 'holds-tight', model: 'tight', inputs: tinyInput(0) });
+    await client.nextOf(
+      'progress',
+      (m) => m.event.jobId === 'holds-tight' && m.event.stage === 'queued',
+    );
+    const full = await client.infer({ id: 'full', model: 'tight', inputs: tinyInput(1) });
+    expect(errorCodeOf(full)).toBe('E_BUSY');
+    client.send({ type: 'cancel', id: 'holds-tight' });
+    expect(errorCodeOf(await client.collectJob('holds-tight'))).toBe('E_CANCELLED');
+    // A deadline that passed while the job waited for a worker.
+    const late = await client.infer({
+      id: 'late',
+      model: 'later',
+      inputs: tinyInput(2),
+      deadlineMs: 100,
+    });
+    expect(errorCodeOf(late)).toBe('E_DEADLINE_EXCEEDED');
+    // On the worker: the first job waits for a load that fails; the second finds the model failed.
+    for (const id of ['load-1', 'load-2']) {
+      const log = await client.infer({ id, model: 'unknown-op', inputs: tinyInput(3) });
+      expect(errorCodeOf(log), id).toBe('E_MODEL_LOAD_FAILED');
+    }
+
+    expect(rejectionsOf(await scrape(gateway.url))).toEqual({
+      'mlp E_INPUT_SHAPE': 1,
+      'tight E_BUSY': 1,
+      'later E_DEADLINE_EXCEEDED': 1,
+      'unknown-op E_MODEL_LOAD_FAILED': 2,
+    });
+  });
+
+  it('counts a refusal on the gateway the job came through, not on another that resumed it', async () => {
+    const other = await cluster.gateway();
+    const resumer = await connectClient(other.url);
+    // Pool "drift" has no worker yet: the job waits in Redis while the other gateway takes it up.
+    client.send({ type: 'infer', id: 'drifted', model: 'drift', inputs: tinyInput(4) });
+    await client.nextOf(
+      'progress',
+      (m) => m.event.jobId === 'drifted' && m.event.stage === 'queued',
+    );
+    resumer.send({ type: 'resume', ids: ['drifted'] });
+    // Its own repository (the later --models wins), where "drift" takes other inputs. Whether the
+    // other gateway follows the job when the worker refuses it or finds it refused already, it
+    // must not count it: the count is the same either way.
+    await cluster.worker(['--pool', 'drift', '--models', driftModels.dir]);
+    for (const follower of [client, resumer])
+      expect(errorCodeOf(await follower.collectJob('drifted'))).toBe('E_INPUT_SHAPE');
+
+    expect(rejectionsOf(await scrape(gateway.url))['drift E_INPUT_SHAPE']).toBe(1);
+    expect(rejectionsOf(await scrape(other.url))).toEqual({});
+    await resumer.close();
   });
 });
