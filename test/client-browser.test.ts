@@ -318,6 +318,39 @@ describe('the client in Chromium', () => {
     await context.close();
   });
 
+  it('deletes a model with its compiled session: the same client downloads and compiles it again', async () => {
+    const context = await browser.newContext();
+    const { page, modelRequests } = await openPage(context);
+    const runs = await page.evaluate(async () => {
+      const tandem = window.tandemClient.createTandem({
+        server: location.origin,
+        placement: 'local-only',
+      });
+      const inputs = {
+        x: { dtype: 'float32', dims: [1, 3, 48, 192], data: new Float32Array(3 * 48 * 192) },
+      } as const;
+      const run = async () => {
+        const { cold, timings } = await tandem.run('paddleocr-cls', inputs);
+        return { cold, downloadMs: timings.downloadMs };
+      };
+      try {
+        const first = await run();
+        const warm = await run();
+        const deleted = await tandem.cache.delete('paddleocr-cls');
+        return { first, warm, deleted, after: await run() };
+      } finally {
+        await tandem.close();
+      }
+    });
+    expect(runs.first.cold).toBe(true);
+    expect(runs.warm).toEqual({ cold: false, downloadMs: 0 });
+    expect(runs.deleted).toBe(1);
+    expect(runs.after.cold).toBe(true);
+    expect(runs.after.downloadMs).toBeGreaterThan(0);
+    expect(modelRequests).toHaveLength(2);
+    await context.close();
+  });
+
   it('keeps a server model warm while the page is visible, and lets it scale to zero while hidden', async () => {
     const context = await browser.newContext();
     const { page } = await openPage(context);

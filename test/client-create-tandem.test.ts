@@ -1,7 +1,8 @@
 // createTandem in Node against a real server: where each call runs and why, fallback when the
 // server is down, a model that needs a backend this device lacks going remote, cancellation (the
 // server dropping a running job, a compile the next call picks up), the model file store behind
-// tandem.cache, and one progress sequence per job that never goes backwards and ends at 1.
+// tandem.cache (a delete also lets go of the compiled session), and one progress sequence per job
+// that never goes backwards and ends at 1.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -397,8 +398,42 @@ describe('tandem.cache in Node', () => {
       expect(await tandem.cache.list()).toEqual([]);
       expect(await tandem.cache.estimate()).toMatchObject({ modelBytes: 0 });
       expect(await tandem.cache.delete('paddleocr-cls')).toBe(0);
-      // The file is gone, not the client: the model still runs here.
-      expect((await tandem.run('paddleocr-cls', clsInput(11))).placement).toBe('local');
+      // The file is gone, and the compiled session with it, not the client: the model still runs
+      // here, downloaded and compiled again.
+      const job = tandem.run('paddleocr-cls', clsInput(11));
+      const [after, events] = await Promise.all([job, collect(job)]);
+      expect(after.placement).toBe('local');
+      expect(after.cold).toBe(true);
+      expect(after.timings.downloadMs).toBeGreaterThan(0);
+      expect(events.map((e) => e.stage)).toEqual(expect.arrayContaining(['download', 'compile']));
+    } finally {
+      await tandem.close();
+      await server.close();
+    }
+  });
+
+  it('deletes a model during a local run: the run finishes on its session, the next one is cold', async () => {
+    const server = await createServer({ port: 0 });
+    const url = await server.listen();
+    const tandem = createTandem({ server: url, placement: 'local-only' });
+    try {
+      expect((await tandem.run('paddleocr-cls', clsInput(12))).cold).toBe(true);
+      let deleted: Promise<number> | undefined;
+      const during = await tandem.run('paddleocr-cls', clsInput(13), {
+        onProgress: (event) => {
+          if (event.stage === 'running') deleted ??= tandem.cache.delete('paddleocr-cls');
+        },
+      });
+      expect(during.cold).toBe(false);
+      expect(await deleted).toBe(1);
+      const after = await tandem.run('paddleocr-cls', clsInput(13));
+      expect(after.cold).toBe(true);
+      expect(after.timings.downloadMs).toBeGreaterThan(0);
+      // The same input on the new session: the run during the delete was not cut short.
+      const name = Object.keys(after.outputs)[0]!;
+      expect(Array.from(during.outputs[name]!.data as Float32Array)).toEqual(
+        Array.from(after.outputs[name]!.data as Float32Array),
+      );
     } finally {
       await tandem.close();
       await server.close();

@@ -102,6 +102,11 @@ export interface Tandem {
   /** Model files stored on this device. */
   readonly cache: {
     list(): Promise<CachedModel[]>;
+    /**
+     * Removes every stored file of the model (returns how many) and lets go of its compiled
+     * local session, so the next local run downloads and compiles it again (`cold`). A run in
+     * flight on that session finishes first.
+     */
     delete(model: string): Promise<number>;
     estimate(): Promise<{ modelBytes: number; usageBytes?: number; quotaBytes?: number }>;
   };
@@ -358,7 +363,12 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     },
     cache: {
       list: () => files.list(),
-      delete: (model) => files.delete(model),
+      delete: async (model) => {
+        const removed = await files.delete(model);
+        // Else the worker's session would keep running the model as if it were still stored.
+        await local.release(model);
+        return removed;
+      },
       estimate: () => files.estimate(),
     },
     async close() {

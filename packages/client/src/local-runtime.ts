@@ -53,6 +53,23 @@ interface StartedWorker {
   end(error: TandemError): void;
 }
 
+/** A session of one model file on one backend in the worker, and the calls using it. */
+interface LocalSession {
+  readonly model: string;
+  /**
+   * Its key in the worker: unique per session, so one created after a release never shares a key
+   * with the released one, which may still be finishing a run.
+   */
+  readonly workerKey: string;
+  /** The worker it lives in. */
+  readonly worker: Promise<StartedWorker> | undefined;
+  readonly loading: Promise<LoadedSession>;
+  /** Calls between finding (or creating) it and the end of their run on it. */
+  users: number;
+  /** Released ({@link LocalRuntime.release}): the worker lets it go once `users` is 0. */
+  released: boolean;
+}
+
 /** Options of {@link LocalRuntime}. */
 export interface LocalRuntimeOptions {
   readonly files: ModelFileStore;
@@ -82,7 +99,9 @@ export class LocalRuntime implements Runtime {
   #worker: Promise<StartedWorker> | undefined;
   #closed = false;
   #info: Promise<BackendInfo> | undefined;
-  readonly #sessions = new Map<string, Promise<LoadedSession>>();
+  /** Sessions by file and backend (see sessionKey); a released one is no longer here. */
+  readonly #sessions = new Map<string, LocalSession>();
+  #sessionCount = 0;
   readonly #bandwidth = new MovingAverage(); // bytes per ms
   readonly #compileMs = new Map<string, MovingAverage>();
   readonly #runMs = new Map<string, MovingAverage>();
@@ -166,7 +185,25 @@ export class LocalRuntime implements Runtime {
   }
 
   async warm(manifest: ModelManifest, signal?: AbortSignal): Promise<void> {
-    await this.#session(manifest, signal, () => undefined);
+    const { session } = await this.#session(manifest, signal, () => undefined);
+    this.#unuse(session);
+  }
+
+  /**
+   * Releases the model's compiled sessions in the worker (`tandem.cache.delete`), so the next
+   * call reads or downloads its file and compiles again. A session a call is still using (loading
+   * or running on it) is released once that call is done with it; the promise does not wait for
+   * those, only for the idle ones to be released.
+   */
+  async release(model: string): Promise<void> {
+    const releasing: Promise<void>[] = [];
+    for (const [key, session] of this.#sessions) {
+      if (session.model !== model) continue;
+      this.#sessions.delete(key);
+      session.released = true;
+      if (session.users === 0) releasing.push(this.#releaseInWorker(session));
+    }
+    await Promise.all(releasing);
   }
 
   async run(
@@ -183,34 +220,38 @@ export class LocalRuntime implements Runtime {
     });
     options.onProgress(tracker.update({ stage: 'resolve' }));
     const started = performance.now();
-    const { backend, key, downloadMs, compileMs, cold } = await this.#session(
+    const { backend, key, session, downloadMs, compileMs, cold } = await this.#session(
       manifest,
       options.signal,
       (update) => options.onProgress(tracker.update(update)),
     );
-    throwIfAborted(options.signal);
-    const runEstimate = this.#runMs.get(key)?.value;
-    options.onProgress(
-      tracker.update(
-        runEstimate === undefined
-          ? { stage: 'running' }
-          : { stage: 'running', stageExpectedMs: runEstimate },
-      ),
-    );
-    const runStarted = performance.now();
-    const payload = options.transfer === true ? transferable(inputs) : inputs;
-    const outputs = await untilCancelled(
-      this.#call((api) => api.run(key, payload, options.outputs)),
-      options.signal,
-    );
-    const runMs = performance.now() - runStarted;
-    this.#average(this.#runMs, key).add(runMs);
-    return {
-      outputs,
-      backend,
-      cold,
-      timings: { downloadMs, compileMs, runMs, totalMs: performance.now() - started },
-    };
+    try {
+      throwIfAborted(options.signal);
+      const runEstimate = this.#runMs.get(key)?.value;
+      options.onProgress(
+        tracker.update(
+          runEstimate === undefined
+            ? { stage: 'running' }
+            : { stage: 'running', stageExpectedMs: runEstimate },
+        ),
+      );
+      const runStarted = performance.now();
+      const payload = options.transfer === true ? transferable(inputs) : inputs;
+      const outputs = await untilCancelled(
+        this.#call((api) => api.run(session.workerKey, payload, options.outputs)),
+        options.signal,
+      );
+      const runMs = performance.now() - runStarted;
+      this.#average(this.#runMs, key).add(runMs);
+      return {
+        outputs,
+        backend,
+        cold,
+        timings: { downloadMs, compileMs, runMs, totalMs: performance.now() - started },
+      };
+    } finally {
+      this.#unuse(session);
+    }
   }
 
   /**
@@ -282,7 +323,10 @@ export class LocalRuntime implements Runtime {
     return starting;
   }
 
-  /** Downloads (or reads) and compiles a model once per file and backend. */
+  /**
+   * Downloads (or reads) and compiles a model once per file and backend. The session returned is
+   * in use by the caller until it hands it back with {@link #unuse}; on a throw it was handed back.
+   */
   async #session(
     manifest: ModelManifest,
     signal: AbortSignal | undefined,
@@ -295,6 +339,7 @@ export class LocalRuntime implements Runtime {
   ): Promise<{
     backend: LocalBackend;
     key: string;
+    session: LocalSession;
     downloadMs: number;
     compileMs: number;
     cold: boolean;
@@ -309,8 +354,8 @@ export class LocalRuntime implements Runtime {
     const key = sessionKey(manifest, backend);
     const existing = this.#sessions.get(key);
     if (existing !== undefined) {
-      await untilCancelled(existing, signal);
-      return { backend, key, downloadMs: 0, compileMs: 0, cold: false };
+      await this.#join(existing, signal);
+      return { backend, key, session: existing, downloadMs: 0, compileMs: 0, cold: false };
     }
     const file = await this.#options.files.get(manifest, {
       ...(signal === undefined ? {} : { signal }),
@@ -319,6 +364,12 @@ export class LocalRuntime implements Runtime {
     if (!file.cached && file.downloadMs > 0)
       this.#bandwidth.add(file.bytes.byteLength / file.downloadMs);
     throwIfAborted(signal);
+    // Another call of this model got here first (both read the file): its session is this one.
+    const raced = this.#sessions.get(key);
+    if (raced !== undefined) {
+      const compileMs = await this.#join(raced, signal);
+      return { backend, key, session: raced, downloadMs: file.downloadMs, compileMs, cold: true };
+    }
     const compileEstimate = this.#compileMs.get(key)?.value;
     progress(
       compileEstimate === undefined
@@ -334,15 +385,73 @@ export class LocalRuntime implements Runtime {
       // Downloaded: compiling it and the model goes on, without bytes to count.
       if (total !== undefined && loaded >= total) progress({ stage: 'compile' });
     });
-    const loading = this.#call((api) => api.load(key, file.bytes, backend, onRuntimeBytes));
-    this.#sessions.set(key, loading);
+    const workerKey = `${key}#${this.#sessionCount++}`;
+    const loading = this.#call((api) => api.load(workerKey, file.bytes, backend, onRuntimeBytes));
+    const session: LocalSession = {
+      model: manifest.name,
+      workerKey,
+      worker: this.#worker,
+      loading,
+      users: 1,
+      released: false,
+    };
+    this.#sessions.set(key, session);
     loading.catch(() => {
-      if (this.#sessions.get(key) === loading) this.#sessions.delete(key);
+      if (this.#sessions.get(key) === session) this.#sessions.delete(key);
     });
-    const loaded = await untilCancelled(loading, signal);
-    // A call that waited for another's compile (two first calls at once) measured only part of it.
+    let loaded: LoadedSession;
+    try {
+      loaded = await untilCancelled(loading, signal);
+    } catch (error) {
+      this.#unuse(session);
+      throw error;
+    }
+    // A load that waited for another's compile (in the worker) measured only part of it.
     if (loaded.compiled) this.#average(this.#compileMs, key).add(loaded.compileMs);
-    return { backend, key, downloadMs: file.downloadMs, compileMs: loaded.compileMs, cold: true };
+    return {
+      backend,
+      key,
+      session,
+      downloadMs: file.downloadMs,
+      compileMs: loaded.compileMs,
+      cold: true,
+    };
+  }
+
+  /**
+   * Starts using a session another call created, waiting for its compile if it is still going;
+   * returns the ms waited. On a throw the session was handed back.
+   */
+  async #join(session: LocalSession, signal: AbortSignal | undefined): Promise<number> {
+    session.users++;
+    const started = performance.now();
+    try {
+      await untilCancelled(session.loading, signal);
+    } catch (error) {
+      this.#unuse(session);
+      throw error;
+    }
+    return performance.now() - started;
+  }
+
+  /** Hands a session back; the last user of a released one lets the worker release it. */
+  #unuse(session: LocalSession): void {
+    session.users--;
+    if (session.released && session.users === 0) void this.#releaseInWorker(session);
+  }
+
+  /**
+   * Releases a session in its worker, once loaded (a failed load left nothing). A worker that has
+   * since gone (replaced, closed) took the session along: none is started for it, and a worker
+   * that fails the release is gone or broken with the session in it, so that is no failure here.
+   */
+  async #releaseInWorker(session: LocalSession): Promise<void> {
+    const loaded = await session.loading.then(
+      () => true,
+      () => false,
+    );
+    if (!loaded || session.worker === undefined || session.worker !== this.#worker) return;
+    await this.#call((api) => api.release(session.workerKey)).catch(() => undefined);
   }
 
   /** Stage shares for a job, in measured ms where known. */

@@ -97,10 +97,12 @@ export function warmUpModel(): Uint8Array {
   return Uint8Array.from(atob(WARM_UP_MODEL_BASE64), (char) => char.charCodeAt(0));
 }
 
-/** A compiled session in the worker. */
+/** A compiled session in the worker, and its runs in flight. */
 interface SessionEntry {
   readonly session: Ort.InferenceSession;
   readonly backend: LocalBackend;
+  /** Runs (with their outputs' read-back) still using the session: a release waits for them. */
+  readonly runs: Set<Promise<unknown>>;
 }
 
 /** Builds the worker's API object. */
@@ -199,7 +201,7 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
     // A first load also stores the runtime it fetched (done by now, unless storage is slower than
     // compiling), so a page closed or reloaded after a warm() finds it.
     await runtimeCache?.settled();
-    return { session, backend };
+    return { session, backend, runs: new Set() };
   }
 
   /**
@@ -246,6 +248,20 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
   ): Promise<TensorMap> {
     const entry = sessions.get(key);
     if (entry === undefined) throw new TandemError('E_INTERNAL', `no session ${key} in the worker`);
+    const running = runOn(entry, inputs, outputs);
+    entry.runs.add(running);
+    try {
+      return await running;
+    } finally {
+      entry.runs.delete(running);
+    }
+  }
+
+  async function runOn(
+    entry: SessionEntry,
+    inputs: TensorMap,
+    outputs: readonly string[] | undefined,
+  ): Promise<TensorMap> {
     const { Tensor } = ort();
     const feeds: Record<string, Ort.Tensor> = {};
     for (const [name, tensor] of Object.entries(inputs))
@@ -277,10 +293,18 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
     return transfer(out, buffers);
   }
 
+  /**
+   * Releases a key's session (a session still being created is released once created); the next
+   * load of the key compiles again. Runs in flight on it finish first: releasing a session under a
+   * run would fail that run. Resolves once the session is released.
+   */
   async function release(key: string): Promise<void> {
+    await creating.get(key)?.catch(() => undefined);
     const entry = sessions.get(key);
+    if (entry === undefined) return;
     sessions.delete(key);
-    await entry?.session.release();
+    await Promise.allSettled(entry.runs);
+    await entry.session.release();
   }
 
   return { probe, load, run, release };

@@ -28,6 +28,8 @@ export function deferred<T = void>(): Deferred<T> {
 export interface FakeSession {
   readonly bytes: Uint8Array;
   released: boolean;
+  /** Resolves when the session is released. */
+  readonly whenReleased: Promise<void>;
   /** Runs that were still going when the session was released (onnxruntime would fail them). */
   runsAtRelease: number;
 }
@@ -70,7 +72,13 @@ export function fakeOrt(options: FakeOrtOptions = {}): FakeOrt {
     const isWarmUp =
       bytes.byteLength === warmUp.byteLength && bytes.every((byte, i) => byte === warmUp[i]);
     if (!isWarmUp) await options.compile?.(creates++, bytes);
-    const record: FakeSession = { bytes, released: false, runsAtRelease: 0 };
+    const releasing = deferred();
+    const record: FakeSession = {
+      bytes,
+      released: false,
+      whenReleased: releasing.promise,
+      runsAtRelease: 0,
+    };
     if (!isWarmUp) sessions.push(record);
     let running = 0;
     return {
@@ -91,6 +99,7 @@ export function fakeOrt(options: FakeOrtOptions = {}): FakeOrt {
       async release() {
         record.released = true;
         record.runsAtRelease = running;
+        releasing.resolve();
       },
     };
   };

@@ -176,14 +176,15 @@ function apiWorkers(ort: FakeOrt, onLoad?: () => void): () => Promise<WorkerHand
 }
 
 describe('LocalRuntime sessions in the worker', () => {
-  it('compiles once for two first runs at once, though the one that started it is cancelled', async () => {
+  it('loads and compiles once for two first runs at once, though the one that started it is cancelled', async () => {
     const compiling = deferred();
     const ort = fakeOrt({ compile: () => compiling.promise });
-    // Both calls read the file before either has a session to find: both loads reach the worker.
-    const bothLoading = deferred();
+    // Both calls read the file before either has a session to find.
+    const loading = deferred();
     let loads = 0;
     const createWorker = apiWorkers(ort, () => {
-      if (++loads === 2) bothLoading.resolve();
+      loads++;
+      loading.resolve();
     });
     const runtime = new LocalRuntime({ files, createWorker });
     try {
@@ -197,12 +198,53 @@ describe('LocalRuntime sessions in the worker', () => {
       });
       const other = runtime.run(manifest, inputs(), options);
       expect(await rejectionCode(cancelled)).toBe('E_CANCELLED');
-      await bothLoading.promise;
+      await loading.promise;
       compiling.resolve();
       expect((await other).cold).toBe(true);
       expect((await runtime.run(manifest, inputs(), options)).cold).toBe(false);
+      // One load reached the worker (the second call took the first one's session), and the
+      // worker compiled once (it would also have joined a second load of the key to the first).
+      expect(loads).toBe(1);
       expect(ort.creates).toBe(1);
       expect(ort.sessions).toHaveLength(1);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it('release() lets go of a model after the run in flight on it; the next run compiles again', async () => {
+    const running = deferred();
+    let runs = 0;
+    // The second run is held in the worker until the test lets it finish.
+    const ort = fakeOrt({ run: () => (++runs === 2 ? running.promise : Promise.resolve()) });
+    const runtime = new LocalRuntime({ files, createWorker: apiWorkers(ort) });
+    try {
+      expect((await runtime.run(manifest, inputs(), options)).cold).toBe(true);
+      const releaseCalled = deferred();
+      let released: Promise<void> | undefined;
+      const inFlight = runtime.run(manifest, inputs(), {
+        ...options,
+        onProgress: (event) => {
+          if (event.stage !== 'running') return;
+          try {
+            released = runtime.release(manifest.name);
+          } finally {
+            releaseCalled.resolve();
+          }
+        },
+      });
+      await releaseCalled.promise;
+      await released;
+      expect(await runtime.estimate(manifest)).toMatchObject({ cold: true });
+      running.resolve();
+      const result = await inFlight;
+      expect(result.cold).toBe(false);
+      expect(Array.from(result.outputs.y!.data as Float32Array)).toEqual([1]);
+      await ort.sessions[0]!.whenReleased;
+      expect(ort.sessions[0]!.runsAtRelease).toBe(0);
+      expect((await runtime.run(manifest, inputs(), options)).cold).toBe(true);
+      expect(ort.sessions).toHaveLength(2);
+      expect(ort.sessions[1]!.released).toBe(false);
     } finally {
       await runtime.close();
     }

@@ -1,11 +1,13 @@
 // The worker's warm-up model: valid ONNX that onnxruntime runs, and the model it says it is (built
 // here again with the test fixtures' ONNX writer). The probe's use of it runs in
 // test/client-local-runtime.test.ts (Node) and test/client-browser.test.ts (Chromium). Then the
-// worker API over a fake onnxruntime-web: loads of one key that overlap share one session, and
-// every load waiting for onnxruntime-web's runtime hears its download.
+// worker API over a fake onnxruntime-web: loads of one key that overlap share one session, a
+// release waits for the run in flight, and every load waiting for onnxruntime-web's runtime hears
+// its download.
 
 import * as ort from 'onnxruntime-node';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { TensorMap } from '@tandem/shared';
 import { buildModel, rejectionCode } from '@tandem/test-support';
 import { createLocalWorkerApi, warmUpModel, type LocalWorkerApi } from '../src/local-worker-api.js';
 import { deferred, fakeOrt, type FakeOrt } from './fake-ort.js';
@@ -71,6 +73,24 @@ describe('createLocalWorkerApi: loads', () => {
     expect(await api.load('a', MODEL_A, 'wasm')).toMatchObject({ compiled: true });
     expect(ort.creates).toBe(2);
     expect(ort.sessions).toHaveLength(1);
+  });
+});
+
+describe('createLocalWorkerApi: release', () => {
+  it('releases a session once the run in flight on it is done; the next load compiles again', async () => {
+    const running = deferred();
+    const ort = fakeOrt({ run: () => running.promise });
+    const api = await probedApi(ort);
+    await api.load('a', MODEL_A, 'wasm');
+    const inputs: TensorMap = { x: { dtype: 'float32', dims: [1], data: new Float32Array([2]) } };
+    const run = api.run('a', inputs, undefined);
+    const released = api.release('a');
+    running.resolve();
+    expect(Array.from((await run).y!.data as Float32Array)).toEqual([2]);
+    await released;
+    expect(ort.sessions[0]).toMatchObject({ released: true, runsAtRelease: 0 });
+    expect(await api.load('a', MODEL_A, 'wasm')).toMatchObject({ compiled: true });
+    expect(ort.sessions).toHaveLength(2);
   });
 });
 
