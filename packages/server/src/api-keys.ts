@@ -20,9 +20,12 @@ export interface ApiKeyRecord {
   readonly id: string;
   /** Lower-case hex sha256 of the key. */
   readonly sha256: string;
-  /** Jobs this key may submit per minute. @default unlimited */
+  /**
+   * Jobs this key may submit per minute, jobs refused after submission included (see
+   * {@link ApiKeys.acquire}). @default unlimited
+   */
   readonly ratePerMinute?: number;
-  /** Jobs this key may have in flight at once. @default unlimited */
+  /** Jobs this key may have in flight (queued or running) at once. @default unlimited */
   readonly maxConcurrent?: number;
 }
 
@@ -136,8 +139,17 @@ export class ApiKeys {
   }
 
   /**
-   * Takes one job slot for a key: throws `E_RATE_LIMITED` (with `retryAfterMs`) when the key is
-   * over its rate or concurrency limit. Returns the function that gives the slot back.
+   * Takes one job's share of a key's limits: a rate token and a concurrency slot. Throws
+   * `E_RATE_LIMITED` (with `retryAfterMs`) when the key has `maxConcurrent` jobs in flight or no
+   * token left, and then takes neither. Returns the function that gives the slot back (once; later
+   * calls do nothing).
+   *
+   * The front doors call it before the dispatcher checks the job, so a job refused after it (an
+   * unknown model, inputs that do not fit the model, a full queue) has spent its token: the rate
+   * bounds requests, not successful jobs, as most APIs' rate limits do, and a flood of bad
+   * requests is not free. The token is never given back. The slot is, by the caller: at once for
+   * a refused job, when it ends for an accepted one. Limits are this object's, so per process: N
+   * gateways behind a load balancer let a key through up to N times its limits.
    */
   acquire(record: ApiKeyRecord, now = performance.now()): () => void {
     const inflight = this.#inflight.get(record.id) ?? 0;

@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { TandemError } from '@tandem/shared';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TandemError, type TensorMap } from '@tandem/shared';
+import { buildMlpClassifier, connectClient, writeModelFile } from '@tandem/test-support';
 import {
   ANONYMOUS,
   ApiKeys,
@@ -10,7 +11,17 @@ import {
   parseApiKeyFile,
   type ApiKeyRecord,
 } from '../src/api-keys.js';
-import { tempDir } from './server-fixtures.js';
+import {
+  SLOW_WIDTH,
+  errorCodeOf,
+  resultOf,
+  slowInput,
+  startServer,
+  writeSlowModel,
+  type TestServer,
+} from './fixtures.js';
+import { encodeInferRequest, type ClientInput } from './oip-client.js';
+import { tempDir, writeModelConfig } from './server-fixtures.js';
 
 const alice: ApiKeyRecord = { id: 'alice', sha256: hashApiKey('alice-secret') };
 const bob: ApiKeyRecord = { id: 'bob', sha256: hashApiKey('bob-secret'), ratePerMinute: 6 };
@@ -167,5 +178,118 @@ describe('parseApiKeyFile / loadApiKeyFile', () => {
     expect(errorOf(() => loadApiKeyFile(join(dir, 'missing.json'))).code).toBe(
       'E_INVALID_ARGUMENT',
     );
+  });
+});
+
+describe('ApiKeys at the front doors: refused jobs keep their rate token and give their slot back', () => {
+  const MLP = buildMlpClassifier({ features: 4, hidden: 4, classes: 2, seed: 5 });
+  /** Rows of the job that holds the slow model's instance: about a second, longer than the probes. */
+  const LONG_ROWS = 4096;
+  const SLOTS_KEY = 'tk_test_slots';
+  const TOKENS_KEY = 'tk_test_tokens';
+  const FILLER_KEY = 'tk_test_filler';
+  const mlpInputs: TensorMap = {
+    x: { dtype: 'float32', dims: [1, MLP.features], data: new Float32Array(MLP.features) },
+  };
+  const wrongShape: TensorMap = {
+    x: { dtype: 'float32', dims: [1, MLP.features + 1], data: new Float32Array(MLP.features + 1) },
+  };
+  /** An OIP v2 input `x` of zeros shaped `shape`. */
+  const oipZeros = (shape: readonly number[]): ClientInput => ({
+    name: 'x',
+    datatype: 'FP32',
+    shape,
+    data: Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => 0),
+  });
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+        // One job may wait: with one running, the next one queued fills the queue.
+        await writeSlowModel(dir);
+        writeModelConfig(dir, 'slow', 1, { maxQueue: 1 });
+      },
+      {
+        apiKeys: [
+          { id: 'slots', sha256: hashApiKey(SLOTS_KEY), maxConcurrent: 1 },
+          // Refills one token per 20 s: none comes back while the test runs.
+          { id: 'tokens', sha256: hashApiKey(TOKENS_KEY), ratePerMinute: 3 },
+          { id: 'filler', sha256: hashApiKey(FILLER_KEY) },
+        ],
+      },
+    );
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  /** POSTs an OIP v2 infer request with a key; the status and the error code, if any. */
+  const post = async (
+    model: string,
+    input: ClientInput,
+    key: string,
+  ): Promise<{ status: number; code: string | undefined }> => {
+    const { body, headers } = encodeInferRequest({ inputs: [input] });
+    const response = await fetch(`${ctx.url}/v2/models/${model}/infer`, {
+      method: 'POST',
+      body: new Uint8Array(body),
+      headers: { ...headers, authorization: `Bearer ${key}` },
+    });
+    const answer = (await response.json()) as { code?: string };
+    return { status: response.status, code: answer.code };
+  };
+
+  it('gives the maxConcurrent slot of every refused job back at once, over WebSocket and HTTP', async () => {
+    // Another key fills the slow model's queue: one job running, one waiting.
+    const filler = await connectClient(ctx.url, { apiKey: FILLER_KEY });
+    filler.send({ type: 'infer', id: 'long', model: 'slow', inputs: slowInput(LONG_ROWS) });
+    await filler.nextOf('progress', (m) => m.event.jobId === 'long' && m.event.stage === 'running');
+    filler.send({ type: 'infer', id: 'waits', model: 'slow', inputs: slowInput(1) });
+    await filler.nextOf('progress', (m) => m.event.jobId === 'waits' && m.event.stage === 'queued');
+
+    // One slot: had any of these refusals kept it, the jobs after it would be E_RATE_LIMITED.
+    const client = await connectClient(ctx.url, { apiKey: SLOTS_KEY });
+    const refusals = [
+      ['E_MODEL_NOT_FOUND', await client.infer({ id: 'r-1', model: 'nope', inputs: mlpInputs })],
+      ['E_INPUT_SHAPE', await client.infer({ id: 'r-2', model: 'mlp', inputs: wrongShape })],
+      ['E_BUSY', await client.infer({ id: 'r-3', model: 'slow', inputs: slowInput(1) })],
+    ] as const;
+    for (const [code, log] of refusals) expect(errorCodeOf(log), code).toBe(code);
+    expect(await post('mlp', oipZeros([1, MLP.features + 1]), SLOTS_KEY)).toEqual({
+      status: 400,
+      code: 'E_INPUT_SHAPE',
+    });
+    expect(await post('slow', oipZeros([1, SLOW_WIDTH]), SLOTS_KEY)).toEqual({
+      status: 503,
+      code: 'E_BUSY',
+    });
+    resultOf(await client.infer({ id: 'ok-1', model: 'mlp', inputs: mlpInputs }));
+    expect((await post('mlp', oipZeros([1, MLP.features]), SLOTS_KEY)).status).toBe(200);
+
+    for (const id of ['long', 'waits']) resultOf(await filler.collectJob(id));
+    await Promise.all([client.close(), filler.close()]);
+  });
+
+  it('takes a rate token for each job a model refuses, over WebSocket and HTTP alike', async () => {
+    const client = await connectClient(ctx.url, { apiKey: TOKENS_KEY });
+    // Three tokens: spent on an unknown model and bad inputs, whichever door they came through.
+    const unknown = await client.infer({ id: 't-1', model: 'nope', inputs: mlpInputs });
+    expect(errorCodeOf(unknown)).toBe('E_MODEL_NOT_FOUND');
+    expect(errorCodeOf(await client.infer({ id: 't-2', model: 'mlp', inputs: wrongShape }))).toBe(
+      'E_INPUT_SHAPE',
+    );
+    expect((await post('mlp', oipZeros([1, MLP.features + 1]), TOKENS_KEY)).code).toBe(
+      'E_INPUT_SHAPE',
+    );
+    // A good job now finds the key out of tokens.
+    const limited = await client.infer({ id: 't-4', model: 'mlp', inputs: mlpInputs });
+    expect(errorCodeOf(limited)).toBe('E_RATE_LIMITED');
+    expect(await post('mlp', oipZeros([1, MLP.features]), TOKENS_KEY)).toEqual({
+      status: 429,
+      code: 'E_RATE_LIMITED',
+    });
+    await client.close();
   });
 });
