@@ -1,7 +1,7 @@
 // The client's WebSocket remote runtime against a real server on loopback: results equal to
-// onnxruntime-node, progress, estimates, cancellation (also while still connecting), an
-// unreachable server, and a server that dies mid-job and comes back on the same port (the job is
-// resumed or retried: one answer).
+// onnxruntime-node, progress, estimates (per model version), cancellation (also while still
+// connecting), an unreachable server, and a server that dies mid-job and comes back on the same
+// port (the job is resumed or retried: one answer).
 
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -332,6 +332,55 @@ describe('WebSocketRemote against a real server', () => {
   it('reports a server error with its code', async () => {
     const bad: TensorMap = { x: { dtype: 'int32', dims: [1, 8], data: new Int32Array(8) } };
     expect(await codeOf(remote.run(mlp, bad, options('bad')))).toBe('E_INPUT_DTYPE');
+  });
+});
+
+describe('WebSocketRemote against a server with two versions of a model', () => {
+  let dir: string;
+  let server: TandemServer;
+  let remote: WebSocketRemote;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tandem-client-versions-'));
+    // 10 is the latest: versions compare as numbers, though "10" sorts before "9" as text.
+    await writeModelFile(
+      dir,
+      'mlp',
+      9,
+      buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 9 }).bytes,
+    );
+    await writeModelFile(
+      dir,
+      'mlp',
+      10,
+      buildMlpClassifier({ features: 8, hidden: 16, classes: 4, seed: 10 }).bytes,
+    );
+    server = await createServer({ port: 0, catalog: false, modelsDir: dir });
+    remote = new WebSocketRemote({ url: await server.listen(), createSocket });
+  });
+
+  afterAll(async () => {
+    await remote.close();
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('estimates the version asked for, else the one the server runs (its latest)', async () => {
+    const v9 = { name: 'mlp', version: '9' };
+    const v10 = { name: 'mlp', version: '10' };
+    expect((await remote.estimate(v9)).cold).toBe(true);
+    await remote.run(v9, mlpInput(1, 1), options('v9'));
+    expect((await remote.estimate(v9)).cold).toBe(false);
+    // Running 9 loaded 9 only.
+    expect((await remote.estimate(v10)).cold).toBe(true);
+    expect((await remote.estimate(mlp)).cold).toBe(true);
+    expect((await remote.estimate({ name: 'mlp', version: '11' })).available).toBe(false);
+    // No version: the server runs 10 (four classes), after which that one is warm.
+    const latest = await remote.run(mlp, mlpInput(1, 2), options('latest'));
+    expect(latest.outputs.probs?.dims).toEqual([1, 4]);
+    expect(latest.cold).toBe(true);
+    expect((await remote.estimate(mlp)).cold).toBe(false);
+    expect((await remote.estimate(v10)).cold).toBe(false);
   });
 });
 

@@ -8,6 +8,7 @@ import {
   MovingAverage,
   PROTOCOL_VERSION,
   TandemError,
+  compareVersions,
   decodeServerMessage,
   encodeMessage,
   encodeMessageParts,
@@ -115,9 +116,10 @@ export class WebSocketRemote implements Runtime {
   readonly #options: WebSocketRemoteOptions;
   readonly #url: string;
   readonly #jobs = new Map<string, PendingJob>();
-  readonly #models = new Map<string, ModelStatus>();
+  /** Statuses by model name, then version: the server reports each version on its own. */
+  readonly #models = new Map<string, Map<string, ModelStatus>>();
   readonly #rtt = new MovingAverage();
-  /** Client-observed round trips of warm jobs, per model: what a call costs end to end. */
+  /** Client-observed round trips of warm jobs, per model version: what a call costs end to end. */
   readonly #roundTrips = new Map<string, MovingAverage>();
   #socket: WebSocketLike | undefined;
   #ready: Promise<void> | undefined;
@@ -136,9 +138,9 @@ export class WebSocketRemote implements Runtime {
     this.#url = streamUrl(options.url);
   }
 
-  /** Model states the server reported (welcome and model messages). */
-  get models(): ReadonlyMap<string, ModelStatus> {
-    return this.#models;
+  /** Model states the server reported (welcome and model messages), one per model version. */
+  get models(): readonly ModelStatus[] {
+    return [...this.#models.values()].flatMap((versions) => [...versions.values()]);
   }
 
   /** Whether the connection is up and welcomed. */
@@ -179,9 +181,15 @@ export class WebSocketRemote implements Runtime {
       const coded = TandemError.from(error, 'E_NETWORK');
       return { available: false, code: coded.code, reason: `server unreachable: ${coded.message}` };
     }
-    const status = this.#models.get(model.name);
+    const status = this.#status(model);
     if (status === undefined)
-      return { available: false, reason: `the server has no model "${model.name}"` };
+      return {
+        available: false,
+        reason:
+          model.version === undefined
+            ? `the server has no model "${model.name}"`
+            : `the server has no version "${model.version}" of model "${model.name}"`,
+      };
     if (status.state === 'failed')
       return {
         available: false,
@@ -192,7 +200,7 @@ export class WebSocketRemote implements Runtime {
     // Prefer what this client measured end to end (transfer included); else the server's run
     // estimate plus the ping round trip.
     const warmMs =
-      this.#roundTrips.get(model.name)?.value ??
+      this.#roundTrips.get(versionKey(status.name, status.version))?.value ??
       (runMs === undefined ? undefined : runMs + (this.#rtt.value ?? 0));
     if (warmMs === undefined || (cold && (loadMs === undefined || warmupMs === undefined))) {
       return { available: true, cold, reason: 'no measurements yet' };
@@ -362,7 +370,7 @@ export class WebSocketRemote implements Runtime {
     this.#welcomed = true;
     this.#attempt = 0;
     this.#models.clear();
-    for (const model of models) this.#models.set(model.name, model);
+    for (const model of models) this.#setStatus(model);
     const resumable = [...this.#jobs.entries()].filter(
       ([, job]) => job.disconnectTimer !== undefined,
     );
@@ -393,6 +401,27 @@ export class WebSocketRemote implements Runtime {
     timer.unref?.();
   }
 
+  // ---- models ---------------------------------------------------------------------------------
+
+  #setStatus(status: ModelStatus): void {
+    const versions = this.#models.get(status.name) ?? new Map<string, ModelStatus>();
+    versions.set(status.version, status);
+    this.#models.set(status.name, versions);
+  }
+
+  /** The status of the version a job for `model` runs: the one named, else the server's latest. */
+  #status(model: ModelManifest): ModelStatus | undefined {
+    const versions = this.#models.get(model.name);
+    if (versions === undefined) return undefined;
+    if (model.version !== undefined) return versions.get(model.version);
+    let latest: ModelStatus | undefined;
+    for (const status of versions.values()) {
+      if (latest === undefined || compareVersions(status.version, latest.version) > 0)
+        latest = status;
+    }
+    return latest;
+  }
+
   // ---- messages -------------------------------------------------------------------------------
 
   #send(message: ClientMessage): void {
@@ -419,7 +448,7 @@ export class WebSocketRemote implements Runtime {
       case 'welcome':
         return this.#onWelcome(message.models);
       case 'model':
-        this.#models.set(message.model.name, message.model);
+        this.#setStatus(message.model);
         return;
       case 'pong': {
         const sentAt = this.#pings.get(message.nonce);
@@ -435,9 +464,10 @@ export class WebSocketRemote implements Runtime {
         if (job === undefined) return; // a result for a cancelled or already answered job
         this.#finish(message.id);
         if (!message.coldStart) {
-          const measured = this.#roundTrips.get(message.model) ?? new MovingAverage();
+          const key = versionKey(message.model, message.version);
+          const measured = this.#roundTrips.get(key) ?? new MovingAverage();
           measured.add(performance.now() - job.startedAt);
-          this.#roundTrips.set(message.model, measured);
+          this.#roundTrips.set(key, measured);
         }
         job.resolve({
           outputs: message.outputs,
@@ -486,6 +516,11 @@ export class WebSocketRemote implements Runtime {
   #fail(id: string, error: TandemError): void {
     this.#finish(id)?.reject(error);
   }
+}
+
+/** A key for one version of a model. */
+function versionKey(name: string, version: string): string {
+  return `${name}\u0000${version}`;
 }
 
 function cancelled(id: string): TandemError {

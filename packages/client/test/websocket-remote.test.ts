@@ -1,7 +1,8 @@
 // WebSocketRemote's pure pieces (backoff, URLs) and its connection state machine, driven through
-// a fake socket and fake timers: heartbeats that count missed pongs per connection, and refusals
-// (bad key, wrong version, forbidden origin) that end calls at once instead of reconnecting.
-// Jobs against a real server are tested in test/client-websocket-remote.test.ts.
+// a fake socket and fake timers: heartbeats that count missed pongs per connection, refusals
+// (bad key, wrong version, forbidden origin) that end calls at once instead of reconnecting, and
+// model statuses kept per version. Jobs against a real server are tested in
+// test/client-websocket-remote.test.ts.
 
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -11,6 +12,7 @@ import {
   encodeMessage,
   type ClientMessage,
   type ErrorCode,
+  type ModelStatus,
   type ServerMessage,
 } from '@tandem/shared';
 import { rejectionCode } from '@tandem/test-support';
@@ -53,14 +55,17 @@ class FakeSocket implements WebSocketLike {
     this.onmessage?.({ data: encodeMessage(message) });
   }
 
-  welcome(): void {
+  welcome(
+    maxPayloadBytes = 1 << 20,
+    models: readonly ModelStatus[] = [{ name: 'm', version: '1', state: 'ready', instances: 1 }],
+  ): void {
     this.receive({
       type: 'welcome',
       protocolVersion: PROTOCOL_VERSION,
       server: { name: 'fake', version: '0' },
-      models: [{ name: 'm', version: '1', state: 'ready', instances: 1 }],
+      models,
       limits: {
-        maxPayloadBytes: 1 << 20,
+        maxPayloadBytes,
         maxQueue: 8,
         heartbeatIntervalMs: 1000,
         resultTtlMs: 1000,
@@ -99,6 +104,19 @@ const jobOptions = (jobId: string) => ({
 });
 
 const inputs = { x: { dtype: 'float32', dims: [1], data: new Float32Array(1) } } as const;
+
+/** A remote connected to a fake server that announced `maxPayloadBytes` (and `models`). */
+async function connectedRemote(
+  maxPayloadBytes?: number,
+  models?: readonly ModelStatus[],
+): Promise<ReturnType<typeof fakeRemote>> {
+  const fake = fakeRemote();
+  const connecting = fake.remote.connect();
+  fake.sockets[0]!.open();
+  fake.sockets[0]!.welcome(maxPayloadBytes, models);
+  await connecting;
+  return fake;
+}
 
 describe('backoffDelayMs', () => {
   it('grows exponentially up to the cap, with full jitter in between', () => {
@@ -191,4 +209,38 @@ describe('WebSocketRemote connection state', () => {
       await remote.close();
     });
   }
+});
+
+describe('WebSocketRemote model statuses', () => {
+  const status = (version: string, state: ModelStatus['state']): ModelStatus => ({
+    name: 'm',
+    version,
+    state,
+    instances: state === 'ready' ? 1 : 0,
+    estimates: { loadMs: 40, warmupMs: 5, runMs: 2 },
+  });
+
+  it('keeps one status per version and estimates the version asked for, else the latest', async () => {
+    // Versions compare as numbers: 10 is the latest, though it sorts first as text.
+    const { remote, sockets } = await connectedRemote(undefined, [
+      status('10', 'unloaded'),
+      status('9', 'ready'),
+    ]);
+    expect((await remote.estimate({ name: 'm', version: '9' })).cold).toBe(false);
+    expect((await remote.estimate({ name: 'm', version: '10' })).cold).toBe(true);
+    // No version: the server runs its latest, 10, which would start cold.
+    expect((await remote.estimate({ name: 'm' })).cold).toBe(true);
+    expect((await remote.estimate({ name: 'm', version: '3' })).available).toBe(false);
+    // A change of one version leaves the other as it was.
+    sockets[0]!.receive({ type: 'model', model: status('9', 'failed') });
+    expect((await remote.estimate({ name: 'm', version: '9' })).available).toBe(false);
+    expect((await remote.estimate({ name: 'm', version: '10' })).available).toBe(true);
+    sockets[0]!.receive({ type: 'model', model: status('10', 'ready') });
+    expect((await remote.estimate({ name: 'm' })).cold).toBe(false);
+    expect(remote.models.map((model) => `${model.version}:${model.state}`).sort()).toEqual([
+      '10:ready',
+      '9:failed',
+    ]);
+    await remote.close();
+  });
 });

@@ -6,7 +6,7 @@
 
 import { existsSync, readFileSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { TandemError } from '@tandem/shared';
+import { TandemError, compareVersions } from '@tandem/shared';
 import { DEFAULT_MODEL_CONFIG, parseModelConfig, type ModelConfig } from './model-config.js';
 
 /** One servable model version. */
@@ -34,12 +34,6 @@ export interface ModelEntry {
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Fewest milliseconds between two rescans triggered by lookups and listings. */
 const RESCAN_INTERVAL_MS = 1000;
-
-/** Compares versions: numerically when both are integers, else naturally ("v2" < "v10"). */
-export function compareVersions(a: string, b: string): number {
-  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return Number(a) - Number(b);
-  return a.localeCompare(b, 'en', { numeric: true });
-}
 
 /** Finds models in a directory and a catalog. */
 export class ModelRepository {

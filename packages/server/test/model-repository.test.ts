@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildTinyModel, writeModelFile } from '@tandem/test-support';
 import { DEFAULT_MODEL_CONFIG } from '../src/model-config.js';
-import { ModelRepository, compareVersions, type ModelEntry } from '../src/model-repository.js';
+import { ModelRepository, type ModelEntry } from '../src/model-repository.js';
 import { tempDir, writeModelConfig } from './server-fixtures.js';
 import { errorCode as codeOf } from '@tandem/test-support';
 
@@ -152,13 +152,5 @@ describe('ModelRepository', () => {
     expect(repository.entries.map((entry) => entry.name)).toContain('later');
     await writeModelFile(dir, 'latest', 1, model);
     expect(repository.scan().map((entry) => entry.name)).toContain('latest');
-  });
-});
-
-describe('compareVersions', () => {
-  it('orders integers numerically and other names naturally', () => {
-    expect(['10', '9', '1', '100'].sort(compareVersions)).toEqual(['1', '9', '10', '100']);
-    expect(['v10', 'v2', 'v1'].sort(compareVersions)).toEqual(['v1', 'v2', 'v10']);
-    expect(compareVersions('2024-05-01', '2024-12-01')).toBeLessThan(0);
   });
 });

@@ -115,6 +115,7 @@ export {
 export type { ParseContext } from './assert.js';
 export { fromFloat16Bits, toFloat16Bits } from './float16.js';
 export { MovingAverage } from './moving-average.js';
+export { compareVersions } from './model-version.js';
 export {
   DTYPE_TO_OIP,
   OIP_DATATYPES,
