@@ -136,6 +136,25 @@ describe('createTandem with the server down', () => {
   });
 });
 
+describe('createTandem and the server payload limit', () => {
+  it('a request over maxPayloadBytes falls back to local under prefer-remote; remote-only reports E_PAYLOAD_TOO_LARGE', async () => {
+    // The classifier's input is 110,592 bytes; the server takes 64 KiB.
+    const server = await createServer({ port: 0, maxPayloadBytes: 64 * 1024 });
+    const tandem = createTandem({ server: await server.listen() });
+    try {
+      const result = await tandem.run('paddleocr-cls', clsInput(8), { placement: 'prefer-remote' });
+      expect(result.placement).toBe('local');
+      expect(result.fallback).toMatchObject({ from: 'remote', code: 'E_PAYLOAD_TOO_LARGE' });
+      expect(
+        await rejectionCode(tandem.run('paddleocr-cls', clsInput(9), { placement: 'remote-only' })),
+      ).toBe('E_PAYLOAD_TOO_LARGE');
+    } finally {
+      await tandem.close();
+      await server.close();
+    }
+  });
+});
+
 describe('createTandem keepWarm', () => {
   it('keeps a server model loaded past its idle timeout while open, and lets it scale to zero after', async () => {
     const server = await createServer({ port: 0, idleTimeoutMs: 400 });

@@ -1,7 +1,7 @@
 // The client's WebSocket remote runtime against a real server on loopback: results equal to
 // onnxruntime-node, progress, estimates (per model version), cancellation (also while still
-// connecting), an unreachable server, and a server that dies mid-job and comes back on the same
-// port (the job is resumed or retried: one answer).
+// connecting), the server's payload limit, an unreachable server, and a server that dies mid-job
+// and comes back on the same port (the job is resumed or retried: one answer).
 
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -332,6 +332,69 @@ describe('WebSocketRemote against a real server', () => {
   it('reports a server error with its code', async () => {
     const bad: TensorMap = { x: { dtype: 'int32', dims: [1, 8], data: new Int32Array(8) } };
     expect(await codeOf(remote.run(mlp, bad, options('bad')))).toBe('E_INPUT_DTYPE');
+  });
+});
+
+describe('WebSocketRemote against a server with a small payload limit', () => {
+  let dir: string;
+  let server: TandemServer;
+  let url: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tandem-client-limit-'));
+    await writeModelFile(
+      dir,
+      'mlp',
+      1,
+      buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 3 }).bytes,
+    );
+    await writeSlowModel(dir);
+    server = await createServer({
+      port: 0,
+      catalog: false,
+      modelsDir: dir,
+      maxPayloadBytes: 64 * 1024,
+    });
+    url = await server.listen();
+  });
+
+  afterAll(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('fails an oversized job alone with E_PAYLOAD_TOO_LARGE; the connection and the job in flight carry on', async () => {
+    let opened = 0;
+    const limited = new WebSocketRemote({
+      url,
+      createSocket: (socketUrl, protocols) => {
+        opened += 1;
+        return createSocket(socketUrl, protocols);
+      },
+    });
+    try {
+      await limited.warm(slow);
+      let runningNow!: () => void;
+      const isRunning = new Promise<void>((resolve) => (runningNow = resolve));
+      // 32 rows of 256 floats: 32 KiB, under the limit.
+      const inFlight = limited.run(slow, slowInput(32, 3), {
+        ...options('in-flight'),
+        onProgress: (event) => {
+          if (event.stage === 'running') runningNow();
+        },
+      });
+      await isRunning;
+      // 4,000 rows of 8 floats: 128,000 bytes, over the limit.
+      expect(await codeOf(limited.run(mlp, mlpInput(4000, 4), options('oversized')))).toBe(
+        'E_PAYLOAD_TOO_LARGE',
+      );
+      expect((await inFlight).outputs.y?.dims).toEqual([32, 256]);
+      // The same connection runs the next job: nothing was dropped or reconnected.
+      await limited.run(mlp, mlpInput(4, 5), options('after-oversized'));
+      expect(opened).toBe(1);
+    } finally {
+      await limited.close();
+    }
   });
 });
 

@@ -2,6 +2,8 @@
 // jobs matched to results by id, progress forwarded as it comes, heartbeats, and reconnection with
 // exponential backoff and full jitter. After a reconnect, in-flight jobs are resumed by id; a job
 // the server no longer knows (it restarted) is submitted again, so each job gets exactly one answer.
+// A request larger than the server's `maxPayloadBytes` fails alone with E_PAYLOAD_TOO_LARGE before
+// it is sent: sent, it would make the server close the connection under every other job.
 
 import {
   DEFAULT_PRIORITY,
@@ -17,6 +19,7 @@ import {
   type InferMessage,
   type ModelManifest,
   type ModelStatus,
+  type ServerLimits,
   type ServerMessage,
   type TensorMap,
 } from '@tandem/shared';
@@ -85,7 +88,24 @@ interface PendingJob {
   resubmitted: boolean;
 }
 
+/**
+ * The largest `infer` sent on a socket: the one to blame when the server closes it with 1009. By
+ * id, not the job: a finished job's inputs are not kept alive.
+ */
+interface LargestSent {
+  readonly socket: WebSocketLike;
+  readonly id: string;
+  readonly bytes: number;
+  /**
+   * Set once the server said anything about the job: it read the request whole, so a 1009 is
+   * about something else (the client's own socket refusing a message that large, say).
+   */
+  accepted: boolean;
+}
+
 const OPEN = 1;
+/** The close code of a peer that received a message too large for it (RFC 6455). */
+const CLOSE_TOO_LARGE = 1009;
 
 /**
  * Connection-level refusals that retrying will not cure (a bad key, a protocol the server does
@@ -121,6 +141,9 @@ export class WebSocketRemote implements Runtime {
   readonly #rtt = new MovingAverage();
   /** Client-observed round trips of warm jobs, per model version: what a call costs end to end. */
   readonly #roundTrips = new Map<string, MovingAverage>();
+  /** The limits of the last welcome: each connection's welcome comes before any job is sent on it. */
+  #limits: ServerLimits | undefined;
+  #largestSent: LargestSent | undefined;
   #socket: WebSocketLike | undefined;
   #ready: Promise<void> | undefined;
   #welcomed = false;
@@ -254,7 +277,7 @@ export class WebSocketRemote implements Runtime {
         },
         { once: true },
       );
-      this.#send(message);
+      this.#sendInfer(job);
     });
   }
 
@@ -309,6 +332,7 @@ export class WebSocketRemote implements Runtime {
       if (this.#socket !== socket) return;
       this.#socket = undefined;
       this.#welcomed = false;
+      if (event.code === CLOSE_TOO_LARGE) this.#failOversized(socket);
       const code = event.code === 1008 || event.code === 1002 ? 'E_PROTOCOL' : 'E_NETWORK';
       this.#onDisconnect(
         this.#lastError ??
@@ -366,9 +390,34 @@ export class WebSocketRemote implements Runtime {
     }, delay);
   }
 
-  #onWelcome(models: readonly ModelStatus[]): void {
+  /**
+   * After the server closed `socket` with 1009 (a message over its limit; the welcome announced
+   * more, or a proxy takes less): fails the job whose request was too large, so that it is not
+   * resumed and sent again into the same close. The close names no message; the largest `infer`
+   * sent on the socket is over the limit, since one was. Other jobs resume as after any reconnect.
+   */
+  #failOversized(socket: WebSocketLike): void {
+    const largest = this.#largestSent;
+    this.#largestSent = undefined;
+    if (largest?.socket !== socket || largest.accepted) return;
+    const { id } = largest;
+    if (!this.#jobs.has(id)) return; // cancelled meanwhile
+    const limit = this.#limits?.maxPayloadBytes;
+    this.#fail(
+      id,
+      new TandemError(
+        'E_PAYLOAD_TOO_LARGE',
+        `the server closed the connection (1009: message too large) after job ${id} sent ` +
+          `${largest.bytes} bytes` +
+          (limit === undefined ? '' : `; it announced a limit of ${limit} bytes`),
+      ),
+    );
+  }
+
+  #onWelcome(models: readonly ModelStatus[], limits: ServerLimits): void {
     this.#welcomed = true;
     this.#attempt = 0;
+    this.#limits = limits;
     this.#models.clear();
     for (const model of models) this.#setStatus(model);
     const resumable = [...this.#jobs.entries()].filter(
@@ -427,14 +476,33 @@ export class WebSocketRemote implements Runtime {
   #send(message: ClientMessage): void {
     const socket = this.#socket;
     if (socket?.readyState !== OPEN) return;
-    // Pooled: WebSocket.send copies or queues the bytes; nothing transfers or detaches them.
-    if (socket.sendFragments === undefined) {
-      socket.send(encodeMessage(message, { pooled: true }));
+    transmit(socket, encodeFor(socket, message));
+  }
+
+  /**
+   * Sends a job's `infer`, or fails the job alone with E_PAYLOAD_TOO_LARGE when the frame is over
+   * the server's limit: sent, it would make the server close the connection (1009) under every job
+   * on it, and the job would fail the same way however often it was sent again.
+   */
+  #sendInfer(job: PendingJob): void {
+    const socket = this.#socket;
+    if (socket?.readyState !== OPEN) return;
+    const parts = encodeFor(socket, job.message);
+    const bytes = parts.reduce((sum, part) => sum + part.byteLength, 0);
+    const limit = this.#limits?.maxPayloadBytes;
+    if (limit !== undefined && bytes > limit) {
+      this.#fail(
+        job.message.id,
+        new TandemError(
+          'E_PAYLOAD_TOO_LARGE',
+          `job ${job.message.id} is ${bytes} bytes on the wire, over the server's limit of ${limit} bytes (maxPayloadBytes)`,
+        ),
+      );
       return;
     }
-    const parts = encodeMessageParts(message, { pooled: true });
-    if (parts.length === 1) socket.send(parts[0] as Uint8Array);
-    else socket.sendFragments(parts);
+    if (this.#largestSent?.socket !== socket || bytes > this.#largestSent.bytes)
+      this.#largestSent = { socket, id: job.message.id, bytes, accepted: false };
+    transmit(socket, parts);
   }
 
   #onMessage(data: unknown): void {
@@ -446,7 +514,7 @@ export class WebSocketRemote implements Runtime {
     }
     switch (message.type) {
       case 'welcome':
-        return this.#onWelcome(message.models);
+        return this.#onWelcome(message.models, message.limits);
       case 'model':
         this.#setStatus(message.model);
         return;
@@ -457,9 +525,11 @@ export class WebSocketRemote implements Runtime {
         return;
       }
       case 'progress':
+        this.#accepted(message.event.jobId);
         this.#jobs.get(message.event.jobId)?.options.onProgress(message.event);
         return;
       case 'result': {
+        this.#accepted(message.id);
         const job = this.#jobs.get(message.id);
         if (job === undefined) return; // a result for a cancelled or already answered job
         this.#finish(message.id);
@@ -491,18 +561,24 @@ export class WebSocketRemote implements Runtime {
           if (FINAL_CONNECTION_CODES.has(error.code)) this.#lastError = error;
           return;
         }
+        this.#accepted(message.id);
         const job = this.#jobs.get(message.id);
         if (job === undefined) return;
         if (error.code === 'E_JOB_NOT_FOUND' && !job.resubmitted) {
-          // The server restarted and lost the job: run it again, once.
+          // The server restarted and lost the job: run it again, once (within the new limits).
           job.resubmitted = true;
-          this.#send(job.message);
+          this.#sendInfer(job);
           return;
         }
         this.#fail(message.id, error);
         return;
       }
     }
+  }
+
+  /** The server answered about job `id`, so it read the job's request whole. */
+  #accepted(id: string): void {
+    if (this.#largestSent?.id === id) this.#largestSent.accepted = true;
   }
 
   #finish(id: string): PendingJob | undefined {
@@ -516,6 +592,21 @@ export class WebSocketRemote implements Runtime {
   #fail(id: string, error: TandemError): void {
     this.#finish(id)?.reject(error);
   }
+}
+
+/**
+ * `message` encoded for `socket`: the fragments of one message where the socket sends those, else
+ * one frame. Pooled: WebSocket.send copies or queues the bytes; nothing transfers or detaches them.
+ */
+function encodeFor(socket: WebSocketLike, message: ClientMessage): readonly Uint8Array[] {
+  return socket.sendFragments === undefined
+    ? [encodeMessage(message, { pooled: true })]
+    : encodeMessageParts(message, { pooled: true });
+}
+
+function transmit(socket: WebSocketLike, parts: readonly Uint8Array[]): void {
+  if (parts.length === 1 || socket.sendFragments === undefined) socket.send(parts[0] as Uint8Array);
+  else socket.sendFragments(parts);
 }
 
 /** A key for one version of a model. */

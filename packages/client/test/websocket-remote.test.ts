@@ -1,6 +1,7 @@
 // WebSocketRemote's pure pieces (backoff, URLs) and its connection state machine, driven through
 // a fake socket and fake timers: heartbeats that count missed pongs per connection, refusals
-// (bad key, wrong version, forbidden origin) that end calls at once instead of reconnecting, and
+// (bad key, wrong version, forbidden origin) that end calls at once instead of reconnecting, the
+// server's payload limit (checked before sending; a 1009 close fails the oversized job alone), and
 // model statuses kept per version. Jobs against a real server are tested in
 // test/client-websocket-remote.test.ts.
 
@@ -76,6 +77,25 @@ class FakeSocket implements WebSocketLike {
   count(type: ClientMessage['type']): number {
     return this.sent.filter((message) => message.type === type).length;
   }
+
+  /** Ids of the `infer` messages sent on this socket, in order. */
+  inferred(): string[] {
+    return this.sent.flatMap((message) => (message.type === 'infer' ? [message.id] : []));
+  }
+
+  /** Answers job `id` with a result of one output. */
+  answer(id: string): void {
+    this.receive({
+      type: 'result',
+      id,
+      model: 'm',
+      version: '1',
+      outputs: { y: { dtype: 'float32', dims: [1], data: new Float32Array(1) } },
+      backend: 'cpu',
+      coldStart: false,
+      timings: { queueMs: 0, loadMs: 0, warmupMs: 0, runMs: 1, totalMs: 1 },
+    });
+  }
 }
 
 function fakeRemote(heartbeatIntervalMs = 1000) {
@@ -104,6 +124,11 @@ const jobOptions = (jobId: string) => ({
 });
 
 const inputs = { x: { dtype: 'float32', dims: [1], data: new Float32Array(1) } } as const;
+
+/** An input of 2 MiB: over the fake server's default limit of 1 MiB. */
+const largeInputs = {
+  x: { dtype: 'float32', dims: [1 << 19], data: new Float32Array(1 << 19) },
+} as const;
 
 /** A remote connected to a fake server that announced `maxPayloadBytes` (and `models`). */
 async function connectedRemote(
@@ -209,6 +234,118 @@ describe('WebSocketRemote connection state', () => {
       await remote.close();
     });
   }
+});
+
+describe('WebSocketRemote and the server payload limit', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('fails an infer over the welcome maxPayloadBytes alone with E_PAYLOAD_TOO_LARGE, unsent', async () => {
+    const { remote, sockets } = await connectedRemote(1 << 20);
+    const small = remote.run({ name: 'm' }, inputs, jobOptions('small'));
+    const large = remote.run({ name: 'm' }, largeInputs, jobOptions('large'));
+    void large.catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    // Never sent, so the server never closes the connection over it.
+    expect(sockets[0]!.inferred()).toEqual(['small']);
+    expect(await rejectionCode(large)).toBe('E_PAYLOAD_TOO_LARGE');
+    // The other job and the connection carry on.
+    sockets[0]!.answer('small');
+    expect(await rejectionCode(small)).toBe('ok');
+    expect(sockets).toHaveLength(1);
+    expect(sockets[0]!.closedWith).toBeUndefined();
+    expect(remote.connected).toBe(true);
+    await remote.close();
+  });
+
+  it('a 1009 close fails the job sent over the limit with E_PAYLOAD_TOO_LARGE, unresent; the others resume', async () => {
+    // The welcome announced more than the server (or a proxy before it) takes.
+    const { remote, sockets } = await connectedRemote(64 << 20);
+    const before = remote.run({ name: 'm' }, inputs, jobOptions('before'));
+    const large = remote.run({ name: 'm' }, largeInputs, jobOptions('large'));
+    const after = remote.run({ name: 'm' }, inputs, jobOptions('after'));
+    void large.catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sockets[0]!.inferred()).toEqual(['before', 'large', 'after']);
+    sockets[0]!.close(1009, 'Max payload size exceeded');
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sockets).toHaveLength(2);
+    sockets[1]!.open();
+    sockets[1]!.welcome(64 << 20);
+    await vi.advanceTimersByTimeAsync(0);
+    const resume = sockets[1]!.sent.find((message) => message.type === 'resume');
+    expect(resume).toEqual({ type: 'resume', ids: ['before', 'after'] });
+    expect(sockets[1]!.count('infer')).toBe(0);
+    expect(await rejectionCode(large)).toBe('E_PAYLOAD_TOO_LARGE');
+    sockets[1]!.answer('before');
+    sockets[1]!.answer('after');
+    expect(await rejectionCode(before)).toBe('ok');
+    expect(await rejectionCode(after)).toBe('ok');
+    await remote.close();
+  });
+
+  it('a 1009 close after the server took the largest job whole blames no job: all resume', async () => {
+    // As when the client's own socket refuses an output too large for it.
+    const { remote, sockets } = await connectedRemote(64 << 20);
+    const large = remote.run({ name: 'm' }, largeInputs, jobOptions('large'));
+    const small = remote.run({ name: 'm' }, inputs, jobOptions('small'));
+    await vi.advanceTimersByTimeAsync(0);
+    sockets[0]!.receive({
+      type: 'progress',
+      event: {
+        jobId: 'large',
+        model: 'm',
+        where: 'remote',
+        stage: 'running',
+        fraction: 0.5,
+        elapsedMs: 1,
+      },
+    });
+    sockets[0]!.close(1009, 'Max payload size exceeded');
+    await vi.advanceTimersByTimeAsync(10);
+    sockets[1]!.open();
+    sockets[1]!.welcome(64 << 20);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sockets[1]!.sent.find((message) => message.type === 'resume')).toEqual({
+      type: 'resume',
+      ids: ['large', 'small'],
+    });
+    sockets[1]!.answer('large');
+    sockets[1]!.answer('small');
+    expect(await rejectionCode(large)).toBe('ok');
+    expect(await rejectionCode(small)).toBe('ok');
+    await remote.close();
+  });
+
+  it('a job resubmitted after a reconnect is checked against the new connection limit', async () => {
+    const { remote, sockets } = await connectedRemote(64 << 20);
+    const large = remote.run({ name: 'm' }, largeInputs, jobOptions('large'));
+    void large.catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    sockets[0]!.close(1006);
+    await vi.advanceTimersByTimeAsync(10);
+    // The server came back with a smaller limit and without the job.
+    sockets[1]!.open();
+    sockets[1]!.welcome(1 << 20);
+    await vi.advanceTimersByTimeAsync(0);
+    sockets[1]!.receive({
+      type: 'error',
+      id: 'large',
+      code: 'E_JOB_NOT_FOUND',
+      message: 'no such job',
+      retryable: false,
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sockets[1]!.count('infer')).toBe(0);
+    expect(await rejectionCode(large)).toBe('E_PAYLOAD_TOO_LARGE');
+    expect(sockets[1]!.closedWith).toBeUndefined();
+    await remote.close();
+  });
 });
 
 describe('WebSocketRemote model statuses', () => {
