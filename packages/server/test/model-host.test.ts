@@ -783,9 +783,14 @@ describe('model-host: execution providers', () => {
   const missing = (['dml', 'coreml', 'tensorrt', 'cuda'] as const).find((p) => !built.has(p));
 
   beforeAll(async () => {
-    ctx = await startServer(async (dir) => writeModelFile(dir, 'mlp', 1, MLP.bytes), {
-      session: { executionProviders: [missing ?? 'cpu', 'cpu'] },
-    });
+    ctx = await startServer(
+      async (dir) => {
+        await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      },
+      {
+        session: { executionProviders: [missing ?? 'cpu', 'cpu'] },
+      },
+    );
     client = await connectClient(ctx.url);
   });
   afterAll(async () => {
