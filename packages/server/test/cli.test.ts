@@ -7,6 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -30,6 +31,26 @@ const TINY_OUTPUT = [3, -3, 2];
 
 /** Rows per job: enough that four jobs keep the server busy well past the probes below. */
 const ROWS = 512;
+
+/**
+ * A loopback address other than the default (127.0.0.1) that this machine can listen on: ::1
+ * where there is IPv6 loopback (macOS has no 127.0.0.2 on lo0), else 127.0.0.2 (Linux routes all
+ * of 127/8 to lo). A server printing and answering on it proves --host took effect.
+ */
+async function otherLoopback(): Promise<string> {
+  for (const host of ['::1', '127.0.0.2']) {
+    const probe = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(0, host, () => resolve(true));
+    });
+    if (!bound) continue;
+    probe.close();
+    await once(probe, 'close');
+    return host;
+  }
+  throw new Error('neither ::1 nor 127.0.0.2 can be listened on: no second loopback address');
+}
 
 describe('cli: tandem serve', () => {
   let child: ChildProcess | undefined;
@@ -106,13 +127,13 @@ describe('cli: tandem serve', () => {
     const KEY = 'tk_test_cli';
     const keyFile = join(modelsDir, 'keys.json');
     await writeFile(keyFile, JSON.stringify({ keys: [{ id: 'cli', sha256: hashApiKey(KEY) }] }));
-    // 127.0.0.2: a loopback address other than the default (127.0.0.1), so the URL proves the flag.
+    const host = await otherLoopback();
     const cli = await startCli([
       'serve',
       '--port',
       '0',
       '--host',
-      '127.0.0.2',
+      host,
       '--models',
       models,
       '--api-keys',
@@ -124,7 +145,9 @@ describe('cli: tandem serve', () => {
     ]);
     child = cli.child;
     const url = cli.url;
-    expect(url).toMatch(/^http:\/\/127\.0\.0\.2:\d+$/);
+    // Printed from the address the server bound (an IPv6 one in brackets); everything below
+    // reaches it there. Had the flag been ignored, this would read 127.0.0.1.
+    expect(new URL(url).hostname).toBe(host.includes(':') ? `[${host}]` : host);
 
     // No key: 401 over HTTP and before the upgrade.
     const noKey = await fetch(`${url}/v1/models`);
