@@ -105,7 +105,9 @@ export interface TandemServer {
   readonly manager: ModelManager;
   /** What the routes submit jobs through: `manager` in-process, the Redis dispatcher scaled out. */
   readonly dispatcher: JobDispatcher;
+  /** The Prometheus registry and series behind `/metrics` (add your own to its registry). */
   readonly metrics: ServerMetrics;
+  /** Compute-seconds, jobs and cold starts per API key and model: what `/v1/usage` serves. */
   readonly usage: UsageLedger;
   /** Starts listening; resolves with the base URL (http://host:port). */
   listen(): Promise<string>;

@@ -11,15 +11,19 @@ import { DEFAULT_MODEL_CONFIG, parseModelConfig, type ModelConfig } from './mode
 
 /** One servable model version. */
 export interface ModelEntry {
+  /** The model's name: its folder in the repository, or its catalog name. */
   readonly name: string;
+  /** The version folder's name; the latest sorts last ("9" < "10", "v2" < "v10"). */
   readonly version: string;
   /** Path of the .onnx file. */
   readonly path: string;
   /** File size in bytes (the memory budget's estimate of one instance). */
   readonly bytes: number;
+  /** model.json read and checked, defaults filled in (the defaults alone when there is none). */
   readonly config: ModelConfig;
   /** Why model.json could not be used; such a model is reported failed. */
   readonly configError?: string;
+  /** Where it came from: the `--models` folder, or the built-in catalog of npm-packaged models. */
   readonly source: 'repository' | 'catalog';
   /**
    * The sizes and modification times of model.onnx and model.json when scanned. An entry with

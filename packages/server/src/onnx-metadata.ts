@@ -8,9 +8,11 @@ import { TandemError, type TensorDtype, type TensorSpec } from '@tandem/shared';
 
 /** What the file declares. */
 export interface OnnxMetadata {
+  /** The ONNX IR version the file was written with. */
   readonly irVersion: number;
   /** Graph inputs that are not initializers: what a caller must feed. */
   readonly inputs: readonly TensorSpec[];
+  /** Graph outputs, with their dtypes and (possibly symbolic) dims. */
   readonly outputs: readonly TensorSpec[];
   /** Names of graph inputs with an unsupported element type (bfloat16, complex, float8…). */
   readonly unsupported: readonly string[];
