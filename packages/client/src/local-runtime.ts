@@ -27,7 +27,9 @@ import type * as WorkerThreads from 'node:worker_threads';
 
 /** A started worker. */
 export interface WorkerHandle {
+  /** The worker's comlink endpoint (a Worker, or a worker_threads port adapted). */
   readonly endpoint: Endpoint;
+  /** Stops the worker at once. */
   terminate(): unknown;
   /**
    * Calls `listener` once when the worker stops on its own (in Node: it exited, or threw where
@@ -72,6 +74,7 @@ interface LocalSession {
 
 /** Options of {@link LocalRuntime}. */
 export interface LocalRuntimeOptions {
+  /** Where model files are downloaded, checked and stored. */
   readonly files: ModelFileStore;
   /** Count a software WebGPU adapter (SwiftShader) as a GPU. @default false */
   readonly allowSoftwareGpu?: boolean;

@@ -10,25 +10,35 @@ export type ModelStorage = 'cache' | 'memory';
 
 /** A stored model file, as `tandem.cache.list()` reports it. */
 export interface CachedModel {
+  /** The model's name (its manifest's). */
   readonly name: string;
+  /** The file's absolute URL, as downloaded. */
   readonly url: string;
+  /** The file's size in bytes. */
   readonly bytes: number;
+  /** The file's sha256, hex, as checked when it was stored. */
   readonly sha256: string;
+  /** Cache Storage (survives reloads), or this page's memory (quota errors, or no Cache Storage). */
   readonly storage: ModelStorage;
 }
 
 /** Progress of fetching one file. */
 export interface FileProgress {
+  /** 'download' while bytes arrive from the network, 'cache' while they are read from storage. */
   readonly stage: 'download' | 'cache';
+  /** Bytes so far. */
   readonly loaded: number;
+  /** Bytes in all, from the manifest: known before the first byte. */
   readonly total: number;
 }
 
 /** A fetched model file. */
 export interface ModelFile {
+  /** The file's bytes, checked against the manifest's sha256. */
   readonly bytes: Uint8Array<ArrayBuffer>;
   /** True when it came from storage, with no network. */
   readonly cached: boolean;
+  /** How long fetching (or reading it from storage) took, in ms. */
   readonly downloadMs: number;
 }
 
@@ -38,9 +48,9 @@ export interface ModelFileStoreOptions {
   readonly cacheName?: string;
   /** Resolves relative manifest URLs. @default location.href in a page */
   readonly baseUrl?: string;
-  /** @default globalThis.fetch */
+  /** How files are fetched. @default globalThis.fetch */
   readonly fetch?: typeof fetch;
-  /** @default globalThis.caches (undefined in Node: memory only) */
+  /** Where files are stored. @default globalThis.caches (undefined in Node: memory only) */
   readonly caches?: CacheStorage;
 }
 

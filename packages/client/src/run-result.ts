@@ -21,17 +21,24 @@ export interface RunTimings {
 
 /** Why a job ran on the other side than first chosen. */
 export interface Fallback {
+  /** The side that failed (or was skipped): the job then ran on the other. */
   readonly from: Where;
+  /** The failure's code (docs/errors.md); only codes the router falls back on appear here. */
   readonly code: ErrorCode;
+  /** The failure's message, as the failing side gave it. */
   readonly message: string;
 }
 
 /** The result of `tandem.run()`. */
 export interface RunResult {
+  /** The outputs by name: those the call asked for, else all of the model's. */
   readonly outputs: TensorMap;
   /** The side that ran the job. */
   readonly placement: Where;
-  /** The backend that ran it: 'webgpu' or 'wasm' locally, the server's execution provider remotely. */
+  /**
+   * The backend that ran it: 'webgpu' or 'wasm' locally, the server's execution provider
+   * remotely. An OIP server other than Tandem's does not say: 'cpu' then.
+   */
   readonly backend: Backend;
   /**
    * Present when the side the call tried first failed, or the side it would have tried first was
@@ -40,7 +47,12 @@ export interface RunResult {
   readonly fallback?: Fallback;
   /** Why the router chose the side it tried first (e.g. "auto: local 42 ms < remote 310 ms"). */
   readonly reason: string;
-  /** True when the model had to be downloaded (local) or loaded by the server (remote) first. */
+  /**
+   * True when the model had to be downloaded (local) or loaded by the server (remote) first. An
+   * OIP server other than Tandem's does not say: true then when the readiness probe before the
+   * call found the model not ready.
+   */
   readonly cold: boolean;
+  /** Where the time went, in ms, from `run()` to the result (stages a side lacks are 0). */
   readonly timings: RunTimings;
 }

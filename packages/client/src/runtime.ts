@@ -28,9 +28,13 @@ export interface RuntimeEstimate {
 
 /** Per-call options a runtime receives from the router. */
 export interface RuntimeRunOptions {
+  /** The job's id: progress events carry it, and a remote job is resumed and cancelled by it. */
   readonly jobId: string;
+  /** 0..10, higher first in the server's queue (local runs ignore it). */
   readonly priority: number;
+  /** The server must finish within this many ms of receiving the job, else `E_DEADLINE_EXCEEDED`. */
   readonly deadlineMs?: number;
+  /** Only these outputs are computed and returned; absent: all of them. */
   readonly outputs?: readonly string[];
   /** Aborted when the job is cancelled; the runtime stops and throws `E_CANCELLED`. */
   readonly signal: AbortSignal;
@@ -40,20 +44,28 @@ export interface RuntimeRunOptions {
 
 /** What a runtime returns. */
 export interface RuntimeResult {
+  /** The outputs by name (those asked for, else all). */
   readonly outputs: TensorMap;
+  /** What ran it: 'webgpu' or 'wasm' locally, the server's execution provider remotely. */
   readonly backend: Backend;
+  /** Whether the run waited for a download or compile (local) or a model load (remote). */
   readonly cold: boolean;
+  /** Where this runtime's time went, in ms; stages it did not have are absent. */
   readonly timings: Partial<RunTimings>;
 }
 
 /** A place where models run. */
 export interface Runtime {
+  /** 'local' (this device) or 'remote' (a server). */
   readonly where: Where;
   /** A short name for logs and errors: 'worker', 'websocket', 'oip-http'. */
   readonly name: string;
+  /** Whether it can run the model now, and how long it would take (what `auto` compares). */
   estimate(model: ModelManifest): Promise<RuntimeEstimate>;
+  /** Runs the model; failures are TandemErrors whose code says whether to fall back. */
   run(model: ModelManifest, inputs: TensorMap, options: RuntimeRunOptions): Promise<RuntimeResult>;
   /** Prepares the model (server: starts loading; local: downloads and compiles) without running. */
   warm(model: ModelManifest, signal?: AbortSignal): Promise<void>;
+  /** Frees the runtime (worker, socket); jobs in flight end with `E_CANCELLED`. */
   close(): Promise<void>;
 }

@@ -28,8 +28,11 @@ import type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from 
 
 /** The subset of the WebSocket API this runtime uses (the browser's, or the `ws` package's). */
 export interface WebSocketLike {
+  /** Set to 'arraybuffer' (or 'fragments', see readsFragments) before the first message. */
   binaryType: string;
+  /** The WebSocket readyState: 0 connecting, 1 open, 2 closing, 3 closed. */
   readonly readyState: number;
+  /** Sends one binary message. */
   send(data: Uint8Array): void;
   /**
    * Sends `parts` as the fragments of one message, where the socket can (the `ws` package's can, a
@@ -43,10 +46,15 @@ export interface WebSocketLike {
    * that and reads each large output inside its fragment, without a copy of the whole message.
    */
   readonly readsFragments?: boolean;
+  /** Starts the closing handshake. */
   close(code?: number, reason?: string): void;
+  /** Called once the connection is open. */
   onopen: ((event: unknown) => void) | null;
+  /** Called once the connection is closed, with the close code and reason. */
   onclose: ((event: { code: number; reason: string }) => void) | null;
+  /** Called on a connection error (a close follows). */
   onerror: ((event: unknown) => void) | null;
+  /** Called with each message: an ArrayBuffer (or fragments) for binary ones. */
   onmessage: ((event: { data: unknown }) => void) | null;
 }
 
@@ -71,7 +79,9 @@ export interface WebSocketRemoteOptions {
   readonly connectTimeoutMs?: number;
   /** Application ping interval, in ms; two missed pongs drop the connection. @default 15000 */
   readonly heartbeatIntervalMs?: number;
+  /** The client's name in `hello`, for the server's logs. @default '@tandem/client' */
   readonly clientName?: string;
+  /** The client's version in `hello`. @default '0.1.0' */
   readonly clientVersion?: string;
   /** Random source for jitter (tests pass a fixed one). @default Math.random */
   readonly random?: () => number;
