@@ -161,7 +161,8 @@ async function serve(argv: string[]): Promise<void> {
   if (options.staticDir !== undefined) {
     // Browsers give WebGPU only to secure contexts; http://localhost is one, a bare IP is not.
     const page = new URL(url);
-    if (page.hostname === '127.0.0.1' || page.hostname === '::1') page.hostname = 'localhost';
+    // (A URL keeps an IPv6 host in brackets.)
+    if (page.hostname === '127.0.0.1' || page.hostname === '[::1]') page.hostname = 'localhost';
     console.error(`tandem: open ${page.href} in a browser for the page in ${options.staticDir}`);
   }
   onSignals(() => server.close());
