@@ -1,8 +1,10 @@
 // The client's OIP v2 HTTP transport against a real server's HTTP side (what it would send to
-// Triton or KServe): binary tensors both ways, a subset of outputs, coded errors, and createTandem
-// with `remote: 'oip'`. Then against raw HTTP servers on loopback that hold their answers, for
-// what a real server only does at a bad moment: a cancel while the response body is arriving, and
-// a readiness probe that never answers.
+// Triton or KServe): binary tensors both ways, a subset of outputs, coded errors, the server's
+// `tandem_*` response parameters (backend, cold start, timings), and createTandem with
+// `remote: 'oip'`. Then against raw HTTP servers on loopback: ones that answer as a foreign OIP
+// server would (no Tandem parameters, or malformed ones; readiness as the only hint of a cold
+// start), and ones that hold their answers, for what a real server only does at a bad moment: a
+// cancel while the response body is arriving, and a readiness probe that never answers.
 
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -77,6 +79,13 @@ describe('OipRemote against a real server', () => {
       1,
       buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 5 }).bytes,
     );
+    // Run by one test only: its first call is a cold start.
+    await writeModelFile(
+      dir,
+      'fresh',
+      1,
+      buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 7 }).bytes,
+    );
     server = await createServer({ port: 0, catalog: false, modelsDir: dir });
     url = await server.listen();
   });
@@ -123,12 +132,127 @@ describe('OipRemote against a real server', () => {
     expect((await remote.estimate({ name: 'nope' })).available).toBe(false);
   });
 
+  it("reports the server's backend, its cold start and its timings, from the response parameters", async () => {
+    const tandem = createTandem({
+      server: url,
+      remote: 'oip',
+      models: { fresh: { name: 'fresh' } },
+    });
+    try {
+      const first = await tandem.run('fresh', mlpInput(1, 7));
+      const second = await tandem.run('fresh', mlpInput(1, 8));
+      expect(first).toMatchObject({ placement: 'remote', backend: 'cpu', cold: true });
+      expect(second).toMatchObject({ placement: 'remote', backend: 'cpu', cold: false });
+      // The server's own figures: a load only for the cold start.
+      expect(first.timings.loadMs).toBeGreaterThan(0);
+      expect(second.timings.loadMs).toBe(0);
+      for (const { timings } of [first, second]) {
+        expect(timings.queueMs).toBeGreaterThanOrEqual(0);
+        expect(timings.runMs).toBeGreaterThan(0);
+        expect(timings.totalMs).toBeGreaterThanOrEqual(timings.runMs);
+      }
+    } finally {
+      await tandem.close();
+    }
+  });
+
   it('serves createTandem with remote: oip', async () => {
     const tandem = createTandem({ server: url, remote: 'oip', models: { mlp: { name: 'mlp' } } });
     const result = await tandem.run('mlp', mlpInput(2, 3));
     expect(result.placement).toBe('remote');
     expect(result.outputs.probs?.dims).toEqual([2, 3]);
     await tandem.close();
+  });
+});
+
+describe('OipRemote against servers that answer as they like', () => {
+  /**
+   * An OIP server that answers readiness with `state.ready` (a status) and every infer with one
+   * JSON output and `state.parameters` as the response's parameters, when given.
+   */
+  async function cannedServer(state: { ready: number; parameters?: unknown }) {
+    return rawServer((request, response) => {
+      request.resume();
+      if (request.url?.endsWith('/ready') === true) {
+        response.writeHead(state.ready, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ name: 'mlp', ready: state.ready === 200 }));
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(
+        JSON.stringify({
+          model_name: 'mlp',
+          outputs: [{ name: 'y', datatype: 'FP32', shape: [1], data: [0.5] }],
+          ...(state.parameters === undefined ? {} : { parameters: state.parameters }),
+        }),
+      );
+    });
+  }
+
+  it('takes the backend, cold start and timings a server gives as tandem_* parameters', async () => {
+    const server = await cannedServer({
+      ready: 200,
+      parameters: {
+        tandem_backend: 'cuda',
+        tandem_cold_start: true,
+        tandem_queue_ms: 1.5,
+        tandem_load_ms: 20,
+        tandem_warmup_ms: 5,
+        tandem_run_ms: 2.25,
+        tandem_total_ms: 30,
+        other_server_entry: 'ignored',
+      },
+    });
+    const remote = new OipRemote({ url: server.url });
+    try {
+      expect((await remote.estimate({ name: 'mlp' })).available).toBe(true);
+      const result = await remote.run({ name: 'mlp' }, mlpInput(1, 9), options('o-canned-1'));
+      expect(Array.from(result.outputs.y!.data as Float32Array)).toEqual([0.5]);
+      expect(result).toMatchObject({
+        backend: 'cuda',
+        cold: true,
+        timings: { queueMs: 1.5, loadMs: 25, runMs: 2.25 },
+      });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('ignores malformed tandem_* parameters, and without them reads a cold start from readiness', async () => {
+    const state: { ready: number; parameters?: unknown } = {
+      ready: 200,
+      parameters: {
+        tandem_backend: 'quantum',
+        tandem_cold_start: 'yes',
+        tandem_queue_ms: '1',
+        tandem_load_ms: -3,
+        tandem_run_ms: null,
+      },
+    };
+    const server = await cannedServer(state);
+    const remote = new OipRemote({ url: server.url });
+    try {
+      await remote.estimate({ name: 'mlp' });
+      const malformed = await remote.run({ name: 'mlp' }, mlpInput(1, 10), options('o-canned-2'));
+      expect(malformed).toMatchObject({ backend: 'cpu', cold: false });
+      expect(malformed.timings).not.toHaveProperty('queueMs');
+      expect(malformed.timings).not.toHaveProperty('loadMs');
+      expect(malformed.timings.runMs).toBeGreaterThan(0); // the round trip, as the client saw it
+
+      // A foreign server (no Tandem parameters) whose model was not ready before the call: the
+      // call waited for it to load. Ready before the next one: warm.
+      delete state.parameters;
+      state.ready = 400;
+      expect((await remote.estimate({ name: 'mlp' })).available).toBe(false);
+      const loading = await remote.run({ name: 'mlp' }, mlpInput(1, 11), options('o-canned-3'));
+      expect(loading).toMatchObject({ backend: 'cpu', cold: true });
+      state.ready = 200;
+      await remote.estimate({ name: 'mlp' });
+      const ready = await remote.run({ name: 'mlp' }, mlpInput(1, 12), options('o-canned-4'));
+      expect(ready.cold).toBe(false);
+    } finally {
+      await server.close();
+    }
   });
 });
 

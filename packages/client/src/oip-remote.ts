@@ -2,6 +2,8 @@
 // or a Tandem server's HTTP side as its remote. Tensors travel with the binary-data extension (no
 // JSON number arrays). Progress is coarse: HTTP has no progress channel, so a job reports `queued`
 // when sent, `running` while waiting (timed by measured history), and the router reports `done`.
+// A Tandem server says in the response's `parameters` what ran the job, whether it was a cold
+// start and where its time went (`tandem_*`); other servers say none of it (see run()).
 
 import {
   DTYPE_TO_OIP,
@@ -12,9 +14,11 @@ import {
   bytesPerElement,
   createProgressTracker,
   elementCount,
+  isBackend,
   isErrorCode,
   isOipDatatype,
   viewTensorData,
+  type Backend,
   type ModelManifest,
   type Tensor,
   type TensorMap,
@@ -45,6 +49,19 @@ interface OipOutput {
   data?: unknown[];
 }
 
+/**
+ * What a Tandem server reports about a job in an infer response's `parameters` (docs/protocol.md).
+ * Each field is absent when the entry is missing or malformed: other OIP servers send none.
+ */
+interface JobReport {
+  readonly backend?: Backend;
+  readonly coldStart?: boolean;
+  readonly queueMs?: number;
+  readonly loadMs?: number;
+  readonly warmupMs?: number;
+  readonly runMs?: number;
+}
+
 /** The OIP v2 HTTP remote runtime. */
 export class OipRemote implements Runtime {
   readonly where = 'remote' as const;
@@ -52,6 +69,12 @@ export class OipRemote implements Runtime {
   readonly #options: OipRemoteOptions;
   readonly #fetch: typeof fetch;
   readonly #roundTrips = new Map<string, MovingAverage>();
+  /**
+   * By model path: whether the last readiness probe found the model not ready (a server that
+   * loads models on request, KServe's or Triton's, says so while loading): the next call then
+   * waits for the load, a cold start, unless the server says otherwise.
+   */
+  readonly #notReady = new Map<string, boolean>();
 
   constructor(options: OipRemoteOptions) {
     this.#options = options;
@@ -63,18 +86,21 @@ export class OipRemote implements Runtime {
     // not hold the call, which can still run on this device.
     const timeoutMs = this.#options.connectTimeoutMs ?? 5000;
     const timeout = AbortSignal.timeout(timeoutMs);
+    const path = modelPath(model);
     let response: Response;
     try {
-      response = await this.#request(`${modelPath(model)}/ready`, {
+      response = await this.#request(`${path}/ready`, {
         method: 'GET',
         signal: timeout,
       });
     } catch (error) {
+      this.#notReady.delete(path);
       const coded = timeout.aborted
         ? new TandemError('E_NETWORK', `no answer within ${timeoutMs} ms`, { cause: error })
         : TandemError.from(error, 'E_NETWORK');
       return { available: false, code: coded.code, reason: `server unreachable: ${coded.message}` };
     }
+    this.#notReady.set(path, !response.ok);
     if (!response.ok)
       return {
         available: false,
@@ -134,12 +160,31 @@ export class OipRemote implements Runtime {
       throw TandemError.from(error, 'E_NETWORK');
     }
     if (!response.ok) throw errorFrom(response, bytes);
-    const outputs = decodeResponse(bytes, response.headers.get(OIP_HEADER_LENGTH_HEADER));
+    const { outputs, report } = decodeResponse(
+      bytes,
+      response.headers.get(OIP_HEADER_LENGTH_HEADER),
+    );
     const totalMs = performance.now() - started;
     const average = this.#roundTrips.get(model.name) ?? new MovingAverage();
     average.add(totalMs);
     this.#roundTrips.set(model.name, average);
-    return { outputs, backend: 'cpu', cold: false, timings: { runMs: totalMs } };
+    const loadMs =
+      report.loadMs === undefined && report.warmupMs === undefined
+        ? undefined
+        : (report.loadMs ?? 0) + (report.warmupMs ?? 0);
+    return {
+      outputs,
+      // A server that does not say (Triton, KServe): OIP has no field for it, and 'cpu' is what
+      // a server without a GPU, the common case, runs on.
+      backend: report.backend ?? 'cpu',
+      cold: report.coldStart ?? this.#notReady.get(modelPath(model)) === true,
+      timings: {
+        ...(report.queueMs === undefined ? {} : { queueMs: report.queueMs }),
+        ...(loadMs === undefined ? {} : { loadMs }),
+        // Without the server's figure, the round trip is the run as this client saw it.
+        runMs: report.runMs ?? totalMs,
+      },
+    };
   }
 
   /** Wakes the model on a Tandem server (POST /v1/models/{m}/warm); other OIP servers ignore it. */
@@ -232,15 +277,19 @@ function tensorBytes(tensor: Tensor): Uint8Array {
   return out;
 }
 
-function decodeResponse(bytes: Uint8Array<ArrayBuffer>, headerLength: string | null): TensorMap {
+function decodeResponse(
+  bytes: Uint8Array<ArrayBuffer>,
+  headerLength: string | null,
+): { outputs: TensorMap; report: JobReport } {
   const jsonEnd = headerLength === null ? bytes.byteLength : Number(headerLength);
   if (!Number.isInteger(jsonEnd) || jsonEnd < 0 || jsonEnd > bytes.byteLength) {
     throw new TandemError('E_PROTOCOL', `bad ${OIP_HEADER_LENGTH_HEADER} in the response`);
   }
-  let header: { outputs?: OipOutput[] };
+  let header: { outputs?: OipOutput[]; parameters?: unknown };
   try {
     header = JSON.parse(new TextDecoder().decode(bytes.subarray(0, jsonEnd))) as {
       outputs?: OipOutput[];
+      parameters?: unknown;
     };
   } catch {
     throw new TandemError('E_PROTOCOL', 'the inference response is not JSON');
@@ -265,7 +314,34 @@ function decodeResponse(bytes: Uint8Array<ArrayBuffer>, headerLength: string | n
     outputs[output.name] = fromBinary(dtype, output.shape, bytes.slice(pos, pos + size));
     pos += size;
   }
-  return outputs;
+  return { outputs, report: parseJobReport(header.parameters) };
+}
+
+/**
+ * A Tandem server's `tandem_*` response parameters. Nothing here fails a call: a result is
+ * complete without them, so an entry of the wrong type is left out as if it were missing.
+ */
+function parseJobReport(parameters: unknown): JobReport {
+  if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) return {};
+  const given = parameters as Record<string, unknown>;
+  const ms = (name: string): number | undefined => {
+    const value = given[name];
+    return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined;
+  };
+  const backend = given.tandem_backend;
+  const coldStart = given.tandem_cold_start;
+  const queueMs = ms('tandem_queue_ms');
+  const loadMs = ms('tandem_load_ms');
+  const warmupMs = ms('tandem_warmup_ms');
+  const runMs = ms('tandem_run_ms');
+  return {
+    ...(isBackend(backend) ? { backend } : {}),
+    ...(typeof coldStart === 'boolean' ? { coldStart } : {}),
+    ...(queueMs === undefined ? {} : { queueMs }),
+    ...(loadMs === undefined ? {} : { loadMs }),
+    ...(warmupMs === undefined ? {} : { warmupMs }),
+    ...(runMs === undefined ? {} : { runMs }),
+  };
 }
 
 function fromBinary(

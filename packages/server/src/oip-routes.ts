@@ -5,6 +5,8 @@
 //   POST /v2/models/{m}[/versions/{v}]/infer   (JSON, or JSON + binary with Inference-Header-Content-Length,
 //                                               or Triton's raw binary request when that header is 0)
 // Request `parameters` understood as Triton does: `priority` (0 default, 1 highest) and `timeout` (µs).
+// Response `parameters` carry Tandem's own `tandem_*` entries (what ran the job and where its time
+// went, as the WebSocket `result` says); OIP allows any, and Triton/KServe clients pass them over.
 
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -43,6 +45,7 @@ import {
 import type { ApiKeyRecord, ApiKeys } from './api-keys.js';
 import type { ModelSignature } from './input-check.js';
 import type { DispatchedModel, JobDispatcher } from './job-dispatcher.js';
+import type { JobResult } from './job.js';
 import type { RejectionCounter } from './metrics.js';
 
 /** The header a client sets when the body carries binary tensor data after the JSON. */
@@ -176,7 +179,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
       modelName: host.entry.name,
       modelVersion: host.entry.version,
       id: parsed.id,
-      outputs: outcome.result.outputs,
+      result: outcome.result,
       binary: (name) => binaryOf.get(name) ?? parsed.binaryOutput,
     });
   };
@@ -544,19 +547,38 @@ function binaryData(tensor: Tensor): Buffer {
   return out;
 }
 
+/**
+ * Tandem's entries in an infer response's `parameters` (docs/protocol.md, "HTTP: the Open
+ * Inference Protocol"): the execution provider that ran the job, whether it waited for a cold
+ * start, and the server's timings in ms to the microsecond, as the WebSocket `result` has them.
+ */
+function tandemResponseParameters(
+  result: JobResult,
+): Record<`tandem_${string}`, string | number | boolean> {
+  return {
+    tandem_backend: result.backend,
+    tandem_cold_start: result.coldStart,
+    tandem_queue_ms: result.timings.queueMs,
+    tandem_load_ms: result.timings.loadMs,
+    tandem_warmup_ms: result.timings.warmupMs,
+    tandem_run_ms: result.timings.runMs,
+    tandem_total_ms: result.timings.totalMs,
+  };
+}
+
 function sendInferResponse(
   reply: FastifyReply,
   response: {
     modelName: string;
     modelVersion: string;
     id: string | undefined;
-    outputs: TensorMap;
+    result: JobResult;
     binary: (name: string) => boolean;
   },
 ): FastifyReply {
   const chunks: Buffer[] = [];
   // The JSON is assembled as text so that `data` can hold exact 64-bit integers (see jsonData).
-  const outputs = Object.entries(response.outputs).map(([name, tensor]) => {
+  const outputs = Object.entries(response.result.outputs).map(([name, tensor]) => {
     const base = JSON.stringify({
       name,
       datatype: DTYPE_TO_OIP[tensor.dtype],
@@ -571,6 +593,7 @@ function sendInferResponse(
     model_name: response.modelName,
     model_version: response.modelVersion,
     ...(response.id === undefined ? {} : { id: response.id }),
+    parameters: tandemResponseParameters(response.result),
   }).slice(0, -1);
   const text = `${head},"outputs":[${outputs.join(',')}]}`;
   if (chunks.length === 0) return reply.type('application/json; charset=utf-8').send(text);

@@ -81,6 +81,8 @@ export interface DecodedResponse {
     model_name: string;
     model_version?: string;
     id?: string;
+    /** The response's parameters; a Tandem server's `tandem_*` entries among them. */
+    parameters?: Record<string, unknown>;
     outputs: ResponseOutput[];
   };
   readonly outputs: Record<string, ResponseOutput>;

@@ -62,6 +62,13 @@ beforeAll(async () => {
   );
   mlp = buildMlpClassifier({ features: FEATURES, hidden: 16, classes: 5, seed: 11 });
   await writeModelFile(dir, 'mlp', 2, mlp.bytes);
+  // Run by one test only: its first request is a cold start.
+  await writeModelFile(
+    dir,
+    'fresh',
+    1,
+    buildMlpClassifier({ features: FEATURES, hidden: 8, classes: 3, seed: 3 }).bytes,
+  );
   await writeModelFile(dir, 'dtypes', 1, buildIdentityModel());
   await writeModelFile(
     dir,
@@ -272,6 +279,27 @@ describe('inference with JSON data', () => {
     expect(outputs.output!.data).toEqual(Array.from(expected.output!.data as Float32Array));
     expect(outputs.stateN!.shape).toEqual([2, 1, 128]);
     expect(outputs.stateN!.data).toEqual(Array.from(expected.stateN!.data as Float32Array));
+  });
+});
+
+describe("Tandem's response parameters", () => {
+  it('name the backend that ran the job, say whether it was a cold start, and give its timings', async () => {
+    const first = decoded(await infer('fresh', { inputs: [mlpInput] })).json.parameters;
+    const second = decoded(await infer('fresh', { inputs: [mlpInput] })).json.parameters;
+    expect(first).toMatchObject({ tandem_backend: 'cpu', tandem_cold_start: true });
+    expect(second).toMatchObject({ tandem_backend: 'cpu', tandem_cold_start: false });
+    for (const parameters of [first, second]) {
+      for (const stage of ['queue', 'load', 'warmup', 'run', 'total']) {
+        const ms = parameters?.[`tandem_${stage}_ms`];
+        expect(typeof ms).toBe('number');
+        expect(ms).toBeGreaterThanOrEqual(0);
+      }
+    }
+    expect(first?.tandem_load_ms).toBeGreaterThan(0);
+    expect(second?.tandem_load_ms).toBe(0);
+    // docs/protocol.md has a row for each.
+    const doc = readFileSync(new URL('../../../docs/protocol.md', import.meta.url), 'utf8');
+    for (const name of Object.keys(first ?? {})) expect(doc).toContain(`| \`${name}\``);
   });
 });
 

@@ -85,9 +85,11 @@ export type {
   Where,
 } from './progress.js';
 export {
+  BACKENDS,
   LOCAL_BACKENDS,
   MAX_TENSOR_RANK,
   PLACEMENTS,
+  isBackend,
   parseModelManifest,
   parsePlacementHints,
   parseTensorSpecs,

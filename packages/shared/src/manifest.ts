@@ -35,6 +35,23 @@ export type LocalBackend = (typeof LOCAL_BACKENDS)[number];
 /** The execution backend that ran a job: browser backends and onnxruntime execution providers. */
 export type Backend = LocalBackend | 'webnn' | 'cpu' | 'cuda' | 'tensorrt' | 'coreml' | 'dml';
 
+/** Every {@link Backend}: what a result from a server may name. */
+export const BACKENDS: readonly Backend[] = [
+  'wasm',
+  'webgpu',
+  'webnn',
+  'cpu',
+  'cuda',
+  'tensorrt',
+  'coreml',
+  'dml',
+];
+
+/** True when `value` names a {@link Backend}. */
+export function isBackend(value: unknown): value is Backend {
+  return typeof value === 'string' && (BACKENDS as readonly string[]).includes(value);
+}
+
 /**
  * One dimension of a model input or output: a fixed size, or a symbolic name for a dimension that
  * varies (`'batch'`, or `'?'` when the model leaves it unnamed).

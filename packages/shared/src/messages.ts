@@ -14,7 +14,7 @@ import {
   type ParseContext,
 } from './assert.js';
 import { isErrorCode, type ErrorCode } from './error-codes.js';
-import type { Backend } from './manifest.js';
+import { BACKENDS, type Backend } from './manifest.js';
 import {
   MAX_ID_CHARS,
   MAX_NAME_CHARS,
@@ -291,18 +291,6 @@ export function isClientMessage(message: Message): message is ClientMessage {
 export function isServerMessage(message: Message): message is ServerMessage {
   return (SERVER_MESSAGE_TYPES as readonly string[]).includes(message.type);
 }
-
-/** Backends a result may name. */
-const BACKENDS: readonly Backend[] = [
-  'wasm',
-  'webgpu',
-  'webnn',
-  'cpu',
-  'cuda',
-  'tensorrt',
-  'coreml',
-  'dml',
-];
 
 /** Longest API key accepted, in characters. */
 const MAX_API_KEY_CHARS = 512;

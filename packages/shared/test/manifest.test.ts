@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseModelManifest } from '../src/index.js';
+import { BACKENDS, LOCAL_BACKENDS, isBackend, parseModelManifest } from '../src/index.js';
 import { errorCode } from '@tandem/test-support';
 
 const sha256 = 'a'.repeat(64);
@@ -53,5 +53,14 @@ describe('parseModelManifest', () => {
     ]) {
       expect(codeOf(bad), JSON.stringify(bad)).toBe('E_INVALID_ARGUMENT');
     }
+  });
+});
+
+describe('isBackend', () => {
+  it('knows every backend, the browser ones among them, and nothing else', () => {
+    for (const backend of BACKENDS) expect(isBackend(backend)).toBe(true);
+    for (const backend of LOCAL_BACKENDS) expect(BACKENDS).toContain(backend);
+    for (const other of ['CPU', 'gpu', '', 1, null, undefined, ['cpu']])
+      expect(isBackend(other)).toBe(false);
   });
 });
