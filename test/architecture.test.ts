@@ -1,8 +1,11 @@
 // The dependency rules from DESIGN.md, checked on the real files: the contract package depends on
-// nothing and touches neither DOM nor Node; client and server never import each other.
+// nothing and touches neither DOM nor Node; client and server never import each other. And the
+// house rule that every export is documented: what each package's index exports, and every
+// public member of the types it exports, carries JSDoc (what an IDE shows on hover).
 
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -93,5 +96,70 @@ describe('package boundaries', () => {
         }
       }
     });
+  }
+});
+
+/**
+ * What a package's index exports without JSDoc: the export itself, or a public member of an
+ * exported interface, class or object type. A class member that implements a documented interface
+ * member inherits its documentation (as IDEs show it); a message's `type` tag needs none.
+ */
+function undocumentedExports(name: string): string[] {
+  const packages = join(ROOT, 'packages') + '/';
+  const index = join(packages, name, 'src/index.ts');
+  const program = ts.createProgram([index], {
+    strict: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    lib: ['lib.es2023.d.ts', 'lib.dom.d.ts'],
+    skipLibCheck: true,
+    noEmit: true,
+  });
+  const checker = program.getTypeChecker();
+  const own = (declaration: ts.Declaration): boolean =>
+    declaration.getSourceFile().fileName.startsWith(packages);
+  const where = (declaration: ts.Declaration): string => {
+    const file = declaration.getSourceFile();
+    const line = file.getLineAndCharacterOfPosition(declaration.getStart()).line + 1;
+    return `${file.fileName.slice(ROOT.length)}:${line}`;
+  };
+  const documented = (symbol: ts.Symbol): boolean =>
+    ts.displayPartsToString(symbol.getDocumentationComment(checker)).trim() !== '';
+  const isTag = (declaration: ts.Declaration): boolean =>
+    ts.isPropertySignature(declaration) &&
+    declaration.name.getText() === 'type' &&
+    declaration.type !== undefined &&
+    ts.isLiteralTypeNode(declaration.type);
+  const hidden = ts.ModifierFlags.Private | ts.ModifierFlags.Protected;
+
+  const missing: string[] = [];
+  const module = checker.getSymbolAtLocation(program.getSourceFile(index)!)!;
+  for (const exported of checker.getExportsOfModule(module)) {
+    const symbol =
+      exported.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(exported) : exported;
+    const declaration = symbol.declarations?.[0];
+    if (declaration === undefined || !own(declaration)) continue;
+    if (!documented(symbol)) missing.push(`${where(declaration)} ${symbol.name}`);
+    const shape = ts.SymbolFlags.Interface | ts.SymbolFlags.Class | ts.SymbolFlags.TypeAlias;
+    if ((symbol.flags & shape) === 0) continue;
+    const type = checker.getDeclaredTypeOfSymbol(symbol);
+    if ((type.flags & ts.TypeFlags.Object) === 0 && !type.isIntersection()) continue;
+    for (const member of checker.getPropertiesOfType(type)) {
+      const at = member.declarations?.[0];
+      // Well-known symbols (Symbol.toStringTag) are the language's, documented there.
+      if (at === undefined || !own(at) || isTag(at) || /^(#|__@)/.test(member.name)) continue;
+      if (ts.getCombinedModifierFlags(at) & hidden) continue;
+      if (!documented(member)) missing.push(`${where(at)} ${symbol.name}.${member.name}`);
+    }
+  }
+  return missing;
+}
+
+describe('every export is documented', () => {
+  for (const name of ['shared', 'client', 'server']) {
+    it(`@tandem/${name}: each export and each public member of an exported type has JSDoc`, () => {
+      expect(undocumentedExports(name)).toEqual([]);
+    }, 60_000);
   }
 });

@@ -31,7 +31,7 @@ export interface OipRemoteOptions {
   readonly url: string;
   /** Sent as `Authorization: Bearer`. */
   readonly apiKey?: string;
-  /** @default globalThis.fetch */
+  /** How requests are made (a proxy, retries, a test server). @default globalThis.fetch */
   readonly fetch?: typeof fetch;
   /**
    * How long the readiness probe (`GET /v2/models/{m}/ready`, made for every estimate) may take
