@@ -410,6 +410,15 @@ function tensorFromBinary(name: string, dtype: TensorDtype, dims: number[], byte
       `${bytes.byteLength} bytes of ${dtype} for shape [${dims.join(', ')}] need ${count * size}`,
     );
   }
+  if (dtype === 'bool') {
+    // One byte each, 0 or 1: onnxruntime reads any other value as undefined behaviour.
+    const bad = bytes.findIndex((value) => value > 1);
+    if (bad >= 0)
+      throw new TandemError(
+        'E_INVALID_ARGUMENT',
+        `input "${name}": BOOL element ${bad} is ${bytes[bad]}, not 0 or 1`,
+      );
+  }
   const copy = new Uint8Array(bytes.byteLength);
   copy.set(bytes);
   return viewAs(dtype, copy.buffer, dims);

@@ -673,6 +673,22 @@ describe('errors', () => {
     expect(errorOf(response)).toEqual({ status: 400, code: 'E_INPUT_SHAPE' });
   });
 
+  it('answers binary BOOL data other than 0 and 1 with 400 E_INVALID_ARGUMENT, naming the element', async () => {
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: 'x', shape: [3], datatype: 'BOOL', parameters: { binary_data_size: 3 } }],
+      }),
+    );
+    const response = await server.fastify.inject({
+      method: 'POST',
+      url: '/v2/models/mlp/infer',
+      payload: Buffer.concat([header, Buffer.from([1, 0, 7])]),
+      headers: { 'inference-header-content-length': String(header.byteLength) },
+    });
+    expect(errorOf(response)).toEqual({ status: 400, code: 'E_INVALID_ARGUMENT' });
+    expect(response.json<{ error: string }>().error).toContain('BOOL element 2 is 7');
+  });
+
   it('answers a model that cannot load with 500 E_MODEL_LOAD_FAILED and keeps serving others', async () => {
     const response = await infer('broken', { inputs: [mlpInput] });
     expect(errorOf(response)).toEqual({ status: 500, code: 'E_MODEL_LOAD_FAILED' });

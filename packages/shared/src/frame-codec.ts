@@ -642,6 +642,7 @@ function decodeNumeric(
       `${ctx.path}: dims [${dims.join(', ')}] of ${dtype} need ${count * size} bytes, frame has ${byteLength}`,
     );
   }
+  if (dtype === 'bool') checkBoolBytes(bytes, start, byteLength, ctx);
   const absolute = bytes.byteOffset + start;
   if (absolute % size === 0 && LITTLE_ENDIAN) {
     return {
@@ -661,6 +662,19 @@ function decodeNumeric(
     dims,
     data: viewTensorData(dtype, copy.buffer, copy.byteOffset, byteLength),
   } as Tensor;
+}
+
+/** Bool elements are one byte, 0 or 1 (docs/protocol.md): onnxruntime reads any other as undefined. */
+function checkBoolBytes(
+  bytes: Uint8Array,
+  start: number,
+  byteLength: number,
+  ctx: ParseContext,
+): void {
+  for (let i = 0; i < byteLength; i++) {
+    const value = bytes[start + i] as number;
+    if (value > 1) throw protocolError(`${ctx.path}: bool element ${i} is ${value}, not 0 or 1`);
+  }
 }
 
 function decodeStrings(

@@ -156,6 +156,9 @@ export function createTensor<D extends TensorDtype>(
     if (!(data instanceof Ctor)) {
       throw new TandemError('E_INVALID_ARGUMENT', `${name} tensor data must be a ${Ctor.name}`);
     }
+    if (name === 'bool' && (data as Uint8Array).some((value) => value > 1)) {
+      throw new TandemError('E_INVALID_ARGUMENT', 'bool tensor data must hold only 0 and 1');
+    }
   }
   return { dtype, dims, data };
 }

@@ -144,6 +144,16 @@ describe('decodeMessage rejects malformed frames with specific codes', () => {
     float32x4,
   );
 
+  it('accepts bool elements of 0 and 1', () => {
+    const frame = rawFrame(
+      inferHeader([{ name: 'm', dtype: 'bool', dims: [4], offset: 0, byteLength: 4 }]),
+      Uint8Array.from([0, 1, 1, 0]),
+    );
+    expect(Array.from((decodeMessage(frame) as InferMessage).inputs.m?.data as Uint8Array)).toEqual(
+      [0, 1, 1, 0],
+    );
+  });
+
   it('accepts the hand-built reference frame', () => {
     const decoded = decodeMessage(valid) as InferMessage;
     expect(Array.from(decoded.inputs.x?.data as Float32Array)).toEqual([1, 2, 3, 4]);
@@ -151,6 +161,17 @@ describe('decodeMessage rejects malformed frames with specific codes', () => {
 
   const cases: [string, () => unknown, string][] = [
     ['not bytes', () => decodeMessage('hello'), 'E_PROTOCOL'],
+    [
+      'a bool element other than 0 or 1',
+      () =>
+        decodeMessage(
+          rawFrame(
+            inferHeader([{ name: 'm', dtype: 'bool', dims: [4], offset: 0, byteLength: 4 }]),
+            Uint8Array.from([0, 1, 2, 1]),
+          ),
+        ),
+      'E_PROTOCOL',
+    ],
     ['empty', () => decodeMessage(new Uint8Array(0)), 'E_PROTOCOL'],
     ['shorter than the prefix', () => decodeMessage(valid.subarray(0, 11)), 'E_PROTOCOL'],
     ['truncated header', () => decodeMessage(valid.subarray(0, 40)), 'E_PROTOCOL'],

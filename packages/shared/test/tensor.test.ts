@@ -32,6 +32,15 @@ describe('tensor helpers', () => {
     expect(createTensor('string', ['a'], [1, 1]).data).toEqual(['a']);
   });
 
+  it('rejects bool data other than 0 and 1 with E_INVALID_ARGUMENT', () => {
+    expect(createTensor('bool', Uint8Array.from([0, 1]), [2]).data).toEqual(
+      Uint8Array.from([0, 1]),
+    );
+    expect(codeOf(() => createTensor('bool', Uint8Array.from([1, 2]), [2]))).toBe(
+      'E_INVALID_ARGUMENT',
+    );
+  });
+
   it('rejects mismatched data with E_INVALID_ARGUMENT', () => {
     expect(codeOf(() => createTensor('float32', new Float32Array(3), [2, 2]))).toBe(
       'E_INVALID_ARGUMENT',
