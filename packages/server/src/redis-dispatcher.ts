@@ -222,9 +222,9 @@ export class RedisDispatcher implements JobDispatcher {
     const maxQueue = host.entry.config.maxQueue ?? this.#options.maxQueue;
     this.#enqueue(followed, data, encodeJobInput(request, host.entry.version), maxQueue).catch(
       (error: unknown) => {
-        const coded = queueUnavailable(error);
-        // Not in the queue: refused, as if submit had thrown. Once queued, it may still run.
-        job.fail(followed.added ? coded : this.#refusal(coded));
+        // Only a job that is not in the queue gets here (see #enqueue): refused, as if submit had
+        // thrown.
+        job.fail(this.#refusal(queueUnavailable(error)));
       },
     );
     return { job };
@@ -575,6 +575,11 @@ export class RedisDispatcher implements JobDispatcher {
     return followed;
   }
 
+  /**
+   * Stores a job's input and adds it to its pool's queue. Rejects only while the job is not in
+   * the queue. Once it is in the queue nothing fails it here: it runs on a worker whatever this
+   * gateway hears, so it is followed to its end like any other job.
+   */
   async #enqueue(
     followed: Followed,
     data: InferJobData,
@@ -619,19 +624,23 @@ export class RedisDispatcher implements JobDispatcher {
     });
     followed.added = true;
     if (settled(job)) {
-      await this.#withdraw(followed);
+      this.#withdrawOrWarn(followed);
       return;
     }
-    await this.#reportPosition(followed, true);
+    await this.#reportPosition(followed);
   }
 
-  /** Sends a waiting job's queue position when it changed (or always, when `force`). */
-  async #reportPosition(followed: Followed, force = false): Promise<void> {
+  /**
+   * Sends a waiting job's queue position when it changed. A read that fails leaves the position
+   * unknown, nothing more: the job is queued all the same, and #updatePositions reads it again.
+   */
+  async #reportPosition(followed: Followed): Promise<void> {
     if (!followed.waiting || !followed.job.listening) return;
-    const rank = await this.#redis.zrank(this.#keys.prioritized(followed.pool), followed.jobId);
+    const rank = await this.#redis
+      .zrank(this.#keys.prioritized(followed.pool), followed.jobId)
+      .catch(() => null);
     // The worker may have taken it while the rank was read.
-    if (rank === null || !stillWaiting(followed)) return;
-    if (!force && rank === followed.position) return;
+    if (rank === null || !stillWaiting(followed) || rank === followed.position) return;
     followed.position = rank;
     followed.job.progress({ stage: 'queued', queuePosition: rank });
   }
@@ -645,8 +654,9 @@ export class RedisDispatcher implements JobDispatcher {
     }
     this.#positionsBusy = true;
     try {
+      // Every queued job, including one whose first position read failed.
       const waiting = [...this.#following.values()].filter(
-        (f) => f.waiting && f.position >= 0 && f.job.listening,
+        (f) => f.added && f.waiting && f.job.listening,
       );
       if (waiting.length === 0) return;
       const pipeline = this.#redis.pipeline();
@@ -776,6 +786,11 @@ export class RedisDispatcher implements JobDispatcher {
   /** Ends a job early (cancel, deadline): answers now, then stops it wherever it is. */
   #stop(followed: Followed, error: TandemError): void {
     if (!followed.job.fail(error)) return;
+    this.#withdrawOrWarn(followed);
+  }
+
+  /** {@link #withdraw} for a job that has its answer already: a failure is only logged. */
+  #withdrawOrWarn(followed: Followed): void {
     this.#withdraw(followed).catch((cause: unknown) =>
       this.#log('warn', `could not withdraw job ${followed.jobId}`, {
         reason: cause instanceof Error ? cause.message : String(cause),

@@ -4,6 +4,7 @@
 
 import { join } from 'node:path';
 import type { Job as BullJob } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelStatus, TensorMap } from '@tandem/shared';
 import {
@@ -550,5 +551,70 @@ describe('redis-dispatcher: refusals on the pool side counted in the gateway /me
     expect(rejectionsOf(await scrape(gateway.url))['drift E_INPUT_SHAPE']).toBe(1);
     expect(rejectionsOf(await scrape(other.url))).toEqual({});
     await resumer.close();
+  });
+});
+
+/** Whether Redis's ACL log holds a denial of `command` to `user`. */
+async function deniedTo(redis: Redis, user: string, command: string): Promise<boolean> {
+  // Each entry is a flat list of field names and values.
+  const entries = (await redis.call('ACL', 'LOG')) as unknown[][];
+  return entries.some((entry) => {
+    const fields = new Map<unknown, unknown>();
+    for (let i = 0; i + 1 < entry.length; i += 2) fields.set(entry[i], entry[i + 1]);
+    return fields.get('username') === user && fields.get('object') === command;
+  });
+}
+
+describe('redis-dispatcher: a Redis command that fails around the add of a job', () => {
+  let cluster: Cluster;
+  /** Sets up the failures (ACL rules). */
+  let admin: Redis;
+  let gateway: CliProcess;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    cluster = await Cluster.start(async (dir) => {
+      // Pool "later" has no worker until a test starts one: its jobs wait.
+      await writeModelFile(dir, 'later', 1, buildTinyModel().bytes);
+      writeModelConfig(dir, 'later', 1, { pool: 'later' });
+    });
+    admin = new Redis(cluster.redis.url);
+    // The gateway's own Redis user, which may not read queue positions (ZRANK) until a test
+    // allows it; BullMQ's scripts use no ZRANK, so adds and everything else go through.
+    await admin.call('ACL', 'SETUSER', 'gateway', 'on', '>secret', '~*', '&*', '+@all', '-zrank');
+    gateway = await cluster.gateway([
+      '--redis',
+      `redis://gateway:secret@127.0.0.1:${cluster.redis.port}`,
+    ]);
+    client = await connectClient(gateway.url);
+  });
+
+  afterAll(async () => {
+    await client.close();
+    await admin.quit();
+    await cluster.close();
+  });
+
+  it('keeps following a queued job whose queue position cannot be read, and reports it later', async () => {
+    client.send({ type: 'infer', id: 'unranked', model: 'later', inputs: tinyInput(1) });
+    // The job is in the queue, and the gateway's read of its position was refused.
+    await pollUntil(
+      async () => ((await deniedTo(admin, 'gateway', 'zrank')) ? true : undefined),
+      "Redis to refuse the gateway's position read",
+    );
+    expect(await (await bullJobOf(cluster, 'later', 'unranked'))?.getState()).toBe('prioritized');
+    await admin.call('ACL', 'SETUSER', 'gateway', '+zrank');
+    // The position comes once it can be read; the job was never failed.
+    const positioned = await client.next(
+      (m) =>
+        (m.type === 'progress' &&
+          m.event.jobId === 'unranked' &&
+          m.event.queuePosition !== undefined) ||
+        (m.type === 'error' && m.id === 'unranked'),
+    );
+    expect(positioned.type === 'progress' ? positioned.event.queuePosition : positioned).toBe(0);
+    await cluster.worker(['--pool', 'later']);
+    const log = await client.collectJob('unranked');
+    expect(resultOf(log).outputs.y!.data).toEqual(new Float32Array([3]));
   });
 });
