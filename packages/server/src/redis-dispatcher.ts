@@ -110,6 +110,26 @@ const RECONCILE_INTERVAL_MS = 5000;
 /** Attempts to read an outcome that a blip of Redis made unreadable, before giving up. */
 const OUTCOME_READS = 10;
 
+/** Attempts to remove what a job that was not queued left in Redis, before giving up. */
+const FORGET_ATTEMPTS = 4;
+
+/**
+ * Deletes what a job that never ran left in Redis: its input, its cancel mark, its waiting-set
+ * entry, and its resume index entry if that still names this job (the client may have sent the
+ * same id again since). Unless BullMQ holds the job: an add whose reply was lost with the
+ * connection may have run all the same, and then the job is queued and needs all of it. One
+ * script, so the check and the deletes are one step.
+ * KEYS: input, cancel mark, index entry, waiting set, BullMQ job hash. ARGV: job id, index value.
+ * Returns 1 when it deleted, 0 when the job is queued.
+ */
+const FORGET_SCRIPT = `
+if redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
+redis.call('ZREM', KEYS[4], ARGV[1])
+return 1
+`;
+
 /** Runs jobs on BullMQ workers through Redis. */
 export class RedisDispatcher implements JobDispatcher {
   readonly #options: RedisDispatcherOptions;
@@ -577,8 +597,9 @@ export class RedisDispatcher implements JobDispatcher {
 
   /**
    * Stores a job's input and adds it to its pool's queue. Rejects only while the job is not in
-   * the queue. Once it is in the queue nothing fails it here: it runs on a worker whatever this
-   * gateway hears, so it is followed to its end like any other job.
+   * the queue, and then leaves nothing of it in Redis (as far as Redis can be reached). Once it
+   * is in the queue nothing fails it here: it runs on a worker whatever this gateway hears, so it
+   * is followed to its end like any other job.
    */
   async #enqueue(
     followed: Followed,
@@ -589,6 +610,8 @@ export class RedisDispatcher implements JobDispatcher {
     const { job, jobId, pool } = followed;
     const link = this.#link(pool);
     await link.ready;
+    // Input and index before the add: a worker may take the job the moment it is added, and a
+    // client may resume it from then on. The waiting entry too, counted in the same step (maxQueue).
     const stored = await this.#redis
       .multi()
       .set(this.#keys.input(jobId), toBuffer(input), 'PX', INPUT_TTL_MS)
@@ -600,6 +623,9 @@ export class RedisDispatcher implements JobDispatcher {
     if (failed !== undefined && failed !== null) throw failed;
     const waiting = stored?.[3]?.[1];
     if (typeof waiting === 'number' && waiting > maxQueue) {
+      // Removed before the answer: by the time the client hears it, the refused job no longer
+      // counts against maxQueue (nor, left behind, would it ever stop counting).
+      await this.#forgetBounded(followed);
       // Counted across every gateway: the pool's queue is shared.
       job.fail(
         this.#refusal(
@@ -608,20 +634,26 @@ export class RedisDispatcher implements JobDispatcher {
           }),
         ),
       );
-      await this.#forget(followed);
       return;
     }
     if (settled(job)) {
       // Cancelled (or past its deadline) while its input was being stored.
-      await this.#forget(followed);
+      await this.#forgetBounded(followed);
       return;
     }
-    await link.queue.add(INFER_JOB, data, {
-      jobId,
-      priority: bullPriority(job.priority),
-      attempts: this.#options.maxAttempts,
-      ...this.#retention(),
-    });
+    try {
+      await link.queue.add(INFER_JOB, data, {
+        jobId,
+        priority: bullPriority(job.priority),
+        attempts: this.#options.maxAttempts,
+        ...this.#retention(),
+      });
+    } catch (error) {
+      // Not queued, unless Redis ran the add and only its reply was lost: what was stored goes,
+      // but only if BullMQ does not hold the job (one script decides). Left behind, a waiting
+      // entry would keep the oldest-job age up for good.
+      if ((await this.#forgetBounded(followed)) !== 'queued') throw error;
+    }
     followed.added = true;
     if (settled(job)) {
       this.#withdrawOrWarn(followed);
@@ -817,15 +849,45 @@ export class RedisDispatcher implements JobDispatcher {
     if (removed === 1) await this.#forget(followed);
   }
 
-  /** Deletes what a job that never ran left in Redis. */
-  async #forget(followed: Followed): Promise<void> {
+  /**
+   * Deletes what a job that never ran left in Redis (see FORGET_SCRIPT); `queued` when BullMQ
+   * holds the job, which then keeps all of it.
+   */
+  async #forget(followed: Followed): Promise<'forgotten' | 'queued'> {
     const { job, jobId, pool } = followed;
-    await this.#redis
-      .multi()
-      .del(this.#keys.input(jobId), this.#keys.cancelled(jobId))
-      .del(this.#keys.index(job.request.owner, job.request.id))
-      .zrem(this.#keys.waiting(pool), jobId)
-      .exec();
+    const deleted = await this.#redis.eval(
+      FORGET_SCRIPT,
+      5,
+      this.#keys.input(jobId),
+      this.#keys.cancelled(jobId),
+      this.#keys.index(job.request.owner, job.request.id),
+      this.#keys.waiting(pool),
+      this.#keys.bullJob(pool, jobId),
+      jobId,
+      `${pool}/${jobId}`,
+    );
+    return deleted === 1 ? 'forgotten' : 'queued';
+  }
+
+  /**
+   * {@link #forget} retried a few times while Redis blinks (the command connection fails fast),
+   * for a job not known to be queued; `unknown` when no attempt reached Redis. Bounded: the
+   * client waits for this before it hears the refusal.
+   */
+  async #forgetBounded(followed: Followed): Promise<'forgotten' | 'queued' | 'unknown'> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#forget(followed);
+      } catch (error) {
+        if (attempt >= FORGET_ATTEMPTS) {
+          this.#log('warn', `could not remove what job ${followed.jobId} left in Redis`, {
+            reason: error instanceof Error ? error.message : String(error),
+          });
+          return 'unknown';
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
+    }
   }
 
   async #snapshot(): Promise<PoolSnapshot[]> {

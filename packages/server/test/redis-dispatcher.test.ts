@@ -567,16 +567,18 @@ async function deniedTo(redis: Redis, user: string, command: string): Promise<bo
 
 describe('redis-dispatcher: a Redis command that fails around the add of a job', () => {
   let cluster: Cluster;
-  /** Sets up the failures (ACL rules). */
+  /** Sets up the failures: ACL rules and keys BullMQ cannot use. */
   let admin: Redis;
   let gateway: CliProcess;
   let client: TestClient;
 
   beforeAll(async () => {
     cluster = await Cluster.start(async (dir) => {
-      // Pool "later" has no worker until a test starts one: its jobs wait.
+      // Neither pool has a worker until a test starts one: their jobs wait.
       await writeModelFile(dir, 'later', 1, buildTinyModel().bytes);
       writeModelConfig(dir, 'later', 1, { pool: 'later' });
+      await writeModelFile(dir, 'jammed', 1, buildTinyModel().bytes);
+      writeModelConfig(dir, 'jammed', 1, { pool: 'jammed' });
     });
     admin = new Redis(cluster.redis.url);
     // The gateway's own Redis user, which may not read queue positions (ZRANK) until a test
@@ -616,5 +618,21 @@ describe('redis-dispatcher: a Redis command that fails around the add of a job',
     await cluster.worker(['--pool', 'later']);
     const log = await client.collectJob('unranked');
     expect(resultOf(log).outputs.y!.data).toEqual(new Float32Array([3]));
+  });
+
+  it('leaves nothing in Redis when adding a job to its queue fails after its input was stored', async () => {
+    // A real Redis error in the add itself: BullMQ's add script starts by incrementing the
+    // queue's id counter, which fails on a value that is no number. The gateway has stored the
+    // job's input, its resume index entry and its waiting-set entry by then.
+    await admin.set('tandem:jammed:id', 'not-a-number');
+    const before = (await admin.keys('tandem-*')).sort();
+    const log = await client.infer({ id: 'jammed-0', model: 'jammed', inputs: tinyInput(2) });
+    expect(errorCodeOf(log)).toBe('E_QUEUE_UNAVAILABLE');
+    expect((await admin.keys('tandem-*')).sort()).toEqual(before);
+    expect(await admin.zcard('tandem-waiting:jammed')).toBe(0);
+    // No stale waiting entry keeps the oldest-job age up.
+    const text = await scrape(gateway.url);
+    expect(metricValue(text, 'tandem_pool_oldest_wait_seconds', { pool: 'jammed' })).toBe(0);
+    expect(metricValue(text, 'tandem_pool_queue_depth', { pool: 'jammed' })).toBe(0);
   });
 });
