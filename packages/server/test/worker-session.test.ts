@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel, slowInput, writeModelFile, writeSlowModel } from '@tandem/test-support';
 import { decodeServerMessage } from '@tandem/shared';
-import { RESULT_FIELDS, writeResultFields } from '../src/result-frames.js';
+import { RESULT_FIELDS, toMicros, writeResultFields } from '../src/result-frames.js';
 import { WorkerSession } from '../src/worker-session.js';
 
 describe('WorkerSession', () => {
@@ -103,6 +103,8 @@ describe('WorkerSession', () => {
     // The spec's numbers moved to the worker.
     expect(numbers.byteLength).toBe(0);
     expect(results.map((result) => result.ok)).toEqual([true, false, true]);
+    const aheadMs = (index: number): number =>
+      results.slice(0, index).reduce((sum, item) => sum + item.runMs, 0);
     const failed = results[1]!;
     expect(failed.ok ? undefined : failed.error.code).toBe('E_RUNTIME');
     for (const [index, id] of [
@@ -121,7 +123,8 @@ describe('WorkerSession', () => {
         backend: 'cpu',
         coldStart: index === 0,
         timings: {
-          queueMs: 0.25 * index,
+          // Its wait behind the items before it in the group (run one after the other) is queueing.
+          queueMs: toMicros(0.25 * index + aheadMs(index)),
           loadMs: index === 0 ? 12.5 : 0,
           warmupMs: index === 0 ? 3.125 : 0,
           runMs: Math.round(result.runMs * 1000) / 1000,
