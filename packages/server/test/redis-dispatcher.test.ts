@@ -339,10 +339,15 @@ describe('redis-dispatcher: one gateway, two workers', () => {
     logs.forEach((log, i) =>
       expect(resultOf(log).outputs.y!.data).toEqual(new Float32Array([2 * i + 1])),
     );
-    const exited = await new Promise<number | null>((resolve) =>
-      worker.child.once('exit', resolve),
-    );
-    expect(exited).toBe(0);
+    // It may have exited already (its idle time can pass while the logs above are read).
+    const { child } = worker;
+    const exited =
+      child.exitCode !== null || child.signalCode !== null
+        ? { code: child.exitCode, signal: child.signalCode }
+        : await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+            child.once('exit', (code, signal) => resolve({ code, signal })),
+          );
+    expect(exited, worker.stderr()).toEqual({ code: 0, signal: null });
     const after = await scrape(gateway.url);
     expect(metricValue(after, 'tandem_pool_queue_depth', { pool: 'later' })).toBe(0);
     expect(metricValue(after, 'tandem_pool_oldest_wait_seconds', { pool: 'later' })).toBe(0);
