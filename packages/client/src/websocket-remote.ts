@@ -3,7 +3,9 @@
 // exponential backoff and full jitter. After a reconnect, in-flight jobs are resumed by id; a job
 // the server no longer knows (it restarted) is submitted again, so each job gets exactly one answer.
 // A request larger than the server's `maxPayloadBytes` fails alone with E_PAYLOAD_TOO_LARGE before
-// it is sent: sent, it would make the server close the connection under every other job.
+// it is sent: sent, it would make the server close the connection under every other job. A job
+// that finds no open connection when it is to be sent waits for the next one, like a job in flight
+// when its connection drops.
 
 import {
   DEFAULT_PRIORITY,
@@ -93,8 +95,16 @@ interface PendingJob {
   readonly resolve: (result: RuntimeResult) => void;
   readonly reject: (error: TandemError) => void;
   readonly startedAt: number;
-  /** Set when the connection dropped: the job fails with E_NETWORK if it is not back by then. */
+  /**
+   * Set while the job waits for a connection (it dropped, or there was none open to send on):
+   * the job fails with E_NETWORK if it is not back by then.
+   */
   disconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * The connection the job's `infer` (or its `resume`) last went out on, where its answer comes;
+   * undefined while it has not been sent, so the next connection sends it rather than resuming.
+   */
+  sentOn: WebSocketLike | undefined;
   resubmitted: boolean;
 }
 
@@ -274,6 +284,7 @@ export class WebSocketRemote implements Runtime {
         reject,
         startedAt: performance.now(),
         disconnectTimer: undefined,
+        sentOn: undefined,
         resubmitted: false,
       };
       this.#jobs.set(options.jobId, job);
@@ -282,11 +293,15 @@ export class WebSocketRemote implements Runtime {
         () => {
           if (!this.#jobs.has(options.jobId)) return;
           this.#finish(options.jobId);
-          if (this.connected) this.#send({ type: 'cancel', id: options.jobId });
+          // A job never sent is only dropped here: the server has nothing to cancel.
+          if (this.connected && job.sentOn !== undefined)
+            this.#send({ type: 'cancel', id: options.jobId });
           reject(cancelled(options.jobId));
         },
         { once: true },
       );
+      // The connection may have dropped since connect() resolved (its close can come in between):
+      // then the job waits for the next one rather than being sent into a closed socket.
       this.#sendInfer(job);
     });
   }
@@ -368,17 +383,21 @@ export class WebSocketRemote implements Runtime {
     }
     for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
     this.#ready = undefined;
-    for (const [id, job] of this.#jobs) {
-      job.disconnectTimer ??= setTimeout(
-        () =>
-          this.#fail(
-            id,
-            new TandemError('E_NETWORK', `lost the connection to ${this.#url} during job ${id}`),
-          ),
-        this.#options.jobReconnectTimeoutMs ?? 10_000,
-      );
-    }
+    for (const job of this.#jobs.values()) this.#awaitConnection(job);
     if (this.#jobs.size > 0 || this.#welcomeWaiters.length > 0) this.#scheduleReconnect();
+  }
+
+  /** Starts a job's wait for the next connection: it fails with E_NETWORK if none comes in time. */
+  #awaitConnection(job: PendingJob): void {
+    const id = job.message.id;
+    job.disconnectTimer ??= setTimeout(
+      () =>
+        this.#fail(
+          id,
+          new TandemError('E_NETWORK', `lost the connection to ${this.#url} during job ${id}`),
+        ),
+      this.#options.jobReconnectTimeoutMs ?? 10_000,
+    );
   }
 
   #scheduleReconnect(): void {
@@ -430,14 +449,18 @@ export class WebSocketRemote implements Runtime {
     this.#limits = limits;
     this.#models.clear();
     for (const model of models) this.#setStatus(model);
-    const resumable = [...this.#jobs.entries()].filter(
-      ([, job]) => job.disconnectTimer !== undefined,
-    );
-    for (const [, job] of resumable) {
+    const waiting = [...this.#jobs.values()].filter((job) => job.disconnectTimer !== undefined);
+    for (const job of waiting) {
       clearTimeout(job.disconnectTimer);
       job.disconnectTimer = undefined;
     }
-    if (resumable.length > 0) this.#send({ type: 'resume', ids: resumable.map(([id]) => id) });
+    // Jobs sent on an earlier connection are resumed by id; jobs never sent go out now.
+    const resumed = waiting.filter((job) => job.sentOn !== undefined);
+    if (resumed.length > 0) {
+      this.#send({ type: 'resume', ids: resumed.map((job) => job.message.id) });
+      for (const job of resumed) job.sentOn = this.#socket;
+    }
+    for (const job of waiting) if (job.sentOn === undefined) this.#sendInfer(job);
     this.#startHeartbeat();
     for (const waiter of this.#welcomeWaiters.splice(0)) waiter.resolve();
   }
@@ -496,7 +519,16 @@ export class WebSocketRemote implements Runtime {
    */
   #sendInfer(job: PendingJob): void {
     const socket = this.#socket;
-    if (socket?.readyState !== OPEN) return;
+    if (socket === undefined || !this.connected) {
+      // No connection to send on (it dropped, or the next one is not welcomed yet): the job waits
+      // for the next welcome, which sends it, with the usual time limit. Dropped here, it would
+      // wait for an answer that never comes.
+      job.sentOn = undefined;
+      this.#awaitConnection(job);
+      // A connection coming up (or going down) moves the job on; with none, one is started.
+      if (socket === undefined) this.#scheduleReconnect();
+      return;
+    }
     const parts = encodeFor(socket, job.message);
     const bytes = parts.reduce((sum, part) => sum + part.byteLength, 0);
     const limit = this.#limits?.maxPayloadBytes;
@@ -512,6 +544,7 @@ export class WebSocketRemote implements Runtime {
     }
     if (this.#largestSent?.socket !== socket || bytes > this.#largestSent.bytes)
       this.#largestSent = { socket, id: job.message.id, bytes, accepted: false };
+    job.sentOn = socket;
     transmit(socket, parts);
   }
 

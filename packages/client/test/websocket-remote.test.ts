@@ -1,9 +1,9 @@
 // WebSocketRemote's pure pieces (backoff, URLs) and its connection state machine, driven through
 // a fake socket and fake timers: heartbeats that count missed pongs per connection, refusals
-// (bad key, wrong version, forbidden origin) that end calls at once instead of reconnecting, the
-// server's payload limit (checked before sending; a 1009 close fails the oversized job alone), and
-// model statuses kept per version. Jobs against a real server are tested in
-// test/client-websocket-remote.test.ts.
+// (bad key, wrong version, forbidden origin) that end calls at once instead of reconnecting, jobs
+// that find no open connection to be sent on (they wait for the next one), the server's payload
+// limit (checked before sending; a 1009 close fails the oversized job alone), and model statuses
+// kept per version. Jobs against a real server are tested in test/client-websocket-remote.test.ts.
 
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -234,6 +234,79 @@ describe('WebSocketRemote connection state', () => {
       await remote.close();
     });
   }
+});
+
+describe('WebSocketRemote jobs that find no open connection to be sent on', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('a job whose connection closes after connect() resolved, before its infer went out, is sent on the next connection', async () => {
+    const { remote, sockets } = await connectedRemote();
+    // run() waits for connect() first: the close lands between that and the infer, with no job
+    // in flight yet to make the remote reconnect.
+    const job = remote.run({ name: 'm' }, inputs, jobOptions('j'));
+    sockets[0]!.close(1006);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sockets[0]!.inferred()).toEqual([]);
+    expect(sockets).toHaveLength(2);
+    sockets[1]!.open();
+    sockets[1]!.welcome();
+    await vi.advanceTimersByTimeAsync(0);
+    // Sent afresh, not resumed: the server never had it.
+    expect(sockets[1]!.inferred()).toEqual(['j']);
+    expect(sockets[1]!.count('resume')).toBe(0);
+    sockets[1]!.answer('j');
+    expect(await rejectionCode(job)).toBe('ok');
+    await remote.close();
+  });
+
+  it('such a job fails with E_NETWORK after jobReconnectTimeoutMs when no connection comes back', async () => {
+    const { remote, sockets } = await connectedRemote();
+    let outcome: string | undefined;
+    void rejectionCode(remote.run({ name: 'm' }, inputs, jobOptions('j'))).then(
+      (code) => (outcome = code),
+    );
+    sockets[0]!.close(1006);
+    // The next connection is attempted but never opens.
+    await vi.advanceTimersByTimeAsync(59_999);
+    expect(sockets).toHaveLength(2);
+    expect(outcome).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(outcome).toBe('E_NETWORK');
+    await remote.close();
+  });
+
+  it('a resubmission that finds its connection closing goes out as an infer on the next connection', async () => {
+    const { remote, sockets } = await connectedRemote();
+    const job = remote.run({ name: 'm' }, inputs, jobOptions('j'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sockets[0]!.inferred()).toEqual(['j']);
+    // The server lost the job (it restarted); its answer is read while the socket is closing.
+    sockets[0]!.readyState = 2;
+    sockets[0]!.receive({
+      type: 'error',
+      id: 'j',
+      code: 'E_JOB_NOT_FOUND',
+      message: 'no such job',
+      retryable: false,
+    });
+    sockets[0]!.close(1006);
+    await vi.advanceTimersByTimeAsync(10);
+    sockets[1]!.open();
+    sockets[1]!.welcome();
+    await vi.advanceTimersByTimeAsync(0);
+    // Resumed instead, it would only hear E_JOB_NOT_FOUND again.
+    expect(sockets[1]!.inferred()).toEqual(['j']);
+    expect(sockets[1]!.count('resume')).toBe(0);
+    sockets[1]!.answer('j');
+    expect(await rejectionCode(job)).toBe('ok');
+    await remote.close();
+  });
 });
 
 describe('WebSocketRemote and the server payload limit', () => {
