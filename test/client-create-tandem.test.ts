@@ -19,10 +19,12 @@ import {
 import { createServer, type TandemServer } from '@tandem/server';
 import { createTandem, type Job, type Tandem, type WebSocketLike } from '@tandem/client';
 import {
+  buildTileModel,
   createPrng,
   fillUniform,
   rejectionCode,
   slowInput,
+  writeModelFile,
   writeSlowModel,
 } from '@tandem/test-support';
 
@@ -151,6 +153,39 @@ describe('createTandem and the server payload limit', () => {
     } finally {
       await tandem.close();
       await server.close();
+    }
+  });
+});
+
+describe('createTandem in Node and a result larger than ws takes by default', () => {
+  it('receives a result over 100 MiB (the ws package caps messages there unless told otherwise)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-large-result-'));
+    // y is x repeated 1,024 times: 25,700 floats in, 105,267,200 bytes out (100 MiB is 104,857,600).
+    await writeModelFile(dir, 'tile', 1, buildTileModel(1024));
+    // A short result TTL: a client that kept resuming a result its socket refuses would hear
+    // E_JOB_NOT_FOUND soon, rather than loop until the test times out.
+    const server = await createServer({
+      port: 0,
+      catalog: false,
+      modelsDir: dir,
+      resultTtlMs: 2000,
+    });
+    const tandem = createTandem({ server: await server.listen(), placement: 'remote-only' });
+    try {
+      const n = 25_700;
+      const x = Float32Array.from({ length: n }, (_, i) => i);
+      const result = await tandem.run('tile', { x: { dtype: 'float32', dims: [n], data: x } });
+      const y = result.outputs.y!;
+      expect(y.dims).toEqual([n * 1024]);
+      const data = y.data as Float32Array;
+      expect(data.byteLength).toBeGreaterThan(100 * 1024 * 1024);
+      let mismatches = 0;
+      for (let i = 0; i < data.length; i++) if (data[i] !== i % n) mismatches++;
+      expect(mismatches).toBe(0);
+    } finally {
+      await tandem.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -22,6 +22,7 @@ import { createServer, type TandemServer } from '@tandem/server';
 import { WebSocketRemote, type WebSocketLike } from '@tandem/client';
 import {
   buildMlpClassifier,
+  buildTileModel,
   createPrng,
   fillUniform,
   slowInput,
@@ -394,6 +395,61 @@ describe('WebSocketRemote against a server with a small payload limit', () => {
       expect(opened).toBe(1);
     } finally {
       await limited.close();
+    }
+  });
+});
+
+describe('WebSocketRemote with a socket that caps the messages it receives', () => {
+  let dir: string;
+  let server: TandemServer;
+  let url: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tandem-client-result-limit-'));
+    // y is x repeated 1,024 times: 4 KiB of result per input float.
+    await writeModelFile(dir, 'tile', 1, buildTileModel(1024));
+    // A short result TTL: a client that kept resuming a result it cannot take would, after it,
+    // hear E_JOB_NOT_FOUND rather than loop until the test times out.
+    server = await createServer({ port: 0, catalog: false, modelsDir: dir, resultTtlMs: 2000 });
+    url = await server.listen();
+  });
+
+  afterAll(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a result over the cap fails its job with E_PAYLOAD_TOO_LARGE, not resumed into the same close; the next job runs', async () => {
+    const tile: ModelManifest = { name: 'tile' };
+    let opened = 0;
+    const capped = new WebSocketRemote({
+      url,
+      createSocket: (socketUrl, protocols) => {
+        opened += 1;
+        // The ws package's own cap, lowered: 64 KiB.
+        return new WebSocket(socketUrl, protocols, {
+          maxPayload: 64 * 1024,
+        }) as unknown as WebSocketLike;
+      },
+    });
+    const x = (n: number): TensorMap => ({
+      x: { dtype: 'float32', dims: [n], data: Float32Array.from({ length: n }, (_, i) => i) },
+    });
+    try {
+      // 64 floats tiled: a 256 KiB result, which the client's socket refuses (1009).
+      expect(await codeOf(capped.run(tile, x(64), options('over-cap')))).toBe(
+        'E_PAYLOAD_TOO_LARGE',
+      );
+      expect(opened).toBe(1);
+      // 4 floats tiled: a 16 KiB result, on a new connection.
+      const result = await capped.run(tile, x(4), options('under-cap'));
+      expect(result.outputs.y?.dims).toEqual([4096]);
+      expect(Array.from((result.outputs.y?.data as Float32Array).subarray(0, 8))).toEqual([
+        0, 1, 2, 3, 0, 1, 2, 3,
+      ]);
+      expect(opened).toBe(2);
+    } finally {
+      await capped.close();
     }
   });
 });

@@ -61,7 +61,11 @@ export interface TandemOptions {
   readonly connectTimeoutMs?: number;
   /** Starts the local worker (tests, custom bundling). */
   readonly createWorker?: () => Promise<WorkerHandle>;
-  /** Creates WebSockets. @default the global WebSocket, or the `ws` package in Node */
+  /**
+   * Creates WebSockets. A socket that caps incoming messages fails a job whose result is larger
+   * with `E_PAYLOAD_TOO_LARGE` (the `ws` package caps at 100 MiB unless given `maxPayload: 0`).
+   * @default the global WebSocket, or the `ws` package in Node (uncapped, as browsers)
+   */
   readonly createSocket?: WebSocketFactory;
   /**
    * Keep these server models warm while the page is visible: a `warm` every `intervalMs` (the
@@ -451,7 +455,11 @@ async function socketFactory(given: WebSocketFactory | undefined): Promise<WebSo
     return (url, protocols) => new Native(url, protocols) as ReturnType<WebSocketFactory>;
   const { WebSocket: NodeWebSocket } = await import('ws');
   return (url, protocols) => {
-    const socket = new NodeWebSocket(url, protocols);
+    // ws caps incoming messages at 100 MiB unless told otherwise (0 turns the check off), and at
+    // 262,144 socket reads buffered for one frame (a result of a few hundred MB read in small
+    // pieces off a slow link). The server sends a result of any size and a browser's socket takes
+    // it, so this one does too: capped, a larger result would fail its job.
+    const socket = new NodeWebSocket(url, protocols, { maxPayload: 0, maxBufferedChunks: 0 });
     // ws can send one message as several fragments: large inputs go out without a frame copy.
     const sendFragments = (parts: readonly Uint8Array[]): void => {
       const last = parts.length - 1;

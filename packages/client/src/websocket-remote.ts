@@ -3,9 +3,11 @@
 // exponential backoff and full jitter. After a reconnect, in-flight jobs are resumed by id; a job
 // the server no longer knows (it restarted) is submitted again, so each job gets exactly one answer.
 // A request larger than the server's `maxPayloadBytes` fails alone with E_PAYLOAD_TOO_LARGE before
-// it is sent: sent, it would make the server close the connection under every other job. A job
-// that finds no open connection when it is to be sent waits for the next one, like a job in flight
-// when its connection drops.
+// it is sent: sent, it would make the server close the connection under every other job. A
+// connection that goes down over an answer too large for it (the client's own socket or a proxy
+// refused it) fails the jobs waiting on it with E_PAYLOAD_TOO_LARGE: resumed, they would meet the
+// same refusal again and again. A job that finds no open connection when it is to be sent waits
+// for the next one, like a job in flight when its connection drops.
 
 import {
   DEFAULT_PRIORITY,
@@ -352,12 +354,22 @@ export class WebSocketRemote implements Runtime {
       });
     };
     socket.onmessage = (event) => this.#onMessage(event.data);
-    socket.onerror = () => undefined; // onclose follows with the code
+    // Set when this socket itself refused a message from the server as too large for it: its
+    // close then says 1006 (it never hears the server's close frame back), not 1009.
+    let refusedTooLarge = false;
+    socket.onerror = (event) => {
+      refusedTooLarge ||= refusesTooLarge(event); // onclose follows with the code
+    };
     socket.onclose = (event) => {
       if (this.#socket !== socket) return;
       this.#socket = undefined;
       this.#welcomed = false;
-      if (event.code === CLOSE_TOO_LARGE) this.#failOversized(socket);
+      if (refusedTooLarge)
+        this.#failWaitingOn(
+          socket,
+          "this client's socket refused a message from the server as too large for it",
+        );
+      else if (event.code === CLOSE_TOO_LARGE) this.#failOversized(socket);
       const code = event.code === 1008 || event.code === 1002 ? 'E_PROTOCOL' : 'E_NETWORK';
       this.#onDisconnect(
         this.#lastError ??
@@ -420,15 +432,19 @@ export class WebSocketRemote implements Runtime {
   }
 
   /**
-   * After the server closed `socket` with 1009 (a message over its limit; the welcome announced
-   * more, or a proxy takes less): fails the job whose request was too large, so that it is not
-   * resumed and sent again into the same close. The close names no message; the largest `infer`
-   * sent on the socket is over the limit, since one was. Other jobs resume as after any reconnect.
+   * After `socket` closed with 1009 (a message too large for the server, or for a proxy between
+   * them): when the largest `infer` sent on the socket was not yet taken by the server, it is the
+   * one (the welcome announced more than the server, or a proxy before it, takes). It fails alone;
+   * the others resume as after any reconnect. Otherwise the server read every request whole, so
+   * the message refused came from it: see {@link #failWaitingOn}.
    */
   #failOversized(socket: WebSocketLike): void {
     const largest = this.#largestSent;
     this.#largestSent = undefined;
-    if (largest?.socket !== socket || largest.accepted) return;
+    if (largest?.socket !== socket || largest.accepted) {
+      this.#failWaitingOn(socket, 'the connection closed with 1009 (message too large)');
+      return;
+    }
     const { id } = largest;
     if (!this.#jobs.has(id)) return; // cancelled meanwhile
     const limit = this.#limits?.maxPayloadBytes;
@@ -441,6 +457,28 @@ export class WebSocketRemote implements Runtime {
           (limit === undefined ? '' : `; it announced a limit of ${limit} bytes`),
       ),
     );
+  }
+
+  /**
+   * After `socket` went down over a message from the server too large for the client's socket
+   * (or a proxy): an answer to one of the jobs waiting on it. The close does not say whose, and
+   * resumed, that answer would be sent again into the same refusal, over and over: every job
+   * waiting for its answer on the socket fails with E_PAYLOAD_TOO_LARGE.
+   */
+  #failWaitingOn(socket: WebSocketLike, what: string): void {
+    for (const [id, job] of [...this.#jobs]) {
+      if (job.sentOn !== socket) continue;
+      this.#fail(
+        id,
+        new TandemError(
+          'E_PAYLOAD_TOO_LARGE',
+          `${what} while job ${id} waited for its answer on the connection to ${this.#url}: ` +
+            `an answer (a result) was larger than the connection takes, and would be again if ` +
+            `resumed; a socket of your own (createSocket) must not cap incoming messages ` +
+            `(ws: maxPayload 0)`,
+        ),
+      );
+    }
   }
 
   #onWelcome(models: readonly ModelStatus[], limits: ServerLimits): void {
@@ -650,6 +688,28 @@ function encodeFor(socket: WebSocketLike, message: ClientMessage): readonly Uint
 function transmit(socket: WebSocketLike, parts: readonly Uint8Array[]): void {
   if (parts.length === 1 || socket.sendFragments === undefined) socket.send(parts[0] as Uint8Array);
   else socket.sendFragments(parts);
+}
+
+/**
+ * The `ws` package's error codes for a message it refused as too large for its limits
+ * (`maxPayload`, and the chunk and fragment counts); browsers' sockets have no such limits.
+ */
+const WS_TOO_LARGE_CODES: ReadonlySet<unknown> = new Set([
+  'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
+  'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH',
+  'WS_ERR_TOO_MANY_BUFFERED_PARTS',
+]);
+
+/** Whether a socket's error event says it refused a received message as too large. */
+function refusesTooLarge(event: unknown): boolean {
+  if (typeof event !== 'object' || event === null || !('error' in event)) return false;
+  const { error } = event;
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    'code' in error &&
+    WS_TOO_LARGE_CODES.has(error.code)
+  );
 }
 
 /** A key for one version of a model. */

@@ -2,8 +2,9 @@
 // a fake socket and fake timers: heartbeats that count missed pongs per connection, refusals
 // (bad key, wrong version, forbidden origin) that end calls at once instead of reconnecting, jobs
 // that find no open connection to be sent on (they wait for the next one), the server's payload
-// limit (checked before sending; a 1009 close fails the oversized job alone), and model statuses
-// kept per version. Jobs against a real server are tested in test/client-websocket-remote.test.ts.
+// limit (checked before sending; a 1009 close fails the oversized job alone, or the jobs waiting
+// for an answer too large for the socket), and model statuses kept per version. Jobs against a
+// real server are tested in test/client-websocket-remote.test.ts.
 
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -50,6 +51,19 @@ class FakeSocket implements WebSocketLike {
   open(): void {
     this.readyState = 1;
     this.onopen?.({});
+  }
+
+  /**
+   * Refuses a message from the server as too large, as the `ws` package's socket does past its
+   * `maxPayload`: an error naming the cause, then a close with 1006 (it never hears the server's
+   * close frame back).
+   */
+  refuseTooLarge(): void {
+    const error = Object.assign(new RangeError('Max payload size exceeded'), {
+      code: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
+    });
+    this.onerror?.({ type: 'error', error, message: error.message });
+    this.close(1006);
   }
 
   receive(message: ServerMessage): void {
@@ -362,38 +376,51 @@ describe('WebSocketRemote and the server payload limit', () => {
     await remote.close();
   });
 
-  it('a 1009 close after the server took the largest job whole blames no job: all resume', async () => {
-    // As when the client's own socket refuses an output too large for it.
-    const { remote, sockets } = await connectedRemote(64 << 20);
-    const large = remote.run({ name: 'm' }, largeInputs, jobOptions('large'));
-    const small = remote.run({ name: 'm' }, inputs, jobOptions('small'));
-    await vi.advanceTimersByTimeAsync(0);
-    sockets[0]!.receive({
-      type: 'progress',
-      event: {
-        jobId: 'large',
-        model: 'm',
-        where: 'remote',
-        stage: 'running',
-        fraction: 0.5,
-        elapsedMs: 1,
-      },
+  const refusals = {
+    // A proxy between them refused it.
+    'a 1009 close after the server took every request whole': (socket: FakeSocket) =>
+      socket.close(1009, 'Max payload size exceeded'),
+    // The client's own socket refused it (ws past its maxPayload).
+    "the client's socket refusing a message as too large": (socket: FakeSocket) =>
+      socket.refuseTooLarge(),
+  };
+  for (const [what, refuse] of Object.entries(refusals)) {
+    it(`${what} fails the jobs waiting for an answer on it: none is resumed into the same refusal`, async () => {
+      // A result too large for the connection: resumed, the server would send it again on the
+      // next connection, and it would be refused again.
+      const { remote, sockets } = await connectedRemote(64 << 20);
+      const large = remote.run({ name: 'm' }, largeInputs, jobOptions('large'));
+      const small = remote.run({ name: 'm' }, inputs, jobOptions('small'));
+      await vi.advanceTimersByTimeAsync(0);
+      sockets[0]!.receive({
+        type: 'progress',
+        event: {
+          jobId: 'large',
+          model: 'm',
+          where: 'remote',
+          stage: 'running',
+          fraction: 0.5,
+          elapsedMs: 1,
+        },
+      });
+      refuse(sockets[0]!);
+      expect(await rejectionCode(large)).toBe('E_PAYLOAD_TOO_LARGE');
+      expect(await rejectionCode(small)).toBe('E_PAYLOAD_TOO_LARGE');
+      // Nobody waits, so nothing reconnects until the next call, which runs as usual.
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(sockets).toHaveLength(1);
+      const next = remote.run({ name: 'm' }, inputs, jobOptions('next'));
+      await vi.advanceTimersByTimeAsync(0);
+      sockets[1]!.open();
+      sockets[1]!.welcome(64 << 20);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(sockets[1]!.inferred()).toEqual(['next']);
+      expect(sockets[1]!.count('resume')).toBe(0);
+      sockets[1]!.answer('next');
+      expect(await rejectionCode(next)).toBe('ok');
+      await remote.close();
     });
-    sockets[0]!.close(1009, 'Max payload size exceeded');
-    await vi.advanceTimersByTimeAsync(10);
-    sockets[1]!.open();
-    sockets[1]!.welcome(64 << 20);
-    await vi.advanceTimersByTimeAsync(0);
-    expect(sockets[1]!.sent.find((message) => message.type === 'resume')).toEqual({
-      type: 'resume',
-      ids: ['large', 'small'],
-    });
-    sockets[1]!.answer('large');
-    sockets[1]!.answer('small');
-    expect(await rejectionCode(large)).toBe('ok');
-    expect(await rejectionCode(small)).toBe('ok');
-    await remote.close();
-  });
+  }
 
   it('a job resubmitted after a reconnect is checked against the new connection limit', async () => {
     const { remote, sockets } = await connectedRemote(64 << 20);

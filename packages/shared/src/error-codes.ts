@@ -41,7 +41,8 @@ export const ERROR_CODES = {
   E_PAYLOAD_TOO_LARGE: {
     retryable: false,
     httpStatus: 413,
-    meaning: 'A frame or request body is larger than maxPayloadBytes.',
+    meaning:
+      "A frame or request body is larger than its receiver takes (maxPayloadBytes, a socket's cap).",
   },
   E_UNAUTHORIZED: {
     retryable: false,

@@ -24,6 +24,7 @@ export {
   HEAVY_MODEL_COLUMNS,
   buildHeavyModel,
   buildMlpClassifier,
+  buildTileModel,
   buildTinyModel,
 } from './synthetic-models.js';
 export type {

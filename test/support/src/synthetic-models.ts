@@ -180,3 +180,21 @@ export function buildHeavyModel(options: HeavyModelOptions): HeavyModel {
   });
   return { bytes, k, n, weights };
 }
+
+/**
+ * A model whose output is `repeats` times its input: input `x` float32 `['n']`, output `y`
+ * float32 `['m']` = `x` tiled `repeats` times (Tile with an int64 initializer), so `y[i] =
+ * x[i % n]` and `m = n * repeats`. A small input gives a result as large as a test needs (a
+ * result over a socket's message limit, say) without a large model file or request.
+ */
+export function buildTileModel(repeats: number): Uint8Array {
+  expectPositiveInteger(repeats, 'repeats');
+  return buildModel({
+    inputs: [{ name: 'x', dtype: 'float32', dims: ['n'] }],
+    outputs: [{ name: 'y', dtype: 'float32', dims: ['m'] }],
+    initializers: [
+      { name: 'repeats', dtype: 'int64', dims: [1], data: BigInt64Array.of(BigInt(repeats)) },
+    ],
+    nodes: [{ opType: 'Tile', inputs: ['x', 'repeats'], outputs: ['y'] }],
+  });
+}

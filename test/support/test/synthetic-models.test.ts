@@ -5,6 +5,7 @@ import {
   HEAVY_MODEL_COLUMNS,
   buildHeavyModel,
   buildMlpClassifier,
+  buildTileModel,
   buildTinyModel,
   type HeavyModel,
   type MlpClassifier,
@@ -111,6 +112,24 @@ describe('buildTinyModel', () => {
 
   it('is byte-for-byte the same on every build', () => {
     expect(buildTinyModel().bytes).toEqual(buildTinyModel().bytes);
+  });
+});
+
+describe('buildTileModel', () => {
+  it('repeats its input: y[i] = x[i % n], m = n * repeats', async () => {
+    await withSession(buildTileModel(3), async (session) => {
+      expect(describeValues(session.inputMetadata)).toEqual([['x', 'float32', ['n']]]);
+      expect(describeValues(session.outputMetadata)).toEqual([['y', 'float32', ['m']]]);
+      const x = Float32Array.of(1.5, -2, 7);
+      const { y } = await session.run({ x: new ort.Tensor('float32', x, [x.length]) });
+      expect(y?.dims).toEqual([9]);
+      expect(Array.from(y?.data as Float32Array)).toEqual([1.5, -2, 7, 1.5, -2, 7, 1.5, -2, 7]);
+    });
+  });
+
+  it('rejects repeats that are not a positive integer', () => {
+    expect(() => buildTileModel(0)).toThrow(RangeError);
+    expect(() => buildTileModel(1.5)).toThrow(RangeError);
   });
 });
 
