@@ -1,5 +1,5 @@
 // The client's model files against a real server: the manifest and file routes, byte progress,
-// integrity, cancellation, and a second get without network.
+// integrity, cancellation, a second get without network, and gets at once sharing one download.
 
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,5 +60,29 @@ describe('ModelFileStore against a real server', () => {
     );
     expect(code).toBe('E_CANCELLED');
     expect((await store.get(manifest)).bytes.byteLength).toBe(manifest.bytes);
+  });
+
+  it('two gets at once download the file once, each with its own progress to the end', async () => {
+    const store = new ModelFileStore({ baseUrl: url });
+    const before = requests;
+    const logs: FileProgress[][] = [[], []];
+    const onProgress = (events: FileProgress[]) => (e: FileProgress) => void events.push(e);
+    const [a, b] = await Promise.all([
+      store.get(manifest, { onProgress: onProgress(logs[0]!) }),
+      store.get(manifest, { onProgress: onProgress(logs[1]!) }),
+    ]);
+    expect(requests).toBe(before + 1);
+    expect(Buffer.from(a.bytes).equals(Buffer.from(b.bytes))).toBe(true);
+    expect(a.bytes.byteLength).toBe(manifest.bytes);
+    for (const events of logs) {
+      const downloads = events.filter((e) => e.stage === 'download');
+      expect(downloads.every((e) => e.total === manifest.bytes)).toBe(true);
+      expect(downloads.at(-1)?.loaded).toBe(manifest.bytes);
+      expect(events.at(-1)).toEqual({
+        stage: 'cache',
+        loaded: manifest.bytes,
+        total: manifest.bytes,
+      });
+    }
   });
 });

@@ -1,7 +1,9 @@
 // Model files for local runs: a streamed download with byte progress (the total is the manifest's
 // `bytes`, known before the first byte), a sha256 check (E_INTEGRITY), and Cache Storage so a second
 // visit reads no network. Where Cache Storage is missing (Node) or full (a quota error), files are
-// kept in memory for this page instead.
+// kept in memory for this page instead. Calls for a file already being fetched (a warm-up and a
+// run, a prefetch and a local run) share that fetch: one download, each call with its own progress
+// and its own cancellation.
 
 import { TandemError, type ModelManifest } from '@tandem/shared';
 
@@ -56,6 +58,29 @@ export interface ModelFileStoreOptions {
 
 const INDEX_HEADER = 'x-tandem-model';
 
+/**
+ * One fetch of a file (read from storage, else downloaded, checked and stored), shared by every
+ * `get` of that file while it is under way.
+ */
+class SharedFetch {
+  /** The last progress reported: a caller that joins late starts from there. */
+  last: FileProgress | undefined;
+  /** The callers waiting for the file, each told every progress event. */
+  readonly callers = new Set<(progress: FileProgress) => void>();
+  /** Aborted when no caller waits any more: the download stops. */
+  readonly controller = new AbortController();
+  readonly result: Promise<ModelFile>;
+
+  constructor(
+    start: (signal: AbortSignal, report: (progress: FileProgress) => void) => Promise<ModelFile>,
+  ) {
+    this.result = start(this.controller.signal, (progress) => {
+      this.last = progress;
+      for (const caller of [...this.callers]) caller(progress);
+    });
+  }
+}
+
 /** Downloads, verifies and stores model files. */
 export class ModelFileStore {
   /** The Cache Storage bucket (onnxruntime-web's runtime binary is kept there too). */
@@ -64,6 +89,8 @@ export class ModelFileStore {
   readonly #fetch: typeof fetch;
   readonly #caches: CacheStorage | undefined;
   readonly #memory = new Map<string, { model: CachedModel; bytes: Uint8Array<ArrayBuffer> }>();
+  /** Fetches under way, by storage key (URL and sha256). */
+  readonly #fetching = new Map<string, SharedFetch>();
 
   constructor(options: ModelFileStoreOptions = {}) {
     this.cacheName = options.cacheName ?? 'tandem-models-v1';
@@ -75,25 +102,108 @@ export class ModelFileStore {
 
   /**
    * The model's file: from storage when present (no network), else downloaded with progress,
-   * verified against the manifest's sha256, and stored. Aborting the signal stops the download
-   * with `E_CANCELLED`.
+   * verified against the manifest's sha256, and stored. A call for a file already being fetched
+   * waits for that fetch instead of starting another, and hears its progress from the bytes so
+   * far. Aborting the signal ends this call with `E_CANCELLED`; the download stops once every
+   * call waiting for it has been cancelled. A failed fetch fails every call waiting for it; the
+   * next call starts afresh.
    */
-  async get(
+  get(
     manifest: ModelManifest,
     options: { signal?: AbortSignal; onProgress?: (progress: FileProgress) => void } = {},
   ): Promise<ModelFile> {
-    const file = requireFile(manifest);
+    let key: string;
+    let shared: SharedFetch | undefined;
+    try {
+      const file = requireFile(manifest);
+      // Listed as fetched: a manifest's relative URL means nothing outside the page that had it.
+      const url = this.#resolve(file.url);
+      key = this.#key(url, file.sha256);
+      const cancelled = aborted(options.signal);
+      if (cancelled !== undefined) throw cancelled;
+      // Looked up and registered with no await in between: two calls in the same tick share.
+      shared = this.#fetching.get(key);
+      if (shared === undefined) {
+        shared = new SharedFetch((signal, report) =>
+          this.#fetchFile(key, manifest.name, url, file, signal, report),
+        );
+        const started = shared;
+        const forget = (): void => {
+          if (this.#fetching.get(key) === started) this.#fetching.delete(key);
+        };
+        started.result.then(forget, forget);
+        this.#fetching.set(key, started);
+      }
+    } catch (error) {
+      return Promise.reject(TandemError.from(error));
+    }
+    return this.#wait(key, shared, options.signal, options.onProgress);
+  }
+
+  /** Waits for a shared fetch as one caller: its own progress, its own cancellation. */
+  #wait(
+    key: string,
+    shared: SharedFetch,
+    signal: AbortSignal | undefined,
+    onProgress: ((progress: FileProgress) => void) | undefined,
+  ): Promise<ModelFile> {
+    return new Promise<ModelFile>((resolve, reject) => {
+      const leave = (): boolean => {
+        if (!shared.callers.delete(caller)) return false;
+        signal?.removeEventListener('abort', onAbort);
+        return true;
+      };
+      /** Ends this caller's wait alone; the fetch stops if nobody else waits for it. */
+      const quit = (error: TandemError): void => {
+        if (!leave()) return;
+        reject(error);
+        if (shared.callers.size > 0) return;
+        if (this.#fetching.get(key) === shared) this.#fetching.delete(key);
+        shared.controller.abort(
+          new TandemError('E_CANCELLED', 'every call waiting for the download was cancelled'),
+        );
+      };
+      const caller = (progress: FileProgress): void => {
+        try {
+          onProgress?.(progress);
+        } catch (error) {
+          // One caller's progress handler failing is that caller's failure, not the others'.
+          quit(TandemError.from(error));
+        }
+      };
+      const onAbort = (): void =>
+        quit(aborted(signal) ?? new TandemError('E_CANCELLED', 'the download was cancelled'));
+      shared.callers.add(caller);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (shared.last !== undefined) caller(shared.last);
+      shared.result.then(
+        (file) => {
+          if (leave()) resolve(file);
+        },
+        (error: unknown) => {
+          if (leave()) reject(TandemError.from(error));
+        },
+      );
+    });
+  }
+
+  /** Reads the file from storage, else downloads, verifies and stores it. */
+  async #fetchFile(
+    key: string,
+    name: string,
+    url: string,
+    file: { bytes: number; sha256: string },
+    signal: AbortSignal,
+    report: (progress: FileProgress) => void,
+  ): Promise<ModelFile> {
     const { bytes: total, sha256 } = file;
-    // Listed as fetched: a manifest's relative URL means nothing outside the page that had it.
-    const url = this.#resolve(file.url);
-    const key = this.#key(url, sha256);
     const stored = await this.#read(key, total);
     if (stored !== undefined) {
-      options.onProgress?.({ stage: 'cache', loaded: total, total });
+      report({ stage: 'cache', loaded: total, total });
       return { bytes: stored, cached: true, downloadMs: 0 };
     }
     const started = performance.now();
-    const bytes = await this.#download(url, total, options.signal, options.onProgress);
+    const bytes = await this.#download(url, total, signal, report);
     const digest = await sha256Hex(bytes);
     if (digest !== sha256) {
       throw new TandemError(
@@ -102,13 +212,9 @@ export class ModelFileStore {
       );
     }
     const downloadMs = performance.now() - started;
-    options.onProgress?.({ stage: 'cache', loaded: 0, total });
-    await this.#write(
-      key,
-      { name: manifest.name, url, bytes: total, sha256, storage: 'cache' },
-      bytes,
-    );
-    options.onProgress?.({ stage: 'cache', loaded: total, total });
+    report({ stage: 'cache', loaded: 0, total });
+    await this.#write(key, { name, url, bytes: total, sha256, storage: 'cache' }, bytes);
+    report({ stage: 'cache', loaded: total, total });
     return { bytes, cached: false, downloadMs };
   }
 
@@ -232,13 +338,13 @@ export class ModelFileStore {
   async #download(
     url: string,
     total: number,
-    signal: AbortSignal | undefined,
-    onProgress: ((progress: FileProgress) => void) | undefined,
+    signal: AbortSignal,
+    onProgress: (progress: FileProgress) => void,
   ): Promise<Uint8Array<ArrayBuffer>> {
     const resolved = this.#resolve(url);
     let response: Response;
     try {
-      response = await this.#fetch(resolved, signal === undefined ? {} : { signal });
+      response = await this.#fetch(resolved, { signal });
     } catch (error) {
       throw (
         aborted(signal) ??
@@ -252,7 +358,7 @@ export class ModelFileStore {
     }
     const out = new Uint8Array(total);
     let loaded = 0;
-    onProgress?.({ stage: 'download', loaded, total });
+    onProgress({ stage: 'download', loaded, total });
     const reader = response.body.getReader();
     try {
       for (;;) {
@@ -266,7 +372,7 @@ export class ModelFileStore {
         }
         out.set(value, loaded);
         loaded += value.byteLength;
-        onProgress?.({ stage: 'download', loaded, total });
+        onProgress({ stage: 'download', loaded, total });
       }
     } catch (error) {
       await reader.cancel().catch(() => undefined);

@@ -1,5 +1,6 @@
 // ModelFileStore with a fake fetch and a fake Cache Storage (pure logic: where bytes come from and
-// go). The real network path is tested against a real server in test/client-model-files.test.ts.
+// go, and calls for one file at once sharing one download). The real network path is tested
+// against a real server in test/client-model-files.test.ts.
 
 import { describe, expect, it } from 'vitest';
 import { rejectionCode } from '@tandem/test-support';
@@ -49,6 +50,78 @@ function fakeCaches(full = false): CacheStorage {
   };
   return { open } as unknown as CacheStorage;
 }
+
+/** One response body of {@link gatedFetch}, fed by the test. */
+interface GatedBody {
+  /** The signal the request was made with. */
+  readonly signal: AbortSignal | undefined;
+  push(chunk: Uint8Array): void;
+  end(): void;
+  fail(error: Error): void;
+}
+
+/**
+ * A fetch whose response bodies the test feeds chunk by chunk, so calls can be made to overlap a
+ * download at a chosen byte. An aborted request's body fails, as a real fetch's does.
+ */
+function gatedFetch(): {
+  fetch: typeof fetch;
+  bodies: GatedBody[];
+  /** Resolves once the `n`th request (1-based) has been made. */
+  requested(n: number): Promise<GatedBody>;
+} {
+  const bodies: GatedBody[] = [];
+  const waiting: { n: number; resolve: (body: GatedBody) => void }[] = [];
+  const gated = (async (_url: string, init?: RequestInit) => {
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+    const signal = init?.signal ?? undefined;
+    signal?.addEventListener('abort', () =>
+      controller.error(new DOMException('aborted', 'AbortError')),
+    );
+    const body: GatedBody = {
+      signal,
+      push: (chunk) => controller.enqueue(chunk),
+      end: () => controller.close(),
+      fail: (error) => controller.error(error),
+    };
+    bodies.push(body);
+    for (const waiter of waiting.filter((w) => w.n === bodies.length)) waiter.resolve(body);
+    return new Response(stream, { status: 200 });
+  }) as typeof fetch;
+  return {
+    fetch: gated,
+    bodies,
+    requested: (n) =>
+      bodies[n - 1] !== undefined
+        ? Promise.resolve(bodies[n - 1]!)
+        : new Promise((resolve) => waiting.push({ n, resolve })),
+  };
+}
+
+/** Records a caller's progress; `until` resolves once an event matching `test` has come. */
+function progressLog(): {
+  events: FileProgress[];
+  onProgress: (progress: FileProgress) => void;
+  until(test: (progress: FileProgress) => boolean): Promise<void>;
+} {
+  const events: FileProgress[] = [];
+  const waiting: { test: (progress: FileProgress) => boolean; resolve: () => void }[] = [];
+  return {
+    events,
+    onProgress(progress) {
+      events.push(progress);
+      for (const waiter of waiting.filter((w) => w.test(progress))) waiter.resolve();
+    },
+    until: (test) =>
+      events.some(test)
+        ? Promise.resolve()
+        : new Promise((resolve) => waiting.push({ test, resolve })),
+  };
+}
+
+const downloaded = (loaded: number) => (p: FileProgress) =>
+  p.stage === 'download' && p.loaded === loaded;
 
 async function manifest() {
   return {
@@ -155,5 +228,110 @@ describe('ModelFileStore', () => {
     expect(await rejectionCode(new ModelFileStore().get({ name: 'remote-only' }))).toBe(
       'E_NO_BACKEND',
     );
+  });
+});
+
+describe('ModelFileStore calls for one file at once', () => {
+  it('share one download; each hears its own progress, a late one from the bytes so far', async () => {
+    const gate = gatedFetch();
+    const store = new ModelFileStore({ fetch: gate.fetch });
+    const first = progressLog();
+    const second = progressLog();
+    const a = store.get(await manifest(), { onProgress: first.onProgress });
+    const body = await gate.requested(1);
+    body.push(bytes.slice(0, 30_000));
+    await first.until(downloaded(30_000));
+    const b = store.get(await manifest(), { onProgress: second.onProgress });
+    // The late caller starts where the download stands, with the total from the manifest.
+    expect(second.events).toEqual([{ stage: 'download', loaded: 30_000, total: bytes.byteLength }]);
+    body.push(bytes.slice(30_000));
+    body.end();
+    const [fileA, fileB] = await Promise.all([a, b]);
+    expect(gate.bodies).toHaveLength(1);
+    expect(fileA.bytes).toEqual(bytes);
+    expect(fileB.bytes).toEqual(bytes);
+    expect(fileB.cached).toBe(false);
+    for (const log of [first, second]) {
+      const loaded = log.events.filter((e) => e.stage === 'download').map((e) => e.loaded);
+      expect(loaded.at(-1)).toBe(bytes.byteLength);
+      for (let i = 1; i < loaded.length; i++)
+        expect(loaded[i]).toBeGreaterThanOrEqual(loaded[i - 1]!);
+      expect(log.events.at(-1)).toEqual({
+        stage: 'cache',
+        loaded: bytes.byteLength,
+        total: bytes.byteLength,
+      });
+    }
+    expect(first.events[0]).toEqual({ stage: 'download', loaded: 0, total: bytes.byteLength });
+    // Stored once: the next call reads it with no network.
+    expect((await store.get(await manifest())).cached).toBe(true);
+    expect(gate.bodies).toHaveLength(1);
+  });
+
+  it('one caller cancelling ends its call alone; the download goes on for the others', async () => {
+    const gate = gatedFetch();
+    const store = new ModelFileStore({ fetch: gate.fetch });
+    const cancelling = new AbortController();
+    const a = store.get(await manifest(), { signal: cancelling.signal });
+    const b = store.get(await manifest(), { signal: new AbortController().signal });
+    const body = await gate.requested(1);
+    body.push(bytes.slice(0, 50_000));
+    cancelling.abort();
+    expect(await rejectionCode(a)).toBe('E_CANCELLED');
+    expect(body.signal?.aborted).toBe(false);
+    body.push(bytes.slice(50_000));
+    body.end();
+    expect((await b).bytes).toEqual(bytes);
+    expect(gate.bodies).toHaveLength(1);
+  });
+
+  it('stops the download once every caller cancelled; the next call downloads afresh', async () => {
+    const gate = gatedFetch();
+    const store = new ModelFileStore({ fetch: gate.fetch });
+    const first = new AbortController();
+    const second = new AbortController();
+    const a = store.get(await manifest(), { signal: first.signal });
+    const b = store.get(await manifest(), { signal: second.signal });
+    const body = await gate.requested(1);
+    body.push(bytes.slice(0, 50_000));
+    first.abort();
+    expect(body.signal?.aborted).toBe(false);
+    second.abort();
+    expect(body.signal?.aborted).toBe(true);
+    expect(await rejectionCode(a)).toBe('E_CANCELLED');
+    expect(await rejectionCode(b)).toBe('E_CANCELLED');
+    const c = store.get(await manifest());
+    const again = await gate.requested(2);
+    again.push(bytes);
+    again.end();
+    expect((await c).bytes).toEqual(bytes);
+    expect(await store.list()).toHaveLength(1);
+  });
+
+  it('a failed download fails every caller waiting for it; the next call downloads afresh', async () => {
+    const gate = gatedFetch();
+    const store = new ModelFileStore({ fetch: gate.fetch });
+    const a = store.get(await manifest());
+    const b = store.get(await manifest());
+    const broken = await gate.requested(1);
+    broken.push(bytes.slice(0, 10_000));
+    broken.fail(new TypeError('network error'));
+    expect(await rejectionCode(a)).toBe('E_DOWNLOAD');
+    expect(await rejectionCode(b)).toBe('E_DOWNLOAD');
+    // The wrong bytes in full: both callers hear E_INTEGRITY, and nothing is stored.
+    const c = store.get(await manifest());
+    const d = store.get(await manifest());
+    const wrong = await gate.requested(2);
+    wrong.push(bytes.map((byte) => byte ^ 1));
+    wrong.end();
+    expect(await rejectionCode(c)).toBe('E_INTEGRITY');
+    expect(await rejectionCode(d)).toBe('E_INTEGRITY');
+    expect(await store.list()).toEqual([]);
+    const e = store.get(await manifest());
+    const good = await gate.requested(3);
+    good.push(bytes);
+    good.end();
+    expect((await e).bytes).toEqual(bytes);
+    expect(gate.bodies).toHaveLength(3);
   });
 });
