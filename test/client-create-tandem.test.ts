@@ -1,8 +1,9 @@
 // createTandem in Node against a real server: where each call runs and why, fallback when the
 // server is down, a model that needs a backend this device lacks going remote, cancellation (the
 // server dropping a running job, a compile the next call picks up), the model file store behind
-// tandem.cache (a delete also lets go of the compiled session), and one progress sequence per job
-// that never goes backwards and ends at 1.
+// tandem.cache (a delete also lets go of the compiled session), prefetch (again after a delete), a
+// result larger than the ws package takes by default on the built-in Node socket, and one progress
+// sequence per job that never goes backwards and ends at 1.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -495,29 +496,60 @@ describe('tandem.cache in Node', () => {
   });
 });
 
+/** Counts the server's requests for model files; `nth(n)` resolves once the nth has come. */
+function fileRequests(server: TandemServer): { count(): number; nth(n: number): Promise<void> } {
+  let count = 0;
+  const waiting: { n: number; resolve: () => void }[] = [];
+  server.fastify.addHook('onRequest', async (request) => {
+    if (!request.url.endsWith('/model.onnx')) return;
+    count += 1;
+    for (const waiter of waiting.filter((w) => w.n <= count)) waiter.resolve();
+  });
+  return {
+    count: () => count,
+    nth: (n) =>
+      n <= count ? Promise.resolve() : new Promise((resolve) => waiting.push({ n, resolve })),
+  };
+}
+
 describe('createTandem prefetch', () => {
-  it('downloads a model the server just ran, in the background, for local runs later', async () => {
+  it('downloads a model the server just ran, in the background, for local runs later; again after a delete', async () => {
     const server = await createServer({ port: 0 });
+    const downloads = fileRequests(server);
     const url = await server.listen();
     const cls = {
       x: { dtype: 'float32', dims: [1, 3, 48, 192], data: new Float32Array(3 * 48 * 192) },
     } as const;
+    const names = async (tandem: Tandem) => (await tandem.cache.list()).map((m) => m.name);
     const withPrefetch = createTandem({ server: url, prefetch: true });
-    expect(
-      (await withPrefetch.run('paddleocr-cls', cls, { placement: 'prefer-remote' })).placement,
-    ).toBe('remote');
-    // The download runs after the result; poll (bounded) until it is stored.
-    let names: string[] = [];
-    for (let i = 0; i < 100 && !names.includes('paddleocr-cls'); i++) {
-      names = (await withPrefetch.cache.list()).map((m) => m.name);
-      if (!names.includes('paddleocr-cls')) await new Promise((resolve) => setTimeout(resolve, 50));
+    try {
+      expect(
+        (await withPrefetch.run('paddleocr-cls', cls, { placement: 'prefer-remote' })).placement,
+      ).toBe('remote');
+      // The download runs after the result: the server sees it asked for.
+      await downloads.nth(1);
+      // A local warm-up waits for that download (or reads what it stored): no second one.
+      await withPrefetch.warm('paddleocr-cls', { where: 'local' });
+      expect(await names(withPrefetch)).toEqual(['paddleocr-cls']);
+      expect(downloads.count()).toBe(1);
+      // Deleted, the model is prefetched again the next time the server runs it.
+      expect(await withPrefetch.cache.delete('paddleocr-cls')).toBe(1);
+      expect(await names(withPrefetch)).toEqual([]);
+      expect(
+        (await withPrefetch.run('paddleocr-cls', cls, { placement: 'prefer-remote' })).placement,
+      ).toBe('remote');
+      await downloads.nth(2);
+      await withPrefetch.warm('paddleocr-cls', { where: 'local' });
+      expect(await names(withPrefetch)).toEqual(['paddleocr-cls']);
+      expect(downloads.count()).toBe(2);
+    } finally {
+      await withPrefetch.close();
     }
-    expect(names).toContain('paddleocr-cls');
-    await withPrefetch.close();
     // Off by default: nothing is downloaded.
     const without = createTandem({ server: url });
     await without.run('paddleocr-cls', cls, { placement: 'prefer-remote' });
     expect(await without.cache.list()).toEqual([]);
+    expect(downloads.count()).toBe(2);
     await without.close();
     await server.close();
   });

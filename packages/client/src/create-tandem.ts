@@ -109,7 +109,8 @@ export interface Tandem {
     /**
      * Removes every stored file of the model (returns how many) and lets go of its compiled
      * local session, so the next local run downloads and compiles it again (`cold`). A run in
-     * flight on that session finishes first.
+     * flight on that session finishes first. With `prefetch`, the next remote run of the model
+     * fetches it in the background again.
      */
     delete(model: string): Promise<number>;
     estimate(): Promise<{ modelBytes: number; usageBytes?: number; quotaBytes?: number }>;
@@ -368,6 +369,8 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     cache: {
       list: () => files.list(),
       delete: async (model) => {
+        // Else a model prefetched once would never be prefetched again after this delete.
+        prefetched.delete(model);
         const removed = await files.delete(model);
         // Else the worker's session would keep running the model as if it were still stored.
         await local.release(model);
