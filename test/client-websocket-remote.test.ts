@@ -79,9 +79,15 @@ function resultsOnWire(id: string): {
 /**
  * A TCP proxy on loopback in front of `target` that passes the client's bytes on at once but holds
  * the server's (the upgrade answer included) until `release()`: a connection that stays
- * "connecting" for exactly as long as a test needs, with a real server behind it.
+ * "connecting" for exactly as long as a test needs, with a real server behind it. With
+ * `dropFirstBefore`, the first connection is dropped (both sides) instead of passing on the server
+ * bytes that would complete that pattern: a network failure that strikes, however fast the
+ * server, before a given message reaches the client.
  */
-async function holdingProxy(target: string): Promise<{
+async function holdingProxy(
+  target: string,
+  dropFirstBefore?: Buffer,
+): Promise<{
   url: string;
   /** Resolves once a client connection has reached the proxy. */
   accepted: Promise<void>;
@@ -96,8 +102,10 @@ async function holdingProxy(target: string): Promise<{
   let released = false;
   let accept!: () => void;
   const accepted = new Promise<void>((resolve) => (accept = resolve));
+  let connections = 0;
   const proxy = createTcpServer((client) => {
     const upstream = connect(Number(port), hostname);
+    const watched = connections++ === 0 ? dropFirstBefore : undefined;
     for (const socket of [client, upstream]) {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
@@ -106,7 +114,26 @@ async function holdingProxy(target: string): Promise<{
     upstream.on('error', () => client.destroy());
     client.pipe(upstream);
     // Unread, the server's bytes wait in the upstream socket until the pipe starts.
-    const forward = (): void => void upstream.pipe(client);
+    const forward = (): void => {
+      if (watched === undefined) {
+        upstream.pipe(client);
+        return;
+      }
+      // The last bytes of the previous chunk too: the pattern may straddle two reads.
+      let tail = Buffer.alloc(0);
+      upstream.on('data', (chunk: Buffer) => {
+        const at = Buffer.concat([tail, chunk]).indexOf(watched);
+        if (at >= 0) {
+          // What came before the pattern still goes through (a progress event, say), then the
+          // connection ends as a failing network ends it: no closing handshake.
+          upstream.destroy();
+          client.end(chunk.subarray(0, Math.max(0, at - tail.byteLength)));
+          return;
+        }
+        tail = Buffer.from(chunk.subarray(Math.max(0, chunk.byteLength - watched.byteLength + 1)));
+        client.write(chunk);
+      });
+    };
     if (released) forward();
     else held.push(forward);
     accept();
@@ -290,7 +317,9 @@ describe('WebSocketRemote against a real server', () => {
   });
 
   it('resumes a job after its connection drops mid-run: one result, the job run once', async () => {
-    const proxy = await holdingProxy(url);
+    // Cut when the job runs, or at the latest before its result reaches the client: on a busy
+    // machine the run can end before the client has heard that it started.
+    const proxy = await holdingProxy(url, Buffer.from('{"type":"result","id":"dropped-1"'));
     proxy.release();
     const wire = resultsOnWire('dropped-1');
     const dropping = new WebSocketRemote({
