@@ -114,6 +114,17 @@ const OUTCOME_READS = 10;
 const FORGET_ATTEMPTS = 4;
 
 /**
+ * A waiting-set entry older than this whose job BullMQ does not hold is left by a gateway that
+ * died between storing the job and adding it to its queue (an add takes milliseconds): it is
+ * removed when the pool's signals are read, or it would hold the oldest-job age (the autoscaling
+ * signal) up, and count against maxQueue, for good.
+ */
+const STALE_WAITING_ENTRY_MS = 60_000;
+
+/** At most this many stale waiting entries are removed per pool per read (the rest next time). */
+const STALE_ENTRIES_PER_READ = 16;
+
+/**
  * Deletes what a job that never ran left in Redis: its input, its cancel mark, its waiting-set
  * entry, and its resume index entry if that still names this job (the client may have sent the
  * same id again since). Unless BullMQ holds the job: an add whose reply was lost with the
@@ -890,17 +901,35 @@ export class RedisDispatcher implements JobDispatcher {
     }
   }
 
+  /**
+   * When the oldest job still waiting in `pool` was queued (epoch ms), if any: the first entry of
+   * its waiting set, once stale entries ahead of it are removed (see STALE_WAITING_ENTRY_MS).
+   */
+  async #oldestWaiting(pool: string, link: PoolLink, now: number): Promise<number | undefined> {
+    const key = this.#keys.waiting(pool);
+    for (let removed = 0; ; removed++) {
+      const [jobId, score] = await this.#redis.zrange(key, 0, 0, 'WITHSCORES');
+      if (jobId === undefined || score === undefined) return undefined;
+      const queuedAt = Number(score);
+      if (removed >= STALE_ENTRIES_PER_READ || now - queuedAt < STALE_WAITING_ENTRY_MS)
+        return queuedAt;
+      // Old: a job waiting long (no worker yet: scale from zero) is still BullMQ's.
+      if ((await link.queue.getJob(jobId)) !== undefined) return queuedAt;
+      await this.#redis.zrem(key, jobId);
+      this.#options.log?.('warn', `removed a stale waiting entry of pool ${pool}`, { jobId });
+    }
+  }
+
   async #snapshot(): Promise<PoolSnapshot[]> {
     const now = Date.now();
     return Promise.all(
       this.pools().map(async (pool) => {
         const link = this.#link(pool);
-        const [counts, oldest, workers] = await Promise.all([
+        const [counts, oldestAt, workers] = await Promise.all([
           link.queue.getJobCounts('wait', 'prioritized', 'delayed', 'active'),
-          this.#redis.zrange(this.#keys.waiting(pool), 0, 0, 'WITHSCORES'),
+          this.#oldestWaiting(pool, link, now),
           link.queue.getWorkersCount(),
         ]);
-        const oldestAt = oldest[1] === undefined ? undefined : Number(oldest[1]);
         return {
           pool,
           waiting: (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0),

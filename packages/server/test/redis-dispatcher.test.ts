@@ -356,12 +356,14 @@ describe('redis-dispatcher: one gateway, two workers', () => {
 
 describe('redis-dispatcher: a full pool queue', () => {
   let cluster: Cluster;
+  let gatewayUrl: string;
   let client: TestClient;
 
   beforeAll(async () => {
     cluster = await Cluster.start(writeModels);
     // Pool "later" has no worker here: whatever is submitted waits.
-    client = await connectClient((await cluster.gateway(['--max-queue', '2'])).url);
+    gatewayUrl = (await cluster.gateway(['--max-queue', '2'])).url;
+    client = await connectClient(gatewayUrl);
   });
 
   afterAll(async () => {
@@ -384,6 +386,37 @@ describe('redis-dispatcher: a full pool queue', () => {
     // A refused job leaves nothing behind: the queue still holds the two.
     expect(await cluster.queue('later').getPrioritizedCount()).toBe(2);
     await other.close();
+  });
+
+  it('drops a stale waiting entry (a gateway died before adding its job) from the oldest-job age, and keeps an old job that waits', async () => {
+    const redis = new Redis(cluster.redis.url);
+    try {
+      const key = 'tandem-waiting:later';
+      const queued = await redis.zrange(key, 0, -1);
+      expect(queued).toHaveLength(2); // the two jobs of the test above, still waiting
+      // What a gateway killed between storing a job and adding it to BullMQ leaves behind.
+      await redis.zadd(key, Date.now() - 600_000, 'ghost-of-a-dead-gateway');
+      const text = await scrape(gatewayUrl);
+      expect(metricValue(text, 'tandem_pool_oldest_wait_seconds', { pool: 'later' })).toBeLessThan(
+        600,
+      );
+      expect(await redis.zscore(key, 'ghost-of-a-dead-gateway')).toBeNull();
+      expect(await cluster.queue('later').getPrioritizedCount()).toBe(2);
+
+      // A job that really has waited that long (no worker: scale from zero) still counts.
+      await redis.zadd(key, 'XX', Date.now() - 600_000, queued[0]!);
+      // Scrapes within 100 ms share one read of Redis: poll until one reads it again.
+      const oldest = await pollUntil(async () => {
+        const seconds = metricValue(await scrape(gatewayUrl), 'tandem_pool_oldest_wait_seconds', {
+          pool: 'later',
+        });
+        return seconds !== undefined && seconds >= 600 ? seconds : undefined;
+      }, 'a scrape that reads the backdated entry');
+      expect(oldest).toBeGreaterThanOrEqual(600);
+      expect(await redis.zrange(key, 0, -1)).toEqual(expect.arrayContaining(queued));
+    } finally {
+      redis.disconnect();
+    }
   });
 });
 
