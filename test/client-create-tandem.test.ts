@@ -361,7 +361,8 @@ describe('createTandem cancelling work in progress', () => {
       const stages = (await collect(compiling)).map((event) => event.stage);
       expect(stages.slice(-2)).toEqual(['compile', 'cancelled']);
       // onnxruntime cannot stop a session half made: the call stopped waiting, and the session,
-      // once made, serves the next call instead of being made twice.
+      // once made, serves the next calls instead of being made twice. A warm() waits for it.
+      await tandem.warm('paddleocr-cls', { where: 'local' });
       const nextJob = tandem.run('paddleocr-cls', clsInput(9));
       const [next, events] = await Promise.all([nextJob, collect(nextJob)]);
       expect(next.placement).toBe('local');

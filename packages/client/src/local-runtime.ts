@@ -66,6 +66,8 @@ interface LocalSession {
   /** The worker it lives in. */
   readonly worker: Promise<StartedWorker> | undefined;
   readonly loading: Promise<LoadedSession>;
+  /** Compiled: `loading` has resolved. Until then a call that finds it waits for a compile. */
+  ready: boolean;
   /** Calls between finding (or creating) it and the end of their run on it. */
   users: number;
   /** Released ({@link LocalRuntime.release}): the worker lets it go once `users` is 0. */
@@ -170,8 +172,10 @@ export class LocalRuntime implements Runtime {
       };
     }
     const key = sessionKey(manifest, backend);
-    const compiled = this.#sessions.has(key);
-    const cached = compiled || (await this.#options.files.has(manifest));
+    // A session still compiling (a warm() on page load, say) is not ready: a call now would wait
+    // for that compile, so it counts as cold, with the measured compile time as its estimate.
+    const compiled = this.#sessions.get(key)?.ready === true;
+    const cached = this.#sessions.has(key) || (await this.#options.files.has(manifest));
     const run = this.#runMs.get(key)?.value;
     const compile = compiled ? 0 : this.#compileMs.get(key)?.value;
     const bandwidth = this.#bandwidth.value;
@@ -357,8 +361,25 @@ export class LocalRuntime implements Runtime {
     const key = sessionKey(manifest, backend);
     const existing = this.#sessions.get(key);
     if (existing !== undefined) {
-      await this.#join(existing, signal);
-      return { backend, key, session: existing, downloadMs: 0, compileMs: 0, cold: false };
+      // Still compiling: this call waits for that compile, and says so.
+      const wasReady = existing.ready;
+      if (!wasReady) {
+        const compileEstimate = this.#compileMs.get(key)?.value;
+        progress(
+          compileEstimate === undefined
+            ? { stage: 'compile' }
+            : { stage: 'compile', stageExpectedMs: compileEstimate },
+        );
+      }
+      const waitedMs = await this.#join(existing, signal);
+      return {
+        backend,
+        key,
+        session: existing,
+        downloadMs: 0,
+        compileMs: wasReady ? 0 : waitedMs,
+        cold: !wasReady,
+      };
     }
     const file = await this.#options.files.get(manifest, {
       ...(signal === undefined ? {} : { signal }),
@@ -395,9 +416,14 @@ export class LocalRuntime implements Runtime {
       workerKey,
       worker: this.#worker,
       loading,
+      ready: false,
       users: 1,
       released: false,
     };
+    void loading.then(
+      () => (session.ready = true),
+      () => undefined,
+    );
     this.#sessions.set(key, session);
     loading.catch(() => {
       if (this.#sessions.get(key) === session) this.#sessions.delete(key);

@@ -212,6 +212,37 @@ describe('LocalRuntime sessions in the worker', () => {
     }
   });
 
+  it('a run that finds the model still compiling (a warm() in flight) is cold, and so is the estimate until then', async () => {
+    const compiling = deferred();
+    const loadArrived = deferred();
+    const ort = fakeOrt({ compile: () => compiling.promise });
+    const runtime = new LocalRuntime({
+      files,
+      createWorker: apiWorkers(ort, () => loadArrived.resolve()),
+    });
+    try {
+      const warming = runtime.warm(manifest);
+      await loadArrived.promise;
+      expect(await runtime.estimate(manifest)).toMatchObject({ cold: true });
+      const stages: string[] = [];
+      const run = runtime.run(manifest, inputs(), {
+        ...options,
+        onProgress: (event) => stages.push(event.stage),
+      });
+      compiling.resolve();
+      await warming;
+      const result = await run;
+      expect(result.cold).toBe(true);
+      expect(stages).toContain('compile');
+      expect(result.timings.downloadMs).toBe(0);
+      expect(await runtime.estimate(manifest)).toMatchObject({ cold: false });
+      expect((await runtime.run(manifest, inputs(), options)).cold).toBe(false);
+      expect(ort.creates).toBe(1);
+    } finally {
+      await runtime.close();
+    }
+  });
+
   it('release() lets go of a model after the run in flight on it; the next run compiles again', async () => {
     const running = deferred();
     let runs = 0;
