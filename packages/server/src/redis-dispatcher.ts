@@ -115,14 +115,15 @@ const FORGET_ATTEMPTS = 4;
 
 /**
  * A waiting-set entry older than this whose job BullMQ does not hold is left by a gateway that
- * died between storing the job and adding it to its queue (an add takes milliseconds): it is
- * removed when the pool's signals are read, or it would hold the oldest-job age (the autoscaling
- * signal) up, and count against maxQueue, for good.
+ * died between storing the job and adding it to its queue (an add takes milliseconds), or whose
+ * store's reply was lost: it is removed when the pool's signals are read and every
+ * RECONCILE_INTERVAL_MS, or it would hold the oldest-job age (the autoscaling signal) up, and
+ * count against maxQueue, for good.
  */
 const STALE_WAITING_ENTRY_MS = 60_000;
 
-/** At most this many stale waiting entries are removed per pool per read (the rest next time). */
-const STALE_ENTRIES_PER_READ = 16;
+/** At most this many old waiting entries are looked at per pool per sweep (the rest next time). */
+const STALE_ENTRIES_PER_SWEEP = 1000;
 
 /**
  * Deletes what a job that never ran left in Redis: its input, its cancel mark, its waiting-set
@@ -359,7 +360,12 @@ export class RedisDispatcher implements JobDispatcher {
   }
 
   async start(): Promise<void> {
-    this.#reconcileTimer = setInterval(() => void this.#reconcile(), RECONCILE_INTERVAL_MS);
+    this.#reconcileTimer = setInterval(() => {
+      void this.#reconcile();
+      // Stale waiting entries also count against maxQueue: removed on this clock too, not only
+      // when something scrapes /metrics.
+      void this.#pruneWaiting();
+    }, RECONCILE_INTERVAL_MS);
     this.#reconcileTimer.unref();
     const listening = this.#states
       .listen(this.#subscriber, this.#keys.prefix)
@@ -608,7 +614,8 @@ export class RedisDispatcher implements JobDispatcher {
 
   /**
    * Stores a job's input and adds it to its pool's queue. Rejects only while the job is not in
-   * the queue, and then leaves nothing of it in Redis (as far as Redis can be reached). Once it
+   * the queue, and then leaves nothing of it in Redis as far as Redis can be reached (a store
+   * whose reply was lost may leave a waiting entry: the stale-entry sweep removes it). Once it
    * is in the queue nothing fails it here: it runs on a worker whatever this gateway hears, so it
    * is followed to its end like any other job.
    */
@@ -903,21 +910,48 @@ export class RedisDispatcher implements JobDispatcher {
 
   /**
    * When the oldest job still waiting in `pool` was queued (epoch ms), if any: the first entry of
-   * its waiting set, once stale entries ahead of it are removed (see STALE_WAITING_ENTRY_MS).
+   * its waiting set, once stale entries are removed (see STALE_WAITING_ENTRY_MS).
    */
-  async #oldestWaiting(pool: string, link: PoolLink, now: number): Promise<number | undefined> {
+  async #oldestWaiting(pool: string, now: number): Promise<number | undefined> {
+    await this.#sweepWaiting(pool, now);
+    const [, score] = await this.#redis.zrange(this.#keys.waiting(pool), 0, 0, 'WITHSCORES');
+    return score === undefined ? undefined : Number(score);
+  }
+
+  /**
+   * Removes the waiting entries of `pool` older than STALE_WAITING_ENTRY_MS whose job BullMQ does
+   * not hold (at most STALE_ENTRIES_PER_SWEEP old entries are looked at, oldest first). A job that
+   * has really waited that long (no worker yet: a pool scaled to zero) is BullMQ's, and stays.
+   */
+  async #sweepWaiting(pool: string, now: number): Promise<void> {
     const key = this.#keys.waiting(pool);
-    for (let removed = 0; ; removed++) {
-      const [jobId, score] = await this.#redis.zrange(key, 0, 0, 'WITHSCORES');
-      if (jobId === undefined || score === undefined) return undefined;
-      const queuedAt = Number(score);
-      if (removed >= STALE_ENTRIES_PER_READ || now - queuedAt < STALE_WAITING_ENTRY_MS)
-        return queuedAt;
-      // Old: a job waiting long (no worker yet: scale from zero) is still BullMQ's.
-      if ((await link.queue.getJob(jobId)) !== undefined) return queuedAt;
-      await this.#redis.zrem(key, jobId);
-      this.#options.log?.('warn', `removed a stale waiting entry of pool ${pool}`, { jobId });
-    }
+    const old = await this.#redis.zrangebyscore(
+      key,
+      '-inf',
+      now - STALE_WAITING_ENTRY_MS,
+      'LIMIT',
+      0,
+      STALE_ENTRIES_PER_SWEEP,
+    );
+    if (old.length === 0) return;
+    const pipeline = this.#redis.pipeline();
+    for (const jobId of old) pipeline.exists(this.#keys.bullJob(pool, jobId));
+    const held = (await pipeline.exec()) ?? [];
+    const stale = old.filter((_, index) => {
+      const [error, exists] = held[index] ?? [];
+      return (error === null || error === undefined) && exists === 0;
+    });
+    if (stale.length === 0) return;
+    await this.#redis.zrem(key, ...stale);
+    this.#log('warn', `removed ${stale.length} stale waiting entries of pool ${pool}`, {
+      jobIds: stale,
+    });
+  }
+
+  /** Removes stale waiting entries of every pool (see STALE_WAITING_ENTRY_MS); never throws. */
+  async #pruneWaiting(): Promise<void> {
+    const now = Date.now();
+    await Promise.allSettled(this.pools().map((pool) => this.#sweepWaiting(pool, now)));
   }
 
   async #snapshot(): Promise<PoolSnapshot[]> {
@@ -927,7 +961,7 @@ export class RedisDispatcher implements JobDispatcher {
         const link = this.#link(pool);
         const [counts, oldestAt, workers] = await Promise.all([
           link.queue.getJobCounts('wait', 'prioritized', 'delayed', 'active'),
-          this.#oldestWaiting(pool, link, now),
+          this.#oldestWaiting(pool, now),
           link.queue.getWorkersCount(),
         ]);
         return {
