@@ -279,6 +279,12 @@ export class WebSocketRemote implements Runtime {
         reject(cancelled(options.jobId));
         return;
       }
+      // Closed while this call waited for the connection: close() failed the jobs it knew of,
+      // and no connection will come for this one.
+      if (this.#closed) {
+        reject(new TandemError('E_CANCELLED', 'the remote runtime was closed'));
+        return;
+      }
       const job: PendingJob = {
         message,
         options,

@@ -279,6 +279,16 @@ describe('WebSocketRemote jobs that find no open connection to be sent on', () =
     await remote.close();
   });
 
+  it('a job whose remote is closed while it waits for the connection ends at once with E_CANCELLED', async () => {
+    const { remote, sockets } = await connectedRemote();
+    const job = remote.run({ name: 'm' }, inputs, jobOptions('j'));
+    await remote.close();
+    // No timer left to wait for: the answer is there without moving the clock.
+    expect(await rejectionCode(job)).toBe('E_CANCELLED');
+    expect(sockets[0]!.inferred()).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it('such a job fails with E_NETWORK after jobReconnectTimeoutMs when no connection comes back', async () => {
     const { remote, sockets } = await connectedRemote();
     let outcome: string | undefined;

@@ -4,9 +4,15 @@
 
 /**
  * Compares two model versions for sorting: numerically when both are integers ("9" < "10"), else
- * naturally ("v2" < "v10"). Negative when `a` comes first, positive when `b` does.
+ * naturally ("v2" < "v10"). Negative when `a` comes first, positive when `b` does, 0 only when
+ * they are the same string: names that read as the same number ("010" and "10") are ordered by
+ * their code units, so both sides of the wire agree on one latest version.
  */
 export function compareVersions(a: string, b: string): number {
-  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return Number(a) - Number(b);
-  return a.localeCompare(b, 'en', { numeric: true });
+  const order =
+    /^\d+$/.test(a) && /^\d+$/.test(b)
+      ? Number(a) - Number(b)
+      : a.localeCompare(b, 'en', { numeric: true });
+  if (order !== 0) return order;
+  return a < b ? -1 : a > b ? 1 : 0;
 }
