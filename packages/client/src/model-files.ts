@@ -69,15 +69,30 @@ class SharedFetch {
   readonly callers = new Set<(progress: FileProgress) => void>();
   /** Aborted when no caller waits any more: the download stops. */
   readonly controller = new AbortController();
+  /**
+   * Set when its model is deleted while it is under way: the callers already waiting still get
+   * the file, but it is not stored (the user asked for it to be gone).
+   */
+  discarded = false;
   readonly result: Promise<ModelFile>;
 
   constructor(
-    start: (signal: AbortSignal, report: (progress: FileProgress) => void) => Promise<ModelFile>,
+    /** The model's name, as `delete` takes it. */
+    readonly name: string,
+    start: (
+      signal: AbortSignal,
+      report: (progress: FileProgress) => void,
+      isDiscarded: () => boolean,
+    ) => Promise<ModelFile>,
   ) {
-    this.result = start(this.controller.signal, (progress) => {
-      this.last = progress;
-      for (const caller of [...this.callers]) caller(progress);
-    });
+    this.result = start(
+      this.controller.signal,
+      (progress) => {
+        this.last = progress;
+        for (const caller of [...this.callers]) caller(progress);
+      },
+      () => this.discarded,
+    );
   }
 }
 
@@ -124,8 +139,8 @@ export class ModelFileStore {
       // Looked up and registered with no await in between: two calls in the same tick share.
       shared = this.#fetching.get(key);
       if (shared === undefined) {
-        shared = new SharedFetch((signal, report) =>
-          this.#fetchFile(key, manifest.name, url, file, signal, report),
+        shared = new SharedFetch(manifest.name, (signal, report, isDiscarded) =>
+          this.#fetchFile(key, manifest.name, url, file, { signal, report, isDiscarded }),
         );
         const started = shared;
         const forget = (): void => {
@@ -193,9 +208,13 @@ export class ModelFileStore {
     name: string,
     url: string,
     file: { bytes: number; sha256: string },
-    signal: AbortSignal,
-    report: (progress: FileProgress) => void,
+    how: {
+      signal: AbortSignal;
+      report: (progress: FileProgress) => void;
+      isDiscarded: () => boolean;
+    },
   ): Promise<ModelFile> {
+    const { signal, report, isDiscarded } = how;
     const { bytes: total, sha256 } = file;
     const stored = await this.#read(key, total);
     if (stored !== undefined) {
@@ -213,7 +232,8 @@ export class ModelFileStore {
     }
     const downloadMs = performance.now() - started;
     report({ stage: 'cache', loaded: 0, total });
-    await this.#write(key, { name, url, bytes: total, sha256, storage: 'cache' }, bytes);
+    if (!isDiscarded())
+      await this.#write(key, { name, url, bytes: total, sha256, storage: 'cache' }, bytes);
     report({ stage: 'cache', loaded: total, total });
     return { bytes, cached: false, downloadMs };
   }
@@ -241,8 +261,17 @@ export class ModelFileStore {
     return found;
   }
 
-  /** Removes every stored version of a model (by name); returns how many files went. */
+  /**
+   * Removes every stored version of a model (by name); returns how many files went. A download of
+   * it under way is not stored when it ends (its callers still get the file), and a later call
+   * starts a fresh one.
+   */
   async delete(name: string): Promise<number> {
+    for (const [key, shared] of this.#fetching) {
+      if (shared.name !== name) continue;
+      shared.discarded = true;
+      this.#fetching.delete(key);
+    }
     let removed = 0;
     for (const [key, entry] of this.#memory) {
       if (entry.model.name === name && this.#memory.delete(key)) removed++;

@@ -308,6 +308,27 @@ describe('ModelFileStore calls for one file at once', () => {
     expect(await store.list()).toHaveLength(1);
   });
 
+  it('a delete during a download: the waiting call gets the file, nothing is stored, the next call downloads afresh', async () => {
+    const gate = gatedFetch();
+    const store = new ModelFileStore({ fetch: gate.fetch });
+    const model = await manifest();
+    const a = store.get(model);
+    const body = await gate.requested(1);
+    body.push(bytes.slice(0, 50_000));
+    expect(await store.delete(model.name)).toBe(0);
+    // A call after the delete does not join the download the user asked to forget.
+    const b = store.get(model);
+    const fresh = await gate.requested(2);
+    body.push(bytes.slice(50_000));
+    body.end();
+    expect((await a).bytes).toEqual(bytes);
+    expect(await store.list()).toEqual([]);
+    fresh.push(bytes);
+    fresh.end();
+    expect((await b).cached).toBe(false);
+    expect(await store.list()).toHaveLength(1);
+  });
+
   it('a failed download fails every caller waiting for it; the next call downloads afresh', async () => {
     const gate = gatedFetch();
     const store = new ModelFileStore({ fetch: gate.fetch });
