@@ -68,6 +68,8 @@ interface LocalSession {
   readonly loading: Promise<LoadedSession>;
   /** Compiled: `loading` has resolved. Until then a call that finds it waits for a compile. */
   ready: boolean;
+  /** When its compile started (`performance.now()`): what is left of it is the estimate. */
+  readonly startedAt: number;
   /** Calls between finding (or creating) it and the end of their run on it. */
   users: number;
   /** Released ({@link LocalRuntime.release}): the worker lets it go once `users` is 0. */
@@ -174,10 +176,19 @@ export class LocalRuntime implements Runtime {
     const key = sessionKey(manifest, backend);
     // A session still compiling (a warm() on page load, say) is not ready: a call now would wait
     // for that compile, so it counts as cold, with the measured compile time as its estimate.
-    const compiled = this.#sessions.get(key)?.ready === true;
-    const cached = this.#sessions.has(key) || (await this.#options.files.has(manifest));
+    const session = this.#sessions.get(key);
+    const compiled = session?.ready === true;
+    const cached = session !== undefined || (await this.#options.files.has(manifest));
     const run = this.#runMs.get(key)?.value;
-    const compile = compiled ? 0 : this.#compileMs.get(key)?.value;
+    const average = this.#compileMs.get(key)?.value;
+    // A compile under way is partly done: what is left of the measured average.
+    const compile = compiled
+      ? 0
+      : average === undefined
+        ? undefined
+        : session === undefined
+          ? average
+          : Math.max(0, average - (performance.now() - session.startedAt));
     const bandwidth = this.#bandwidth.value;
     const download = cached ? 0 : bandwidth === undefined ? undefined : manifest.bytes / bandwidth;
     if (run === undefined || compile === undefined || download === undefined) {
@@ -417,6 +428,7 @@ export class LocalRuntime implements Runtime {
       worker: this.#worker,
       loading,
       ready: false,
+      startedAt: performance.now(),
       users: 1,
       released: false,
     };

@@ -7,7 +7,7 @@
 // (Chromium).
 
 import { expose } from 'comlink';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TandemError, type ModelManifest, type TensorMap } from '@tandem/shared';
 import { rejectionCode } from '@tandem/test-support';
 import { LocalRuntime, type WorkerHandle } from '../src/local-runtime.js';
@@ -240,6 +240,53 @@ describe('LocalRuntime sessions in the worker', () => {
       expect(ort.creates).toBe(1);
     } finally {
       await runtime.close();
+    }
+  });
+
+  it('estimates a compile under way at what is left of the measured compile time', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    try {
+      let compiling = deferred();
+      let compiles = 0;
+      const ort = fakeOrt({
+        compile: () => (compiles++ === 0 ? compiling.promise : Promise.resolve()),
+      });
+      const loadArrived: (() => void)[] = [];
+      const runtime = new LocalRuntime({
+        files,
+        createWorker: apiWorkers(ort, () => loadArrived.shift()?.()),
+      });
+      try {
+        // A first compile measured at 1,000 ms on the (fake) clock, and one run.
+        let arrived = new Promise<void>((resolve) => loadArrived.push(resolve));
+        const first = runtime.run(manifest, inputs(), options);
+        await arrived;
+        vi.advanceTimersByTime(1000);
+        compiling.resolve();
+        await first;
+        await runtime.release(manifest.name);
+        // The next compile, held: its estimate shrinks as it goes on.
+        compiling = deferred();
+        compiles = 0;
+        arrived = new Promise<void>((resolve) => loadArrived.push(resolve));
+        const warming = runtime.warm(manifest);
+        await arrived;
+        const atStart = await runtime.estimate(manifest);
+        vi.advanceTimersByTime(400);
+        const later = await runtime.estimate(manifest);
+        expect(atStart).toMatchObject({ available: true, cold: true });
+        expect(atStart.ms! - later.ms!).toBeCloseTo(400, 6);
+        vi.advanceTimersByTime(1000);
+        // Past the average: nothing left but the run.
+        const overdue = await runtime.estimate(manifest);
+        expect(overdue.ms!).toBeCloseTo(atStart.ms! - 1000, 6);
+        compiling.resolve();
+        await warming;
+      } finally {
+        await runtime.close();
+      }
+    } finally {
+      vi.useRealTimers();
     }
   });
 
