@@ -91,6 +91,9 @@ export interface WebSocketRemoteOptions {
   readonly random?: () => number;
 }
 
+/** Wait before asking again about a job whose resume met a retryable error with no retryAfterMs, in ms. */
+const RESUME_RETRY_MS = 1000;
+
 interface PendingJob {
   readonly message: InferMessage;
   readonly options: RuntimeRunOptions;
@@ -108,6 +111,14 @@ interface PendingJob {
    */
   sentOn: WebSocketLike | undefined;
   resubmitted: boolean;
+  /**
+   * When its first unanswered `resume` went out; cleared by any progress or result. While set, a
+   * retryable error (the server could not look the job up just now) asks again instead of failing
+   * the job, until `jobReconnectTimeoutMs` has passed: failed, it would fall back and run twice.
+   */
+  resumingSince?: number | undefined;
+  /** The next `resume` of the job after such an error. */
+  resumeTimer?: ReturnType<typeof setTimeout> | undefined;
 }
 
 /**
@@ -502,7 +513,11 @@ export class WebSocketRemote implements Runtime {
     const resumed = waiting.filter((job) => job.sentOn !== undefined);
     if (resumed.length > 0) {
       this.#send({ type: 'resume', ids: resumed.map((job) => job.message.id) });
-      for (const job of resumed) job.sentOn = this.#socket;
+      const now = performance.now();
+      for (const job of resumed) {
+        job.sentOn = this.#socket;
+        job.resumingSince ??= now;
+      }
     }
     for (const job of waiting) if (job.sentOn === undefined) this.#sendInfer(job);
     this.#startHeartbeat();
@@ -562,6 +577,8 @@ export class WebSocketRemote implements Runtime {
    * on it, and the job would fail the same way however often it was sent again.
    */
   #sendInfer(job: PendingJob): void {
+    // An infer, not a resume: an error now is about the job itself.
+    job.resumingSince = undefined;
     const socket = this.#socket;
     if (socket === undefined || !this.connected) {
       // No connection to send on (it dropped, or the next one is not welcomed yet): the job waits
@@ -611,10 +628,14 @@ export class WebSocketRemote implements Runtime {
         this.#pings.clear();
         return;
       }
-      case 'progress':
+      case 'progress': {
         this.#accepted(message.event.jobId);
-        this.#jobs.get(message.event.jobId)?.options.onProgress(message.event);
+        const job = this.#jobs.get(message.event.jobId);
+        if (job === undefined) return;
+        job.resumingSince = undefined;
+        job.options.onProgress(message.event);
         return;
+      }
       case 'result': {
         this.#accepted(message.id);
         const job = this.#jobs.get(message.id);
@@ -651,6 +672,7 @@ export class WebSocketRemote implements Runtime {
         this.#accepted(message.id);
         const job = this.#jobs.get(message.id);
         if (job === undefined) return;
+        if (this.#resumeAgain(job, error)) return;
         if (error.code === 'E_JOB_NOT_FOUND' && !job.resubmitted) {
           // The server restarted and lost the job: run it again, once (within the new limits).
           job.resubmitted = true;
@@ -663,6 +685,29 @@ export class WebSocketRemote implements Runtime {
     }
   }
 
+  /**
+   * After a retryable error in answer to a `resume` (a scaled-out server whose queue store did
+   * not answer in time), asks again after the error's `retryAfterMs` (else a second), for as long
+   * as `jobReconnectTimeoutMs` since the first resume. True when it will.
+   */
+  #resumeAgain(job: PendingJob, error: TandemError): boolean {
+    const since = job.resumingSince;
+    if (since === undefined || !error.retryable) return false;
+    const limitMs = this.#options.jobReconnectTimeoutMs ?? 10_000;
+    const delayMs = error.retryAfterMs ?? RESUME_RETRY_MS;
+    if (performance.now() + delayMs - since > limitMs) return false;
+    const socket = this.#socket;
+    clearTimeout(job.resumeTimer);
+    job.resumeTimer = setTimeout(() => {
+      job.resumeTimer = undefined;
+      // A new connection resumes it by itself; this one, if still up, is asked again.
+      if (this.#jobs.get(job.message.id) !== job || this.#socket !== socket || !this.connected)
+        return;
+      this.#send({ type: 'resume', ids: [job.message.id] });
+    }, delayMs);
+    return true;
+  }
+
   /** The server answered about job `id`, so it read the job's request whole. */
   #accepted(id: string): void {
     if (this.#largestSent?.id === id) this.#largestSent.accepted = true;
@@ -672,6 +717,7 @@ export class WebSocketRemote implements Runtime {
     const job = this.#jobs.get(id);
     if (job === undefined) return undefined;
     clearTimeout(job.disconnectTimer);
+    clearTimeout(job.resumeTimer);
     this.#jobs.delete(id);
     return job;
   }

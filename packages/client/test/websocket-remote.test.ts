@@ -148,8 +148,9 @@ const largeInputs = {
 async function connectedRemote(
   maxPayloadBytes?: number,
   models?: readonly ModelStatus[],
+  heartbeatIntervalMs?: number,
 ): Promise<ReturnType<typeof fakeRemote>> {
-  const fake = fakeRemote();
+  const fake = fakeRemote(heartbeatIntervalMs);
   const connecting = fake.remote.connect();
   fake.sockets[0]!.open();
   fake.sockets[0]!.welcome(maxPayloadBytes, models);
@@ -329,6 +330,84 @@ describe('WebSocketRemote jobs that find no open connection to be sent on', () =
     expect(sockets[1]!.count('resume')).toBe(0);
     sockets[1]!.answer('j');
     expect(await rejectionCode(job)).toBe('ok');
+    await remote.close();
+  });
+});
+
+describe('WebSocketRemote resuming a job the server could not look up just now', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** A job sent on the first connection, resumed on the second (welcomed). */
+  async function resumed(): Promise<{
+    job: Promise<unknown>;
+    sockets: FakeSocket[];
+    remote: WebSocketRemote;
+  }> {
+    // Heartbeats far apart: the fake server answers no ping, and these tests run for a minute.
+    const { remote, sockets } = await connectedRemote(undefined, undefined, 3_600_000);
+    const job = remote.run({ name: 'm' }, inputs, jobOptions('j'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sockets[0]!.inferred()).toEqual(['j']);
+    sockets[0]!.close(1006);
+    await vi.advanceTimersByTimeAsync(10);
+    sockets[1]!.open();
+    sockets[1]!.welcome();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sockets[1]!.count('resume')).toBe(1);
+    return { job, sockets, remote };
+  }
+
+  const unavailable = (retryAfterMs?: number): ServerMessage => ({
+    type: 'error',
+    id: 'j',
+    code: 'E_QUEUE_UNAVAILABLE',
+    message: 'redis did not answer',
+    retryable: true,
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  });
+
+  it('asks again after a retryable error instead of failing the job (a fallback would run it twice)', async () => {
+    const { job, sockets, remote } = await resumed();
+    sockets[1]!.receive(unavailable(250));
+    await vi.advanceTimersByTimeAsync(249);
+    expect(sockets[1]!.count('resume')).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sockets[1]!.count('resume')).toBe(2);
+    sockets[1]!.answer('j');
+    expect(await rejectionCode(job)).toBe('ok');
+    expect(sockets[1]!.inferred()).toEqual([]);
+    await remote.close();
+  });
+
+  it('fails the job with that error once jobReconnectTimeoutMs has passed since the first resume', async () => {
+    const { job, sockets, remote } = await resumed();
+    let outcome: string | undefined;
+    void rejectionCode(job).then((code) => (outcome = code));
+    // Every second an answer that the job cannot be looked up (no retryAfterMs: a second).
+    const started = Date.now();
+    while (outcome === undefined && Date.now() - started < 120_000) {
+      sockets[1]!.receive(unavailable());
+      await vi.advanceTimersByTimeAsync(1000);
+    }
+    expect(outcome).toBe('E_QUEUE_UNAVAILABLE');
+    // Asked about once a second for the minute jobReconnectTimeoutMs allows, then no more.
+    expect(Date.now() - started).toBeLessThanOrEqual(61_000);
+    expect(sockets[1]!.count('resume')).toBeGreaterThanOrEqual(59);
+    await remote.close();
+  });
+
+  it('a retryable error to an infer is not a resume: the job fails with it', async () => {
+    const { remote, sockets } = await connectedRemote();
+    const job = remote.run({ name: 'm' }, inputs, jobOptions('j'));
+    await vi.advanceTimersByTimeAsync(0);
+    sockets[0]!.receive({ ...unavailable(), code: 'E_BUSY' } as ServerMessage);
+    expect(await rejectionCode(job)).toBe('E_BUSY');
     await remote.close();
   });
 });

@@ -317,7 +317,11 @@ export class RedisDispatcher implements JobDispatcher {
     if (known !== undefined) return known.job;
     const link = this.#link(checkPoolName(pool));
     await link.ready;
-    const bullJob = await link.queue.getJob(jobId);
+    // A coded, retryable answer when Redis fails here: the client may resume again. (Uncoded, it
+    // was E_INTERNAL, on which a client falls back and runs the job a second time.)
+    const bullJob = await link.queue.getJob(jobId).catch((error: unknown) => {
+      throw queueUnavailable(error);
+    });
     let data: InferJobData | undefined;
     try {
       data = bullJob === undefined ? undefined : parseInferJobData(bullJob.data);
@@ -344,7 +348,16 @@ export class RedisDispatcher implements JobDispatcher {
       waiting: false,
       added: bullJob !== undefined,
     });
-    const state = bullJob === undefined ? 'unknown' : await bullJob.getState();
+    let state: string;
+    try {
+      state = bullJob === undefined ? 'unknown' : await bullJob.getState();
+    } catch (error) {
+      // Followed already: the reconcile pass reads its outcome once Redis answers again.
+      this.#log('warn', `could not read the state of resumed job ${id}`, {
+        reason: error instanceof Error ? error.message : String(error),
+      });
+      return job;
+    }
     if (state === 'completed' || state === 'unknown') void this.#settleFromStore(followed);
     else if (state === 'failed') void this.#settleFailed(followed, bullJob?.failedReason ?? '');
     else followed.waiting = state !== 'active';

@@ -667,6 +667,27 @@ describe('redis-dispatcher: a Redis command that fails around the add of a job',
     expect(resultOf(log).outputs.y!.data).toEqual(new Float32Array([3]));
   });
 
+  it('answers a resume that Redis fails to look up with a retryable E_QUEUE_UNAVAILABLE; the next resume gets the result', async () => {
+    // The job comes in through another gateway, whose client goes before its answer.
+    const other = await cluster.gateway();
+    const leaving = await connectClient(other.url);
+    leaving.send({ type: 'infer', id: 'adopted', model: 'later', inputs: tinyInput(4) });
+    await leaving.nextOf('progress', (m) => m.event.jobId === 'adopted');
+    await leaving.close();
+    // This gateway may not read BullMQ's job hashes (HGETALL) for now.
+    await admin.call('ACL', 'SETUSER', 'gateway', '-hgetall');
+    try {
+      client.send({ type: 'resume', ids: ['adopted'] });
+      const refused = await client.nextOf('error', (m) => m.id === 'adopted');
+      expect([refused.code, refused.retryable]).toEqual(['E_QUEUE_UNAVAILABLE', true]);
+    } finally {
+      await admin.call('ACL', 'SETUSER', 'gateway', '+hgetall');
+    }
+    client.send({ type: 'resume', ids: ['adopted'] });
+    const log = await client.collectJob('adopted');
+    expect(resultOf(log).outputs.y!.data).toEqual(new Float32Array([9]));
+  });
+
   it('leaves nothing in Redis when adding a job to its queue fails after its input was stored', async () => {
     // A real Redis error in the add itself: BullMQ's add script starts by incrementing the
     // queue's id counter, which fails on a value that is no number. The gateway has stored the
