@@ -158,6 +158,16 @@ async function connectedRemote(
   return fake;
 }
 
+/** Fake timers for every test of the describe block this is called in. */
+function withFakeTimers(): void {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+}
+
 describe('backoffDelayMs', () => {
   it('grows exponentially up to the cap, with full jitter in between', () => {
     fc.assert(
@@ -188,13 +198,7 @@ describe('streamUrl', () => {
 });
 
 describe('WebSocketRemote connection state', () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-  });
-
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  withFakeTimers();
 
   it('counts missed pongs per connection: after a reconnect it takes two again to drop', async () => {
     const { remote, sockets } = fakeRemote(1000);
@@ -252,13 +256,7 @@ describe('WebSocketRemote connection state', () => {
 });
 
 describe('WebSocketRemote jobs that find no open connection to be sent on', () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-  });
-
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  withFakeTimers();
 
   it('a job whose connection closes after connect() resolved, before its infer went out, is sent on the next connection', async () => {
     const { remote, sockets } = await connectedRemote();
@@ -335,13 +333,7 @@ describe('WebSocketRemote jobs that find no open connection to be sent on', () =
 });
 
 describe('WebSocketRemote resuming a job the server could not look up just now', () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-  });
-
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  withFakeTimers();
 
   /** A job sent on the first connection, resumed on the second (welcomed). */
   async function resumed(): Promise<{
@@ -413,13 +405,7 @@ describe('WebSocketRemote resuming a job the server could not look up just now',
 });
 
 describe('WebSocketRemote and the server payload limit', () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-  });
-
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  withFakeTimers();
 
   it('fails an infer over the welcome maxPayloadBytes alone with E_PAYLOAD_TOO_LARGE, unsent', async () => {
     const { remote, sockets } = await connectedRemote(1 << 20);
