@@ -19,7 +19,7 @@ import { registerOipRoutes } from './oip-routes.js';
 import type { SessionSettings } from './onnx-session.js';
 import type { RedisDispatcher } from './redis-dispatcher.js';
 import { SERVER_NAME, SERVER_VERSION } from './server-version.js';
-import { UsageLedger } from './usage.js';
+import { UsageLedger, type UsageSource } from './usage.js';
 import { registerGateway, type Gateway } from './ws-gateway.js';
 
 /** Options of {@link createServer}. Every limit has a default; units are in the names. */
@@ -107,8 +107,11 @@ export interface TandemServer {
   readonly dispatcher: JobDispatcher;
   /** The Prometheus registry and series behind `/metrics` (add your own to its registry). */
   readonly metrics: ServerMetrics;
-  /** Compute-seconds, jobs and cold starts per API key and model: what `/v1/usage` serves. */
-  readonly usage: UsageLedger;
+  /**
+   * Compute-seconds, jobs and cold starts per API key and model: what `/v1/usage` serves. Scaled
+   * out, the whole cluster's totals, which the workers keep in Redis.
+   */
+  readonly usage: UsageSource;
   /** Starts listening; resolves with the base URL (http://host:port). */
   listen(): Promise<string>;
   /** The base URL once listening. */
@@ -206,6 +209,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     });
   }
   const dispatcher: JobDispatcher = redis ?? manager;
+  const usageSource: UsageSource = redis?.usage ?? usage;
   metrics = new ServerMetrics(manager, { localModels: redis === undefined });
   redis?.registerMetrics(metrics.registry);
   rejections = new RejectionCounter(metrics.rejections, (name) => knowsModel(dispatcher, name));
@@ -249,7 +253,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
   });
-  registerModelRoutes(fastify, { manager: dispatcher, authenticate, usage });
+  registerModelRoutes(fastify, { manager: dispatcher, authenticate, usage: usageSource });
   fastify.get('/metrics', async (_request, reply) => {
     reply.header('Content-Type', metrics.registry.contentType);
     return metrics.registry.metrics();
@@ -320,7 +324,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     manager,
     dispatcher,
     metrics,
-    usage,
+    usage: usageSource,
     get url() {
       return url;
     },

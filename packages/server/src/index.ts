@@ -12,3 +12,4 @@ export { readOnnxMetadata } from './onnx-metadata.js';
 export type { OnnxMetadata } from './onnx-metadata.js';
 export { KEY_SUBPROTOCOL_PREFIX, STREAM_PATH, SUBPROTOCOL } from './ws-gateway.js';
 export type { SessionSettings } from './onnx-session.js';
+export type { UsageRow, UsageSource } from './usage.js';

@@ -12,13 +12,14 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ModelManifest } from '@tandem/shared';
 import type { ApiKeyRecord } from './api-keys.js';
 import type { JobDispatcher } from './job-dispatcher.js';
-import type { UsageLedger } from './usage.js';
+import type { UsageSource } from './usage.js';
 
 /** What the routes need from the server. */
 export interface ModelRouteOptions {
   /** The in-process ModelManager, or the Redis dispatcher when scaled out. */
   readonly manager: JobDispatcher;
-  readonly usage: UsageLedger;
+  /** What /v1/usage serves. */
+  readonly usage: UsageSource;
   readonly authenticate: (request: FastifyRequest) => ApiKeyRecord;
 }
 
@@ -94,6 +95,6 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
 
   fastify.get('/v1/usage', async (request) => {
     const owner = options.authenticate(request);
-    return { usage: options.usage.rows(owner.id === 'anonymous' ? undefined : owner.id) };
+    return { usage: await options.usage.rows(owner.id === 'anonymous' ? undefined : owner.id) };
   });
 }

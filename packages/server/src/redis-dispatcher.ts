@@ -46,6 +46,7 @@ import {
   queueUnavailable,
   redisReady,
 } from './redis-queues.js';
+import { RedisUsage } from './redis-usage.js';
 
 /** Options of the {@link RedisDispatcher}. */
 export interface RedisDispatcherOptions {
@@ -153,6 +154,8 @@ export class RedisDispatcher implements JobDispatcher {
   /** Subscribed to the workers' model statuses. */
   readonly #subscriber: Redis;
   readonly #states: ModelStates;
+  /** The cluster's usage, as the workers record it: what /v1/usage serves when scaled out. */
+  readonly usage: RedisUsage;
   readonly #pools = new Map<string, PoolLink>();
   readonly #following = new Map<string, Followed>();
   /** Errors that refuse a job rather than end one that ran (see `rejected`). */
@@ -172,6 +175,7 @@ export class RedisDispatcher implements JobDispatcher {
     this.#eventsConnection = connectRedis(options.url, 'wait', onError);
     this.#subscriber = connectRedis(options.url, 'wait', onError);
     this.#states = new ModelStates((status) => options.stateChanged?.(status));
+    this.usage = new RedisUsage(this.#redis, this.#keys);
   }
 
   get draining(): boolean {

@@ -112,6 +112,16 @@ export class RedisKeys {
     return `${this.prefix}:${pool}:events`;
   }
 
+  /** Usage of one owner (API key id): counters per model version (see redis-usage.ts). */
+  usage(owner: string): string {
+    return `${this.prefix}-usage:${owner}`;
+  }
+
+  /** Set of the owners that have a usage hash. */
+  get usageOwners(): string {
+    return `${this.prefix}-usage-owners`;
+  }
+
   /** Pub/sub channel on which gateways ask workers to cancel a job they hold. */
   get cancelChannel(): string {
     return `${this.prefix}-cancel`;

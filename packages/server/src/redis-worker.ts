@@ -4,8 +4,9 @@
 // BullMQ job (redis-job-codec.ts); progress goes out as BullMQ job progress; a gateway's cancel
 // arrives on a pub/sub channel. A job refused rather than run (bad inputs, a missed deadline, a
 // model that failed to load) is marked beside its outcome: a worker serves no /metrics, so the
-// gateway that submitted the job counts the refusal. A worker that dies mid-job stops renewing
-// its lock: BullMQ's stalled-job check on another worker puts the job back, and a job that has
+// gateway that submitted the job counts the refusal. A job that ran adds its usage (compute-seconds,
+// cold start) to Redis in the transaction that stores its outcome (redis-usage.ts), which every
+// gateway's /v1/usage reads. A worker that dies mid-job stops renewing its lock: BullMQ's stalled-job check on another worker puts the job back, and a job that has
 // started `maxAttempts` times fails instead of looping. With `idleExitMs` the worker exits when
 // idle, so an autoscaler can run it as a run-to-completion job and scale to zero.
 
@@ -28,6 +29,7 @@ import {
   type JobSummary,
 } from './redis-job-codec.js';
 import { modelChannel, publishModelStates } from './redis-model-states.js';
+import { addUsage, type JobUsage } from './redis-usage.js';
 import {
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_REDIS_PREFIX,
@@ -110,6 +112,8 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   let states: ReturnType<typeof publishModelStates> | undefined;
   /** Jobs accepted here that a model host then refused (see HostObserver.rejected). */
   const refusedJobs = new WeakSet<Job>();
+  /** What each job that ran here used, stored with its outcome (see redis-usage.ts). */
+  const usageOf = new WeakMap<Job, JobUsage>();
   const manager = new ModelManager(
     new ModelRepository({ dir: options.modelsDir, catalog }),
     {
@@ -129,6 +133,19 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       stateChanged: (host) => states?.changed(host.status()),
       loaded: (host, loadMs, warmupMs) =>
         log('info', `model ${host.label} ready`, { loadMs, warmupMs }),
+      // A batch's run time is split evenly among its jobs, as a single server's ledger does.
+      ran: (host, runMs, jobs) => {
+        const computeSeconds = runMs / 1000 / Math.max(1, jobs.length);
+        for (const job of jobs) {
+          usageOf.set(job, {
+            owner: job.request.owner,
+            model: host.entry.name,
+            version: host.entry.version,
+            computeSeconds: (usageOf.get(job)?.computeSeconds ?? 0) + computeSeconds,
+            coldStart: job.coldStart,
+          });
+        }
+      },
       // The same refusals a single server counts: its hosts say which accepted jobs they refused.
       rejected: (_host, _code, job) => {
         if (job !== undefined) refusedJobs.add(job);
@@ -161,7 +178,15 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       const jobId = bullJob.id ?? '';
       return bullJob.name === WARM_JOB
         ? await warm(redis, keys, manager, bullJob, jobId, name)
-        : await infer(redis, keys, { manager, active, refusedJobs }, pool, bullJob, jobId, name);
+        : await infer(
+            redis,
+            keys,
+            { manager, active, refusedJobs, usageOf },
+            pool,
+            bullJob,
+            jobId,
+            name,
+          );
     } finally {
       running -= 1;
       if (running === 0) armIdle();
@@ -230,12 +255,16 @@ interface Runner {
   readonly active: Map<string, Job>;
   /** Jobs a model host refused after accepting them. */
   readonly refusedJobs: WeakSet<Job>;
+  /** What the jobs that ran used (filled as each run ends). */
+  readonly usageOf: WeakMap<Job, JobUsage>;
 }
 
 /** How a job ended on this worker: its outcome, and whether it was refused rather than run. */
 interface Ended {
   readonly outcome: JobOutcome;
   readonly refused: boolean;
+  /** Set when the job ran (whatever its outcome): its share of compute, billed once. */
+  readonly usage?: JobUsage;
 }
 
 /** Runs one `infer` job and stores its outcome; never throws for the job's own failures. */
@@ -281,6 +310,7 @@ async function infer(
   // In the outcome's transaction: a gateway that reads the outcome reads the mark with it.
   if (ended.refused) store.set(keys.refused(jobId), '1', 'PX', ttlMs);
   if (data !== undefined) store.pexpire(keys.index(data.owner, data.id), ttlMs);
+  if (ended.usage !== undefined) addUsage(store, keys, ended.usage);
   await store.exec();
   return outcome.ok ? { ok: true, worker } : { ok: false, code: outcome.error.code, worker };
 }
@@ -341,8 +371,11 @@ async function run(
   );
   try {
     const outcome = await job.outcome;
-    // A host reports a refusal as it fails the job, before the outcome's reactions run.
-    return { outcome, refused: runner.refusedJobs.has(job) };
+    // A host reports a refusal as it fails the job, before the outcome's reactions run; a run
+    // reports its time the same way.
+    const usage = runner.usageOf.get(job);
+    const refused = runner.refusedJobs.has(job);
+    return usage === undefined ? { outcome, refused } : { outcome, refused, usage };
   } finally {
     runner.active.delete(jobId);
   }

@@ -5,18 +5,33 @@ import type { Job } from './job.js';
 
 /** Usage of one model by one key. */
 export interface UsageRow {
+  /** The API key's id (`anonymous` on a server without keys). */
   readonly key: string;
+  /** The model's name. */
   readonly model: string;
+  /** The model's version. */
   readonly version: string;
+  /** Run time of the key's jobs, in seconds; a batched run's time is split evenly among its jobs. */
   readonly computeSeconds: number;
+  /** Jobs that ran (a job refused before its run is not counted). */
   readonly jobs: number;
+  /** Of those, jobs that waited for their model to load. */
   readonly coldStarts: number;
+}
+
+/**
+ * Where `/v1/usage` reads: a server's own {@link UsageLedger}, or, scaled out, the totals the
+ * workers keep in Redis (the same on every gateway).
+ */
+export interface UsageSource {
+  /** Every row, or only those of one key. */
+  rows(key?: string): UsageRow[] | Promise<UsageRow[]>;
 }
 
 type MutableRow = { -readonly [K in keyof UsageRow]: UsageRow[K] };
 
 /** Accumulates usage since the server started. */
-export class UsageLedger {
+export class UsageLedger implements UsageSource {
   /** Rows by key, then model, then version: lookups on strings V8 keeps hashed, no key to build. */
   readonly #rows = new Map<string, Map<string, Map<string, MutableRow>>>();
 

@@ -2,11 +2,13 @@
 // (`tandem serve --redis`) and workers (`tandem worker`) as real processes of the built CLI, real
 // WebSocket and OIP v2 clients on loopback, and onnxruntime-node as the reference for outputs.
 
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelStatus, TensorMap } from '@tandem/shared';
+import { hashApiKey } from '@tandem/server';
 import {
   buildMlpClassifier,
   buildModel,
@@ -598,6 +600,108 @@ describe('redis-dispatcher: refusals on the pool side counted in the gateway /me
     expect(rejectionsOf(await scrape(gateway.url))['drift E_INPUT_SHAPE']).toBe(1);
     expect(rejectionsOf(await scrape(other.url))).toEqual({});
     await resumer.close();
+  });
+});
+
+describe('redis-dispatcher: usage across gateways', () => {
+  let cluster: Cluster;
+  let keysDir: { dir: string; remove: () => void };
+  let gateways: CliProcess[];
+  const KEYS = { alice: 'tk_test_alice', bob: 'tk_test_bob' } as const;
+
+  beforeAll(async () => {
+    keysDir = tempDir('usage-keys');
+    const keyFile = join(keysDir.dir, 'keys.json');
+    writeFileSync(
+      keyFile,
+      JSON.stringify({
+        keys: Object.entries(KEYS).map(([id, key]) => ({ id, sha256: hashApiKey(key) })),
+      }),
+    );
+    cluster = await Cluster.start(async (dir) => {
+      await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      await writeModelFile(dir, 'tiny', 1, buildTinyModel().bytes);
+    });
+    const [first, second] = await Promise.all([
+      cluster.gateway(['--api-keys', keyFile]),
+      cluster.gateway(['--api-keys', keyFile]),
+      cluster.worker(),
+    ]);
+    gateways = [first, second];
+  });
+
+  afterAll(async () => {
+    await cluster.close();
+    keysDir.remove();
+  });
+
+  const usageOf = async (url: string, key: string): Promise<unknown[]> => {
+    const response = await fetch(`${url}/v1/usage`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(response.status).toBe(200);
+    return ((await response.json()) as { usage: unknown[] }).usage;
+  };
+
+  it('reports on every gateway the jobs that ran on the workers, per key and model, each once', async () => {
+    const [first, second] = gateways as [CliProcess, CliProcess];
+    const alice = await connectClient(first.url, { apiKey: KEYS.alice });
+    const bob = await connectClient(second.url, { apiKey: KEYS.bob });
+    // Alice: three mlp jobs (the first a cold start) through the first gateway, one tiny job
+    // through the second; a refused job (wrong shape) runs nowhere and is not counted.
+    const aliceResults = [];
+    for (let i = 0; i < 3; i++)
+      aliceResults.push(
+        resultOf(await alice.infer({ id: `a${i}`, model: 'mlp', inputs: mlpInput(i) })),
+      );
+    expect(errorCodeOf(await alice.infer({ id: 'bad', model: 'mlp', inputs: ONE }))).toBe(
+      'E_INPUT_SHAPE',
+    );
+    const bobResult = resultOf(await bob.infer({ id: 'b0', model: 'mlp', inputs: mlpInput(9) }));
+    const aliceOnSecond = await connectClient(second.url, { apiKey: KEYS.alice });
+    const tinyResult = resultOf(
+      await aliceOnSecond.infer({ id: 'a-tiny', model: 'tiny', inputs: tinyInput(1) }),
+    );
+    expect(aliceResults.map((r) => r.coldStart)).toEqual([true, false, false]);
+
+    // Results carry run times rounded to the microsecond: a few microseconds apart at most.
+    const seconds = (results: { timings: { runMs: number } }[]): number =>
+      results.reduce((sum, r) => sum + r.timings.runMs, 0) / 1000;
+    const expected = [
+      {
+        key: 'alice',
+        model: 'mlp',
+        version: '1',
+        jobs: 3,
+        coldStarts: 1,
+        computeSeconds: seconds(aliceResults),
+      },
+      {
+        key: 'alice',
+        model: 'tiny',
+        version: '1',
+        jobs: 1,
+        coldStarts: 1,
+        computeSeconds: seconds([tinyResult]),
+      },
+    ];
+    // Whichever gateway is asked, the same cluster-wide rows: the second gateway ran none of
+    // Alice's mlp jobs, the first none of her tiny one.
+    for (const gateway of gateways) {
+      const rows = (await usageOf(gateway.url, KEYS.alice)) as typeof expected;
+      expect(rows.map(({ computeSeconds: _, ...row }) => row)).toEqual(
+        expected.map(({ computeSeconds: _, ...row }) => row),
+      );
+      rows.forEach((row, index) => {
+        expect(row.computeSeconds).toBeGreaterThan(0);
+        expect(row.computeSeconds).toBeCloseTo(expected[index]?.computeSeconds ?? NaN, 5);
+      });
+    }
+    const bobRows = (await usageOf(first.url, KEYS.bob)) as typeof expected;
+    expect(bobRows).toHaveLength(1);
+    expect(bobRows[0]).toMatchObject({ key: 'bob', model: 'mlp', jobs: 1, coldStarts: 0 });
+    expect(bobRows[0]?.computeSeconds).toBeCloseTo(seconds([bobResult]), 5);
+    await Promise.all([alice.close(), bob.close(), aliceOnSecond.close()]);
   });
 });
 
