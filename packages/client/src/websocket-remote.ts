@@ -7,7 +7,8 @@
 // connection that goes down over an answer too large for it (the client's own socket or a proxy
 // refused it) fails the jobs waiting on it with E_PAYLOAD_TOO_LARGE: resumed, they would meet the
 // same refusal again and again. A job that finds no open connection when it is to be sent waits
-// for the next one, like a job in flight when its connection drops.
+// for the next one, like a job in flight when its connection drops; so does a `warm` (once per
+// model version, however many calls ask for it meanwhile), within the same time limit.
 
 import {
   DEFAULT_PRIORITY,
@@ -26,6 +27,7 @@ import {
   type ServerLimits,
   type ServerMessage,
   type TensorMap,
+  type WarmMessage,
 } from '@tandem/shared';
 import { abortable } from './abortable.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from './runtime.js';
@@ -122,6 +124,18 @@ interface PendingJob {
 }
 
 /**
+ * A `warm` that found no open connection to be sent on: it goes out on the next one. Calls for the
+ * same model version meanwhile share it, so a reconnect sends one `warm`, not one per call.
+ */
+interface PendingWarm {
+  readonly message: WarmMessage;
+  /** The warm() calls waiting for it to go out. */
+  readonly waiters: { resolve: () => void; reject: (error: TandemError) => void }[];
+  /** Gives it up with E_NETWORK once `jobReconnectTimeoutMs` has passed with no connection. */
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
+/**
  * The largest `infer` sent on a socket: the one to blame when the server closes it with 1009. By
  * id, not the job: a finished job's inputs are not kept alive.
  */
@@ -169,6 +183,8 @@ export class WebSocketRemote implements Runtime {
   readonly #options: WebSocketRemoteOptions;
   readonly #url: string;
   readonly #jobs = new Map<string, PendingJob>();
+  /** Warms waiting for a connection, by model name and version asked for (see warmKey). */
+  readonly #warms = new Map<string, PendingWarm>();
   /** Statuses by model name, then version: the server reports each version on its own. */
   readonly #models = new Map<string, Map<string, ModelStatus>>();
   readonly #rtt = new MovingAverage();
@@ -325,13 +341,77 @@ export class WebSocketRemote implements Runtime {
     });
   }
 
-  async warm(model: ModelManifest): Promise<void> {
-    await this.connect();
-    this.#send({
+  /**
+   * Asks the server to start loading the model. Connected, the `warm` goes out at once. Otherwise
+   * it goes out on the next connection (connecting if none is under way; a connection that drops
+   * before its welcome is retried), once however many calls for the model version wait for it,
+   * and the calls resolve then. They reject with E_NETWORK when no connection comes within
+   * `jobReconnectTimeoutMs`, with the server's refusal (E_UNAUTHORIZED…) when it refuses the
+   * connection, and with E_CANCELLED on close(). Dropped unsent instead, the page's wake-up call
+   * would be lost without a word, and its first run would meet a cold model.
+   */
+  warm(model: ModelManifest): Promise<void> {
+    if (this.#closed)
+      return Promise.reject(new TandemError('E_NETWORK', 'the remote runtime is closed'));
+    const message: WarmMessage = {
       type: 'warm',
       model: model.name,
       ...(model.version === undefined ? {} : { version: model.version }),
-    });
+    };
+    if (this.connected) {
+      this.#send(message);
+      return Promise.resolve();
+    }
+    const key = warmKey(model);
+    const pending = this.#warms.get(key) ?? this.#awaitConnectionToWarm(key, message);
+    const sent = new Promise<void>((resolve, reject) => pending.waiters.push({ resolve, reject }));
+    // Starts a connection, or joins the one coming up. Its failure is not this call's: the warm
+    // waits on (a dropped attempt is retried while it does) until its own time limit.
+    this.connect().catch(() => undefined);
+    return sent;
+  }
+
+  /** Registers a warm to be sent on the next connection, failing with E_NETWORK if none comes. */
+  #awaitConnectionToWarm(key: string, message: WarmMessage): PendingWarm {
+    const limitMs = this.#options.jobReconnectTimeoutMs ?? 10_000;
+    const pending: PendingWarm = {
+      message,
+      waiters: [],
+      timer: setTimeout(
+        () =>
+          this.#endWarm(
+            key,
+            new TandemError(
+              'E_NETWORK',
+              `warm for model "${message.model}" not sent: no connection to ${this.#url} within ${limitMs} ms`,
+            ),
+          ),
+        limitMs,
+      ),
+    };
+    this.#warms.set(key, pending);
+    return pending;
+  }
+
+  /** Sends the warms that waited for a connection on this one, and resolves their calls. */
+  #sendWarms(): void {
+    if (!this.connected) return; // going down already: they wait for the next one
+    for (const [key, pending] of [...this.#warms]) {
+      this.#send(pending.message);
+      this.#endWarm(key);
+    }
+  }
+
+  /** Ends a waiting warm: its calls resolve (it went out), or reject with `error`. */
+  #endWarm(key: string, error?: TandemError): void {
+    const pending = this.#warms.get(key);
+    if (pending === undefined) return;
+    this.#warms.delete(key);
+    clearTimeout(pending.timer);
+    for (const waiter of pending.waiters) {
+      if (error === undefined) waiter.resolve();
+      else waiter.reject(error);
+    }
   }
 
   async close(): Promise<void> {
@@ -340,6 +420,7 @@ export class WebSocketRemote implements Runtime {
     clearInterval(this.#heartbeat);
     const error = new TandemError('E_CANCELLED', 'the remote runtime was closed');
     for (const id of [...this.#jobs.keys()]) this.#fail(id, error);
+    for (const key of [...this.#warms.keys()]) this.#endWarm(key, error);
     for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
     this.#socket?.close(1000, 'client closed');
     this.#socket = undefined;
@@ -408,12 +489,18 @@ export class WebSocketRemote implements Runtime {
     if (FINAL_CONNECTION_CODES.has(error.code)) {
       for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
       for (const id of [...this.#jobs.keys()]) this.#fail(id, error);
+      for (const key of [...this.#warms.keys()]) this.#endWarm(key, error);
       return;
     }
     for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
     this.#ready = undefined;
     for (const job of this.#jobs.values()) this.#awaitConnection(job);
-    if (this.#jobs.size > 0 || this.#welcomeWaiters.length > 0) this.#scheduleReconnect();
+    if (this.#needsConnection()) this.#scheduleReconnect();
+  }
+
+  /** Whether anything waits for a connection: a job, a connect() call or a warm. */
+  #needsConnection(): boolean {
+    return this.#jobs.size > 0 || this.#welcomeWaiters.length > 0 || this.#warms.size > 0;
   }
 
   /** Starts a job's wait for the next connection: it fails with E_NETWORK if none comes in time. */
@@ -439,7 +526,7 @@ export class WebSocketRemote implements Runtime {
     );
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined;
-      if (this.#jobs.size === 0 && this.#welcomeWaiters.length === 0) return; // nobody waits: reconnect lazily
+      if (!this.#needsConnection()) return; // nobody waits: reconnect lazily
       this.#ready ??= new Promise<void>((resolve, reject) =>
         this.#welcomeWaiters.push({ resolve, reject }),
       );
@@ -520,6 +607,7 @@ export class WebSocketRemote implements Runtime {
       }
     }
     for (const job of waiting) if (job.sentOn === undefined) this.#sendInfer(job);
+    this.#sendWarms();
     this.#startHeartbeat();
     for (const waiter of this.#welcomeWaiters.splice(0)) waiter.resolve();
   }
@@ -767,6 +855,16 @@ function refusesTooLarge(event: unknown): boolean {
 /** A key for one version of a model. */
 function versionKey(name: string, version: string): string {
   return `${name}\u0000${version}`;
+}
+
+/**
+ * A key for a warm of `model`: per version asked for. One naming no version (the server's latest)
+ * is kept apart from one naming a version, as the server may resolve them to different ones.
+ */
+function warmKey(model: ModelManifest): string {
+  return model.version === undefined
+    ? `${model.name}\u0001`
+    : versionKey(model.name, model.version);
 }
 
 function cancelled(id: string): TandemError {

@@ -1,10 +1,11 @@
 // WebSocketRemote's pure pieces (backoff, URLs) and its connection state machine, driven through
 // a fake socket and fake timers: heartbeats that count missed pongs per connection, refusals
 // (bad key, wrong version, forbidden origin) that end calls at once instead of reconnecting, jobs
-// that find no open connection to be sent on (they wait for the next one), the server's payload
-// limit (checked before sending; a 1009 close fails the oversized job alone, or the jobs waiting
-// for an answer too large for the socket), and model statuses kept per version. Jobs against a
-// real server are tested in test/client-websocket-remote.test.ts.
+// and warms that find no open connection to be sent on (they wait for the next one; a warm goes
+// out once per model version), the server's payload limit (checked before sending; a 1009 close
+// fails the oversized job alone, or the jobs waiting for an answer too large for the socket), and
+// model statuses kept per version. Jobs against a real server are tested in
+// test/client-websocket-remote.test.ts.
 
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -233,11 +234,13 @@ describe('WebSocketRemote connection state', () => {
         socket.receive({ type: 'error', id: null, code: refused, message: 'no', retryable: false });
         socket.close(1008, 'refused');
       };
-      // Refused on connecting: the waiting call gets the code.
+      // Refused on connecting: the waiting calls get the code (a warm too: it is not retried).
       const connecting = remote.connect();
+      const warming = remote.warm({ name: 'm' });
       sockets[0]!.open();
       refuse(sockets[0]!, code);
       expect(await rejectionCode(connecting)).toBe(code);
+      expect(await rejectionCode(warming)).toBe(code);
       // Refused with a job in flight: the job gets the code; nothing reconnects.
       const again = remote.connect();
       sockets[1]!.open();
@@ -329,6 +332,105 @@ describe('WebSocketRemote jobs that find no open connection to be sent on', () =
     sockets[1]!.answer('j');
     expect(await rejectionCode(job)).toBe('ok');
     await remote.close();
+  });
+});
+
+describe('WebSocketRemote warms that find no open connection to be sent on', () => {
+  withFakeTimers();
+
+  /** The `warm` messages sent on every socket the remote opened, in order. */
+  const warmsSent = (sockets: readonly FakeSocket[]): ClientMessage[] =>
+    sockets.flatMap((socket) => socket.sent.filter((message) => message.type === 'warm'));
+
+  it('a warm whose connection is closing when it is to be sent goes out on the next connection, once', async () => {
+    const { remote, sockets } = await connectedRemote();
+    // connect() resolved (the remote was welcomed), but the socket is going down: its close
+    // comes after the warm.
+    sockets[0]!.readyState = 2;
+    const warming = remote.warm({ name: 'm', version: '1' });
+    sockets[0]!.close(1006);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sockets).toHaveLength(2);
+    sockets[1]!.open();
+    sockets[1]!.welcome();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(await rejectionCode(warming)).toBe('ok');
+    expect(sockets[1]!.sent.filter((message) => message.type === 'warm')).toEqual([
+      { type: 'warm', model: 'm', version: '1' },
+    ]);
+    expect(warmsSent(sockets)).toHaveLength(1);
+    await remote.close();
+  });
+
+  it('a warm whose connection closes as it is called (after connect() resolved) still reaches a connection, once', async () => {
+    const { remote, sockets } = await connectedRemote();
+    const warming = remote.warm({ name: 'm' });
+    // The close lands before anything else runs, as it can between connect() and the send.
+    sockets[0]!.close(1006);
+    await vi.advanceTimersByTimeAsync(10);
+    for (const socket of sockets.slice(1)) {
+      socket.open();
+      socket.welcome();
+    }
+    await vi.advanceTimersByTimeAsync(0);
+    expect(await rejectionCode(warming)).toBe('ok');
+    expect(warmsSent(sockets)).toEqual([{ type: 'warm', model: 'm' }]);
+    await remote.close();
+  });
+
+  it('warms called while disconnected, whose connection then drops before its welcome, go out on the next connection: one per model version', async () => {
+    const { remote, sockets } = await connectedRemote();
+    // Down with nothing in flight: the remote reconnects only when asked.
+    sockets[0]!.close(1006);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sockets).toHaveLength(1);
+    const warming = [
+      remote.warm({ name: 'm' }),
+      remote.warm({ name: 'm' }),
+      remote.warm({ name: 'm', version: '1' }),
+      remote.warm({ name: 'm', version: '1' }),
+    ];
+    // The warms started a connection; it drops before the server welcomes it.
+    expect(sockets).toHaveLength(2);
+    sockets[1]!.open();
+    sockets[1]!.close(1006);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sockets).toHaveLength(3);
+    sockets[2]!.open();
+    sockets[2]!.welcome();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(await Promise.all(warming.map(rejectionCode))).toEqual(['ok', 'ok', 'ok', 'ok']);
+    expect(sockets[2]!.sent.filter((message) => message.type === 'warm')).toEqual([
+      { type: 'warm', model: 'm' },
+      { type: 'warm', model: 'm', version: '1' },
+    ]);
+    expect(warmsSent(sockets)).toHaveLength(2);
+    // Sent once: a later connection does not send them again.
+    sockets[2]!.close(1006);
+    const after = remote.connect();
+    await vi.advanceTimersByTimeAsync(10);
+    sockets.at(-1)!.open();
+    sockets.at(-1)!.welcome();
+    await after;
+    expect(warmsSent(sockets)).toHaveLength(2);
+    await remote.close();
+  });
+
+  it('a warm is given up with E_NETWORK after jobReconnectTimeoutMs with no connection, and with E_CANCELLED at close(), leaving no timer', async () => {
+    const { remote, sockets } = await connectedRemote();
+    sockets[0]!.close(1006);
+    let outcome: string | undefined;
+    void rejectionCode(remote.warm({ name: 'm' })).then((code) => (outcome = code));
+    // The connection it starts never opens.
+    await vi.advanceTimersByTimeAsync(59_999);
+    expect(outcome).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(outcome).toBe('E_NETWORK');
+    const closing = remote.warm({ name: 'm' });
+    await remote.close();
+    expect(await rejectionCode(closing)).toBe('E_CANCELLED');
+    expect(warmsSent(sockets)).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
   });
 });
 
