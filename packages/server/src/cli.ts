@@ -57,6 +57,8 @@ Options of worker:
   --no-catalog                do not serve the built-in PaddleOCR catalog
   --providers LIST            onnxruntime execution providers in order, e.g. cuda,cpu (default cpu)
   --intra-op-threads N        threads per model run (default 0: onnxruntime picks)
+  --metrics-port N            serve /metrics and /health on port N (0 picks one; default: none)
+  --metrics-host H            interface of that endpoint (default 127.0.0.1; 0.0.0.0 for all)
   --quiet                     no logs
 `;
 
@@ -186,6 +188,8 @@ async function worker(argv: string[]): Promise<void> {
       'no-catalog': { type: 'boolean' },
       providers: { type: 'string' },
       'intra-op-threads': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
       quiet: { type: 'boolean' },
     },
     strict: true,
@@ -199,9 +203,11 @@ async function worker(argv: string[]): Promise<void> {
   if (values.models !== undefined) options.modelsDir = values.models;
   if (values.pool !== undefined) options.pool = values.pool;
   if (values['redis-prefix'] !== undefined) options.redisPrefix = values['redis-prefix'];
+  if (values['metrics-host'] !== undefined) options.metricsHost = values['metrics-host'];
   const session = sessionSettings(values);
   if (session !== undefined) options.session = session;
   const numbers = {
+    metricsPort: integer(values['metrics-port'], '--metrics-port'),
     concurrency: integer(values.concurrency, '--concurrency'),
     idleExitMs: integer(values['idle-exit-ms'], '--idle-exit-ms'),
     maxAttempts: integer(values['max-attempts'], '--max-attempts'),
@@ -222,7 +228,7 @@ async function worker(argv: string[]): Promise<void> {
   const { startRedisWorker } = await import('./redis-worker.js');
   const running = await startRedisWorker(options);
   console.error(
-    `tandem: worker ready — pool ${running.pool}, name ${running.name}, concurrency ${options.concurrency ?? 1}`,
+    `tandem: worker ready — pool ${running.pool}, name ${running.name}, concurrency ${options.concurrency ?? 1}${running.metricsUrl === undefined ? '' : `, metrics ${running.metricsUrl}/metrics`}`,
   );
   void running.stopped.then((why) => {
     if (why === 'idle') {

@@ -12,7 +12,6 @@ import type { JobDispatcher } from './job-dispatcher.js';
 import { JobRegistry } from './job-registry.js';
 import { RejectionCounter, ServerMetrics } from './metrics.js';
 import { DEFAULT_MANAGER_SETTINGS, ModelManager } from './model-manager.js';
-import type { ModelHost } from './model-host.js';
 import { ModelRepository, type ModelEntry } from './model-repository.js';
 import { registerModelRoutes } from './model-routes.js';
 import { registerOipRoutes } from './oip-routes.js';
@@ -172,19 +171,14 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     {
       stateChanged: (host) => gateway?.broadcastModel(host.status()),
       loaded: (host, loadMs, warmupMs) => {
-        const labels = { model: host.entry.name, version: host.entry.version };
-        metrics?.loadSeconds.observe(labels, loadMs / 1000);
-        metrics?.warmupSeconds.observe(labels, warmupMs / 1000);
+        metrics?.modelLoaded(host, loadMs, warmupMs);
         fastify.log.info({ model: host.label, loadMs, warmupMs }, 'model ready');
       },
       ran: (host, runMs, jobs) => {
-        const labels = hostLabels(host);
-        metrics?.runSeconds.observe(labels, runMs / 1000);
-        metrics?.jobs.inc(labels, jobs.length);
+        metrics?.modelRan(host, runMs, jobs.length);
         usage.recordRun(host.entry.name, host.entry.version, runMs, jobs);
       },
-      coldStart: (host) =>
-        metrics?.coldStarts.inc({ model: host.entry.name, version: host.entry.version }),
+      coldStart: (host) => metrics?.coldStart(host),
       rejected: (host, code) => rejections?.countByHost(host.entry.name, code),
       log: (level, message, details) => fastify.log[level](details ?? {}, message),
     },
@@ -202,7 +196,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       progressIntervalMs: options.progressIntervalMs ?? 100,
       maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
       maxQueue: limits.maxQueue,
-      // Refusals made on the pool's side of Redis, counted here: workers serve no /metrics.
+      // Refusals made on the pool's side of Redis, counted here: the gateways count refusals.
       rejected: (model, code) => rejections?.count(code, model),
       stateChanged: (status) => gateway?.broadcastModel(status),
       log: (level, message, details) => fastify.log[level](details ?? {}, message),
@@ -336,18 +330,6 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       await fastify.close();
     },
   };
-}
-
-/** A model version's metric labels, made once per host: runs are observed once per job. */
-const HOST_LABELS = new WeakMap<ModelHost, { model: string; version: string }>();
-
-function hostLabels(host: ModelHost): { model: string; version: string } {
-  let labels = HOST_LABELS.get(host);
-  if (labels === undefined) {
-    labels = { model: host.entry.name, version: host.entry.version };
-    HOST_LABELS.set(host, labels);
-  }
-  return labels;
 }
 
 /** Whether `name` is a model of the server: only such names become metric label values. */

@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { TandemError, type ErrorCode } from '@tandem/shared';
 import type { Job, JobRequest, ProgressListener } from './job.js';
 import type { JobDispatcher } from './job-dispatcher.js';
+import type { ModelHost } from './model-host.js';
 import type { ModelManager } from './model-manager.js';
 
 /** Durations from tens of milliseconds (a tiny run) to minutes (a large cold start), in seconds. */
@@ -23,6 +24,12 @@ export interface ServerMetricsOptions {
    * @default true
    */
   readonly localModels?: boolean;
+  /**
+   * Export what a front door counts: `tandem_rejections_total` and
+   * `tandem_websocket_connections`. Off on a scale-out worker, which takes jobs from Redis (its
+   * gateways count the refusals). @default true
+   */
+  readonly frontDoor?: boolean;
 }
 
 /** The server's metrics. */
@@ -66,11 +73,12 @@ export class ServerMetrics {
       labelNames: ['model', 'version'],
       registers: [registry],
     });
+    const frontDoor = options.frontDoor === false ? [] : [registry];
     this.rejections = new Counter({
       name: 'tandem_rejections_total',
       help: 'Requests refused (a missed deadline included), by error code; model "" when none is known.',
       labelNames: ['model', 'code'],
-      registers: [registry],
+      registers: frontDoor,
     });
     this.jobs = new Counter({
       name: 'tandem_jobs_total',
@@ -81,10 +89,41 @@ export class ServerMetrics {
     this.connections = new Gauge({
       name: 'tandem_websocket_connections',
       help: 'Open WebSocket connections.',
-      registers: [registry],
+      registers: frontDoor,
     });
     if (options.localModels !== false) registerModelGauges(registry, manager);
   }
+
+  /** A model instance became ready: its load and warm-up times (a host's `loaded` event). */
+  modelLoaded(host: ModelHost, loadMs: number, warmupMs: number): void {
+    const labels = hostLabels(host);
+    this.loadSeconds.observe(labels, loadMs / 1000);
+    this.warmupSeconds.observe(labels, warmupMs / 1000);
+  }
+
+  /** One run of `jobCount` jobs (a dynamic batch, or one job) took `runMs` (a host's `ran`). */
+  modelRan(host: ModelHost, runMs: number, jobCount: number): void {
+    const labels = hostLabels(host);
+    this.runSeconds.observe(labels, runMs / 1000);
+    this.jobs.inc(labels, jobCount);
+  }
+
+  /** A job arrived while no instance of its model was ready (a host's `coldStart`). */
+  coldStart(host: ModelHost): void {
+    this.coldStarts.inc(hostLabels(host));
+  }
+}
+
+/** A model version's metric labels, made once per host: runs are observed once per job. */
+const HOST_LABELS = new WeakMap<ModelHost, { model: string; version: string }>();
+
+function hostLabels(host: ModelHost): { model: string; version: string } {
+  let labels = HOST_LABELS.get(host);
+  if (labels === undefined) {
+    labels = { model: host.entry.name, version: host.entry.version };
+    HOST_LABELS.set(host, labels);
+  }
+  return labels;
 }
 
 /** Gauges read from the models this process loads, at each scrape. */

@@ -6,9 +6,9 @@
 // (QueueEvents) drive its progress and settle it once, queue positions come from BullMQ's ordered
 // set of prioritised jobs, and cancel removes a waiting job or tells the worker that holds it.
 // An owner/id index in Redis lets any gateway — this one after a restart, or another — resume it.
-// Workers serve no /metrics: a job refused after submit returned (a full pool, a missed deadline,
-// refused on a worker) is reported to the gateway that submitted it, and only to that one, so a
-// refusal is counted once however many gateways follow the job.
+// Gateways count refusals (a worker's /metrics has none): a job refused after submit returned (a
+// full pool, a missed deadline, refused on a worker) is reported to the gateway that submitted it,
+// and only to that one, so a refusal is counted once however many gateways follow the job.
 
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';

@@ -69,8 +69,8 @@ export class RedisKeys {
   /**
    * Set with the outcome (same transaction, same TTL) when a worker refused the job rather than
    * ran it (a missed deadline, bad inputs, a model that failed to load): the gateway that
-   * submitted it counts the refusal in its /metrics, since workers serve none. The outcome frame
-   * stays the protocol's `error` message, which has no field for this.
+   * submitted it counts the refusal in its /metrics (a worker's own has no refusals). The outcome
+   * frame stays the protocol's `error` message, which has no field for this.
    */
   refused(jobId: string): string {
     return `${this.prefix}-job:${jobId}:refused`;

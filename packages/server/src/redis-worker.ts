@@ -3,8 +3,8 @@
 // unload and progress behave alike. Inputs and outcomes travel as binary frames in keys beside the
 // BullMQ job (redis-job-codec.ts); progress goes out as BullMQ job progress; a gateway's cancel
 // arrives on a pub/sub channel. A job refused rather than run (bad inputs, a missed deadline, a
-// model that failed to load) is marked beside its outcome: a worker serves no /metrics, so the
-// gateway that submitted the job counts the refusal. A job that ran adds its usage (compute-seconds,
+// model that failed to load) is marked beside its outcome: the gateway that submitted the job
+// counts the refusal (a worker's optional /metrics has lifecycle and run metrics, no refusals). A job that ran adds its usage (compute-seconds,
 // cold start) to Redis in the transaction that stores its outcome (redis-usage.ts), which every
 // gateway's /v1/usage reads. A worker that dies mid-job stops renewing its lock: BullMQ's stalled-job check on another worker puts the job back, and a job that has
 // started `maxAttempts` times fails instead of looping. With `idleExitMs` the worker exits when
@@ -16,6 +16,8 @@ import type { Redis } from 'ioredis';
 import { FINAL_STAGES, TandemError, type ProgressEvent } from '@tandem/shared';
 import { resolveCatalog } from './default-catalog.js';
 import type { Job, JobOutcome } from './job.js';
+import { serveMetrics, type MetricsEndpoint } from './metrics-endpoint.js';
+import { ServerMetrics } from './metrics.js';
 import { DEFAULT_MANAGER_SETTINGS, ModelManager } from './model-manager.js';
 import { ModelRepository, type ModelEntry } from './model-repository.js';
 import type { SessionSettings } from './onnx-session.js';
@@ -72,6 +74,13 @@ export interface RedisWorkerOptions {
   readonly session?: SessionSettings;
   /** This worker's name, stored on every job it processes. @default '<hostname>:<pid>' */
   readonly name?: string;
+  /**
+   * Serve `/metrics` (Prometheus: model lifecycle, runs, cold starts, instances, queue, process)
+   * and `/health` on this port; 0 picks a free one. Undefined: no HTTP endpoint.
+   */
+  readonly metricsPort?: number;
+  /** Interface of the metrics endpoint (0.0.0.0 in a container). @default '127.0.0.1' */
+  readonly metricsHost?: string;
   /** Where log lines go. @default nowhere */
   readonly log?: (level: 'info' | 'warn', message: string, details?: object) => void;
 }
@@ -84,6 +93,8 @@ export interface RedisWorker {
   readonly pool: string;
   /** The models it runs. */
   readonly manager: ModelManager;
+  /** Base URL of its `/metrics` and `/health` endpoint, when `metricsPort` was given. */
+  readonly metricsUrl: string | undefined;
   /** Resolves when the worker has stopped, with why: idle for `idleExitMs`, or closed. */
   readonly stopped: Promise<'idle' | 'closed'>;
   /** Stops taking jobs, lets the running ones finish, releases models and connections. */
@@ -114,6 +125,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   const refusedJobs = new WeakSet<Job>();
   /** What each job that ran here used, stored with its outcome (see redis-usage.ts). */
   const usageOf = new WeakMap<Job, JobUsage>();
+  let metrics: ServerMetrics | undefined;
   const manager = new ModelManager(
     new ModelRepository({ dir: options.modelsDir, catalog }),
     {
@@ -131,10 +143,14 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
     {
       // Gateways show clients what the workers have loaded.
       stateChanged: (host) => states?.changed(host.status()),
-      loaded: (host, loadMs, warmupMs) =>
-        log('info', `model ${host.label} ready`, { loadMs, warmupMs }),
+      loaded: (host, loadMs, warmupMs) => {
+        metrics?.modelLoaded(host, loadMs, warmupMs);
+        log('info', `model ${host.label} ready`, { loadMs, warmupMs });
+      },
+      coldStart: (host) => metrics?.coldStart(host),
       // A batch's run time is split evenly among its jobs, as a single server's ledger does.
       ran: (host, runMs, jobs) => {
+        metrics?.modelRan(host, runMs, jobs.length);
         const computeSeconds = runMs / 1000 / Math.max(1, jobs.length);
         for (const job of jobs) {
           usageOf.set(job, {
@@ -153,6 +169,25 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       log: (level, message, details) => log(level, message, details),
     },
   );
+  let endpoint: MetricsEndpoint | undefined;
+  if (options.metricsPort !== undefined) {
+    // Refusals are counted by the gateway a job came through; a worker has no front door.
+    metrics = new ServerMetrics(manager, { frontDoor: false });
+    try {
+      endpoint = await serveMetrics(
+        metrics.registry,
+        options.metricsHost ?? '127.0.0.1',
+        options.metricsPort,
+      );
+    } catch (error) {
+      await Promise.allSettled([redis.quit(), subscriber.quit()]);
+      throw new TandemError(
+        'E_INVALID_ARGUMENT',
+        `cannot serve metrics on port ${options.metricsPort}: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
+    }
+  }
   states = publishModelStates(redis, modelChannel(keys.prefix, name), () =>
     manager
       .hosts()
@@ -214,10 +249,11 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   const stop = (why: 'idle' | 'closed'): Promise<void> => {
     stopping ??= (async () => {
       clearTimeout(idleTimer);
+      endpoint?.markStopping();
       await worker.close();
       await manager.close();
       states.stop();
-      await Promise.allSettled([subscriber.quit(), redis.quit()]);
+      await Promise.allSettled([subscriber.quit(), redis.quit(), endpoint?.close()]);
       resolveStopped(why);
     })();
     return stopping;
@@ -243,6 +279,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
     name,
     pool,
     manager,
+    metricsUrl: endpoint?.url,
     stopped,
     close: () => stop('closed'),
   };

@@ -603,10 +603,11 @@ describe('redis-dispatcher: refusals on the pool side counted in the gateway /me
   });
 });
 
-describe('redis-dispatcher: usage across gateways', () => {
+describe("redis-dispatcher: usage across gateways, and a worker's own /metrics", () => {
   let cluster: Cluster;
   let keysDir: { dir: string; remove: () => void };
   let gateways: CliProcess[];
+  let worker: CliProcess;
   const KEYS = { alice: 'tk_test_alice', bob: 'tk_test_bob' } as const;
 
   beforeAll(async () => {
@@ -621,13 +622,15 @@ describe('redis-dispatcher: usage across gateways', () => {
     cluster = await Cluster.start(async (dir) => {
       await writeModelFile(dir, 'mlp', 1, MLP.bytes);
       await writeModelFile(dir, 'tiny', 1, buildTinyModel().bytes);
+      await writeModelFile(dir, 'watched', 1, buildTinyModel().bytes);
     });
-    const [first, second] = await Promise.all([
+    const [first, second, started] = await Promise.all([
       cluster.gateway(['--api-keys', keyFile]),
       cluster.gateway(['--api-keys', keyFile]),
-      cluster.worker(),
+      cluster.worker(['--metrics-port', '0']),
     ]);
     gateways = [first, second];
+    worker = started;
   });
 
   afterAll(async () => {
@@ -702,6 +705,42 @@ describe('redis-dispatcher: usage across gateways', () => {
     expect(bobRows[0]).toMatchObject({ key: 'bob', model: 'mlp', jobs: 1, coldStarts: 0 });
     expect(bobRows[0]?.computeSeconds).toBeCloseTo(seconds([bobResult]), 5);
     await Promise.all([alice.close(), bob.close(), aliceOnSecond.close()]);
+  });
+  it("serves the worker's model lifecycle and run metrics at its --metrics-port, without front-door series", async () => {
+    expect(worker.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const health = await fetch(`${worker.url}/health`);
+    expect([health.status, await health.text()]).toEqual([200, 'ok\n']);
+    const labels = { model: 'watched', version: '1' };
+    const before = await scrape(worker.url);
+    expect(metricValue(before, 'tandem_jobs_total', labels)).toBeUndefined();
+
+    const client = await connectClient((gateways[0] as CliProcess).url, { apiKey: KEYS.bob });
+    for (const id of ['w0', 'w1']) {
+      resultOf(await client.infer({ id, model: 'watched', inputs: tinyInput(2) }));
+    }
+    // Refused at the gateway: counted there, never on the worker.
+    expect(
+      errorCodeOf(await client.infer({ id: 'w-bad', model: 'watched', inputs: mlpInput(0) })),
+    ).toBe('E_INPUT_SHAPE');
+    const text = await scrape(worker.url);
+    expect(metricValue(text, 'tandem_jobs_total', labels)).toBe(2);
+    expect(metricValue(text, 'tandem_cold_starts_total', labels)).toBe(1);
+    expect(metricValue(text, 'tandem_model_load_seconds_count', labels)).toBe(1);
+    expect(metricValue(text, 'tandem_model_warmup_seconds_count', labels)).toBe(1);
+    expect(metricValue(text, 'tandem_run_seconds_count', labels)).toBe(2);
+    expect(metricValue(text, 'tandem_model_instances', { ...labels, state: 'ready' })).toBe(1);
+    expect(metricValue(text, 'tandem_queue_depth', labels)).toBe(0);
+    expect(metricValue(text, 'process_cpu_seconds_total')).toBeGreaterThan(0);
+    expect(text).not.toContain('tandem_rejections_total');
+    expect(text).not.toContain('tandem_websocket_connections');
+    const gatewayText = await scrape((gateways[0] as CliProcess).url);
+    expect(
+      metricValue(gatewayText, 'tandem_rejections_total', {
+        model: 'watched',
+        code: 'E_INPUT_SHAPE',
+      }),
+    ).toBe(1);
+    await client.close();
   });
 });
 

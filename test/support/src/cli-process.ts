@@ -14,7 +14,10 @@ export const CLI_PATH = fileURLToPath(
 /** A running `tandem` process. */
 export interface CliProcess {
   readonly child: ChildProcess;
-  /** The URL it serves on, as printed (http://127.0.0.1:PORT); empty for a worker. */
+  /**
+   * The URL it serves on, as printed (http://127.0.0.1:PORT); for a worker, the base URL of its
+   * metrics endpoint (`--metrics-port`), or empty without one.
+   */
   readonly url: string;
   /** Everything it wrote to stderr so far. */
   readonly stderr: () => string;
@@ -35,10 +38,13 @@ export function startCli(args: readonly string[]): Promise<CliProcess> {
  * Redis and takes jobs ("tandem: worker ready").
  */
 export function startWorkerCli(args: readonly string[]): Promise<CliProcess> {
-  return startCliUntil(['worker', ...args], /worker ready()/);
+  return startCliUntil(
+    ['worker', ...args],
+    /worker ready[^\n]*?(?:, metrics (http\S+)\/metrics)?\n/,
+  );
 }
 
-/** Starts the CLI and resolves once stderr matches `ready`; its first group is the URL. */
+/** Starts the CLI and resolves once stderr matches `ready`; its first group (if any) is the URL. */
 async function startCliUntil(args: readonly string[], ready: RegExp): Promise<CliProcess> {
   const child = spawn(process.execPath, [CLI_PATH, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -54,9 +60,9 @@ async function startCliUntil(args: readonly string[], ready: RegExp): Promise<Cl
     child.stderr.on('data', (chunk: string) => {
       log += chunk;
       const match = ready.exec(log);
-      if (match?.[1] !== undefined) {
+      if (match !== null) {
         clearTimeout(timer);
-        resolve(match[1]);
+        resolve(match[1] ?? '');
       }
     });
     void exited.then(([code]) => {
