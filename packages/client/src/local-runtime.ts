@@ -396,6 +396,7 @@ export class LocalRuntime implements Runtime {
       ...(signal === undefined ? {} : { signal }),
       onProgress: (p) => progress({ stage: p.stage, loaded: p.loaded, total: p.total }),
     });
+    // The whole download's time: a call that joined one under way waited only for its rest.
     if (!file.cached && file.downloadMs > 0)
       this.#bandwidth.add(file.bytes.byteLength / file.downloadMs);
     throwIfAborted(signal);
@@ -403,7 +404,14 @@ export class LocalRuntime implements Runtime {
     const raced = this.#sessions.get(key);
     if (raced !== undefined) {
       const compileMs = await this.#join(raced, signal);
-      return { backend, key, session: raced, downloadMs: file.downloadMs, compileMs, cold: true };
+      return {
+        backend,
+        key,
+        session: raced,
+        downloadMs: file.downloadWaitMs,
+        compileMs,
+        cold: true,
+      };
     }
     const compileEstimate = this.#compileMs.get(key)?.value;
     progress(
@@ -453,7 +461,8 @@ export class LocalRuntime implements Runtime {
       backend,
       key,
       session,
-      downloadMs: file.downloadMs,
+      // This call's wait, not the whole download's (it may have joined one under way).
+      downloadMs: file.downloadWaitMs,
       compileMs: loaded.compileMs,
       cold: true,
     };

@@ -2,8 +2,8 @@
 // `bytes`, known before the first byte), a sha256 check (E_INTEGRITY), and Cache Storage so a second
 // visit reads no network. Where Cache Storage is missing (Node) or full (a quota error), files are
 // kept in memory for this page instead. Calls for a file already being fetched (a warm-up and a
-// run, a prefetch and a local run) share that fetch: one download, each call with its own progress
-// and its own cancellation.
+// run, a prefetch and a local run) share that fetch: one download, each call with its own progress,
+// its own cancellation, and its own wait (a late one waited only for the rest of the download).
 
 import { TandemError, type ModelManifest } from '@tandem/shared';
 
@@ -40,8 +40,25 @@ export interface ModelFile {
   readonly bytes: Uint8Array<ArrayBuffer>;
   /** True when it came from storage, with no network. */
   readonly cached: boolean;
-  /** How long fetching (or reading it from storage) took, in ms. */
+  /**
+   * How long the download took, in ms, from its first request to its bytes verified, whichever
+   * call started it (what a bandwidth estimate divides by); 0 when read from storage.
+   */
   readonly downloadMs: number;
+  /**
+   * How much of the download this call waited through, in ms: `downloadMs` for the call that
+   * started it, only the rest (from joining to the end) for one that joined it under way; 0 when
+   * read from storage. What a run reports as `timings.downloadMs`: the whole download's time
+   * would charge a late call for time before it began waiting.
+   */
+  readonly downloadWaitMs: number;
+}
+
+/** What one fetch of a file yields, before each waiting call is told its own share of it. */
+interface FetchedFile {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** When the download began and ended (bytes verified), by performance.now(); none if stored. */
+  readonly download?: { readonly startedAt: number; readonly endedAt: number };
 }
 
 /** Options of {@link ModelFileStore}. */
@@ -74,7 +91,7 @@ class SharedFetch {
    * the file, but it is not stored (the user asked for it to be gone).
    */
   discarded = false;
-  readonly result: Promise<ModelFile>;
+  readonly result: Promise<FetchedFile>;
 
   constructor(
     /** The model's name, as `delete` takes it. */
@@ -83,7 +100,7 @@ class SharedFetch {
       signal: AbortSignal,
       report: (progress: FileProgress) => void,
       isDiscarded: () => boolean,
-    ) => Promise<ModelFile>,
+    ) => Promise<FetchedFile>,
   ) {
     this.result = start(
       this.controller.signal,
@@ -118,10 +135,11 @@ export class ModelFileStore {
   /**
    * The model's file: from storage when present (no network), else downloaded with progress,
    * verified against the manifest's sha256, and stored. A call for a file already being fetched
-   * waits for that fetch instead of starting another, and hears its progress from the bytes so
-   * far. Aborting the signal ends this call with `E_CANCELLED`; the download stops once every
-   * call waiting for it has been cancelled. A failed fetch fails every call waiting for it; the
-   * next call starts afresh.
+   * waits for that fetch instead of starting another, hears its progress from the bytes so far,
+   * and reports as its `downloadWaitMs` only the part of the download it waited through. Aborting
+   * the signal ends this call with `E_CANCELLED`; the download stops once every call waiting for
+   * it has been cancelled. A failed fetch fails every call waiting for it; the next call starts
+   * afresh.
    */
   get(
     manifest: ModelManifest,
@@ -162,6 +180,8 @@ export class ModelFileStore {
     signal: AbortSignal | undefined,
     onProgress: ((progress: FileProgress) => void) | undefined,
   ): Promise<ModelFile> {
+    // When this call started waiting: a call that joins a download under way waited from here.
+    const joinedAt = performance.now();
     return new Promise<ModelFile>((resolve, reject) => {
       const leave = (): boolean => {
         if (!shared.callers.delete(caller)) return false;
@@ -192,8 +212,8 @@ export class ModelFileStore {
       signal?.addEventListener('abort', onAbort, { once: true });
       if (shared.last !== undefined) caller(shared.last);
       shared.result.then(
-        (file) => {
-          if (leave()) resolve(file);
+        (fetched) => {
+          if (leave()) resolve(fileFor(fetched, joinedAt));
         },
         (error: unknown) => {
           if (leave()) reject(TandemError.from(error));
@@ -213,15 +233,15 @@ export class ModelFileStore {
       report: (progress: FileProgress) => void;
       isDiscarded: () => boolean;
     },
-  ): Promise<ModelFile> {
+  ): Promise<FetchedFile> {
     const { signal, report, isDiscarded } = how;
     const { bytes: total, sha256 } = file;
     const stored = await this.#read(key, total);
     if (stored !== undefined) {
       report({ stage: 'cache', loaded: total, total });
-      return { bytes: stored, cached: true, downloadMs: 0 };
+      return { bytes: stored };
     }
-    const started = performance.now();
+    const startedAt = performance.now();
     const bytes = await this.#download(url, total, signal, report);
     const digest = await sha256Hex(bytes);
     if (digest !== sha256) {
@@ -230,12 +250,12 @@ export class ModelFileStore {
         `${url}: sha256 is ${digest}, the manifest says ${sha256}`,
       );
     }
-    const downloadMs = performance.now() - started;
+    const endedAt = performance.now();
     report({ stage: 'cache', loaded: 0, total });
     if (!isDiscarded())
       await this.#write(key, { name, url, bytes: total, sha256, storage: 'cache' }, bytes);
     report({ stage: 'cache', loaded: total, total });
-    return { bytes, cached: false, downloadMs };
+    return { bytes, download: { startedAt, endedAt } };
   }
 
   /** Whether the file is stored (a run would need no download). */
@@ -419,6 +439,23 @@ export class ModelFileStore {
     }
     return out;
   }
+}
+
+/**
+ * The file as the call that began waiting for it at `joinedAt` sees it: the whole download's time,
+ * and the part of the download that came after the call joined (all of it for the call that
+ * started it, which joined before its first request).
+ */
+function fileFor(fetched: FetchedFile, joinedAt: number): ModelFile {
+  const { bytes, download } = fetched;
+  if (download === undefined) return { bytes, cached: true, downloadMs: 0, downloadWaitMs: 0 };
+  const { startedAt, endedAt } = download;
+  return {
+    bytes,
+    cached: false,
+    downloadMs: endedAt - startedAt,
+    downloadWaitMs: Math.max(0, endedAt - Math.max(startedAt, joinedAt)),
+  };
 }
 
 /**

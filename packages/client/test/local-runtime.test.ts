@@ -12,7 +12,8 @@ import { TandemError, type ModelManifest, type TensorMap } from '@tandem/shared'
 import { rejectionCode } from '@tandem/test-support';
 import { LocalRuntime, type WorkerHandle } from '../src/local-runtime.js';
 import { createLocalWorkerApi } from '../src/local-worker-api.js';
-import type { ModelFileStore } from '../src/model-files.js';
+import { ModelFileStore, sha256Hex } from '../src/model-files.js';
+import { gatedFetch } from './fake-fetch.js';
 import { deferred, fakeOrt, type FakeOrt } from './fake-ort.js';
 
 const manifest: ModelManifest = {
@@ -26,7 +27,8 @@ const manifest: ModelManifest = {
 const files = {
   cacheName: 'test',
   has: () => Promise.resolve(true),
-  get: () => Promise.resolve({ bytes: new Uint8Array(4), cached: true, downloadMs: 0 }),
+  get: () =>
+    Promise.resolve({ bytes: new Uint8Array(4), cached: true, downloadMs: 0, downloadWaitMs: 0 }),
 } as unknown as ModelFileStore;
 
 const inputs = (): TensorMap => ({
@@ -282,6 +284,49 @@ describe('LocalRuntime sessions in the worker', () => {
         expect(overdue.ms!).toBeCloseTo(atStart.ms! - 1000, 6);
         compiling.resolve();
         await warming;
+      } finally {
+        await runtime.close();
+      }
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a run that joins another run's download under way reports only its own wait as downloadMs", async () => {
+    // A clock that moves only when told: the download takes 1,000 ms, the second run joins at 600.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    try {
+      const file = Uint8Array.from([1, 2, 3, 4]);
+      const model: ModelManifest = { ...manifest, sha256: await sha256Hex(file) };
+      const gate = gatedFetch();
+      const runtime = new LocalRuntime({
+        files: new ModelFileStore({ fetch: gate.fetch }),
+        createWorker: apiWorkers(fakeOrt()),
+      });
+      try {
+        const first = runtime.run(model, inputs(), { ...options, jobId: 'first' });
+        const body = await gate.requested(1);
+        body.push(file.subarray(0, 2));
+        vi.advanceTimersByTime(600);
+        // It has joined once it hears the download's progress so far.
+        const joined = deferred();
+        const second = runtime.run(model, inputs(), {
+          ...options,
+          jobId: 'second',
+          onProgress: (event) => {
+            if (event.stage === 'download') joined.resolve();
+          },
+        });
+        await joined.promise;
+        vi.advanceTimersByTime(400);
+        body.push(file.subarray(2));
+        body.end();
+        const [started, late] = await Promise.all([first, second]);
+        expect(gate.bodies).toHaveLength(1);
+        expect(started.timings.downloadMs).toBe(1000);
+        expect(late.timings.downloadMs).toBe(400);
+        expect(late.timings.downloadMs).toBeLessThan(started.timings.downloadMs!);
+        expect(late.cold).toBe(true);
       } finally {
         await runtime.close();
       }

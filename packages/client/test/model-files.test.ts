@@ -1,10 +1,11 @@
 // ModelFileStore with a fake fetch and a fake Cache Storage (pure logic: where bytes come from and
-// go, and calls for one file at once sharing one download). The real network path is tested
+// go, and calls for one file at once sharing one download, each timed by its own wait). The real network path is tested
 // against a real server in test/client-model-files.test.ts.
 
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { rejectionCode } from '@tandem/test-support';
 import { ModelFileStore, sha256Hex, type FileProgress } from '../src/model-files.js';
+import { gatedFetch } from './fake-fetch.js';
 
 const bytes = Uint8Array.from({ length: 100_000 }, (_, i) => (i * 31) % 251);
 
@@ -49,54 +50,6 @@ function fakeCaches(full = false): CacheStorage {
     } as unknown as Cache;
   };
   return { open } as unknown as CacheStorage;
-}
-
-/** One response body of {@link gatedFetch}, fed by the test. */
-interface GatedBody {
-  /** The signal the request was made with. */
-  readonly signal: AbortSignal | undefined;
-  push(chunk: Uint8Array): void;
-  end(): void;
-  fail(error: Error): void;
-}
-
-/**
- * A fetch whose response bodies the test feeds chunk by chunk, so calls can be made to overlap a
- * download at a chosen byte. An aborted request's body fails, as a real fetch's does.
- */
-function gatedFetch(): {
-  fetch: typeof fetch;
-  bodies: GatedBody[];
-  /** Resolves once the `n`th request (1-based) has been made. */
-  requested(n: number): Promise<GatedBody>;
-} {
-  const bodies: GatedBody[] = [];
-  const waiting: { n: number; resolve: (body: GatedBody) => void }[] = [];
-  const gated = (async (_url: string, init?: RequestInit) => {
-    let controller!: ReadableStreamDefaultController<Uint8Array>;
-    const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
-    const signal = init?.signal ?? undefined;
-    signal?.addEventListener('abort', () =>
-      controller.error(new DOMException('aborted', 'AbortError')),
-    );
-    const body: GatedBody = {
-      signal,
-      push: (chunk) => controller.enqueue(chunk),
-      end: () => controller.close(),
-      fail: (error) => controller.error(error),
-    };
-    bodies.push(body);
-    for (const waiter of waiting.filter((w) => w.n === bodies.length)) waiter.resolve(body);
-    return new Response(stream, { status: 200 });
-  }) as typeof fetch;
-  return {
-    fetch: gated,
-    bodies,
-    requested: (n) =>
-      bodies[n - 1] !== undefined
-        ? Promise.resolve(bodies[n - 1]!)
-        : new Promise((resolve) => waiting.push({ n, resolve })),
-  };
 }
 
 /** Records a caller's progress; `until` resolves once an event matching `test` has come. */
@@ -266,6 +219,37 @@ describe('ModelFileStore calls for one file at once', () => {
     // Stored once: the next call reads it with no network.
     expect((await store.get(await manifest())).cached).toBe(true);
     expect(gate.bodies).toHaveLength(1);
+  });
+
+  it('a call that joins a download under way reports as its wait only the rest of it; downloadMs is the whole download', async () => {
+    // A clock that moves only when told: the download takes 1,000 ms, the late call joins at 600.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    try {
+      const gate = gatedFetch();
+      const store = new ModelFileStore({ fetch: gate.fetch });
+      const model = await manifest();
+      const first = progressLog();
+      const a = store.get(model, { onProgress: first.onProgress });
+      const body = await gate.requested(1);
+      body.push(bytes.slice(0, 30_000));
+      await first.until(downloaded(30_000));
+      vi.advanceTimersByTime(600);
+      const b = store.get(model);
+      vi.advanceTimersByTime(400);
+      body.push(bytes.slice(30_000));
+      body.end();
+      const [fileA, fileB] = await Promise.all([a, b]);
+      expect(fileA).toMatchObject({ cached: false, downloadMs: 1000, downloadWaitMs: 1000 });
+      expect(fileB).toMatchObject({ cached: false, downloadMs: 1000, downloadWaitMs: 400 });
+      // Read from storage: no download, and no wait for one.
+      expect(await store.get(model)).toMatchObject({
+        cached: true,
+        downloadMs: 0,
+        downloadWaitMs: 0,
+      });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('one caller cancelling ends its call alone; the download goes on for the others', async () => {
