@@ -1,7 +1,8 @@
 // The client's WebSocket remote runtime against a real server on loopback: results equal to
 // onnxruntime-node, progress, estimates (per model version), cancellation (also while still
-// connecting), the server's payload limit, an unreachable server, and a server that dies mid-job
-// and comes back on the same port (the job is resumed or retried: one answer).
+// connecting), a warm whose first connection drops before the welcome (sent on the next one), the
+// server's payload limit, an unreachable server, and a server that dies mid-job and comes back on
+// the same port (the job is resumed or retried: one answer).
 
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -73,6 +74,37 @@ function resultsOnWire(id: string): {
     },
     count: () => arrivedOn.length,
     connections: () => [...arrivedOn],
+  };
+}
+
+/**
+ * Sockets that watch the `model` messages arriving on every connection a remote opens: `ready`
+ * resolves with the index (0-based) of the connection on which the server first said that `name`
+ * is ready, as it does in answer to a `warm`.
+ */
+function readyOnWire(name: string): {
+  createSocket: (url: string, protocols: string[]) => WebSocketLike;
+  ready: Promise<number>;
+} {
+  let opened = 0;
+  let heard!: (index: number) => void;
+  const ready = new Promise<number>((resolve) => (heard = resolve));
+  return {
+    createSocket(url, protocols) {
+      const index = opened++;
+      const socket = new WebSocket(url, protocols);
+      socket.on('message', (data: Buffer | Buffer[] | ArrayBuffer) => {
+        const message = decodeMessage(Array.isArray(data) ? data : new Uint8Array(data as Buffer));
+        if (
+          message.type === 'model' &&
+          message.model.name === name &&
+          message.model.state === 'ready'
+        )
+          heard(index);
+      });
+      return socket as unknown as WebSocketLike;
+    },
+    ready,
   };
 }
 
@@ -355,6 +387,27 @@ describe('WebSocketRemote against a real server', () => {
       expect(await jobsRun(url, 'slow')).toBe(before + 2);
     } finally {
       await dropping.close();
+      await proxy.close();
+    }
+  });
+
+  it('a warm() whose connection drops before the welcome goes out on the next one: the server wakes the model', async () => {
+    // The first connection is cut as the server's welcome comes, before the client hears it.
+    const proxy = await holdingProxy(url, Buffer.from('{"type":"welcome"'));
+    proxy.release();
+    const wire = readyOnWire('slow');
+    const waking = new WebSocketRemote({
+      url: proxy.url,
+      createSocket: wire.createSocket,
+      reconnectMinDelayMs: 20,
+      reconnectMaxDelayMs: 200,
+    });
+    try {
+      await waking.warm(slow);
+      // The server answers a warm with the model's ready state: it came on the second connection.
+      expect(await wire.ready).toBe(1);
+    } finally {
+      await waking.close();
       await proxy.close();
     }
   });
