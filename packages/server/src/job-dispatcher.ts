@@ -5,6 +5,7 @@
 // progress and delivery.
 
 import type { ModelState, ModelStatus } from '@tandem/shared';
+import type { ExternalDataOnDisk } from './external-data.js';
 import type { ModelSignature } from './input-check.js';
 import type { Job, JobRequest, ProgressListener } from './job.js';
 import type { ModelEntry } from './model-repository.js';
@@ -14,6 +15,8 @@ export interface DispatchedModel {
   readonly entry: ModelEntry;
   /** The declared inputs and outputs; undefined when the file or model.json could not be read. */
   readonly signature: ModelSignature | undefined;
+  /** The external data files the model's weights live in (none for most models). */
+  readonly externalData: readonly ExternalDataOnDisk[];
   /** `name@version`, for messages and logs. */
   readonly label: string;
   /** Why the model failed, if it did. */

@@ -18,6 +18,7 @@ import { checkInputs, type ModelSignature } from './input-check.js';
 import { Job, type JobRequest, type ProgressListener } from './job.js';
 import { JobQueue } from './job-queue.js';
 import type { ModelEntry } from './model-repository.js';
+import { resolveExternalData, type ExternalDataOnDisk } from './external-data.js';
 import { readOnnxMetadata } from './onnx-metadata.js';
 import {
   RESULT_FIELDS,
@@ -108,6 +109,13 @@ export class ModelHost {
   readonly entry: ModelEntry;
   /** The declared inputs and outputs (model.json overrides the file's own). */
   readonly signature: ModelSignature | undefined;
+  /** The external data files the model's weights live in (none for most models). */
+  readonly externalData: readonly ExternalDataOnDisk[];
+  /**
+   * The model's size: model.onnx and its external data files, in bytes. The memory budget counts
+   * this per instance, and a browser downloads this much to run it locally.
+   */
+  readonly bytes: number;
   readonly estimates = {
     load: new MovingAverage(),
     warmup: new MovingAverage(),
@@ -145,11 +153,13 @@ export class ModelHost {
     this.#settings = settings;
     this.#observer = observer;
     let signature: ModelSignature | undefined;
+    let externalData: ExternalDataOnDisk[] = [];
     if (entry.configError !== undefined) {
       this.#failure = `model.json: ${entry.configError}`;
     } else {
       try {
         const metadata = readOnnxMetadata(entry.path);
+        externalData = resolveExternalData(entry.path, metadata.externalData);
         if (metadata.unsupported.length > 0) {
           this.#failure = `unsupported tensor types for ${metadata.unsupported.join(', ')}`;
         }
@@ -162,6 +172,8 @@ export class ModelHost {
       }
     }
     this.signature = signature;
+    this.externalData = externalData;
+    this.bytes = externalData.reduce((sum, file) => sum + file.bytes, entry.bytes);
     this.#batchable =
       entry.config.maxBatch > 1 && signature !== undefined && hasBatchDimension(signature);
   }
@@ -195,7 +207,7 @@ export class ModelHost {
 
   /** Bytes the memory budget counts for this model's loaded and loading instances. */
   get loadedBytes(): number {
-    return this.#instances.filter((i) => i.state !== 'unloading').length * this.entry.bytes;
+    return this.#instances.filter((i) => i.state !== 'unloading').length * this.bytes;
   }
 
   /** Jobs waiting in the queue. */
@@ -756,7 +768,7 @@ export class ModelHost {
   }
 
   async #startInstance(first: boolean): Promise<void> {
-    if (!this.#observer.requestMemory(this, this.entry.bytes, first)) return;
+    if (!this.#observer.requestMemory(this, this.bytes, first)) return;
     const loadStart = performance.now();
     const instance: Instance = {
       id: nextInstanceId++,
@@ -855,7 +867,7 @@ export class ModelHost {
    */
   async #inlineSession(): Promise<LoadedSession | undefined> {
     const { inlineMaxRunMs, inlineMaxModelBytes } = this.#settings;
-    if (inlineMaxRunMs <= 0 || this.entry.bytes > inlineMaxModelBytes) return undefined;
+    if (inlineMaxRunMs <= 0 || this.bytes > inlineMaxModelBytes) return undefined;
     try {
       // One thread: no pool threads spinning on the cores the event loop needs.
       const inline = await createSession(this.entry.path, {

@@ -17,7 +17,7 @@ export interface ModelEntry {
   readonly version: string;
   /** Path of the .onnx file. */
   readonly path: string;
-  /** File size in bytes (the memory budget's estimate of one instance). */
+  /** Size of model.onnx in bytes (the model host adds its external data files: ModelHost.bytes). */
   readonly bytes: number;
   /** model.json read and checked, defaults filled in (the defaults alone when there is none). */
   readonly config: ModelConfig;
@@ -26,7 +26,8 @@ export interface ModelEntry {
   /** Where it came from: the `--models` folder, or the built-in catalog of npm-packaged models. */
   readonly source: 'repository' | 'catalog';
   /**
-   * The sizes and modification times of model.onnx and model.json when scanned. An entry with
+   * The sizes and modification times of model.onnx, model.json and the other files beside them
+   * (external data) when scanned. An entry with
    * another stamp than the one a model was loaded from means its files were replaced or its
    * model.json edited (or a copy still in progress was read). Absent for catalog entries: their
    * files ship in an npm package and do not change while the server runs.
@@ -137,12 +138,26 @@ function scanDirectory(dir: string): ModelEntry[] {
         bytes: file.size,
         config,
         source: 'repository' as const,
-        stamp: `${stampOf(file)} ${configFile === undefined ? '-' : stampOf(configFile)}`,
+        stamp: `${stampOf(file)} ${configFile === undefined ? '-' : stampOf(configFile)}${otherFilesStamp(versionDir)}`,
       };
       entries.push(configError === undefined ? entry : { ...entry, configError });
     }
   }
   return entries;
+}
+
+/**
+ * The stamps of the other files beside model.onnx (its external data, usually): weights replaced
+ * in place change the model as much as a new model.onnx does. Files in subfolders are not looked at.
+ */
+function otherFilesStamp(versionDir: string): string {
+  let stamp = '';
+  for (const name of safeList(versionDir)) {
+    if (name === 'model.onnx' || name === 'model.json') continue;
+    const stats = statOrUndefined(join(versionDir, name));
+    if (stats?.isFile() === true) stamp += ` ${name}=${stampOf(stats)}`;
+  }
+  return stamp;
 }
 
 function safeList(dir: string): string[] {

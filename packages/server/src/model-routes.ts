@@ -4,12 +4,13 @@
 //   POST /v1/models/:name/warm              start loading (202), or wait with ?wait=true (200)
 //   GET  /v1/models/:name/manifest          ModelManifest (url, bytes, sha256, inputs, outputs, hints)
 //   GET  /v1/models/:name/versions/:version/model.onnx
+//   GET  /v1/models/:name/versions/:version/files/<location>   a model's external data file
 //   GET  /v1/usage                          compute-seconds, jobs, cold starts per key and model
 
 import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { ModelManifest } from '@tandem/shared';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { TandemError, parseModelManifest, type ModelManifest } from '@tandem/shared';
 import type { ApiKeyRecord } from './api-keys.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 import type { UsageSource } from './usage.js';
@@ -66,31 +67,77 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
     const { version } = request.query as { version?: string };
     const host = manager.model(name, version);
     const { entry } = host;
-    const manifest: ModelManifest = {
+    const base = `/v1/models/${encodeURIComponent(entry.name)}/versions/${encodeURIComponent(entry.version)}`;
+    const described: ModelManifest = {
       name: entry.name,
       version: entry.version,
-      url: `/v1/models/${encodeURIComponent(entry.name)}/versions/${encodeURIComponent(entry.version)}/model.onnx`,
-      bytes: entry.bytes,
-      sha256: await sha256Of(entry.path),
       ...(host.signature === undefined
         ? {}
         : { inputs: host.signature.inputs, outputs: host.signature.outputs }),
       ...(entry.config.placement === undefined ? {} : { placement: entry.config.placement }),
     };
-    return manifest;
+    const externalData = await Promise.all(
+      host.externalData.map(async (file) => ({
+        path: file.location,
+        url: `${base}/files/${file.location.split('/').map(encodeURIComponent).join('/')}`,
+        bytes: file.bytes,
+        sha256: await sha256Of(file.path),
+      })),
+    );
+    const downloadable: ModelManifest = {
+      ...described,
+      url: `${base}/model.onnx`,
+      bytes: entry.bytes,
+      sha256: await sha256Of(entry.path),
+      ...(externalData.length === 0 ? {} : { externalData }),
+    };
+    try {
+      // What a client will accept: an external data location it could not name safely (`..`,
+      // `\`, `./x`) leaves the model to the server, without a download to offer.
+      parseModelManifest(downloadable);
+      return downloadable;
+    } catch {
+      return described;
+    }
   });
 
   fastify.get('/v1/models/:name/versions/:version/model.onnx', async (request, reply) => {
     options.authenticate(request);
     const { name, version } = request.params as { name: string; version: string };
     const { entry } = manager.model(name, version);
-    const sha256 = await sha256Of(entry.path);
+    return sendFile(request, reply, entry.path, entry.bytes);
+  });
+
+  /** A model file, named by its sha256 (ETag) and cached for good: a version's files never change. */
+  const sendFile = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    path: string,
+    bytes: number,
+  ): Promise<FastifyReply> => {
+    const sha256 = await sha256Of(path);
     reply.header('Content-Type', 'application/octet-stream');
-    reply.header('Content-Length', String(entry.bytes));
+    reply.header('Content-Length', String(bytes));
     reply.header('ETag', `"${sha256}"`);
     reply.header('Cache-Control', 'public, max-age=31536000, immutable');
     if (request.headers['if-none-match'] === `"${sha256}"`) return reply.code(304).send();
-    return reply.send(createReadStream(entry.path));
+    return reply.send(createReadStream(path));
+  };
+
+  // A model's external data files, by the location the model names them with (it may hold `/`):
+  // only files the model references are served, never another path of the repository.
+  fastify.get('/v1/models/:name/versions/:version/files/*', async (request, reply) => {
+    options.authenticate(request);
+    const params = request.params as { name: string; version: string; '*': string };
+    const host = manager.model(params.name, params.version);
+    const file = host.externalData.find((f) => f.location === params['*']);
+    if (file === undefined) {
+      throw new TandemError(
+        'E_MODEL_NOT_FOUND',
+        `model "${params.name}" version "${params.version}" has no external data file "${params['*']}"`,
+      );
+    }
+    return sendFile(request, reply, file.path, file.bytes);
   });
 
   fastify.get('/v1/usage', async (request) => {

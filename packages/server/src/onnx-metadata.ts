@@ -16,7 +16,32 @@ export interface OnnxMetadata {
   readonly outputs: readonly TensorSpec[];
   /** Names of graph inputs with an unsupported element type (bfloat16, complex, float8…). */
   readonly unsupported: readonly string[];
+  /**
+   * The external data files the model's weights live in (`location`s of tensors stored outside
+   * the .onnx, as exporters write models past protobuf's 2 GiB limit), as written in the file:
+   * paths relative to the model's directory, each once, in the order first referenced.
+   */
+  readonly externalData: readonly string[];
 }
+
+/** Field numbers read from onnx.proto. */
+const GRAPH_NODE = 1;
+const GRAPH_INITIALIZER = 5;
+const GRAPH_SPARSE_INITIALIZER = 15;
+const NODE_ATTRIBUTE = 5;
+const ATTRIBUTE_TENSOR = 5;
+const ATTRIBUTE_GRAPH = 6;
+const ATTRIBUTE_TENSORS = 10;
+const ATTRIBUTE_GRAPHS = 11;
+const TENSOR_NAME = 8;
+const TENSOR_EXTERNAL_DATA = 13;
+const TENSOR_DATA_LOCATION = 14;
+const SPARSE_VALUES = 1;
+const SPARSE_INDICES = 2;
+/** `TensorProto.DataLocation.EXTERNAL`. */
+const DATA_LOCATION_EXTERNAL = 1;
+/** Nesting of subgraphs (If/Loop/Scan bodies) read before a file counts as malformed. */
+const MAX_GRAPH_DEPTH = 64;
 
 /** ONNX TensorProto.DataType → dtype, for the types both onnxruntimes support. */
 const ONNX_DTYPES: Readonly<Record<number, TensorDtype>> = {
@@ -169,6 +194,71 @@ function valueInfo(src: ByteSource, start: number, end: number): RawValueInfo {
   return info;
 }
 
+/** The external data location of a TensorProto at [start, end), if its data is external. */
+function externalLocation(src: ByteSource, start: number, end: number): string | undefined {
+  let external = false;
+  let location: string | undefined;
+  for (const f of fields(src, start, end)) {
+    if (f.number === TENSOR_DATA_LOCATION && f.wireType === 0) {
+      external = f.value === DATA_LOCATION_EXTERNAL;
+    } else if (f.number === TENSOR_EXTERNAL_DATA && f.wireType === 2) {
+      // StringStringEntryProto: key (1), value (2).
+      let key: string | undefined;
+      let value: string | undefined;
+      for (const e of fields(src, f.start, f.end)) {
+        if (e.number === 1) key = text(src, e);
+        else if (e.number === 2) value = text(src, e);
+      }
+      if (key === 'location') location = value;
+    }
+  }
+  if (!external) return undefined;
+  if (location === undefined || location.length === 0)
+    throw notOnnx('a tensor stored as external data names no location');
+  return location;
+}
+
+/**
+ * Adds the external data locations of a graph's tensors to `found`: initializers, sparse
+ * initializers, tensor attributes of nodes, and the same inside subgraphs (If, Loop, Scan).
+ */
+function collectExternalData(
+  src: ByteSource,
+  start: number,
+  end: number,
+  found: Set<string>,
+  depth: number,
+): void {
+  if (depth > MAX_GRAPH_DEPTH) throw notOnnx(`subgraphs nested deeper than ${MAX_GRAPH_DEPTH}`);
+  const tensor = (f: Field): void => {
+    const location = externalLocation(src, f.start, f.end);
+    if (location !== undefined) found.add(location);
+  };
+  for (const f of fields(src, start, end)) {
+    if (f.wireType !== 2) continue;
+    if (f.number === GRAPH_INITIALIZER) tensor(f);
+    else if (f.number === GRAPH_SPARSE_INITIALIZER) {
+      for (const part of fields(src, f.start, f.end)) {
+        if (
+          (part.number === SPARSE_VALUES || part.number === SPARSE_INDICES) &&
+          part.wireType === 2
+        )
+          tensor(part);
+      }
+    } else if (f.number === GRAPH_NODE) {
+      for (const attribute of fields(src, f.start, f.end)) {
+        if (attribute.number !== NODE_ATTRIBUTE || attribute.wireType !== 2) continue;
+        for (const a of fields(src, attribute.start, attribute.end)) {
+          if (a.wireType !== 2) continue;
+          if (a.number === ATTRIBUTE_TENSOR || a.number === ATTRIBUTE_TENSORS) tensor(a);
+          else if (a.number === ATTRIBUTE_GRAPH || a.number === ATTRIBUTE_GRAPHS)
+            collectExternalData(src, a.start, a.end, found, depth + 1);
+        }
+      }
+    }
+  }
+}
+
 /**
  * Reads the signature of the ONNX file at `path`. Throws `E_MODEL_LOAD_FAILED` when the file is
  * not a well-formed ONNX model (truncated, not protobuf, no graph).
@@ -196,13 +286,15 @@ export function readOnnxMetadata(path: string): OnnxMetadata {
       if (f.wireType !== 2) continue;
       if (f.number === 11) inputs.push(valueInfo(src, f.start, f.end));
       else if (f.number === 12) outputs.push(valueInfo(src, f.start, f.end));
-      else if (f.number === 5) {
-        // TensorProto.name is field 8; raw_data (9) is skipped by seeking, never read.
+      else if (f.number === GRAPH_INITIALIZER) {
+        // raw_data (9) is skipped by seeking, never read.
         for (const t of fields(src, f.start, f.end)) {
-          if (t.number === 8) initializers.add(text(src, t));
+          if (t.number === TENSOR_NAME) initializers.add(text(src, t));
         }
       }
     }
+    const externalData = new Set<string>();
+    collectExternalData(src, graph.start, graph.end, externalData, 0);
     const unsupported: string[] = [];
     const toSpec = (info: RawValueInfo): TensorSpec | undefined => {
       const dtype = info.elemType === undefined ? undefined : ONNX_DTYPES[info.elemType];
@@ -222,6 +314,7 @@ export function readOnnxMetadata(path: string): OnnxMetadata {
         .filter((spec) => spec !== undefined),
       outputs: outputs.map(toSpec).filter((spec) => spec !== undefined),
       unsupported,
+      externalData: [...externalData],
     };
   } catch (error) {
     // Read errors are load failures too: a directory named model.onnx opens but reads EISDIR.

@@ -120,6 +120,7 @@ export class ModelStates {
     return {
       entry: host.entry,
       signature: host.signature,
+      externalData: host.externalData,
       label: host.label,
       failure: host.failure,
       get state() {

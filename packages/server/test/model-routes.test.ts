@@ -3,13 +3,14 @@
 // counted in /metrics.
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseModelManifest, type ModelStatus } from '@tandem/shared';
 import { createServer, hashApiKey, type TandemServer } from '@tandem/server';
 import { buildMlpClassifier, buildTinyModel, writeModelFile } from '@tandem/test-support';
-import { metricValue } from './fixtures.js';
+import { metricValue, runDirect } from './fixtures.js';
 import { encodeInferRequest } from './oip-client.js';
 import { tempDir, writeModelConfig } from './server-fixtures.js';
 
@@ -202,6 +203,168 @@ describe('/v1/usage', () => {
     expect(bob).toHaveLength(1);
     expect(bob[0]).toMatchObject({ key: 'bob', model: 'mlp', jobs: 1, coldStarts: 0 });
     expect(bob[0]!.computeSeconds).toBeGreaterThan(0);
+  });
+});
+
+describe('models whose weights are external data files', () => {
+  let server: TandemServer;
+  let dir: string;
+  let remove: () => void;
+  /** Writes an MLP whose weights live in `location` beside (or, `at` given, elsewhere than) it. */
+  const writeExternal = async (name: string, location: string, at = location): Promise<string> => {
+    const built = buildMlpClassifier({
+      features: 4,
+      hidden: 8,
+      classes: 3,
+      seed: 5,
+      externalData: location,
+    });
+    const path = await writeModelFile(dir, name, 1, built.bytes);
+    if (at !== '') {
+      mkdirSync(dirname(join(dirname(path), at)), { recursive: true });
+      writeFileSync(join(dirname(path), at), built.externalData!.bytes);
+    }
+    return path;
+  };
+  const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+  let bigPath: string;
+
+  beforeAll(async () => {
+    const temp = tempDir('model-routes-external');
+    ({ dir, remove } = temp);
+    bigPath = await writeExternal('big', 'weights.bin');
+    await writeExternal('nested', 'parts/w.bin');
+    // onnxruntime reads "./w.bin" fine, but a browser could not be told that name safely.
+    await writeExternal('dotted', './w.bin');
+    await writeExternal('lost', 'gone.bin', '');
+    await writeExternal('escape', '../outside.bin');
+    server = await createServer({ modelsDir: dir, catalog: false });
+  });
+
+  afterAll(async () => {
+    await server.close();
+    remove();
+  });
+
+  it('lists every external file in the manifest, each served by its location with an ETag', async () => {
+    const manifest = parseModelManifest(
+      (await server.fastify.inject({ url: '/v1/models/big/manifest' })).json(),
+    );
+    const model = readFileSync(bigPath);
+    const weights = readFileSync(join(dirname(bigPath), 'weights.bin'));
+    expect(manifest).toMatchObject({
+      url: '/v1/models/big/versions/1/model.onnx',
+      bytes: model.byteLength,
+      sha256: sha256(model),
+      externalData: [
+        {
+          path: 'weights.bin',
+          url: '/v1/models/big/versions/1/files/weights.bin',
+          bytes: weights.byteLength,
+          sha256: sha256(weights),
+        },
+      ],
+    });
+    const file = manifest.externalData![0]!;
+    const download = await server.fastify.inject({ url: file.url });
+    expect(download.statusCode).toBe(200);
+    expect(download.rawPayload.equals(weights)).toBe(true);
+    expect(download.headers.etag).toBe(`"${file.sha256}"`);
+    expect(Number(download.headers['content-length'])).toBe(file.bytes);
+    const revalidated = await server.fastify.inject({
+      url: file.url,
+      headers: { 'if-none-match': `"${file.sha256}"` },
+    });
+    expect(revalidated.statusCode).toBe(304);
+
+    const nested = parseModelManifest(
+      (await server.fastify.inject({ url: '/v1/models/nested/manifest' })).json(),
+    );
+    expect(nested.externalData?.map((f) => [f.path, f.url])).toEqual([
+      ['parts/w.bin', '/v1/models/nested/versions/1/files/parts/w.bin'],
+    ]);
+    expect((await server.fastify.inject({ url: nested.externalData![0]!.url })).statusCode).toBe(
+      200,
+    );
+  });
+
+  it('serves only files the model references: other paths of the repository are 404', async () => {
+    for (const path of [
+      'files/other.bin',
+      'files/model.json',
+      'files/..%2F..%2Fbig%2F1%2Fweights.bin',
+      'files/%2E%2E/1/model.onnx',
+    ]) {
+      const response = await server.fastify.inject({ url: `/v1/models/nested/versions/1/${path}` });
+      // Either this route's coded 404 or fastify's own, for a path that names no route at all.
+      expect(response.statusCode, path).toBe(404);
+    }
+  });
+
+  it('offers no download for a location a browser could not use safely, and still runs it', async () => {
+    const manifest = parseModelManifest(
+      (await server.fastify.inject({ url: '/v1/models/dotted/manifest' })).json(),
+    );
+    expect(manifest.url).toBeUndefined();
+    expect(manifest.externalData).toBeUndefined();
+    expect(manifest.inputs?.map((i) => i.name)).toEqual(['x']);
+    const response = await server.fastify.inject({
+      method: 'POST',
+      url: '/v2/models/dotted/infer',
+      payload: mlpRequest.body,
+      headers: mlpRequest.headers,
+    });
+    expect(response.statusCode).toBe(200);
+  });
+
+  it('runs them with outputs equal to onnxruntime-node, counting the weights in the memory budget', async () => {
+    const response = await server.fastify.inject({
+      method: 'POST',
+      url: '/v2/models/big/infer',
+      payload: mlpRequest.body,
+      headers: mlpRequest.headers,
+    });
+    expect(response.statusCode).toBe(200);
+    const probs = response
+      .json<{ outputs: { name: string; data: number[] }[] }>()
+      .outputs.find((o) => o.name === 'probs')!.data;
+    const direct = await runDirect(bigPath, {
+      x: { dtype: 'float32', dims: [2, 4], data: new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]) },
+    });
+    expect(probs).toEqual(Array.from(direct.probs!.data as Float32Array));
+    const metrics = await server.fastify.inject({ url: '/metrics' });
+    const loaded = metricValue(metrics.body, 'tandem_memory_loaded_bytes');
+    const dotted =
+      statSync(join(dir, 'dotted', '1', 'model.onnx')).size +
+      statSync(join(dir, 'dotted', '1', 'w.bin')).size;
+    const big = statSync(bigPath).size + statSync(join(dirname(bigPath), 'weights.bin')).size;
+    // "dotted" ran in the test before; each instance counts its model and its weights.
+    expect(loaded).toBe(big + dotted);
+  });
+
+  it('fails a model whose external file is missing or outside its folder, and keeps serving others', async () => {
+    const { models } = (await server.fastify.inject({ url: '/v1/models' })).json<{
+      models: ModelStatus[];
+    }>();
+    const states = Object.fromEntries(models.map((m) => [m.name, [m.state, m.reason]]));
+    expect(states.lost).toEqual(['failed', expect.stringContaining('gone.bin')]);
+    expect(states.escape).toEqual(['failed', expect.stringContaining('outside')]);
+    for (const name of ['lost', 'escape']) {
+      const response = await server.fastify.inject({
+        method: 'POST',
+        url: `/v2/models/${name}/infer`,
+        payload: mlpRequest.body,
+        headers: mlpRequest.headers,
+      });
+      expect(response.json<{ code: string }>().code, name).toBe('E_MODEL_LOAD_FAILED');
+    }
+    const ok = await server.fastify.inject({
+      method: 'POST',
+      url: '/v2/models/big/infer',
+      payload: mlpRequest.body,
+      headers: mlpRequest.headers,
+    });
+    expect(ok.statusCode).toBe(200);
   });
 });
 

@@ -130,6 +130,7 @@ describe('readOnnxMetadata on synthetic models', () => {
         { name: 'label', dtype: 'int64', dims: ['batch'] },
       ],
       unsupported: [],
+      externalData: [],
     });
   });
 
@@ -201,6 +202,7 @@ describe('readOnnxMetadata on synthetic models', () => {
       inputs: [{ name: 'x', dtype: 'float32', dims: ['n', 3] }],
       outputs: [{ name: 'y', dtype: 'float32', dims: ['n'] }],
       unsupported: [],
+      externalData: [],
     });
   });
 
@@ -213,6 +215,72 @@ describe('readOnnxMetadata on synthetic models', () => {
     const metadata = readOnnxMetadata(fileWith(model(graph)));
     expect(metadata.unsupported).toEqual(['x']);
     expect(metadata.inputs.map((spec) => spec.name)).toEqual(['ok']);
+  });
+});
+
+describe('readOnnxMetadata: external data', () => {
+  /** A float32 TensorProto whose data is external at `location` (undefined: no location entry). */
+  const externalTensor = (
+    name: string,
+    location: string | undefined,
+    dataLocation = 1,
+  ): number[] => [
+    ...int(1, 4),
+    ...int(2, 1),
+    ...field(8, name),
+    ...(location === undefined ? [] : field(13, [...field(1, 'location'), ...field(2, location)])),
+    ...field(13, [...field(1, 'offset'), ...field(2, '0')]),
+    ...field(13, [...field(1, 'length'), ...field(2, '16')]),
+    ...int(14, dataLocation),
+  ];
+  const io = [...field(11, valueInfo('x', 1, [4])), ...field(12, valueInfo('y', 1, [4]))];
+
+  it("lists the files a model's weights live in, each once: initializers, node tensors, subgraphs", () => {
+    const mlp = buildMlpClassifier({
+      features: 4,
+      hidden: 8,
+      classes: 3,
+      seed: 1,
+      externalData: 'w.bin',
+    });
+    expect(readOnnxMetadata(fileWith(mlp.bytes)).externalData).toEqual(['w.bin']);
+    expect(
+      readOnnxMetadata(
+        fileWith(buildMlpClassifier({ features: 4, hidden: 8, classes: 3, seed: 1 }).bytes),
+      ).externalData,
+    ).toEqual([]);
+
+    // An If node: a Constant-like tensor attribute, and a then_branch subgraph with its own
+    // external initializer; the main graph's initializers share one file.
+    const subgraph = [
+      ...field(5, externalTensor('s', 'sub/deep.bin')),
+      ...field(12, valueInfo('s', 1, [4])),
+    ];
+    const node = [
+      ...field(1, 'c'),
+      ...field(2, 'y'),
+      ...field(4, 'If'),
+      ...field(5, [...field(1, 'value'), ...field(5, externalTensor('v', 'attr.bin'))]),
+      ...field(5, [...field(1, 'then_branch'), ...field(6, subgraph)]),
+    ];
+    const graph = [
+      ...field(1, node),
+      ...field(5, externalTensor('a', 'shared.bin')),
+      ...field(5, externalTensor('b', 'shared.bin')),
+      // External data entries without the EXTERNAL data location: the data is inside.
+      ...field(5, externalTensor('inside', 'ignored.bin', 0)),
+      ...io,
+    ];
+    expect(readOnnxMetadata(fileWith(model(graph))).externalData).toEqual([
+      'attr.bin',
+      'sub/deep.bin',
+      'shared.bin',
+    ]);
+  });
+
+  it('answers a tensor stored externally without a location with E_MODEL_LOAD_FAILED', () => {
+    const graph = [...field(5, externalTensor('a', undefined)), ...io];
+    expect(codeOf(() => readOnnxMetadata(fileWith(model(graph))))).toBe('E_MODEL_LOAD_FAILED');
   });
 });
 

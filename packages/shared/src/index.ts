@@ -97,6 +97,7 @@ export {
 export type {
   Backend,
   DimSpec,
+  ExternalDataFile,
   LocalBackend,
   ModelManifest,
   Placement,

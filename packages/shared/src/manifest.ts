@@ -76,6 +76,24 @@ export interface PlacementHints {
   readonly minBackend?: LocalBackend;
 }
 
+/**
+ * A file of weights stored outside the `.onnx` file (ONNX external data, as exporters write models
+ * past protobuf's 2 GiB limit), downloaded beside it for a local run.
+ */
+export interface ExternalDataFile {
+  /**
+   * The location the model names the file by: a relative path (`model.onnx.data`,
+   * `weights/part-1.bin`), what onnxruntime-web's `externalData[].path` must match.
+   */
+  readonly path: string;
+  /** Where the file is downloaded from. */
+  readonly url: string;
+  /** Its size in bytes, counted in the download's byte total before the first byte. */
+  readonly bytes: number;
+  /** Lower-case hex sha256 of the file, checked after download. */
+  readonly sha256: string;
+}
+
 /** What a client knows about a model before downloading it. */
 export interface ModelManifest {
   /** The model's name: the server's name for it (`infer.model`), and part of local cache keys. */
@@ -84,10 +102,15 @@ export interface ModelManifest {
   readonly version?: string;
   /** Where the `.onnx` file is downloaded from, for local runs. */
   readonly url?: string;
-  /** File size in bytes: the download's byte total, known before the first byte. Required with `url`. */
+  /**
+   * Size of the `.onnx` file in bytes, known before the first byte. Required with `url`. A local
+   * run downloads this plus the bytes of every {@link ModelManifest.externalData} file.
+   */
   readonly bytes?: number;
   /** Lower-case hex sha256 of the file, checked after download. Required with `url`. */
   readonly sha256?: string;
+  /** The model's external data files, each downloaded beside the `.onnx` for a local run. */
+  readonly externalData?: readonly ExternalDataFile[];
   /** The inputs the model declares, for information: the server checks inputs against its own copy. */
   readonly inputs?: readonly TensorSpec[];
   /** The outputs the model declares, for information. */
@@ -105,6 +128,10 @@ const MAX_TENSOR_SPECS = 4096;
 export const MAX_TENSOR_RANK = 32;
 /** Largest file a manifest may describe: 64 GiB, in bytes. */
 const MAX_MODEL_BYTES = 64 * 1024 ** 3;
+/** Most external data files a manifest may list. */
+const MAX_EXTERNAL_DATA_FILES = 4096;
+/** Longest external data location, in UTF-16 code units. */
+const MAX_EXTERNAL_DATA_PATH_CHARS = 1024;
 
 /**
  * Parses a manifest from JSON or app code. Failures are `E_INVALID_ARGUMENT` naming the bad field.
@@ -122,14 +149,19 @@ export function parseModelManifest(value: unknown, path = 'manifest'): ModelMani
   if (record.url !== undefined) {
     manifest.url = expectString(record.url, at(ctx, 'url'), 8192);
     manifest.bytes = expectInteger(record.bytes, at(ctx, 'bytes'), 1, MAX_MODEL_BYTES);
-    const sha = expectString(record.sha256, at(ctx, 'sha256'), 64);
-    if (!/^[0-9a-f]{64}$/.test(sha)) {
-      throw new TandemError(
-        'E_INVALID_ARGUMENT',
-        `${path}.sha256: expected 64 lower-case hex digits`,
-      );
-    }
-    manifest.sha256 = sha;
+    manifest.sha256 = expectSha256(record.sha256, at(ctx, 'sha256'));
+    const externalData = optional(record.externalData, at(ctx, 'externalData'), (v, c) =>
+      expectArray(v, c, MAX_EXTERNAL_DATA_FILES).map((item, index) =>
+        parseExternalDataFile(item, at(c, index)),
+      ),
+    );
+    if (externalData !== undefined && externalData.length > 0)
+      manifest.externalData = externalData;
+  } else if (record.externalData !== undefined) {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      `${path}.externalData: only a manifest with a url (a model to download) has external data`,
+    );
   }
   const inputs = optional(record.inputs, at(ctx, 'inputs'), parseTensorSpecs);
   const outputs = optional(record.outputs, at(ctx, 'outputs'), parseTensorSpecs);
@@ -138,6 +170,40 @@ export function parseModelManifest(value: unknown, path = 'manifest'): ModelMani
   const placement = optional(record.placement, at(ctx, 'placement'), parsePlacementHints);
   if (placement !== undefined) manifest.placement = placement;
   return manifest;
+}
+
+function expectSha256(value: unknown, ctx: ParseContext): string {
+  const sha = expectString(value, ctx, 64);
+  if (!/^[0-9a-f]{64}$/.test(sha)) {
+    throw new TandemError('E_INVALID_ARGUMENT', `${ctx.path}: expected 64 lower-case hex digits`);
+  }
+  return sha;
+}
+
+/**
+ * One external data file. Its path must stay inside the model's folder: relative, `/`-separated,
+ * no `.` or `..` segments (a manifest from elsewhere must not make a client name files outside).
+ */
+function parseExternalDataFile(value: unknown, ctx: ParseContext): ExternalDataFile {
+  const record = expectRecord(value, ctx);
+  const path = expectString(record.path, at(ctx, 'path'), MAX_EXTERNAL_DATA_PATH_CHARS);
+  const segments = path.split('/');
+  if (
+    path.includes('\\') ||
+    path.includes(':') ||
+    segments.some((segment) => segment === '' || segment === '.' || segment === '..')
+  ) {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      `${ctx.path}.path: "${path}" must be a relative path inside the model's folder (no "..", "." or empty segments, no "\\" or ":")`,
+    );
+  }
+  return {
+    path,
+    url: expectString(record.url, at(ctx, 'url'), 8192),
+    bytes: expectInteger(record.bytes, at(ctx, 'bytes'), 0, MAX_MODEL_BYTES),
+    sha256: expectSha256(record.sha256, at(ctx, 'sha256')),
+  };
 }
 
 /** Parses placement hints (from a manifest or a server's model.json). */

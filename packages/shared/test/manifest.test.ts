@@ -56,6 +56,47 @@ describe('parseModelManifest', () => {
   });
 });
 
+describe('parseModelManifest: external data', () => {
+  const base = { name: 'llm', url: '/llm.onnx', bytes: 300, sha256 };
+  const file = (path: string) => ({ path, url: `/files/${path}`, bytes: 5_000_000_000, sha256 });
+
+  it('keeps the files of weights stored outside the .onnx, by their relative locations', () => {
+    const files = [file('model.onnx.data'), file('weights/part-1.bin')];
+    expect(parseModelManifest({ ...base, externalData: files })).toEqual({
+      ...base,
+      externalData: files,
+    });
+    expect(parseModelManifest({ ...base, externalData: [] })).toEqual(base);
+  });
+
+  it('rejects locations outside the model folder, bad files, and external data without a url', () => {
+    for (const path of [
+      '../x.bin',
+      '/abs.bin',
+      'a/../../x',
+      './x.bin',
+      'a//b',
+      'a\\b',
+      'C:x.bin',
+      '',
+      'dir/',
+    ]) {
+      expect(codeOf({ ...base, externalData: [file(path)] }), path).toBe('E_INVALID_ARGUMENT');
+    }
+    for (const bad of [
+      { ...file('w.bin'), sha256: 'nope' },
+      { ...file('w.bin'), bytes: -1 },
+      { path: 'w.bin', bytes: 1, sha256 },
+      'w.bin',
+    ]) {
+      expect(codeOf({ ...base, externalData: [bad] }), JSON.stringify(bad)).toBe(
+        'E_INVALID_ARGUMENT',
+      );
+    }
+    expect(codeOf({ name: 'llm', externalData: [file('w.bin')] })).toBe('E_INVALID_ARGUMENT');
+  });
+});
+
 describe('isBackend', () => {
   it('knows every backend, the browser ones among them, and nothing else', () => {
     for (const backend of BACKENDS) expect(isBackend(backend)).toBe(true);

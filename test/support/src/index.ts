@@ -7,6 +7,7 @@ export {
   ONNX_IR_VERSION,
   PRODUCER_NAME,
   buildModel,
+  buildModelWithExternalData,
 } from './onnx-builder.js';
 export type {
   AttributeValue,

@@ -309,7 +309,18 @@ const ATTRIBUTE = {
   strings: 9,
   type: 20,
 } as const;
-const TENSOR = { dims: 1, dataType: 2, stringData: 6, name: 8, rawData: 9 } as const;
+const TENSOR = {
+  dims: 1,
+  dataType: 2,
+  stringData: 6,
+  name: 8,
+  rawData: 9,
+  externalData: 13,
+  dataLocation: 14,
+} as const;
+const STRING_STRING_ENTRY = { key: 1, value: 2 } as const;
+/** `TensorProto.DataLocation.EXTERNAL`. */
+const DATA_LOCATION_EXTERNAL = 1;
 const VALUE_INFO = { name: 1, type: 2 } as const;
 const TYPE = { tensorType: 1 } as const;
 const TENSOR_TYPE = { elemType: 1, shape: 2 } as const;
@@ -344,7 +355,43 @@ function elementCountOf(dims: readonly number[], what: string): number {
   return count;
 }
 
-function encodeTensor(tensor: TensorValue, name: string | undefined, what: string): ProtoWriter {
+/** Collects initializer data written to an external data file instead of the model. */
+class ExternalData {
+  readonly location: string;
+  readonly chunks: Uint8Array[] = [];
+  bytes = 0;
+
+  constructor(location: string) {
+    this.location = location;
+  }
+
+  /** Appends `data` (at an offset aligned to 16 bytes) and returns its offset. */
+  add(data: Uint8Array): number {
+    const padding = (16 - (this.bytes % 16)) % 16;
+    if (padding > 0) this.chunks.push(new Uint8Array(padding));
+    const offset = this.bytes + padding;
+    this.chunks.push(data);
+    this.bytes = offset + data.byteLength;
+    return offset;
+  }
+
+  finish(): Uint8Array {
+    const out = new Uint8Array(this.bytes);
+    let at = 0;
+    for (const chunk of this.chunks) {
+      out.set(chunk, at);
+      at += chunk.byteLength;
+    }
+    return out;
+  }
+}
+
+function encodeTensor(
+  tensor: TensorValue,
+  name: string | undefined,
+  what: string,
+  external?: ExternalData,
+): ProtoWriter {
   const count = elementCountOf(tensor.dims, what);
   if (tensor.data.length !== count) {
     throw new RangeError(
@@ -358,6 +405,23 @@ function encodeTensor(tensor: TensorValue, name: string | undefined, what: strin
   if (tensor.dtype === 'string') {
     // Strings cannot go in raw_data; each is one entry of the repeated bytes field.
     for (const value of tensor.data) message.string(TENSOR.stringData, value);
+  } else if (external !== undefined) {
+    const bytes = littleEndianBytes(tensor.data);
+    const offset = external.add(bytes);
+    const entries: [string, string][] = [
+      ['location', external.location],
+      ['offset', String(offset)],
+      ['length', String(bytes.byteLength)],
+    ];
+    for (const [key, value] of entries) {
+      message.message(
+        TENSOR.externalData,
+        new ProtoWriter()
+          .string(STRING_STRING_ENTRY.key, key)
+          .string(STRING_STRING_ENTRY.value, value),
+      );
+    }
+    message.varint(TENSOR.dataLocation, DATA_LOCATION_EXTERNAL);
   } else {
     message.bytes(TENSOR.rawData, littleEndianBytes(tensor.data));
   }
@@ -427,12 +491,30 @@ function encodeValueInfo(info: ValueInfo): ProtoWriter {
  * not a non-negative integer, or the model would exceed protobuf's 2 GiB limit.
  */
 export function buildModel(spec: ModelSpec): Uint8Array {
+  return encodeModel(spec, undefined);
+}
+
+/**
+ * Serialises a model whose numeric initializers live in an external data file, as exporters write
+ * models past protobuf's 2 GiB limit: `model` refers to `location` (a path relative to the model
+ * file) for each weight's bytes, and `data` is that file's content.
+ */
+export function buildModelWithExternalData(
+  spec: ModelSpec,
+  location: string,
+): { model: Uint8Array; data: Uint8Array } {
+  const external = new ExternalData(location);
+  const model = encodeModel(spec, external);
+  return { model, data: external.finish() };
+}
+
+function encodeModel(spec: ModelSpec, external: ExternalData | undefined): Uint8Array {
   const graph = new ProtoWriter();
   spec.nodes.forEach((node, index) => graph.message(GRAPH.node, encodeNode(node, index)));
   graph.string(GRAPH.name, spec.graphName ?? 'tandem_test_graph');
   for (const initializer of spec.initializers ?? []) {
     const what = `initializer ${initializer.name}`;
-    graph.message(GRAPH.initializer, encodeTensor(initializer, initializer.name, what));
+    graph.message(GRAPH.initializer, encodeTensor(initializer, initializer.name, what, external));
   }
   for (const input of spec.inputs) graph.message(GRAPH.input, encodeValueInfo(input));
   for (const output of spec.outputs) graph.message(GRAPH.output, encodeValueInfo(output));

@@ -2,7 +2,7 @@
 // megabytes. Each builder returns the model bytes together with the constants it baked in, so a
 // test can compute the expected outputs itself in plain JavaScript.
 
-import { buildModel } from './onnx-builder.js';
+import { buildModel, buildModelWithExternalData, type ModelSpec } from './onnx-builder.js';
 import { createPrng, fillUniform } from './prng.js';
 
 /** The element-wise model from {@link buildTinyModel} and its constants. */
@@ -45,6 +45,11 @@ export interface MlpClassifierOptions {
   readonly classes: number;
   /** Seed of the weight generator; the same seed gives the same model bytes. */
   readonly seed: number;
+  /**
+   * Store the weights in an external data file of this name (relative to the model file) instead
+   * of inside the model, as exporters do past 2 GiB. @default inside the model
+   */
+  readonly externalData?: string;
 }
 
 /**
@@ -52,7 +57,10 @@ export interface MlpClassifierOptions {
  * row-major as `[out, in]` (Gemm with `transB = 1`, as PyTorch's Linear stores them).
  */
 export interface MlpClassifier {
+  /** The model file's bytes. */
   readonly bytes: Uint8Array;
+  /** With `externalData`: the weights file to write beside the model, and its name. */
+  readonly externalData?: { readonly location: string; readonly bytes: Uint8Array };
   readonly features: number;
   readonly hidden: number;
   readonly classes: number;
@@ -92,7 +100,7 @@ export function buildMlpClassifier(options: MlpClassifierOptions): MlpClassifier
   const b2 = fillUniform(new Float32Array(classes), prng, -bound2, bound2);
   const transB = { type: 'int', value: 1 } as const;
   const axis1 = { type: 'int', value: 1 } as const;
-  const bytes = buildModel({
+  const spec: ModelSpec = {
     inputs: [{ name: 'x', dtype: 'float32', dims: ['batch', features] }],
     outputs: [
       { name: 'probs', dtype: 'float32', dims: ['batch', classes] },
@@ -121,8 +129,15 @@ export function buildMlpClassifier(options: MlpClassifierOptions): MlpClassifier
         attributes: { axis: axis1, keepdims: { type: 'int', value: 0 } },
       },
     ],
-  });
-  return { bytes, features, hidden, classes, w1, b1, w2, b2 };
+  };
+  const weights = { features, hidden, classes, w1, b1, w2, b2 };
+  if (options.externalData === undefined) return { bytes: buildModel(spec), ...weights };
+  const { model, data } = buildModelWithExternalData(spec, options.externalData);
+  return {
+    bytes: model,
+    externalData: { location: options.externalData, bytes: data },
+    ...weights,
+  };
 }
 
 /** Output width of {@link buildHeavyModel}: the N of its `[K, N]` weight. */

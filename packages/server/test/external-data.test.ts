@@ -1,0 +1,44 @@
+// Resolving a model's external data locations against its folder, on real files.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { errorCode } from '@tandem/test-support';
+import { resolveExternalData } from '../src/external-data.js';
+import { tempDir } from './server-fixtures.js';
+
+const { dir, remove } = tempDir('external-data');
+afterAll(remove);
+const versionDir = join(dir, 'model', '1');
+mkdirSync(join(versionDir, 'parts', 'folder'), { recursive: true });
+writeFileSync(join(versionDir, 'w.bin'), new Uint8Array(10));
+writeFileSync(join(versionDir, 'parts', 'p1.bin'), new Uint8Array(3));
+writeFileSync(join(dir, 'model', 'outside.bin'), new Uint8Array(1));
+const modelPath = join(versionDir, 'model.onnx');
+
+describe('resolveExternalData', () => {
+  it('resolves locations inside the model folder with their sizes', () => {
+    expect(resolveExternalData(modelPath, ['w.bin', 'parts/p1.bin', './w.bin'])).toEqual([
+      { location: 'w.bin', path: join(versionDir, 'w.bin'), bytes: 10 },
+      { location: 'parts/p1.bin', path: join(versionDir, 'parts', 'p1.bin'), bytes: 3 },
+      { location: './w.bin', path: join(versionDir, 'w.bin'), bytes: 10 },
+    ]);
+    expect(resolveExternalData(modelPath, [])).toEqual([]);
+  });
+
+  it('refuses locations outside the folder, missing files and folders with E_MODEL_LOAD_FAILED', () => {
+    for (const location of [
+      '../outside.bin',
+      'parts/../../outside.bin',
+      join(dir, 'model', 'outside.bin'),
+      '.',
+      'missing.bin',
+      'parts/folder',
+    ]) {
+      expect(
+        errorCode(() => resolveExternalData(modelPath, [location])),
+        location,
+      ).toBe('E_MODEL_LOAD_FAILED');
+    }
+  });
+});
