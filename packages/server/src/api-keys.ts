@@ -93,11 +93,21 @@ export function loadApiKeyFile(path: string): ApiKeyRecord[] {
 /** The owner of jobs on a server without keys. */
 export const ANONYMOUS: ApiKeyRecord = { id: 'anonymous', sha256: '0'.repeat(64) };
 
+/**
+ * Limits kept outside this process, for every gateway of a deployment at once (scale-out: in
+ * Redis). Same contract as {@link ApiKeys.acquire}, asynchronously.
+ */
+export interface SharedKeyLimits {
+  /** Takes a token and a slot of `record`'s limits, or rejects with `E_RATE_LIMITED` and takes neither. */
+  acquire(record: ApiKeyRecord): Promise<() => void>;
+}
+
 /** Verifies keys and enforces per-key rate and concurrency limits. */
 export class ApiKeys {
   readonly #records: readonly { record: ApiKeyRecord; digest: Buffer }[];
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
   readonly #inflight = new Map<string, number>();
+  #shared: SharedKeyLimits | undefined;
 
   /** Throws `E_INVALID_ARGUMENT` for a record whose sha256 is not 64 lower-case hex digits. */
   constructor(records: readonly ApiKeyRecord[]) {
@@ -139,19 +149,35 @@ export class ApiKeys {
   }
 
   /**
+   * Counts limits in `shared` from now on instead of in this process (a scaled-out gateway: every
+   * gateway then counts against the same limits).
+   */
+  share(shared: SharedKeyLimits): void {
+    this.#shared = shared;
+  }
+
+  /**
    * Takes one job's share of a key's limits: a rate token and a concurrency slot. Throws
    * `E_RATE_LIMITED` (with `retryAfterMs`) when the key has `maxConcurrent` jobs in flight or no
    * token left, and then takes neither. Returns the function that gives the slot back (once; later
-   * calls do nothing).
+   * calls do nothing): at once for a key without limits or with limits kept in this process, and as
+   * a promise when they are shared (see {@link ApiKeys.share}; it rejects instead of throwing).
    *
    * The front doors call it before the dispatcher checks the job, so a job refused after it (an
    * unknown model, inputs that do not fit the model, a full queue) has spent its token: the rate
    * bounds requests, not successful jobs, as most APIs' rate limits do, and a flood of bad
    * requests is not free. The token is never given back. The slot is, by the caller: at once for
    * a refused job, when it ends for an accepted one. Limits are this object's, so per process: N
-   * gateways behind a load balancer let a key through up to N times its limits.
+   * gateways behind a load balancer let a key through up to N times its limits, unless they share
+   * them.
    */
-  acquire(record: ApiKeyRecord, now = performance.now()): () => void {
+  acquire(record: ApiKeyRecord, now = performance.now()): (() => void) | Promise<() => void> {
+    if (record.maxConcurrent === undefined && record.ratePerMinute === undefined) return NOTHING;
+    if (this.#shared !== undefined) return this.#shared.acquire(record);
+    return this.#acquireHere(record, now);
+  }
+
+  #acquireHere(record: ApiKeyRecord, now: number): () => void {
     const inflight = this.#inflight.get(record.id) ?? 0;
     if (record.maxConcurrent !== undefined && inflight >= record.maxConcurrent) {
       throw new TandemError(
@@ -184,6 +210,9 @@ export class ApiKeys {
     };
   }
 }
+
+/** The release of a key without limits. */
+const NOTHING = (): void => undefined;
 
 /** The token of an `Authorization: Bearer <token>` header (scheme case-insensitive), if any. */
 export function bearerToken(header: string | undefined): string | undefined {

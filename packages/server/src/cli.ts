@@ -37,6 +37,7 @@ Options of serve:
   --redis URL                 scale out: queue jobs in Redis (BullMQ) for \`tandem worker\`s
   --redis-prefix P            prefix of every Redis key (default tandem; same on the workers)
   --max-attempts N            times a job may fail on a worker before it fails for good (default 2)
+  --key-lease-ms N            scaled out, how long a key's concurrency slot outlives a dead gateway (default 30000)
   --providers LIST            onnxruntime execution providers in order, e.g. cuda,cpu (default cpu);
                               one this machine cannot start is skipped, with a warning
   --intra-op-threads N        threads per model run (default 0: onnxruntime picks)
@@ -113,6 +114,7 @@ async function serve(argv: string[]): Promise<void> {
       redis: { type: 'string' },
       'redis-prefix': { type: 'string' },
       'max-attempts': { type: 'string' },
+      'key-lease-ms': { type: 'string' },
       providers: { type: 'string' },
       'intra-op-threads': { type: 'string' },
       quiet: { type: 'boolean' },
@@ -147,6 +149,8 @@ async function serve(argv: string[]): Promise<void> {
   if (values['redis-prefix'] !== undefined) options.redisPrefix = values['redis-prefix'];
   const attempts = integer(values['max-attempts'], '--max-attempts');
   if (attempts !== undefined) options.maxAttempts = attempts;
+  const lease = integer(values['key-lease-ms'], '--key-lease-ms');
+  if (lease !== undefined) options.keyLeaseMs = lease;
   const session = sessionSettings(values);
   if (session !== undefined) options.session = session;
   if (values.static !== undefined) {

@@ -91,6 +91,11 @@ export interface ServerOptions {
   readonly redisPrefix?: string;
   /** With `redis`: times a job may fail by throwing on a worker before it fails for good. @default 2 */
   readonly maxAttempts?: number;
+  /**
+   * With `redis`: API keys' limits are counted in Redis for all gateways at once; this is how long
+   * a concurrency slot outlives a gateway that died holding it, in ms. @default 30000
+   */
+  readonly keyLeaseMs?: number;
 }
 
 /** A running (or ready to run) Tandem server. */
@@ -196,6 +201,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       progressIntervalMs: options.progressIntervalMs ?? 100,
       maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
       maxQueue: limits.maxQueue,
+      ...(options.keyLeaseMs === undefined ? {} : { keyLeaseMs: options.keyLeaseMs }),
       // Refusals made on the pool's side of Redis, counted here: the gateways count refusals.
       rejected: (model, code) => rejections?.count(code, model),
       stateChanged: (status) => gateway?.broadcastModel(status),
@@ -203,6 +209,8 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     });
   }
   const dispatcher: JobDispatcher = redis ?? manager;
+  // Scaled out, a key's limits hold across gateways, not per gateway.
+  if (redis !== undefined) keys.share(redis.keyLimits);
   const usageSource: UsageSource = redis?.usage ?? usage;
   metrics = new ServerMetrics(manager, { localModels: redis === undefined });
   redis?.registerMetrics(metrics.registry);

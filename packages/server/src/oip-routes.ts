@@ -141,7 +141,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     const parsed = isRawBinary(headerLength)
       ? parseRawBinaryRequest(body, host.signature)
       : parseInferRequest(body, headerLength);
-    const release = options.keys.acquire(owner);
+    const release = await options.keys.acquire(owner);
     let job;
     try {
       job = options.rejections.submit(manager, {

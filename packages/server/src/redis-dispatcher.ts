@@ -46,6 +46,7 @@ import {
   queueUnavailable,
   redisReady,
 } from './redis-queues.js';
+import { RedisKeyLimits } from './redis-key-limits.js';
 import { RedisUsage } from './redis-usage.js';
 
 /** Options of the {@link RedisDispatcher}. */
@@ -76,6 +77,11 @@ export interface RedisDispatcherOptions {
   readonly stateChanged?: (status: ModelStatus) => void;
   /** How long start() waits for Redis before serving anyway (jobs get E_QUEUE_UNAVAILABLE), in ms. */
   readonly connectTimeoutMs?: number;
+  /**
+   * How long a key's concurrency slot outlives a gateway that stopped renewing it (one that died
+   * with jobs in flight), in ms. @default 30000
+   */
+  readonly keyLeaseMs?: number;
   readonly log?: (level: 'info' | 'warn', message: string, details?: object) => void;
 }
 
@@ -156,6 +162,8 @@ export class RedisDispatcher implements JobDispatcher {
   readonly #states: ModelStates;
   /** The cluster's usage, as the workers record it: what /v1/usage serves when scaled out. */
   readonly usage: RedisUsage;
+  /** Per-key rate and concurrency limits, counted in Redis for every gateway at once. */
+  readonly keyLimits: RedisKeyLimits;
   readonly #pools = new Map<string, PoolLink>();
   readonly #following = new Map<string, Followed>();
   /** Errors that refuse a job rather than end one that ran (see `rejected`). */
@@ -176,6 +184,7 @@ export class RedisDispatcher implements JobDispatcher {
     this.#subscriber = connectRedis(options.url, 'wait', onError);
     this.#states = new ModelStates((status) => options.stateChanged?.(status));
     this.usage = new RedisUsage(this.#redis, this.#keys);
+    this.keyLimits = new RedisKeyLimits(this.#redis, options.prefix, options.keyLeaseMs);
   }
 
   get draining(): boolean {
@@ -421,6 +430,7 @@ export class RedisDispatcher implements JobDispatcher {
     this.#closed = true;
     clearInterval(this.#positionTimer);
     clearInterval(this.#reconcileTimer);
+    this.keyLimits.close();
     for (const followed of this.#following.values()) clearTimeout(followed.deadlineTimer);
     const links = [...this.#pools.values()];
     this.#pools.clear();

@@ -84,6 +84,11 @@ interface Connection {
   protocolErrors: number;
   /** Jobs whose progress and outcome go to this connection. */
   readonly jobs: Map<string, Job>;
+  /**
+   * Jobs waiting for their key's limits (shared in Redis when scaled out), by id: true once the
+   * client cancelled one.
+   */
+  readonly acquiring: Map<string, boolean>;
   /** Jobs whose outcome was sent here and awaits the next acknowledgement ping. */
   unacknowledged: Job[];
   /** Jobs covered by the acknowledgement ping in flight (undefined: none in flight). */
@@ -170,6 +175,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       alive: true,
       protocolErrors: 0,
       jobs: new Map(),
+      acquiring: new Map(),
       unacknowledged: [],
       acknowledging: undefined,
       ackSeq: 0,
@@ -397,6 +403,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     const owner = connection.owner as ApiKeyRecord;
     if (
       connection.jobs.has(message.id) ||
+      connection.acquiring.has(message.id) ||
       options.registry.get(owner.id, message.id)?.settled === false
     ) {
       refuse(
@@ -418,10 +425,55 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       );
       return;
     }
-    let release: (() => void) | undefined;
+    let taken: (() => void) | Promise<() => void>;
+    try {
+      taken = options.keys.acquire(owner);
+    } catch (error) {
+      refuse(connection, message.id, TandemError.from(error), message.model);
+      return;
+    }
+    if (typeof taken === 'function') {
+      submitInfer(connection, message, ownFrame, taken);
+      return;
+    }
+    // Limits shared with other gateways: a Redis round trip. Until it answers, the id is taken
+    // (a duplicate is refused) and a cancel is remembered.
+    connection.acquiring.set(message.id, false);
+    taken.then(
+      (release) => {
+        const cancelled = connection.acquiring.get(message.id) === true;
+        connection.acquiring.delete(message.id);
+        if (cancelled) {
+          release();
+          sendError(
+            connection,
+            message.id,
+            new TandemError('E_CANCELLED', `job ${message.id} was cancelled`),
+          );
+        } else if (connection.socket.readyState !== connection.socket.OPEN) {
+          // Nobody to answer: the client resends it (or resumes it, and hears it is unknown).
+          release();
+        } else {
+          submitInfer(connection, message, ownFrame, release);
+        }
+      },
+      (error: unknown) => {
+        connection.acquiring.delete(message.id);
+        refuse(connection, message.id, TandemError.from(error), message.model);
+      },
+    );
+  };
+
+  /** Submits a job whose key's limits are taken (`release` gives them back). */
+  const submitInfer = (
+    connection: Connection,
+    message: InferMessage,
+    ownFrame: boolean,
+    release: () => void,
+  ): void => {
+    const owner = connection.owner as ApiKeyRecord;
     let job: Job;
     try {
-      release = options.keys.acquire(owner);
       // Built field by field, not with conditional spreads: this runs once per job.
       const request: { -readonly [K in keyof JobRequest]: JobRequest[K] } = {
         id: message.id,
@@ -442,7 +494,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
         message.progress === false ? undefined : progressSender(connection),
       );
     } catch (error) {
-      release?.();
+      release();
       refuse(connection, message.id, TandemError.from(error), message.model);
       return;
     }
@@ -536,6 +588,10 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
   };
 
   const onCancel = (connection: Connection, id: string): void => {
+    if (connection.acquiring.has(id)) {
+      connection.acquiring.set(id, true);
+      return;
+    }
     const owner = connection.owner as ApiKeyRecord;
     const job = connection.jobs.get(id) ?? options.registry.get(owner.id, id);
     if (job === undefined || job.settled) return;

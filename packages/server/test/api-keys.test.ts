@@ -75,50 +75,75 @@ describe('ApiKeys.verify', () => {
   });
 });
 
+/** ApiKeys.acquire for limits kept in this process: synchronous. */
+function take(keys: ApiKeys, record: ApiKeyRecord, now?: number): () => void {
+  const taken = keys.acquire(record, now);
+  if (typeof taken !== 'function') throw new Error('expected limits kept in this process');
+  return taken;
+}
+
 describe('ApiKeys.acquire', () => {
   it('enforces the rate with a bucket of one minute of tokens that refills continuously', () => {
     const keys = new ApiKeys([bob]);
     const t0 = 1_000_000;
-    for (let i = 0; i < 6; i++) keys.acquire(bob, t0)();
-    const limited = errorOf(() => keys.acquire(bob, t0));
+    for (let i = 0; i < 6; i++) take(keys, bob, t0)();
+    const limited = errorOf(() => take(keys, bob, t0));
     expect(limited.code).toBe('E_RATE_LIMITED');
     expect(limited.retryable).toBe(true);
     // Six a minute: one token every 10 s.
     expect(limited.retryAfterMs).toBe(10_000);
-    expect(errorOf(() => keys.acquire(bob, t0 + 4_000)).retryAfterMs).toBe(6_000);
-    keys.acquire(bob, t0 + 10_000)();
-    expect(errorOf(() => keys.acquire(bob, t0 + 10_000)).code).toBe('E_RATE_LIMITED');
+    expect(errorOf(() => take(keys, bob, t0 + 4_000)).retryAfterMs).toBe(6_000);
+    take(keys, bob, t0 + 10_000)();
+    expect(errorOf(() => take(keys, bob, t0 + 10_000)).code).toBe('E_RATE_LIMITED');
     // A long pause refills up to the burst, never beyond it.
-    for (let i = 0; i < 6; i++) keys.acquire(bob, t0 + 3_600_000)();
-    expect(errorOf(() => keys.acquire(bob, t0 + 3_600_000)).code).toBe('E_RATE_LIMITED');
+    for (let i = 0; i < 6; i++) take(keys, bob, t0 + 3_600_000)();
+    expect(errorOf(() => take(keys, bob, t0 + 3_600_000)).code).toBe('E_RATE_LIMITED');
   });
 
   it('enforces the concurrency limit until a slot is released, and releases only once', () => {
     const keys = new ApiKeys([carol, alice]);
-    const first = keys.acquire(carol);
-    const second = keys.acquire(carol);
-    const busy = errorOf(() => keys.acquire(carol));
+    const first = take(keys, carol);
+    const second = take(keys, carol);
+    const busy = errorOf(() => take(keys, carol));
     expect(busy.code).toBe('E_RATE_LIMITED');
     expect(busy.retryAfterMs).toBeGreaterThan(0);
     first();
     first(); // a second call must not free a slot it does not hold
-    const third = keys.acquire(carol);
-    expect(errorOf(() => keys.acquire(carol)).code).toBe('E_RATE_LIMITED');
+    const third = take(keys, carol);
+    expect(errorOf(() => take(keys, carol)).code).toBe('E_RATE_LIMITED');
     second();
     third();
-    keys.acquire(carol);
-    keys.acquire(carol);
+    take(keys, carol);
+    take(keys, carol);
     // Limits are per key: alice has none.
-    for (let i = 0; i < 100; i++) keys.acquire(alice);
+    for (let i = 0; i < 100; i++) take(keys, alice);
+  });
+
+  it('asks shared limits (a scaled-out gateway) for keys with limits, and nobody for keys without', async () => {
+    const asked: string[] = [];
+    const keys = new ApiKeys([alice, bob, carol]);
+    keys.share({
+      acquire: (record) => {
+        asked.push(record.id);
+        return record.id === 'bob'
+          ? Promise.reject(new TandemError('E_RATE_LIMITED', 'over', { retryAfterMs: 5 }))
+          : Promise.resolve(() => undefined);
+      },
+    });
+    expect(typeof keys.acquire(alice)).toBe('function');
+    await expect(keys.acquire(bob)).rejects.toMatchObject({ code: 'E_RATE_LIMITED' });
+    // Not counted here any more: the shared limits decide, however many are taken.
+    for (let i = 0; i < 3; i++) expect(typeof (await keys.acquire(carol))).toBe('function');
+    expect(asked).toEqual(['bob', 'carol', 'carol', 'carol']);
   });
 
   it('does not count a rate-limited attempt against the concurrency limit', () => {
     const both: ApiKeyRecord = { ...bob, id: 'both', ratePerMinute: 1, maxConcurrent: 1 };
     const keys = new ApiKeys([both]);
-    const release = keys.acquire(both, 0);
+    const release = take(keys, both, 0);
     release();
-    expect(errorOf(() => keys.acquire(both, 1)).code).toBe('E_RATE_LIMITED');
-    keys.acquire(both, 60_001);
+    expect(errorOf(() => take(keys, both, 1)).code).toBe('E_RATE_LIMITED');
+    take(keys, both, 60_001);
   });
 });
 

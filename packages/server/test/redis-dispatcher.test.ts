@@ -608,7 +608,9 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
   let keysDir: { dir: string; remove: () => void };
   let gateways: CliProcess[];
   let worker: CliProcess;
-  const KEYS = { alice: 'tk_test_alice', bob: 'tk_test_bob' } as const;
+  const KEYS = { alice: 'tk_test_alice', bob: 'tk_test_bob', carol: 'tk_test_carol' } as const;
+  /** Carol may have one job in flight across the cluster, and start three a minute. */
+  const CAROL_LIMITS = { maxConcurrent: 1, ratePerMinute: 3 };
 
   beforeAll(async () => {
     keysDir = tempDir('usage-keys');
@@ -616,13 +618,19 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
     writeFileSync(
       keyFile,
       JSON.stringify({
-        keys: Object.entries(KEYS).map(([id, key]) => ({ id, sha256: hashApiKey(key) })),
+        keys: Object.entries(KEYS).map(([id, key]) => ({
+          id,
+          sha256: hashApiKey(key),
+          ...(id === 'carol' ? CAROL_LIMITS : {}),
+        })),
       }),
     );
     cluster = await Cluster.start(async (dir) => {
       await writeModelFile(dir, 'mlp', 1, MLP.bytes);
       await writeModelFile(dir, 'tiny', 1, buildTinyModel().bytes);
       await writeModelFile(dir, 'watched', 1, buildTinyModel().bytes);
+      await writeSlowModel(dir, 'crawl');
+      writeModelConfig(dir, 'crawl', 1, { intraOpNumThreads: 1 });
     });
     const [first, second, started] = await Promise.all([
       cluster.gateway(['--api-keys', keyFile]),
@@ -706,6 +714,41 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
     expect(bobRows[0]?.computeSeconds).toBeCloseTo(seconds([bobResult]), 5);
     await Promise.all([alice.close(), bob.close(), aliceOnSecond.close()]);
   });
+  it("holds a key's limits across gateways: one job in flight and three a minute for the cluster, not per gateway", async () => {
+    const [first, second] = gateways as [CliProcess, CliProcess];
+    const onFirst = await connectClient(first.url, { apiKey: KEYS.carol });
+    const onSecond = await connectClient(second.url, { apiKey: KEYS.carol });
+    // A long job through the first gateway holds Carol's one slot...
+    onFirst.send({ type: 'infer', id: 'long', model: 'crawl', inputs: slowInput(CRAWL_ROWS) });
+    await onFirst.nextOf('progress', (m) => m.event.jobId === 'long');
+    // ...so the second gateway refuses her next job, over WebSocket and over HTTP.
+    const refused = await onSecond.infer({ id: 'other', model: 'tiny', inputs: tinyInput(1) });
+    expect(errorCodeOf(refused)).toBe('E_RATE_LIMITED');
+    const http = await fetch(`${second.url}/v2/models/tiny/infer`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEYS.carol}` },
+      body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [1] }] }),
+    });
+    expect([http.status, ((await http.json()) as { code: string }).code]).toEqual([
+      429,
+      'E_RATE_LIMITED',
+    ]);
+    resultOf(await onFirst.collectJob('long'));
+    // The slot is back. Refusals for concurrency spent no token, so two of the minute's three are
+    // left: one job through each gateway, then none through either.
+    resultOf(await onSecond.infer({ id: 'second', model: 'tiny', inputs: tinyInput(2) }));
+    resultOf(await onFirst.infer({ id: 'third', model: 'tiny', inputs: tinyInput(3) }));
+    for (const [client, id] of [
+      [onSecond, 'fourth'],
+      [onFirst, 'fifth'],
+    ] as const) {
+      const spent = await client.infer({ id, model: 'tiny', inputs: tinyInput(4) });
+      expect(errorCodeOf(spent), id).toBe('E_RATE_LIMITED');
+      expect(spent.error?.retryAfterMs, id).toBeGreaterThan(1000);
+    }
+    await Promise.all([onFirst.close(), onSecond.close()]);
+  });
+
   it("serves the worker's model lifecycle and run metrics at its --metrics-port, without front-door series", async () => {
     expect(worker.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const health = await fetch(`${worker.url}/health`);
