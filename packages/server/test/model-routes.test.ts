@@ -227,6 +227,13 @@ describe('models whose weights are external data files', () => {
     return path;
   };
   const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+  const infer = (name: string): Promise<LightMyRequestResponse> =>
+    server.fastify.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      payload: mlpRequest.body,
+      headers: mlpRequest.headers,
+    });
   let bigPath: string;
 
   beforeAll(async () => {
@@ -308,22 +315,12 @@ describe('models whose weights are external data files', () => {
     expect(manifest.url).toBeUndefined();
     expect(manifest.externalData).toBeUndefined();
     expect(manifest.inputs?.map((i) => i.name)).toEqual(['x']);
-    const response = await server.fastify.inject({
-      method: 'POST',
-      url: '/v2/models/dotted/infer',
-      payload: mlpRequest.body,
-      headers: mlpRequest.headers,
-    });
+    const response = await infer('dotted');
     expect(response.statusCode).toBe(200);
   });
 
   it('runs them with outputs equal to onnxruntime-node, counting the weights in the memory budget', async () => {
-    const response = await server.fastify.inject({
-      method: 'POST',
-      url: '/v2/models/big/infer',
-      payload: mlpRequest.body,
-      headers: mlpRequest.headers,
-    });
+    const response = await infer('big');
     expect(response.statusCode).toBe(200);
     const probs = response
       .json<{ outputs: { name: string; data: number[] }[] }>()
@@ -350,20 +347,10 @@ describe('models whose weights are external data files', () => {
     expect(states.lost).toEqual(['failed', expect.stringContaining('gone.bin')]);
     expect(states.escape).toEqual(['failed', expect.stringContaining('outside')]);
     for (const name of ['lost', 'escape']) {
-      const response = await server.fastify.inject({
-        method: 'POST',
-        url: `/v2/models/${name}/infer`,
-        payload: mlpRequest.body,
-        headers: mlpRequest.headers,
-      });
+      const response = await infer(name);
       expect(response.json<{ code: string }>().code, name).toBe('E_MODEL_LOAD_FAILED');
     }
-    const ok = await server.fastify.inject({
-      method: 'POST',
-      url: '/v2/models/big/infer',
-      payload: mlpRequest.body,
-      headers: mlpRequest.headers,
-    });
+    const ok = await infer('big');
     expect(ok.statusCode).toBe(200);
   });
 });
