@@ -608,7 +608,12 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
   let keysDir: { dir: string; remove: () => void };
   let gateways: CliProcess[];
   let worker: CliProcess;
-  const KEYS = { alice: 'tk_test_alice', bob: 'tk_test_bob', carol: 'tk_test_carol' } as const;
+  const KEYS = {
+    alice: 'tk_test_alice',
+    bob: 'tk_test_bob',
+    carol: 'tk_test_carol',
+    dan: 'tk_test_dan',
+  } as const;
   /** Carol may have one job in flight across the cluster, and start three a minute. */
   const CAROL_LIMITS = { maxConcurrent: 1, ratePerMinute: 3 };
 
@@ -622,6 +627,7 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
           id,
           sha256: hashApiKey(key),
           ...(id === 'carol' ? CAROL_LIMITS : {}),
+          ...(id === 'dan' ? { maxConcurrent: 1 } : {}),
         })),
       }),
     );
@@ -747,6 +753,28 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
       expect(spent.error?.retryAfterMs, id).toBeGreaterThan(1000);
     }
     await Promise.all([onFirst.close(), onSecond.close()]);
+  });
+
+  it("cancels a job still waiting for its key's limits in Redis: E_CANCELLED, never queued, slot given back", async () => {
+    const client = await connectClient((gateways[0] as CliProcess).url, { apiKey: KEYS.dan });
+    const admin = new Redis(cluster.redis.url);
+    try {
+      // Redis holds every write (the limits script among them) until unpaused: the job waits for
+      // its key's limits while the client cancels it. The pong proves the gateway read both.
+      await admin.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+      client.send({ type: 'infer', id: 'held', model: 'tiny', inputs: tinyInput(5) });
+      client.send({ type: 'cancel', id: 'held' });
+      await client.roundTrip();
+      await admin.call('CLIENT', 'UNPAUSE');
+      expect(errorCodeOf(await client.collectJob('held'))).toBe('E_CANCELLED');
+      expect(await bullJobOf(cluster, 'default', 'held')).toBeUndefined();
+      // Dan's one slot was given back: his next job runs.
+      resultOf(await client.infer({ id: 'after', model: 'tiny', inputs: tinyInput(6) }));
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      admin.disconnect();
+      await client.close();
+    }
   });
 
   it("serves the worker's model lifecycle and run metrics at its --metrics-port, without front-door series", async () => {
