@@ -10,8 +10,6 @@ import type { Registry } from 'prom-client';
 export interface MetricsEndpoint {
   /** Its base URL (http://host:port), with the port picked when 0 was asked for. */
   readonly url: string;
-  /** Answers `/health` with 503 from now on (the process is stopping); `/metrics` stays up. */
-  markStopping(): void;
   /** Stops listening and closes open connections. */
   close(): Promise<void>;
 }
@@ -22,7 +20,6 @@ export async function serveMetrics(
   host: string,
   port: number,
 ): Promise<MetricsEndpoint> {
-  let stopping = false;
   const answer = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = (request.url ?? '/').split('?')[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -31,9 +28,9 @@ export async function serveMetrics(
       const text = await registry.metrics();
       response.writeHead(200, { 'Content-Type': registry.contentType }).end(text);
     } else if (path === '/health') {
-      response
-        .writeHead(stopping ? 503 : 200, { 'Content-Type': 'text/plain' })
-        .end(stopping ? 'stopping\n' : 'ok\n');
+      // Liveness: 200 as long as the process answers, draining included (an orchestrator that
+      // saw 503 while a worker finishes its last job would kill it mid-job).
+      response.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
     } else {
       response.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
     }
@@ -56,9 +53,6 @@ export async function serveMetrics(
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
     url: `http://${shown}:${address.port}`,
-    markStopping: () => {
-      stopping = true;
-    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -249,7 +249,6 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   const stop = (why: 'idle' | 'closed'): Promise<void> => {
     stopping ??= (async () => {
       clearTimeout(idleTimer);
-      endpoint?.markStopping();
       await worker.close();
       await manager.close();
       states.stop();
