@@ -76,6 +76,11 @@ export class RedisKeys {
     return `${this.prefix}-job:${jobId}:refused`;
   }
 
+  /** Set when a job's usage is added, so a job run twice is billed once (see redis-usage.ts). */
+  billed(jobId: string): string {
+    return `${this.prefix}-job:${jobId}:billed`;
+  }
+
   /** Set when a job is cancelled, so a worker that picks it up later skips it. */
   cancelled(jobId: string): string {
     return `${this.prefix}-job:${jobId}:cancel`;

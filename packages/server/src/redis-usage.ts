@@ -31,13 +31,48 @@ function field(metric: Metric, model: string, version: string): string {
   return `${metric} ${JSON.stringify([model, version])}`;
 }
 
-/** Adds a job's usage to a transaction (or pipeline) that is about to run. */
-export function addUsage(tx: ChainableCommander, keys: RedisKeys, usage: JobUsage): void {
-  const hash = keys.usage(usage.owner);
-  tx.hincrbyfloat(hash, field('computeSeconds', usage.model, usage.version), usage.computeSeconds);
-  tx.hincrby(hash, field('jobs', usage.model, usage.version), 1);
-  if (usage.coldStart) tx.hincrby(hash, field('coldStarts', usage.model, usage.version), 1);
-  tx.sadd(keys.usageOwners, usage.owner);
+/**
+ * KEYS: the job's billed mark, the owner's usage hash, the set of owners. ARGV: the mark's TTL in
+ * ms, the owner, the compute field and its seconds, the jobs field, the cold-starts field ('' for
+ * a warm job). Adds nothing when the mark exists: the job was billed already.
+ */
+const ADD_USAGE_SCRIPT = `
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+redis.call('HINCRBYFLOAT', KEYS[2], ARGV[3], ARGV[4])
+redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
+if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[6], 1) end
+redis.call('SADD', KEYS[3], ARGV[2])
+return 1
+`;
+
+/** How long a job's billed mark is kept: longer than any job is re-run after a lost lock, in ms. */
+const BILLED_TTL_MS = 24 * 3600 * 1000;
+
+/**
+ * Adds a job's usage to a transaction (or pipeline) that is about to run, once per job id: a job
+ * run twice (its worker lost its lock, stalled past it, and another worker ran the job again)
+ * stores its outcome twice but is billed once.
+ */
+export function addUsage(
+  tx: ChainableCommander,
+  keys: RedisKeys,
+  jobId: string,
+  usage: JobUsage,
+): void {
+  const { model, version } = usage;
+  tx.eval(
+    ADD_USAGE_SCRIPT,
+    3,
+    keys.billed(jobId),
+    keys.usage(usage.owner),
+    keys.usageOwners,
+    BILLED_TTL_MS,
+    usage.owner,
+    field('computeSeconds', model, version),
+    usage.computeSeconds,
+    field('jobs', model, version),
+    usage.coldStart ? field('coldStarts', model, version) : '',
+  );
 }
 
 /** The cluster's usage rows from Redis (what every gateway's /v1/usage serves). */

@@ -170,24 +170,8 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
     },
   );
   let endpoint: MetricsEndpoint | undefined;
-  if (options.metricsPort !== undefined) {
-    // Refusals are counted by the gateway a job came through; a worker has no front door.
-    metrics = new ServerMetrics(manager, { frontDoor: false });
-    try {
-      endpoint = await serveMetrics(
-        metrics.registry,
-        options.metricsHost ?? '127.0.0.1',
-        options.metricsPort,
-      );
-    } catch (error) {
-      await Promise.allSettled([redis.quit(), subscriber.quit()]);
-      throw new TandemError(
-        'E_INVALID_ARGUMENT',
-        `cannot serve metrics on port ${options.metricsPort}: ${error instanceof Error ? error.message : String(error)}`,
-        { cause: error },
-      );
-    }
-  }
+  // Refusals are counted by the gateway a job came through; a worker has no front door.
+  if (options.metricsPort !== undefined) metrics = new ServerMetrics(manager, { frontDoor: false });
   states = publishModelStates(redis, modelChannel(keys.prefix, name), () =>
     manager
       .hosts()
@@ -267,12 +251,35 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
 
   // Keep-warm (model.json minReady) holds here as in-process: such models load before any job.
   manager.start();
+  let takingJobs = true;
   void worker
     .run()
     .catch((error: unknown) =>
       log('warn', `worker stopped: ${error instanceof Error ? error.message : String(error)}`),
-    );
+    )
+    .finally(() => {
+      // Ended without close(): the process lives on but takes no job (liveness says so).
+      if (stopping === undefined) takingJobs = false;
+    });
   await worker.waitUntilReady();
+  if (metrics !== undefined && options.metricsPort !== undefined) {
+    // Last, so that no failure before it leaves the port open.
+    try {
+      endpoint = await serveMetrics(
+        metrics.registry,
+        options.metricsHost ?? '127.0.0.1',
+        options.metricsPort,
+        () => takingJobs,
+      );
+    } catch (error) {
+      await stop('closed');
+      throw new TandemError(
+        'E_INVALID_ARGUMENT',
+        `cannot serve metrics on port ${options.metricsPort}: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
+    }
+  }
   armIdle();
   return {
     name,
@@ -346,7 +353,7 @@ async function infer(
   // In the outcome's transaction: a gateway that reads the outcome reads the mark with it.
   if (ended.refused) store.set(keys.refused(jobId), '1', 'PX', ttlMs);
   if (data !== undefined) store.pexpire(keys.index(data.owner, data.id), ttlMs);
-  if (ended.usage !== undefined) addUsage(store, keys, ended.usage);
+  if (ended.usage !== undefined) addUsage(store, keys, jobId, ended.usage);
   await store.exec();
   return outcome.ok ? { ok: true, worker } : { ok: false, code: outcome.error.code, worker };
 }

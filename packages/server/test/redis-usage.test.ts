@@ -62,9 +62,10 @@ describe('RedisUsage', () => {
     await redis.stop();
   });
 
-  const record = async (usage: JobUsage): Promise<void> => {
+  let jobs = 0;
+  const record = async (usage: JobUsage, jobId = `job-${jobs++}`): Promise<void> => {
     const tx = connection.multi();
-    addUsage(tx, keys, usage);
+    addUsage(tx, keys, jobId, usage);
     await tx.exec();
   };
 
@@ -111,6 +112,16 @@ describe('RedisUsage', () => {
     expect(await usage.rows()).toEqual([alice, carol]);
     expect(await usage.rows('carol')).toEqual([carol]);
     expect(await usage.rows('nobody')).toEqual([]);
+  });
+
+  it('bills a job once however many times its outcome is stored (a job a second worker re-ran)', async () => {
+    const usage = new RedisUsage(connection, keys);
+    const job = { owner: 'frank', model: 'det', version: '1', computeSeconds: 2, coldStart: true };
+    await record(job, 'rerun');
+    await record({ ...job, computeSeconds: 3, coldStart: false }, 'rerun');
+    expect(await usage.rows('frank')).toEqual([
+      { key: 'frank', model: 'det', version: '1', computeSeconds: 2, jobs: 1, coldStarts: 1 },
+    ]);
   });
 
   it('rejects with the retryable E_QUEUE_UNAVAILABLE while Redis is away', async () => {
