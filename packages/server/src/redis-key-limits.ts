@@ -50,7 +50,8 @@ if rate > 0 then
 end
 if max > 0 then
   redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], lease * 2)
+  -- Only ever later: a gateway with a shorter lease must not cut another's slots short.
+  if redis.call('PTTL', KEYS[1]) < lease * 2 then redis.call('PEXPIRE', KEYS[1], lease * 2) end
 end
 return {0}
 `;
@@ -63,7 +64,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
 for i = 2, #ARGV do
   redis.call('ZADD', KEYS[i - 1], 'XX', now + lease, ARGV[i])
-  redis.call('PEXPIRE', KEYS[i - 1], lease * 2)
+  if redis.call('PTTL', KEYS[i - 1]) < lease * 2 then redis.call('PEXPIRE', KEYS[i - 1], lease * 2) end
 end
 return 0
 `;

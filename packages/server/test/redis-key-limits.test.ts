@@ -124,6 +124,22 @@ describe('RedisKeyLimits', () => {
     expect(await rejectionCode(living.acquire(key))).toBe('E_RATE_LIMITED');
   });
 
+  it("keeps a gateway's slots when another gateway with a shorter lease uses the same key", async () => {
+    // A rolling change of --key-lease-ms: the short-lease gateway must not expire the set early.
+    const [long, short] = [await gateway(3000), await gateway(200)];
+    const key: ApiKeyRecord = { id: 'gina', sha256, maxConcurrent: 2 };
+    await long.acquire(key);
+    const heldSince = performance.now();
+    (await short.acquire(key))();
+    await pollUntil(
+      () => (performance.now() - heldSince > 1000 ? true : undefined),
+      'twice the short lease, and more',
+    );
+    const second = await short.acquire(key);
+    expect(await rejectionCode(short.acquire(key))).toBe('E_RATE_LIMITED');
+    second();
+  });
+
   it('refuses with the retryable E_QUEUE_UNAVAILABLE while Redis cannot be reached', async () => {
     const away = connectRedis('redis://127.0.0.1:1', 'fail-fast', () => undefined);
     connections.push(away);
