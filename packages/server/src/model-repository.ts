@@ -26,8 +26,8 @@ export interface ModelEntry {
   /** Where it came from: the `--models` folder, or the built-in catalog of npm-packaged models. */
   readonly source: 'repository' | 'catalog';
   /**
-   * The sizes and modification times of model.onnx, model.json and the other files beside them
-   * (external data) when scanned. An entry with
+   * The sizes and modification times of model.onnx and model.json, and the version folder's (it
+   * changes when external data files are added, removed or renamed), when scanned. An entry with
    * another stamp than the one a model was loaded from means its files were replaced or its
    * model.json edited (or a copy still in progress was read). Absent for catalog entries: their
    * files ship in an npm package and do not change while the server runs.
@@ -138,7 +138,7 @@ function scanDirectory(dir: string): ModelEntry[] {
         bytes: file.size,
         config,
         source: 'repository' as const,
-        stamp: `${stampOf(file)} ${configFile === undefined ? '-' : stampOf(configFile)}${otherFilesStamp(versionDir)}`,
+        stamp: `${stampOf(file)} ${configFile === undefined ? '-' : stampOf(configFile)} ${folderStamp(versionDir)}`,
       };
       entries.push(configError === undefined ? entry : { ...entry, configError });
     }
@@ -147,17 +147,14 @@ function scanDirectory(dir: string): ModelEntry[] {
 }
 
 /**
- * The stamps of the other files beside model.onnx (its external data, usually): weights replaced
- * in place change the model as much as a new model.onnx does. Files in subfolders are not looked at.
+ * The version folder's own stamp: it changes when a file is added, removed or renamed in it (the
+ * safe way to replace external data: write the new file under a temporary name, rename it over
+ * the old), for one stat however many weight files the folder holds. A file rewritten in place,
+ * or one in a subfolder, does not change it.
  */
-function otherFilesStamp(versionDir: string): string {
-  let stamp = '';
-  for (const name of safeList(versionDir)) {
-    if (name === 'model.onnx' || name === 'model.json') continue;
-    const stats = statOrUndefined(join(versionDir, name));
-    if (stats?.isFile() === true) stamp += ` ${name}=${stampOf(stats)}`;
-  }
-  return stamp;
+function folderStamp(versionDir: string): string {
+  const stats = statOrUndefined(versionDir);
+  return stats === undefined ? '-' : `${stats.mtimeMs}:${stats.ino}`;
 }
 
 function safeList(dir: string): string[] {

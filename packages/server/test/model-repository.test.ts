@@ -1,5 +1,5 @@
 import { mkdirSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildTinyModel, writeModelFile } from '@tandem/test-support';
 import { DEFAULT_MODEL_CONFIG } from '../src/model-config.js';
@@ -34,6 +34,7 @@ describe('ModelRepository', () => {
     expect(repository.find('mlp', '2')!.version).toBe('2');
     expect(repository.find('named')!.version).toBe('v10');
     const stats = statSync(path);
+    const folder = statSync(dirname(path));
     expect(repository.get('solo')).toEqual({
       name: 'solo',
       version: '3',
@@ -41,11 +42,11 @@ describe('ModelRepository', () => {
       bytes: stats.size,
       config: DEFAULT_MODEL_CONFIG,
       source: 'repository',
-      stamp: `${stats.size}:${stats.mtimeMs}:${stats.ino} -`,
+      stamp: `${stats.size}:${stats.mtimeMs}:${stats.ino} - ${folder.mtimeMs}:${folder.ino}`,
     });
   });
 
-  it('stamps an entry with its files: a rewrite, a rename over it or a model.json edit changes it', async () => {
+  it('stamps an entry with its files: a rewrite, a rename over it, a model.json edit or a weights file renamed in changes it', async () => {
     const path = await writeModelFile(dir, 'm', 1, model);
     const repository = new ModelRepository({ dir });
     const stamps = [repository.get('m').stamp];
@@ -69,8 +70,17 @@ describe('ModelRepository', () => {
     writeModelConfig(dir, 'm', 1, { maxBatch: 8 });
     utimesSync(join(dir, 'm', '1', 'model.json'), new Date(), new Date(Date.now() + 2000));
     rescan();
+    // External data replaced the safe way: a new file renamed over the old, in the version folder.
+    const folder = join(dir, 'm', '1');
+    writeFileSync(join(folder, 'weights.bin'), new Uint8Array(8));
+    rescan();
+    writeFileSync(join(folder, 'weights.bin.tmp'), new Uint8Array(8));
+    utimesSync(folder, new Date(), new Date(Date.now() + 3000));
+    renameSync(join(folder, 'weights.bin.tmp'), join(folder, 'weights.bin'));
+    utimesSync(folder, new Date(), new Date(Date.now() + 4000));
+    rescan();
     expect(stamps[1]).toBe(stamps[0]);
-    expect(new Set(stamps.slice(1)).size).toBe(5);
+    expect(new Set(stamps.slice(1)).size).toBe(7);
     expect(stamps.every((stamp) => typeof stamp === 'string')).toBe(true);
   });
 
