@@ -439,22 +439,17 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     // Limits shared with other gateways: a Redis round trip. Until it answers, the id is taken
     // (a duplicate is refused) and a cancel is remembered.
     connection.acquiring.set(message.id, false);
+    const arrivedAt = performance.now();
     taken.then(
       (release) => {
         const cancelled = connection.acquiring.get(message.id) === true;
         connection.acquiring.delete(message.id);
-        if (cancelled) {
+        try {
+          afterAcquire(connection, message, ownFrame, release, cancelled, arrivedAt);
+        } catch (error) {
+          // Nothing may escape a reaction (an unhandled rejection ends the process).
           release();
-          sendError(
-            connection,
-            message.id,
-            new TandemError('E_CANCELLED', `job ${message.id} was cancelled`),
-          );
-        } else if (connection.socket.readyState !== connection.socket.OPEN) {
-          // Nobody to answer: the client resends it (or resumes it, and hears it is unknown).
-          release();
-        } else {
-          submitInfer(connection, message, ownFrame, release);
+          refuse(connection, message.id, TandemError.from(error), message.model);
         }
       },
       (error: unknown) => {
@@ -462,6 +457,64 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
         refuse(connection, message.id, TandemError.from(error), message.model);
       },
     );
+  };
+
+  /** Goes on with a job once its key's shared limits were taken (`release` gives them back). */
+  const afterAcquire = (
+    connection: Connection,
+    message: InferMessage,
+    ownFrame: boolean,
+    release: () => void,
+    cancelled: boolean,
+    arrivedAt: number,
+  ): void => {
+    const owner = connection.owner as ApiKeyRecord;
+    if (cancelled) {
+      release();
+      sendError(
+        connection,
+        message.id,
+        new TandemError('E_CANCELLED', `job ${message.id} was cancelled`),
+      );
+      return;
+    }
+    if (connection.socket.readyState !== connection.socket.OPEN) {
+      // Nobody to answer: the client resends it (or resumes it, and hears it is unknown).
+      release();
+      return;
+    }
+    // The same id may have come in on another connection meanwhile (a client that reconnected
+    // while its old connection still looked open).
+    if (options.registry.get(owner.id, message.id)?.settled === false) {
+      release();
+      refuse(
+        connection,
+        message.id,
+        new TandemError('E_DUPLICATE_JOB', `job ${message.id} is already in flight`),
+        message.model,
+      );
+      return;
+    }
+    // A deadline counts from the job's arrival: the wait for Redis is part of it.
+    if (message.deadlineMs !== undefined) {
+      const leftMs = message.deadlineMs - (performance.now() - arrivedAt);
+      if (leftMs <= 0) {
+        release();
+        refuse(
+          connection,
+          message.id,
+          new TandemError(
+            'E_DEADLINE_EXCEEDED',
+            `job ${message.id} passed its deadline of ${message.deadlineMs} ms before it was queued`,
+          ),
+          message.model,
+        );
+        return;
+      }
+      submitInfer(connection, { ...message, deadlineMs: leftMs }, ownFrame, release);
+      return;
+    }
+    submitInfer(connection, message, ownFrame, release);
   };
 
   /** Submits a job whose key's limits are taken (`release` gives them back). */

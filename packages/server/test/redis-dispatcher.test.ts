@@ -777,6 +777,36 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
     }
   });
 
+  it("counts a job's deadline from its arrival: a wait for the key's limits in Redis spends it", async () => {
+    const client = await connectClient((gateways[0] as CliProcess).url, { apiKey: KEYS.dan });
+    const admin = new Redis(cluster.redis.url);
+    try {
+      await admin.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+      const sentAt = performance.now();
+      client.send({
+        type: 'infer',
+        id: 'late',
+        model: 'tiny',
+        inputs: tinyInput(7),
+        deadlineMs: 150,
+      });
+      await client.roundTrip();
+      // What is tested is a deadline: Redis answers only once it has passed.
+      await pollUntil(
+        () => (performance.now() - sentAt > 300 ? true : undefined),
+        'the deadline to pass',
+      );
+      await admin.call('CLIENT', 'UNPAUSE');
+      expect(errorCodeOf(await client.collectJob('late'))).toBe('E_DEADLINE_EXCEEDED');
+      expect(await bullJobOf(cluster, 'default', 'late')).toBeUndefined();
+      resultOf(await client.infer({ id: 'in-time', model: 'tiny', inputs: tinyInput(8) }));
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      admin.disconnect();
+      await client.close();
+    }
+  });
+
   it("serves the worker's model lifecycle and run metrics at its --metrics-port, without front-door series", async () => {
     expect(worker.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const health = await fetch(`${worker.url}/health`);
