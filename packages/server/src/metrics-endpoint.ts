@@ -14,11 +14,15 @@ export interface MetricsEndpoint {
   close(): Promise<void>;
 }
 
-/** Serves `registry` at `/metrics` and liveness at `/health` on `host:port` (0 picks a port). */
+/**
+ * Serves `registry` at `/metrics` and liveness at `/health` on `host:port` (0 picks a port).
+ * `/health` answers 503 while `alive()` is false: the process runs but can no longer do its job.
+ */
 export async function serveMetrics(
   registry: Registry,
   host: string,
   port: number,
+  alive: () => boolean = () => true,
 ): Promise<MetricsEndpoint> {
   const answer = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = (request.url ?? '/').split('?')[0];
@@ -28,9 +32,12 @@ export async function serveMetrics(
       const text = await registry.metrics();
       response.writeHead(200, { 'Content-Type': registry.contentType }).end(text);
     } else if (path === '/health') {
-      // Liveness: 200 as long as the process answers, draining included (an orchestrator that
+      // Liveness: 200 while the process does its job, draining included (an orchestrator that
       // saw 503 while a worker finishes its last job would kill it mid-job).
-      response.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
+      const ok = alive();
+      response
+        .writeHead(ok ? 200 : 503, { 'Content-Type': 'text/plain' })
+        .end(ok ? 'ok\n' : 'not taking jobs\n');
     } else {
       response.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
     }

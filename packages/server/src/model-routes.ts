@@ -27,6 +27,8 @@ export interface ModelRouteOptions {
 /** Registers the /v1 model routes. */
 export function registerModelRoutes(fastify: FastifyInstance, options: ModelRouteOptions): void {
   const { manager } = options;
+  /** Models whose manifest offers no download, each logged once. */
+  const undownloadable = new Set<string>();
   const digests = new Map<string, { size: number; mtimeMs: number; sha256: Promise<string> }>();
 
   /** sha256 of a model file, computed once per file version (streamed, never fully in memory). */
@@ -96,7 +98,14 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
       // `\`, `./x`) leaves the model to the server, without a download to offer.
       parseModelManifest(downloadable);
       return downloadable;
-    } catch {
+    } catch (error) {
+      if (!undownloadable.has(host.label)) {
+        undownloadable.add(host.label);
+        fastify.log.warn(
+          { model: host.label, reason: error instanceof Error ? error.message : String(error) },
+          'model offered without a download: a browser could not run it locally',
+        );
+      }
       return described;
     }
   });

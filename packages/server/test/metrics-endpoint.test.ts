@@ -44,6 +44,15 @@ describe('serveMetrics', () => {
     expect((await fetch(`${endpoint.url}/metrics`)).status).toBe(200);
   });
 
+  it('answers /health 503 while the process cannot do its job', async () => {
+    let alive = true;
+    endpoint = await serveMetrics(new Registry(), '127.0.0.1', 0, () => alive);
+    expect((await fetch(`${endpoint.url}/health`)).status).toBe(200);
+    alive = false;
+    const down = await fetch(`${endpoint.url}/health`);
+    expect([down.status, await down.text()]).toEqual([503, 'not taking jobs\n']);
+  });
+
   it('fails to start on a port that is taken', async () => {
     endpoint = await serveMetrics(new Registry(), '127.0.0.1', 0);
     const port = Number(new URL(endpoint.url).port);
