@@ -141,9 +141,21 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     const parsed = isRawBinary(headerLength)
       ? parseRawBinaryRequest(body, host.signature)
       : parseInferRequest(body, headerLength);
+    const arrivedAt = performance.now();
     const release = await options.keys.acquire(owner);
     let job;
     try {
+      // A deadline counts from the request's arrival: a wait for shared key limits spends it.
+      let deadlineMs = parsed.deadlineMs;
+      if (deadlineMs !== undefined) {
+        deadlineMs -= performance.now() - arrivedAt;
+        if (deadlineMs <= 0) {
+          throw new TandemError(
+            'E_DEADLINE_EXCEEDED',
+            `the request passed its deadline of ${parsed.deadlineMs} ms before it was queued`,
+          );
+        }
+      }
       job = options.rejections.submit(manager, {
         id: randomUUID(),
         owner: owner.id,
@@ -152,7 +164,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
         inputs: parsed.inputs,
         ...(parsed.outputs === undefined ? {} : { outputs: parsed.outputs.map((o) => o.name) }),
         priority: parsed.priority,
-        ...(parsed.deadlineMs === undefined ? {} : { deadlineMs: parsed.deadlineMs }),
+        ...(deadlineMs === undefined ? {} : { deadlineMs }),
       });
     } catch (error) {
       release();

@@ -613,6 +613,7 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
     bob: 'tk_test_bob',
     carol: 'tk_test_carol',
     dan: 'tk_test_dan',
+    eve: 'tk_test_eve',
   } as const;
   /** Carol may have one job in flight across the cluster, and start three a minute. */
   const CAROL_LIMITS = { maxConcurrent: 1, ratePerMinute: 3 };
@@ -628,6 +629,7 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
           sha256: hashApiKey(key),
           ...(id === 'carol' ? CAROL_LIMITS : {}),
           ...(id === 'dan' ? { maxConcurrent: 1 } : {}),
+          ...(id === 'eve' ? { maxConcurrent: 4 } : {}),
         })),
       }),
     );
@@ -790,6 +792,15 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
         inputs: tinyInput(7),
         deadlineMs: 150,
       });
+      // The same over HTTP: Triton's `timeout` parameter, in µs.
+      const http = fetch(`${(gateways[0] as CliProcess).url}/v2/models/tiny/infer`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEYS.eve}` },
+        body: JSON.stringify({
+          parameters: { timeout: 150_000 },
+          inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [1] }],
+        }),
+      });
       await client.roundTrip();
       // What is tested is a deadline: Redis answers only once it has passed.
       await pollUntil(
@@ -798,6 +809,8 @@ describe("redis-dispatcher: usage across gateways, and a worker's own /metrics",
       );
       await admin.call('CLIENT', 'UNPAUSE');
       expect(errorCodeOf(await client.collectJob('late'))).toBe('E_DEADLINE_EXCEEDED');
+      const answer = await http;
+      expect(((await answer.json()) as { code: string }).code).toBe('E_DEADLINE_EXCEEDED');
       expect(await bullJobOf(cluster, 'default', 'late')).toBeUndefined();
       resultOf(await client.infer({ id: 'in-time', model: 'tiny', inputs: tinyInput(8) }));
     } finally {
