@@ -15,7 +15,9 @@ export type {
 } from './websocket-remote.js';
 export { ModelFileStore, sha256Hex } from './model-files.js';
 export type {
+  CachedExternalData,
   CachedModel,
+  ExternalDataBytes,
   FileProgress,
   ModelFile,
   ModelFileStoreOptions,

@@ -1,19 +1,22 @@
-// Model files for local runs: a streamed download with byte progress (the total is the manifest's
-// `bytes`, known before the first byte), a sha256 check (E_INTEGRITY), and Cache Storage so a second
-// visit reads no network. Where Cache Storage is missing (Node) or full (a quota error), files are
-// kept in memory for this page instead. Calls for a file already being fetched (a warm-up and a
-// run, a prefetch and a local run) share that fetch: one download, each call with its own progress,
-// its own cancellation, and its own wait (a late one waited only for the rest of the download).
+// Model files for local runs: a model's .onnx and its external data files (weights kept beside the
+// .onnx, as exporters write models past protobuf's 2 GiB limit), fetched as one. A streamed download
+// with one byte progress over all of them (the total is the manifest's, known before the first
+// byte), a sha256 check per file (E_INTEGRITY naming it), and Cache Storage per file so a second
+// visit reads no network (and a download broken off keeps the files already checked). Where Cache
+// Storage is missing (Node) or full (a quota error), files are kept in memory for this page instead.
+// Calls for a model already being fetched (a warm-up and a run, a prefetch and a local run) share
+// that fetch: one download, each call with its own progress, its own cancellation, and its own wait
+// (a late one waited only for the rest of the download).
 
 import { TandemError, type ModelManifest } from '@tandem/shared';
 
 /** Where a stored model file lives. */
 export type ModelStorage = 'cache' | 'memory';
 
-/** A stored model file, as `tandem.cache.list()` reports it. */
-export interface CachedModel {
-  /** The model's name (its manifest's). */
-  readonly name: string;
+/** A stored external data file of a model, as `tandem.cache.list()` reports it. */
+export interface CachedExternalData {
+  /** The location the model names the file by (its manifest's `externalData[].path`). */
+  readonly path: string;
   /** The file's absolute URL, as downloaded. */
   readonly url: string;
   /** The file's size in bytes. */
@@ -24,25 +27,61 @@ export interface CachedModel {
   readonly storage: ModelStorage;
 }
 
-/** Progress of fetching one file. */
+/** A stored model (its .onnx and its external data files), as `tandem.cache.list()` reports it. */
+export interface CachedModel {
+  /** The model's name (its manifest's). */
+  readonly name: string;
+  /** The .onnx file's absolute URL, as downloaded. */
+  readonly url: string;
+  /**
+   * Bytes stored for the model: its .onnx and its external data files. Once a download has
+   * finished, every file of the model; less when one broke off after some files were stored.
+   */
+  readonly bytes: number;
+  /** The .onnx file's sha256, hex, as checked when it was stored. */
+  readonly sha256: string;
+  /**
+   * Cache Storage (survives reloads) when every file stored is there; this page's memory when any
+   * is kept there instead (quota errors, or no Cache Storage).
+   */
+  readonly storage: ModelStorage;
+  /** The model's external data files stored; absent for a model without any stored. */
+  readonly externalData?: readonly CachedExternalData[];
+}
+
+/** Progress of fetching a model's files. */
 export interface FileProgress {
   /** 'download' while bytes arrive from the network, 'cache' while they are read from storage. */
   readonly stage: 'download' | 'cache';
-  /** Bytes so far. */
+  /** Bytes so far, of all the model's files (those already stored count as loaded). */
   readonly loaded: number;
-  /** Bytes in all, from the manifest: known before the first byte. */
+  /**
+   * Bytes in all: the .onnx and every external data file, from the manifest, so known before
+   * the first byte.
+   */
   readonly total: number;
 }
 
-/** A fetched model file. */
-export interface ModelFile {
+/** The bytes of one external data file, with the path the model names it by. */
+export interface ExternalDataBytes {
+  /** The location the model names the file by: onnxruntime's `externalData[].path`. */
+  readonly path: string;
   /** The file's bytes, checked against the manifest's sha256. */
+  readonly data: Uint8Array<ArrayBuffer>;
+}
+
+/** A fetched model: its .onnx file and its external data files. */
+export interface ModelFile {
+  /** The .onnx file's bytes, checked against the manifest's sha256. */
   readonly bytes: Uint8Array<ArrayBuffer>;
-  /** True when it came from storage, with no network. */
+  /** The model's external data files in the manifest's order; empty for a model without. */
+  readonly externalData: readonly ExternalDataBytes[];
+  /** True when every file came from storage, with no network. */
   readonly cached: boolean;
   /**
-   * How long the download took, in ms, from its first request to its bytes verified, whichever
-   * call started it (what a bandwidth estimate divides by); 0 when read from storage.
+   * How long the download took, in ms, from its first request to its last file verified,
+   * whichever call started it (what a bandwidth estimate divides `downloadedBytes` by); 0 when
+   * read from storage.
    */
   readonly downloadMs: number;
   /**
@@ -52,13 +91,62 @@ export interface ModelFile {
    * would charge a late call for time before it began waiting.
    */
   readonly downloadWaitMs: number;
+  /** Bytes that came from the network: those of the files storage lacked; 0 when cached. */
+  readonly downloadedBytes: number;
 }
 
-/** What one fetch of a file yields, before each waiting call is told its own share of it. */
-interface FetchedFile {
+/** What one fetch of a model yields, before each waiting call is told its own share of it. */
+interface FetchedModel {
   readonly bytes: Uint8Array<ArrayBuffer>;
-  /** When the download began and ended (bytes verified), by performance.now(); none if stored. */
-  readonly download?: { readonly startedAt: number; readonly endedAt: number };
+  readonly externalData: readonly ExternalDataBytes[];
+  /**
+   * When the download began and ended (last file verified), by performance.now(), and the bytes
+   * it fetched; none if every file was stored.
+   */
+  readonly download?: {
+    readonly startedAt: number;
+    readonly endedAt: number;
+    readonly bytes: number;
+  };
+}
+
+/** What a stored file's index header says about it. */
+interface IndexEntry {
+  /** The model's name. */
+  readonly name: string;
+  readonly url: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  /** For an external data file: its path, and the .onnx (URL and sha256) it belongs to. */
+  readonly external?: {
+    readonly path: string;
+    readonly modelUrl: string;
+    readonly modelSha256: string;
+  };
+}
+
+/** One file of a model to fetch: where from, what it must be, and where it is stored. */
+interface ModelFileSpec {
+  /** The storage key (see ModelFileStore.#key). */
+  readonly key: string;
+  /** The resolved URL. */
+  readonly url: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  /** What it is stored as. */
+  readonly entry: IndexEntry;
+}
+
+/** An external data file to fetch. */
+interface ExternalFileSpec extends ModelFileSpec {
+  /** The location the model names it by. */
+  readonly path: string;
+}
+
+/** A model's files to fetch: its .onnx, and its external data files in the manifest's order. */
+interface ModelFiles {
+  readonly model: ModelFileSpec;
+  readonly external: readonly ExternalFileSpec[];
 }
 
 /** Options of {@link ModelFileStore}. */
@@ -76,40 +164,40 @@ export interface ModelFileStoreOptions {
 const INDEX_HEADER = 'x-tandem-model';
 
 /**
- * One fetch of a file (read from storage, else downloaded, checked and stored), shared by every
- * `get` of that file while it is under way.
+ * One fetch of a model's files (read from storage, else downloaded, checked and stored), shared by
+ * every `get` of that model while it is under way.
  */
 class SharedFetch {
   /** The last progress reported: a caller that joins late starts from there. */
   last: FileProgress | undefined;
-  /** The callers waiting for the file, each told every progress event. */
+  /** The callers waiting for the model, each told every progress event. */
   readonly callers = new Set<(progress: FileProgress) => void>();
   /** Aborted when no caller waits any more: the download stops. */
   readonly controller = new AbortController();
   /**
    * Set when its model is deleted while it is under way: the callers already waiting still get
-   * the file, but it is not stored (the user asked for it to be gone).
+   * the files, but no more of them are stored (the user asked for them to be gone).
    */
   discarded = false;
-  readonly result: Promise<FetchedFile>;
+  /**
+   * Its files on their way into storage: each is stored once checked, while the next downloads.
+   * A delete waits for these, so that none lands after it.
+   */
+  readonly writes = new Set<Promise<void>>();
+  readonly result: Promise<FetchedModel>;
 
   constructor(
     /** The model's name, as `delete` takes it. */
     readonly name: string,
-    start: (
-      signal: AbortSignal,
-      report: (progress: FileProgress) => void,
-      isDiscarded: () => boolean,
-    ) => Promise<FetchedFile>,
+    start: (fetch: SharedFetch) => Promise<FetchedModel>,
   ) {
-    this.result = start(
-      this.controller.signal,
-      (progress) => {
-        this.last = progress;
-        for (const caller of [...this.callers]) caller(progress);
-      },
-      () => this.discarded,
-    );
+    this.result = start(this);
+  }
+
+  /** Tells every waiting caller. */
+  report(progress: FileProgress): void {
+    this.last = progress;
+    for (const caller of [...this.callers]) caller(progress);
   }
 }
 
@@ -120,9 +208,15 @@ export class ModelFileStore {
   readonly #baseUrl: string | undefined;
   readonly #fetch: typeof fetch;
   readonly #caches: CacheStorage | undefined;
-  readonly #memory = new Map<string, { model: CachedModel; bytes: Uint8Array<ArrayBuffer> }>();
-  /** Fetches under way, by storage key (URL and sha256). */
+  /** Files kept in memory (no Cache Storage, or it was full), by storage key. */
+  readonly #memory = new Map<string, { entry: IndexEntry; bytes: Uint8Array<ArrayBuffer> }>();
+  /** Fetches a new call may join, by the storage keys of the model's files. */
   readonly #fetching = new Map<string, SharedFetch>();
+  /**
+   * Every fetch not settled yet, joinable or not (one every caller left may still be storing a
+   * file it had checked): what a delete must stop storing.
+   */
+  readonly #live = new Set<SharedFetch>();
 
   constructor(options: ModelFileStoreOptions = {}) {
     this.cacheName = options.cacheName ?? 'tandem-models-v1';
@@ -133,13 +227,18 @@ export class ModelFileStore {
   }
 
   /**
-   * The model's file: from storage when present (no network), else downloaded with progress,
-   * verified against the manifest's sha256, and stored. A call for a file already being fetched
-   * waits for that fetch instead of starting another, hears its progress from the bytes so far,
-   * and reports as its `downloadWaitMs` only the part of the download it waited through. Aborting
-   * the signal ends this call with `E_CANCELLED`; the download stops once every call waiting for
-   * it has been cancelled. A failed fetch fails every call waiting for it; the next call starts
-   * afresh.
+   * The model's files (its .onnx and every external data file): from storage when present (no
+   * network), else downloaded with one byte progress over all of them, each verified against the
+   * manifest's sha256 and stored. A call for a model already being fetched waits for that fetch
+   * instead of starting another, hears its progress from the bytes so far, and reports as its
+   * `downloadWaitMs` only the part of the download it waited through. Aborting the signal ends
+   * this call with `E_CANCELLED`; the download stops once every call waiting for it has been
+   * cancelled. A failed fetch fails every call waiting for it (`E_INTEGRITY` names the file that
+   * failed its check); the files checked before it stay stored, and the next call fetches the
+   * rest afresh.
+   *
+   * The bytes returned are the caller's to transfer (to a worker): the store keeps no reference
+   * to them. Calls that waited for the same fetch get the same arrays.
    */
   get(
     manifest: ModelManifest,
@@ -148,24 +247,23 @@ export class ModelFileStore {
     let key: string;
     let shared: SharedFetch | undefined;
     try {
-      const file = requireFile(manifest);
       // Listed as fetched: a manifest's relative URL means nothing outside the page that had it.
-      const url = this.#resolve(file.url);
-      key = this.#key(url, file.sha256);
+      const files = this.#files(manifest);
+      key = [files.model, ...files.external].map((file) => file.key).join(' ');
       const cancelled = aborted(options.signal);
       if (cancelled !== undefined) throw cancelled;
       // Looked up and registered with no await in between: two calls in the same tick share.
       shared = this.#fetching.get(key);
       if (shared === undefined) {
-        shared = new SharedFetch(manifest.name, (signal, report, isDiscarded) =>
-          this.#fetchFile(key, manifest.name, url, file, { signal, report, isDiscarded }),
-        );
+        shared = new SharedFetch(manifest.name, (fetch) => this.#fetchFiles(files, fetch));
         const started = shared;
         const forget = (): void => {
+          this.#live.delete(started);
           if (this.#fetching.get(key) === started) this.#fetching.delete(key);
         };
         started.result.then(forget, forget);
         this.#fetching.set(key, started);
+        this.#live.add(started);
       }
     } catch (error) {
       return Promise.reject(TandemError.from(error));
@@ -222,79 +320,138 @@ export class ModelFileStore {
     });
   }
 
-  /** Reads the file from storage, else downloads, verifies and stores it. */
-  async #fetchFile(
-    key: string,
-    name: string,
-    url: string,
-    file: { bytes: number; sha256: string },
-    how: {
-      signal: AbortSignal;
-      report: (progress: FileProgress) => void;
-      isDiscarded: () => boolean;
-    },
-  ): Promise<FetchedFile> {
-    const { signal, report, isDiscarded } = how;
-    const { bytes: total, sha256 } = file;
-    const stored = await this.#read(key, total);
-    if (stored !== undefined) {
-      report({ stage: 'cache', loaded: total, total });
-      return { bytes: stored };
+  /**
+   * Reads the model's files from storage, then downloads, checks and stores those missing, one
+   * after another, with one byte progress over all of them (stored ones count as loaded).
+   */
+  async #fetchFiles(files: ModelFiles, fetch: SharedFetch): Promise<FetchedModel> {
+    const { signal } = fetch.controller;
+    const all = [files.model, ...files.external];
+    const total = sumBytes(all);
+    const got = new Map<ModelFileSpec, Uint8Array<ArrayBuffer>>();
+    for (const file of all) {
+      const cancelled = aborted(signal);
+      if (cancelled !== undefined) throw cancelled;
+      const stored = await this.#read(file.key, file.bytes);
+      if (stored !== undefined) got.set(file, stored);
     }
-    const startedAt = performance.now();
-    const bytes = await this.#download(url, total, signal, report);
-    const digest = await sha256Hex(bytes);
-    if (digest !== sha256) {
-      throw new TandemError(
-        'E_INTEGRITY',
-        `${url}: sha256 is ${digest}, the manifest says ${sha256}`,
-      );
+    const missing = all.filter((file) => !got.has(file));
+    let download: FetchedModel['download'];
+    if (missing.length === 0) {
+      fetch.report({ stage: 'cache', loaded: total, total });
+    } else {
+      let loaded = total - sumBytes(missing);
+      const startedAt = performance.now();
+      try {
+        for (const file of missing) {
+          const before = loaded;
+          const bytes = await this.#download(file, signal, (fileLoaded) =>
+            fetch.report({ stage: 'download', loaded: before + fileLoaded, total }),
+          );
+          const digest = await sha256Hex(bytes);
+          if (digest !== file.sha256) {
+            throw new TandemError(
+              'E_INTEGRITY',
+              `${describeFile(file)}: sha256 is ${digest}, the manifest says ${file.sha256}`,
+            );
+          }
+          got.set(file, bytes);
+          loaded += file.bytes;
+          // Stored now, while the next file downloads: a download broken off later keeps it.
+          this.#store(file, bytes, fetch);
+        }
+      } catch (error) {
+        // Settled only once its files have landed: a delete waits only for fetches not settled.
+        await Promise.all(fetch.writes);
+        throw error;
+      }
+      download = { startedAt, endedAt: performance.now(), bytes: sumBytes(missing) };
+      fetch.report({ stage: 'cache', loaded: 0, total });
+      await Promise.all(fetch.writes);
+      fetch.report({ stage: 'cache', loaded: total, total });
     }
-    const endedAt = performance.now();
-    report({ stage: 'cache', loaded: 0, total });
-    if (!isDiscarded())
-      await this.#write(key, { name, url, bytes: total, sha256, storage: 'cache' }, bytes);
-    report({ stage: 'cache', loaded: total, total });
-    return { bytes, download: { startedAt, endedAt } };
+    const bytesOf = (file: ModelFileSpec): Uint8Array<ArrayBuffer> => {
+      const bytes = got.get(file);
+      if (bytes === undefined)
+        throw new TandemError('E_INTERNAL', `${describeFile(file)} was neither read nor fetched`);
+      return bytes;
+    };
+    return {
+      bytes: bytesOf(files.model),
+      externalData: files.external.map((file) => ({ path: file.path, data: bytesOf(file) })),
+      ...(download === undefined ? {} : { download }),
+    };
   }
 
-  /** Whether the file is stored (a run would need no download). */
+  /** Starts storing a checked file, unless its model was deleted meanwhile. */
+  #store(file: ModelFileSpec, bytes: Uint8Array<ArrayBuffer>, fetch: SharedFetch): void {
+    if (fetch.discarded) return;
+    // A file that could not be stored anywhere is downloaded again next time: no failure here.
+    const writing = this.#write(file.key, file.entry, bytes).catch(() => undefined);
+    fetch.writes.add(writing);
+    void writing.then(() => fetch.writes.delete(writing));
+  }
+
+  /** Whether every file of the model is stored (a run would need no download). */
   async has(manifest: ModelManifest): Promise<boolean> {
-    if (manifest.url === undefined || manifest.sha256 === undefined) return false;
-    const key = this.#key(this.#resolve(manifest.url), manifest.sha256);
-    if (this.#memory.has(key)) return true;
-    const cache = await this.#open();
-    return (await cache?.match(key)) !== undefined;
+    if (manifest.url === undefined || manifest.bytes === undefined || manifest.sha256 === undefined)
+      return false;
+    return (await this.bytesToDownload(manifest)) === 0;
   }
 
-  /** Every stored file. */
+  /**
+   * Bytes a `get` of the model would download now: those of its files (the .onnx, each external
+   * data file) that are not stored; 0 when every one is. Rejects with `E_NO_BACKEND` for a
+   * manifest without a file, as `get` does.
+   */
+  async bytesToDownload(manifest: ModelManifest): Promise<number> {
+    const files = this.#files(manifest);
+    const cache = await this.#open();
+    let missing = 0;
+    for (const file of [files.model, ...files.external]) {
+      if (this.#memory.has(file.key) || (await cache?.match(file.key)) !== undefined) continue;
+      missing += file.bytes;
+    }
+    return missing;
+  }
+
+  /** Every stored model, its external data files with it, and the bytes of all its files. */
   async list(): Promise<CachedModel[]> {
-    const found: CachedModel[] = [...this.#memory.values()].map((entry) => entry.model);
+    const found: { entry: IndexEntry; storage: ModelStorage }[] = [...this.#memory.values()].map(
+      ({ entry }) => ({ entry, storage: 'memory' }),
+    );
     const cache = await this.#open();
     if (cache !== undefined) {
       for (const request of await cache.keys()) {
         const response = await cache.match(request);
         const entry = indexEntry(response?.headers.get(INDEX_HEADER));
-        if (entry !== undefined) found.push({ ...entry, storage: 'cache' });
+        if (entry !== undefined) found.push({ entry, storage: 'cache' });
       }
     }
-    return found;
+    return groupByModel(found);
   }
 
   /**
-   * Removes every stored version of a model (by name); returns how many files went. A download of
-   * it under way is not stored when it ends (its callers still get the file), and a later call
-   * starts a fresh one.
+   * Removes every stored version of a model (by name), external data files included; returns
+   * how many files went. A download of it under way is not stored when it ends (its callers
+   * still get the files; files it was storing are removed too), and a later call starts a fresh
+   * one.
    */
   async delete(name: string): Promise<number> {
-    for (const [key, shared] of this.#fetching) {
-      if (shared.name !== name) continue;
-      shared.discarded = true;
-      this.#fetching.delete(key);
+    const writing: Promise<void>[] = [];
+    for (const fetch of this.#live) {
+      if (fetch.name !== name) continue;
+      fetch.discarded = true;
+      writing.push(...fetch.writes);
     }
+    for (const [key, shared] of this.#fetching) {
+      if (shared.name === name) this.#fetching.delete(key);
+    }
+    // Files already on their way into storage land first, so that none outlives the delete.
+    await Promise.all(writing);
     let removed = 0;
-    for (const [key, entry] of this.#memory) {
-      if (entry.model.name === name && this.#memory.delete(key)) removed++;
+    for (const [key, stored] of this.#memory) {
+      if (stored.entry.name === name && this.#memory.delete(key)) removed++;
     }
     const cache = await this.#open();
     if (cache !== undefined) {
@@ -317,6 +474,40 @@ export class ModelFileStore {
       ...(usage === undefined ? {} : { usageBytes: usage }),
       ...(quota === undefined ? {} : { quotaBytes: quota }),
     };
+  }
+
+  /**
+   * The model's files: its .onnx, then its external data files in the manifest's order, each URL
+   * resolved as the .onnx's is.
+   */
+  #files(manifest: ModelManifest): ModelFiles {
+    const onnx = requireFile(manifest);
+    const modelUrl = this.#resolve(onnx.url);
+    const model: ModelFileSpec = {
+      key: this.#key(modelUrl, onnx.sha256),
+      url: modelUrl,
+      bytes: onnx.bytes,
+      sha256: onnx.sha256,
+      entry: { name: manifest.name, url: modelUrl, bytes: onnx.bytes, sha256: onnx.sha256 },
+    };
+    const external = (manifest.externalData ?? []).map((file): ExternalFileSpec => {
+      const url = this.#resolve(file.url);
+      return {
+        path: file.path,
+        key: this.#key(url, file.sha256),
+        url,
+        bytes: file.bytes,
+        sha256: file.sha256,
+        entry: {
+          name: manifest.name,
+          url,
+          bytes: file.bytes,
+          sha256: file.sha256,
+          external: { path: file.path, modelUrl, modelSha256: onnx.sha256 },
+        },
+      };
+    });
+    return { model, external };
   }
 
   #resolve(url: string): string {
@@ -348,7 +539,8 @@ export class ModelFileStore {
 
   async #read(key: string, total: number): Promise<Uint8Array<ArrayBuffer> | undefined> {
     const memory = this.#memory.get(key);
-    if (memory !== undefined) return memory.bytes;
+    // A copy: the caller may move its bytes to a worker, which would empty the stored ones.
+    if (memory !== undefined) return memory.bytes.slice();
     const cache = await this.#open();
     const response = await cache?.match(key);
     if (response === undefined) return undefined;
@@ -361,53 +553,50 @@ export class ModelFileStore {
     return bytes;
   }
 
-  async #write(key: string, model: CachedModel, bytes: Uint8Array<ArrayBuffer>): Promise<void> {
+  async #write(key: string, entry: IndexEntry, bytes: Uint8Array<ArrayBuffer>): Promise<void> {
     const cache = await this.#open();
     if (cache !== undefined) {
       try {
         const headers = {
           'content-type': 'application/octet-stream',
           'content-length': String(bytes.byteLength),
-          [INDEX_HEADER]: JSON.stringify({
-            name: model.name,
-            url: model.url,
-            bytes: model.bytes,
-            sha256: model.sha256,
-          }),
+          [INDEX_HEADER]: JSON.stringify(indexHeader(entry)),
         };
+        // The Response copies the bytes: the caller may move its own to a worker meanwhile.
         await cache.put(key, new Response(bytes, { headers }));
         return;
       } catch {
         // Quota exceeded (or storage unavailable): keep it in memory for this page instead.
       }
     }
-    this.#memory.set(key, { model: { ...model, storage: 'memory' }, bytes });
+    // A copy, for the same reason: the bytes handed to callers may be moved to a worker.
+    this.#memory.set(key, { entry, bytes: bytes.slice() });
   }
 
   async #download(
-    url: string,
-    total: number,
+    file: ModelFileSpec,
     signal: AbortSignal,
-    onProgress: (progress: FileProgress) => void,
+    onProgress: (loaded: number) => void,
   ): Promise<Uint8Array<ArrayBuffer>> {
-    const resolved = this.#resolve(url);
+    const { url, bytes: total } = file;
+    const what = describeFile(file);
     let response: Response;
     try {
-      response = await this.#fetch(resolved, { signal });
+      response = await this.#fetch(url, { signal });
     } catch (error) {
       throw (
         aborted(signal) ??
-        new TandemError('E_DOWNLOAD', `could not fetch ${resolved}`, { cause: error })
+        new TandemError('E_DOWNLOAD', `could not fetch ${what}`, { cause: error })
       );
     }
     if (!response.ok || response.body === null) {
-      throw new TandemError('E_DOWNLOAD', `fetching ${resolved} answered ${response.status}`, {
+      throw new TandemError('E_DOWNLOAD', `fetching ${what} answered ${response.status}`, {
         retryable: response.status >= 500 || response.status === 429,
       });
     }
     const out = new Uint8Array(total);
     let loaded = 0;
-    onProgress({ stage: 'download', loaded, total });
+    onProgress(loaded);
     const reader = response.body.getReader();
     try {
       for (;;) {
@@ -416,25 +605,25 @@ export class ModelFileStore {
         if (loaded + value.byteLength > total) {
           throw new TandemError(
             'E_INTEGRITY',
-            `${resolved} is larger than the manifest's ${total} bytes`,
+            `${what} is larger than the manifest's ${total} bytes`,
           );
         }
         out.set(value, loaded);
         loaded += value.byteLength;
-        onProgress({ stage: 'download', loaded, total });
+        onProgress(loaded);
       }
     } catch (error) {
       await reader.cancel().catch(() => undefined);
       if (error instanceof TandemError) throw error;
       throw (
         aborted(signal) ??
-        new TandemError('E_DOWNLOAD', `the download of ${resolved} broke off`, { cause: error })
+        new TandemError('E_DOWNLOAD', `the download of ${what} broke off`, { cause: error })
       );
     }
     if (loaded !== total) {
       throw new TandemError(
         'E_INTEGRITY',
-        `${resolved} has ${loaded} bytes; the manifest says ${total}`,
+        `${what} has ${loaded} bytes; the manifest says ${total}`,
       );
     }
     return out;
@@ -442,27 +631,117 @@ export class ModelFileStore {
 }
 
 /**
- * The file as the call that began waiting for it at `joinedAt` sees it: the whole download's time,
- * and the part of the download that came after the call joined (all of it for the call that
- * started it, which joined before its first request).
+ * Bytes a local run of the model downloads when nothing of it is stored: its .onnx and every
+ * external data file; undefined for a manifest without a file.
  */
-function fileFor(fetched: FetchedFile, joinedAt: number): ModelFile {
-  const { bytes, download } = fetched;
-  if (download === undefined) return { bytes, cached: true, downloadMs: 0, downloadWaitMs: 0 };
+export function modelBytes(manifest: ModelManifest): number | undefined {
+  if (manifest.bytes === undefined) return undefined;
+  return (manifest.externalData ?? []).reduce((sum, file) => sum + file.bytes, manifest.bytes);
+}
+
+function sumBytes(files: readonly { bytes: number }[]): number {
+  return files.reduce((sum, file) => sum + file.bytes, 0);
+}
+
+/** A file as messages name it: its URL, and for external data the path the model gives it. */
+function describeFile(file: ModelFileSpec): string {
+  const path = file.entry.external?.path;
+  return path === undefined ? file.url : `external data file "${path}" (${file.url})`;
+}
+
+/**
+ * The model as the call that began waiting for it at `joinedAt` sees it: the whole download's
+ * time, and the part of the download that came after the call joined (all of it for the call
+ * that started it, which joined before its first request).
+ */
+function fileFor(fetched: FetchedModel, joinedAt: number): ModelFile {
+  const { bytes, externalData, download } = fetched;
+  if (download === undefined) {
+    return {
+      bytes,
+      externalData,
+      cached: true,
+      downloadMs: 0,
+      downloadWaitMs: 0,
+      downloadedBytes: 0,
+    };
+  }
   const { startedAt, endedAt } = download;
   return {
     bytes,
+    externalData,
     cached: false,
     downloadMs: endedAt - startedAt,
     downloadWaitMs: Math.max(0, endedAt - Math.max(startedAt, joinedAt)),
+    downloadedBytes: download.bytes,
   };
+}
+
+/**
+ * Stored files grouped into models: each external data file joins the .onnx it belongs to (by
+ * that file's URL and sha256, as the .onnx's own entry is keyed).
+ */
+function groupByModel(
+  found: readonly { entry: IndexEntry; storage: ModelStorage }[],
+): CachedModel[] {
+  const models = new Map<
+    string,
+    {
+      name: string;
+      url: string;
+      bytes: number;
+      sha256: string;
+      storage: ModelStorage;
+      externalData: CachedExternalData[];
+    }
+  >();
+  for (const { entry, storage } of found) {
+    const url = entry.external?.modelUrl ?? entry.url;
+    const sha256 = entry.external?.modelSha256 ?? entry.sha256;
+    const id = `${url} ${sha256}`;
+    let model = models.get(id);
+    if (model === undefined) {
+      model = { name: entry.name, url, bytes: 0, sha256, storage, externalData: [] };
+      models.set(id, model);
+    }
+    model.bytes += entry.bytes;
+    if (storage === 'memory') model.storage = 'memory';
+    if (entry.external !== undefined) {
+      const { path } = entry.external;
+      model.externalData.push({
+        path,
+        url: entry.url,
+        bytes: entry.bytes,
+        sha256: entry.sha256,
+        storage,
+      });
+    }
+  }
+  return [...models.values()].map(({ externalData, ...model }) =>
+    externalData.length === 0 ? model : { ...model, externalData },
+  );
+}
+
+/** A stored file's index header, as written. */
+function indexHeader(entry: IndexEntry): Record<string, unknown> {
+  const { name, url, bytes, sha256, external } = entry;
+  return external === undefined
+    ? { name, url, bytes, sha256 }
+    : {
+        name,
+        url,
+        bytes,
+        sha256,
+        path: external.path,
+        model: { url: external.modelUrl, sha256: external.modelSha256 },
+      };
 }
 
 /**
  * A stored file's index header, or undefined for an entry this code did not write (no header, not
  * JSON, fields missing): such an entry is not listed or deleted.
  */
-function indexEntry(header: string | null | undefined): Omit<CachedModel, 'storage'> | undefined {
+function indexEntry(header: string | null | undefined): IndexEntry | undefined {
   if (header === null || header === undefined) return undefined;
   let parsed: unknown;
   try {
@@ -471,7 +750,7 @@ function indexEntry(header: string | null | undefined): Omit<CachedModel, 'stora
     return undefined;
   }
   if (typeof parsed !== 'object' || parsed === null) return undefined;
-  const { name, url, bytes, sha256 } = parsed as Record<string, unknown>;
+  const { name, url, bytes, sha256, path, model } = parsed as Record<string, unknown>;
   if (
     typeof name !== 'string' ||
     typeof url !== 'string' ||
@@ -479,7 +758,12 @@ function indexEntry(header: string | null | undefined): Omit<CachedModel, 'stora
     typeof sha256 !== 'string'
   )
     return undefined;
-  return { name, url, bytes, sha256 };
+  if (path === undefined && model === undefined) return { name, url, bytes, sha256 };
+  // An external data file: its path and the .onnx it belongs to, both or it is not ours.
+  if (typeof path !== 'string' || typeof model !== 'object' || model === null) return undefined;
+  const { url: modelUrl, sha256: modelSha256 } = model as Record<string, unknown>;
+  if (typeof modelUrl !== 'string' || typeof modelSha256 !== 'string') return undefined;
+  return { name, url, bytes, sha256, external: { path, modelUrl, modelSha256 } };
 }
 
 function requireFile(manifest: ModelManifest): { url: string; bytes: number; sha256: string } {

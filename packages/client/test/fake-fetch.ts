@@ -4,6 +4,8 @@
 
 /** One response body of {@link gatedFetch}, fed by the test. */
 export interface GatedBody {
+  /** The URL requested. */
+  readonly url: string;
   /** The signal the request was made with. */
   readonly signal: AbortSignal | undefined;
   /** Delivers the next chunk of the body. */
@@ -31,7 +33,7 @@ export interface GatedFetch {
 export function gatedFetch(): GatedFetch {
   const bodies: GatedBody[] = [];
   const waiting: { n: number; resolve: (body: GatedBody) => void }[] = [];
-  const gated = (async (_url: string, init?: RequestInit) => {
+  const gated = (async (url: string, init?: RequestInit) => {
     let controller!: ReadableStreamDefaultController<Uint8Array>;
     const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
     const signal = init?.signal ?? undefined;
@@ -39,6 +41,7 @@ export function gatedFetch(): GatedFetch {
       controller.error(new DOMException('aborted', 'AbortError')),
     );
     const body: GatedBody = {
+      url,
       signal,
       push: (chunk) => controller.enqueue(chunk),
       end: () => controller.close(),

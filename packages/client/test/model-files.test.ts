@@ -3,9 +3,12 @@
 // against a real server in test/client-model-files.test.ts.
 
 import { describe, expect, it, vi } from 'vitest';
+import type { ModelManifest } from '@tandem/shared';
 import { rejectionCode } from '@tandem/test-support';
 import { ModelFileStore, sha256Hex, type FileProgress } from '../src/model-files.js';
+import { fakeCaches } from './fake-caches.js';
 import { gatedFetch } from './fake-fetch.js';
+import { deferred } from './fake-ort.js';
 
 const bytes = Uint8Array.from({ length: 100_000 }, (_, i) => (i * 31) % 251);
 
@@ -25,31 +28,6 @@ function fakeFetch(body: Uint8Array, counter: { calls: number }, chunk = 8192): 
     });
     return new Response(stream, { status: 200 });
   };
-}
-
-/** A Cache Storage stand-in: a Map per bucket; `full` makes put() fail as a quota error does. */
-function fakeCaches(full = false): CacheStorage {
-  const buckets = new Map<string, Map<string, Response>>();
-  const open = async (name: string): Promise<Cache> => {
-    const bucket = buckets.get(name) ?? new Map<string, Response>();
-    buckets.set(name, bucket);
-    return {
-      async match(key: Request | string) {
-        return bucket.get(key instanceof Request ? key.url : key)?.clone();
-      },
-      async put(key: string, response: Response) {
-        if (full) throw new DOMException('quota', 'QuotaExceededError');
-        bucket.set(key, response);
-      },
-      async keys() {
-        return [...bucket.keys()].map((key) => new Request(key));
-      },
-      async delete(key: Request | string) {
-        return bucket.delete(key instanceof Request ? key.url : key);
-      },
-    } as unknown as Cache;
-  };
-  return { open } as unknown as CacheStorage;
 }
 
 /** Records a caller's progress; `until` resolves once an event matching `test` has come. */
@@ -135,7 +113,7 @@ describe('ModelFileStore', () => {
     const counter = { calls: 0 };
     const store = new ModelFileStore({
       fetch: fakeFetch(bytes, counter),
-      caches: fakeCaches(true),
+      caches: fakeCaches({ full: true }),
     });
     await store.get(await manifest());
     expect((await store.get(await manifest())).cached).toBe(true);
@@ -338,5 +316,235 @@ describe('ModelFileStore calls for one file at once', () => {
     good.end();
     expect((await e).bytes).toEqual(bytes);
     expect(gate.bodies).toHaveLength(3);
+  });
+});
+
+// A model whose weights live in external data files beside its .onnx: two of them, one in a
+// subfolder, as an exporter may split them.
+const MODEL_URL = 'https://models.example/m/1/model.onnx';
+const weights = Uint8Array.from({ length: 60_000 }, (_, i) => (i * 7) % 253);
+const WEIGHTS_URL = 'https://models.example/m/1/files/weights.bin';
+const part2 = Uint8Array.from({ length: 20_000 }, (_, i) => (i * 13) % 241);
+const PART2_URL = 'https://models.example/m/1/files/data/part-2.bin';
+const TOTAL = bytes.byteLength + weights.byteLength + part2.byteLength;
+
+async function externalManifest(): Promise<ModelManifest> {
+  return {
+    ...(await manifest()),
+    url: MODEL_URL,
+    externalData: [
+      {
+        path: 'weights.bin',
+        url: WEIGHTS_URL,
+        bytes: weights.byteLength,
+        sha256: await sha256Hex(weights),
+      },
+      {
+        path: 'data/part-2.bin',
+        url: PART2_URL,
+        bytes: part2.byteLength,
+        sha256: await sha256Hex(part2),
+      },
+    ],
+  };
+}
+
+/** A fetch serving `files` by URL in chunks; `requests` lists the URLs asked for, in order. */
+function servedFiles(files: Map<string, Uint8Array>): { fetch: typeof fetch; requests: string[] } {
+  const requests: string[] = [];
+  const serve = (async (url: string) => {
+    requests.push(url);
+    const body = files.get(url);
+    if (body === undefined) return new Response('not found', { status: 404 });
+    return fakeFetch(body, { calls: 0 })(url);
+  }) as typeof fetch;
+  return { fetch: serve, requests };
+}
+
+const modelFiles = (): Map<string, Uint8Array> =>
+  new Map([
+    [MODEL_URL, bytes],
+    [WEIGHTS_URL, weights],
+    [PART2_URL, part2],
+  ]);
+
+describe('ModelFileStore and a model with external data', () => {
+  it('downloads the .onnx and every external data file with one byte progress, its total known before the first byte', async () => {
+    const served = servedFiles(modelFiles());
+    const store = new ModelFileStore({ fetch: served.fetch, caches: fakeCaches() });
+    const events: FileProgress[] = [];
+    const file = await store.get(await externalManifest(), {
+      onProgress: (p) => events.push(p),
+    });
+    expect(served.requests).toEqual([MODEL_URL, WEIGHTS_URL, PART2_URL]);
+    expect(file.bytes).toEqual(bytes);
+    expect(file.externalData).toEqual([
+      { path: 'weights.bin', data: weights },
+      { path: 'data/part-2.bin', data: part2 },
+    ]);
+    expect(file).toMatchObject({ cached: false, downloadedBytes: TOTAL });
+    expect(events[0]).toEqual({ stage: 'download', loaded: 0, total: TOTAL });
+    expect(events.every((e) => e.total === TOTAL)).toBe(true);
+    const loaded = events.filter((e) => e.stage === 'download').map((e) => e.loaded);
+    for (let i = 1; i < loaded.length; i++)
+      expect(loaded[i]).toBeGreaterThanOrEqual(loaded[i - 1]!);
+    expect(loaded.at(-1)).toBe(TOTAL);
+    expect(events.at(-1)).toEqual({ stage: 'cache', loaded: TOTAL, total: TOTAL });
+  });
+
+  it('a second get reads every file from Cache Storage, requesting none', async () => {
+    const served = servedFiles(modelFiles());
+    const store = new ModelFileStore({ fetch: served.fetch, caches: fakeCaches() });
+    const model = await externalManifest();
+    await store.get(model);
+    expect(await store.bytesToDownload(model)).toBe(0);
+    expect(await store.has(model)).toBe(true);
+    const events: FileProgress[] = [];
+    const again = await store.get(model, { onProgress: (p) => events.push(p) });
+    expect(served.requests).toHaveLength(3);
+    expect(again).toMatchObject({ cached: true, downloadMs: 0, downloadedBytes: 0 });
+    expect(again.bytes).toEqual(bytes);
+    expect(again.externalData.map((f) => f.data)).toEqual([weights, part2]);
+    expect(events).toEqual([{ stage: 'cache', loaded: TOTAL, total: TOTAL }]);
+  });
+
+  it("lists and estimates the model with all its files' bytes; delete removes every file", async () => {
+    const served = servedFiles(modelFiles());
+    const store = new ModelFileStore({ fetch: served.fetch, caches: fakeCaches() });
+    const model = await externalManifest();
+    await store.get(model);
+    expect(await store.list()).toEqual([
+      {
+        name: 'm',
+        url: MODEL_URL,
+        bytes: TOTAL,
+        sha256: model.sha256,
+        storage: 'cache',
+        externalData: model.externalData!.map((file) => ({ ...file, storage: 'cache' })),
+      },
+    ]);
+    expect(await store.estimate()).toMatchObject({ modelBytes: TOTAL });
+    expect(await store.delete('m')).toBe(3);
+    expect(await store.list()).toEqual([]);
+    expect(await store.estimate()).toMatchObject({ modelBytes: 0 });
+    expect(await store.bytesToDownload(model)).toBe(TOTAL);
+    expect((await store.get(model)).cached).toBe(false);
+    expect(served.requests).toHaveLength(6);
+  });
+
+  it('fails an external data file that does not match its sha256 with E_INTEGRITY naming it; the next get downloads only what was not stored', async () => {
+    const files = modelFiles();
+    files.set(
+      WEIGHTS_URL,
+      weights.map((byte, i) => (i === 1000 ? byte ^ 1 : byte)),
+    );
+    const served = servedFiles(files);
+    const store = new ModelFileStore({ fetch: served.fetch, caches: fakeCaches() });
+    const model = await externalManifest();
+    const failure = await store.get(model).catch((error: unknown) => error);
+    expect(failure).toMatchObject({ code: 'E_INTEGRITY' });
+    expect((failure as Error).message).toContain('weights.bin');
+    // The .onnx passed its check and stays; the bad file is not stored.
+    expect(
+      (await store.list()).map((m) => ({ bytes: m.bytes, externalData: m.externalData })),
+    ).toEqual([{ bytes: bytes.byteLength, externalData: undefined }]);
+    expect(await store.bytesToDownload(model)).toBe(weights.byteLength + part2.byteLength);
+    files.set(WEIGHTS_URL, weights);
+    served.requests.length = 0;
+    const events: FileProgress[] = [];
+    const file = await store.get(model, { onProgress: (p) => events.push(p) });
+    expect(served.requests).toEqual([WEIGHTS_URL, PART2_URL]);
+    // One progress over the whole model, starting from the bytes already stored.
+    expect(events[0]).toEqual({ stage: 'download', loaded: bytes.byteLength, total: TOTAL });
+    expect(file).toMatchObject({ cached: false, downloadedBytes: TOTAL - bytes.byteLength });
+    expect(file.externalData.map((f) => f.data)).toEqual([weights, part2]);
+  });
+
+  it('falls back to memory when Cache Storage is full, keeping its own copy: bytes a caller moves to a worker leave the store whole', async () => {
+    const served = servedFiles(modelFiles());
+    const store = new ModelFileStore({ fetch: served.fetch, caches: fakeCaches({ full: true }) });
+    const model = await externalManifest();
+    const first = await store.get(model);
+    const moved = [first.bytes, ...first.externalData.map((f) => f.data)];
+    structuredClone(moved, { transfer: moved.map((array) => array.buffer) });
+    expect(first.bytes.byteLength).toBe(0); // detached, as a transfer to a worker leaves it
+    const second = await store.get(model);
+    expect(second.cached).toBe(true);
+    expect(second.bytes).toEqual(bytes);
+    expect(second.externalData.map((f) => f.data)).toEqual([weights, part2]);
+    expect(served.requests).toHaveLength(3);
+    const [listed] = await store.list();
+    expect(listed?.storage).toBe('memory');
+    expect(listed?.externalData?.map((f) => f.storage)).toEqual(['memory', 'memory']);
+  });
+});
+
+describe('ModelFileStore calls for a model with external data at once', () => {
+  it('share one download of each file; cancelling every call stops it, and the next call downloads only the files not yet stored', async () => {
+    const gate = gatedFetch();
+    const store = new ModelFileStore({ fetch: gate.fetch });
+    const model = await externalManifest();
+    const first = new AbortController();
+    const second = new AbortController();
+    const a = store.get(model, { signal: first.signal });
+    const b = store.get(model, { signal: second.signal });
+    const onnx = await gate.requested(1);
+    expect(onnx.url).toBe(MODEL_URL);
+    onnx.push(bytes);
+    onnx.end();
+    const weightsBody = await gate.requested(2);
+    expect(weightsBody.url).toBe(WEIGHTS_URL);
+    weightsBody.push(weights.slice(0, 1000));
+    first.abort();
+    expect(weightsBody.signal?.aborted).toBe(false);
+    second.abort();
+    expect(weightsBody.signal?.aborted).toBe(true);
+    expect(await rejectionCode(a)).toBe('E_CANCELLED');
+    expect(await rejectionCode(b)).toBe('E_CANCELLED');
+    expect(gate.bodies).toHaveLength(2);
+    const log = progressLog();
+    const c = store.get(model, { onProgress: log.onProgress });
+    const again = await gate.requested(3);
+    expect(again.url).toBe(WEIGHTS_URL);
+    again.push(weights);
+    again.end();
+    const last = await gate.requested(4);
+    expect(last.url).toBe(PART2_URL);
+    last.push(part2);
+    last.end();
+    const file = await c;
+    expect(file.bytes).toEqual(bytes);
+    expect(file.externalData.map((f) => f.data)).toEqual([weights, part2]);
+    expect(log.events[0]).toEqual({ stage: 'download', loaded: bytes.byteLength, total: TOTAL });
+  });
+
+  it('a delete while the weights download leaves none of the model behind, though its .onnx was being stored', async () => {
+    const gate = gatedFetch();
+    const release = deferred();
+    const putStarted = deferred();
+    const store = new ModelFileStore({
+      fetch: gate.fetch,
+      caches: fakeCaches({ heldPuts: release.promise, onPut: () => putStarted.resolve() }),
+    });
+    const model = await externalManifest();
+    const a = store.get(model);
+    const onnx = await gate.requested(1);
+    onnx.push(bytes);
+    onnx.end();
+    // The .onnx is verified and on its way into Cache Storage while the weights download.
+    await putStarted.promise;
+    const weightsBody = await gate.requested(2);
+    const deleting = store.delete('m');
+    // The put stays held until the weights are checked and the last file requested: a delete
+    // that did not wait for it would have looked for the model's entries long before.
+    weightsBody.push(weights);
+    weightsBody.end();
+    const last = await gate.requested(3);
+    release.resolve();
+    expect(await deleting).toBe(1);
+    last.push(part2);
+    last.end();
+    expect((await a).externalData.map((f) => f.data)).toEqual([weights, part2]);
+    expect(await store.list()).toEqual([]);
   });
 });
