@@ -2,8 +2,9 @@
 // served by a real Tandem server (cross-origin isolated) on http://localhost. Local runs on wasm and
 // on WebGPU (the software adapter allowed here), agreement with the server's result, wasm threads
 // with and without cross-origin isolation, a second page load reading the model and
-// onnxruntime-web's runtime .wasm from Cache Storage with no network, tandem.cache over Cache
-// Storage, keep-warm pausing while the page is hidden, and an integrity failure.
+// onnxruntime-web's runtime .wasm from Cache Storage with no network (and a model's external data
+// file with its .onnx), tandem.cache over Cache Storage, keep-warm pausing while the page is
+// hidden, and an integrity failure.
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,8 +13,12 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeMessage, decodeServerMessage, type ModelState } from '@tandem/shared';
 import type { Tandem } from '@tandem/client';
-import { buildTinyModel, writeModelFile } from '@tandem/test-support';
+import { buildMlpClassifier, buildTinyModel, writeModelFile } from '@tandem/test-support';
 import { openBrowserSite, type BrowserSite } from './browser-site.js';
+
+/** A model whose weights live in an external data file beside its .onnx. */
+const EXTERNAL_DATA_MODEL = 'mlp-external';
+const MLP = { features: 8, hidden: 32, classes: 4, seed: 5 } as const;
 
 /** A server model that unloads after half a second idle, for the keep-warm test. */
 const KEEP_WARM_MODEL = 'keep-warm';
@@ -139,6 +144,9 @@ describe('the client in Chromium', () => {
       join(modelFile, '..', 'model.json'),
       JSON.stringify({ idleTimeoutMs: KEEP_WARM_IDLE_MS }),
     );
+    const mlp = buildMlpClassifier({ ...MLP, externalData: 'weights.bin' });
+    const mlpFile = await writeModelFile(modelsDir, EXTERNAL_DATA_MODEL, 1, mlp.bytes);
+    await writeFile(join(mlpFile, '..', 'weights.bin'), mlp.externalData!.bytes);
     site = await openBrowserSite({ modelsDir });
     ({ origin, browser } = site);
   });
@@ -227,6 +235,71 @@ describe('the client in Chromium', () => {
     warm.values.forEach((value, i) =>
       expect(Math.abs(value - remote.values[i]!)).toBeLessThan(1e-4),
     );
+    await context.close();
+  });
+
+  it('reads a model and its external data file from Cache Storage on a second page load, requesting neither', async () => {
+    const manifest = (await (
+      await fetch(`${origin}/v1/models/${EXTERNAL_DATA_MODEL}/manifest`)
+    ).json()) as { bytes: number; externalData: { bytes: number }[] };
+    const total = manifest.bytes + manifest.externalData[0]!.bytes;
+    /** Runs the model here; reports its first download event's total and what is stored. */
+    const runMlp = (page: Page) =>
+      page.evaluate(async (model) => {
+        const tandem = window.tandemClient.createTandem({
+          server: location.origin,
+          placement: 'local-only',
+        });
+        try {
+          const x = Float32Array.from({ length: 16 }, (_, i) => (i % 7) / 7 - 0.5);
+          const job = tandem.run(model, { x: { dtype: 'float32', dims: [2, 8], data: x } });
+          const totals: number[] = [];
+          for await (const event of job) {
+            if (event.stage === 'download' && event.total !== undefined) totals.push(event.total);
+          }
+          const result = await job;
+          return {
+            probs: Array.from(result.outputs.probs!.data as Float32Array),
+            downloadMs: result.timings.downloadMs,
+            totals,
+            listed: await tandem.cache.list(),
+          };
+        } finally {
+          await tandem.close();
+        }
+      }, EXTERNAL_DATA_MODEL);
+    const context = await browser.newContext();
+    const first = await openPage(context);
+    const requested: string[] = [];
+    const fileRequest = (request: { url(): string }): void => {
+      if (request.url().includes(`/v1/models/${EXTERNAL_DATA_MODEL}/versions/`))
+        requested.push(new URL(request.url()).pathname);
+    };
+    first.page.on('request', fileRequest);
+    const cold = await runMlp(first.page);
+    expect(requested).toEqual([
+      `/v1/models/${EXTERNAL_DATA_MODEL}/versions/1/model.onnx`,
+      `/v1/models/${EXTERNAL_DATA_MODEL}/versions/1/files/weights.bin`,
+    ]);
+    expect(new Set(cold.totals)).toEqual(new Set([total]));
+    expect(cold.downloadMs).toBeGreaterThan(0);
+    expect(cold.listed).toEqual([
+      expect.objectContaining({
+        name: EXTERNAL_DATA_MODEL,
+        bytes: total,
+        storage: 'cache',
+        externalData: [expect.objectContaining({ path: 'weights.bin', storage: 'cache' })],
+      }),
+    ]);
+    await first.page.close();
+    const second = await openPage(context);
+    second.page.on('request', fileRequest);
+    const warm = await runMlp(second.page);
+    expect(requested).toHaveLength(2);
+    expect(warm.downloadMs).toBe(0);
+    expect(warm.totals).toEqual([]);
+    expect(warm.probs).toEqual(cold.probs);
+    expect(warm.probs).toHaveLength(2 * MLP.classes);
     await context.close();
   });
 

@@ -5,9 +5,10 @@
 // result larger than the ws package takes by default on the built-in Node socket, and one progress
 // sequence per job that never goes backwards and ends at 1.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import {
@@ -20,6 +21,7 @@ import {
 import { createServer, type TandemServer } from '@tandem/server';
 import { createTandem, type Job, type Tandem, type WebSocketLike } from '@tandem/client';
 import {
+  buildMlpClassifier,
   buildTileModel,
   createPrng,
   fillUniform,
@@ -553,6 +555,83 @@ describe('createTandem prefetch', () => {
     expect(downloads.count()).toBe(2);
     await without.close();
     await server.close();
+  });
+});
+
+describe('createTandem and a model with external data', () => {
+  it('runs it local-only: the .onnx and its weights file downloaded under one byte total, outputs as onnxruntime-node computes them from the same files; a delete removes both', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-external-data-'));
+    const mlp = buildMlpClassifier({
+      features: 24,
+      hidden: 64,
+      classes: 5,
+      seed: 41,
+      externalData: 'weights.bin',
+    });
+    const weights = mlp.externalData!;
+    const modelPath = await writeModelFile(dir, 'mlp', 1, mlp.bytes);
+    await writeFile(join(dirname(modelPath), weights.location), weights.bytes);
+    const server = await createServer({ port: 0, catalog: false, modelsDir: dir });
+    const requested: string[] = [];
+    server.fastify.addHook('onRequest', async (request) => {
+      if (request.url.includes('/versions/')) requested.push(request.url);
+    });
+    const tandem = createTandem({ server: await server.listen(), placement: 'local-only' });
+    const x = fillUniform(new Float32Array(3 * 24), createPrng(42), -2, 2);
+    const inputs = (): TensorMap => ({ x: { dtype: 'float32', dims: [3, 24], data: x.slice() } });
+    try {
+      const job = tandem.run('mlp', inputs());
+      const [result, events] = await Promise.all([job, collect(job)]);
+      expect(result).toMatchObject({ placement: 'local', backend: 'wasm', cold: true });
+      expectMonotoneToOne(events);
+      // One byte sequence over both files, its total (the .onnx and its weights) known from the
+      // first event on.
+      const total = mlp.bytes.byteLength + weights.bytes.byteLength;
+      const downloads = events.filter((e) => e.stage === 'download');
+      expect(downloads[0]).toMatchObject({ loaded: 0, total });
+      expect(downloads.every((e) => e.total === total)).toBe(true);
+      expect(downloads.at(-1)?.loaded).toBe(total);
+      expect(requested).toEqual([
+        '/v1/models/mlp/versions/1/model.onnx',
+        '/v1/models/mlp/versions/1/files/weights.bin',
+      ]);
+      // onnxruntime-node reads weights.bin beside model.onnx by itself.
+      const session = await ort.InferenceSession.create(modelPath);
+      const direct = await session.run({ x: new ort.Tensor('float32', x.slice(), [3, 24]) });
+      await session.release();
+      const probs = result.outputs.probs!.data as Float32Array;
+      const expected = direct.probs!.data as Float32Array;
+      expect(result.outputs.probs!.dims).toEqual([3, 5]);
+      expect(probs.length).toBe(expected.length);
+      for (let i = 0; i < probs.length; i++)
+        expect(Math.abs(probs[i]! - expected[i]!)).toBeLessThan(1e-5);
+      expect(Array.from(result.outputs.label!.data as BigInt64Array)).toEqual(
+        Array.from(direct.label!.data as BigInt64Array),
+      );
+      expect(await tandem.cache.list()).toEqual([
+        expect.objectContaining({
+          name: 'mlp',
+          bytes: total,
+          storage: 'memory',
+          externalData: [
+            expect.objectContaining({ path: 'weights.bin', bytes: weights.bytes.byteLength }),
+          ],
+        }),
+      ]);
+      expect(await tandem.cache.estimate()).toMatchObject({ modelBytes: total });
+      // Deleted, every file goes and the next run fetches both again.
+      expect(await tandem.cache.delete('mlp')).toBe(2);
+      const again = tandem.run('mlp', inputs());
+      const [after, afterEvents] = await Promise.all([again, collect(again)]);
+      expect(after.cold).toBe(true);
+      expect(afterEvents.find((e) => e.stage === 'download')?.total).toBe(total);
+      expect(requested).toHaveLength(4);
+      expect(Array.from(after.outputs.probs!.data as Float32Array)).toEqual(Array.from(probs));
+    } finally {
+      await tandem.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

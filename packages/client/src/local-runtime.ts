@@ -15,8 +15,8 @@ import {
   type TensorMap,
 } from '@tandem/shared';
 import { abortable } from './abortable.js';
-import type { BackendInfo, LoadedSession, LocalWorkerApi } from './local-worker-api.js';
-import type { ModelFileStore } from './model-files.js';
+import type { BackendInfo, LoadedSession, LocalWorkerApi, ModelBytes } from './local-worker-api.js';
+import { modelBytes, type ModelFile, type ModelFileStore } from './model-files.js';
 import { nodeEndpoint } from './node-endpoint.js';
 import { meetsBackend } from './router.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from './runtime.js';
@@ -178,7 +178,10 @@ export class LocalRuntime implements Runtime {
     // for that compile, so it counts as cold, with the measured compile time as its estimate.
     const session = this.#sessions.get(key);
     const compiled = session?.ready === true;
-    const cached = session !== undefined || (await this.#options.files.has(manifest));
+    // Every file not stored counts: the .onnx and its external data (most of a large model).
+    const toDownload =
+      session !== undefined ? 0 : await this.#options.files.bytesToDownload(manifest);
+    const cached = toDownload === 0;
     const run = this.#runMs.get(key)?.value;
     const average = this.#compileMs.get(key)?.value;
     // A compile under way is partly done: what is left of the measured average.
@@ -190,7 +193,7 @@ export class LocalRuntime implements Runtime {
           ? average
           : Math.max(0, average - (performance.now() - session.startedAt));
     const bandwidth = this.#bandwidth.value;
-    const download = cached ? 0 : bandwidth === undefined ? undefined : manifest.bytes / bandwidth;
+    const download = cached ? 0 : bandwidth === undefined ? undefined : toDownload / bandwidth;
     if (run === undefined || compile === undefined || download === undefined) {
       return { available: true, cold: !compiled, reason: `${backend}, not measured yet` };
     }
@@ -392,26 +395,31 @@ export class LocalRuntime implements Runtime {
         cold: !wasReady,
       };
     }
-    const file = await this.#options.files.get(manifest, {
-      ...(signal === undefined ? {} : { signal }),
-      onProgress: (p) => progress({ stage: p.stage, loaded: p.loaded, total: p.total }),
-    });
+    const getFiles = (): Promise<ModelFile> =>
+      this.#options.files.get(manifest, {
+        ...(signal === undefined ? {} : { signal }),
+        onProgress: (p) => progress({ stage: p.stage, loaded: p.loaded, total: p.total }),
+      });
+    let file = await getFiles();
     // The whole download's time: a call that joined one under way waited only for its rest.
     if (!file.cached && file.downloadMs > 0)
-      this.#bandwidth.add(file.bytes.byteLength / file.downloadMs);
-    throwIfAborted(signal);
-    // Another call of this model got here first (both read the file): its session is this one.
-    const raced = this.#sessions.get(key);
-    if (raced !== undefined) {
-      const compileMs = await this.#join(raced, signal);
-      return {
-        backend,
-        key,
-        session: raced,
-        downloadMs: file.downloadWaitMs,
-        compileMs,
-        cold: true,
-      };
+      this.#bandwidth.add(file.downloadedBytes / file.downloadMs);
+    // This call's wait, not the whole download's (it may have joined one under way).
+    let downloadMs = file.downloadWaitMs;
+    for (;;) {
+      throwIfAborted(signal);
+      // Another call of this model got here first (both read the file): its session is this one.
+      const raced = this.#sessions.get(key);
+      if (raced !== undefined) {
+        const compileMs = await this.#join(raced, signal);
+        return { backend, key, session: raced, downloadMs, compileMs, cold: true };
+      }
+      if (!handedToWorker(file)) break;
+      // Calls that shared a fetch share its arrays, and one for another session key (another
+      // name or backend on the same files) took them for its worker: this call reads them again
+      // (a new fetch, from storage as a rule).
+      file = await getFiles();
+      downloadMs += file.downloadWaitMs;
     }
     const compileEstimate = this.#compileMs.get(key)?.value;
     progress(
@@ -429,7 +437,8 @@ export class LocalRuntime implements Runtime {
       if (total !== undefined && loaded >= total) progress({ stage: 'compile' });
     });
     const workerKey = `${key}#${this.#sessionCount++}`;
-    const loading = this.#call((api) => api.load(workerKey, file.bytes, backend, onRuntimeBytes));
+    const files = transferred(file);
+    const loading = this.#call((api) => api.load(workerKey, files, backend, onRuntimeBytes));
     const session: LocalSession = {
       model: manifest.name,
       workerKey,
@@ -461,8 +470,7 @@ export class LocalRuntime implements Runtime {
       backend,
       key,
       session,
-      // This call's wait, not the whole download's (it may have joined one under way).
-      downloadMs: file.downloadWaitMs,
+      downloadMs,
       compileMs: loaded.compileMs,
       cold: true,
     };
@@ -507,19 +515,20 @@ export class LocalRuntime implements Runtime {
   /** Stage shares for a job, in measured ms where known. */
   #plan(manifest: ModelManifest): PlannedStage[] | undefined {
     const bandwidth = this.#bandwidth.value;
-    const keyPrefix = `${manifest.name}@${manifest.sha256 ?? ''}`;
+    const keyPrefix = `${manifest.name}@${filesId(manifest)}/`;
     const compile = [...this.#compileMs].find(([key]) => key.startsWith(keyPrefix))?.[1].value;
     const run = [...this.#runMs].find(([key]) => key.startsWith(keyPrefix))?.[1].value;
+    const bytes = modelBytes(manifest);
     if (
       bandwidth === undefined ||
       compile === undefined ||
       run === undefined ||
-      manifest.bytes === undefined
+      bytes === undefined
     )
       return undefined;
     return [
       { stage: 'resolve', weight: 1 },
-      { stage: 'download', weight: manifest.bytes / bandwidth },
+      { stage: 'download', weight: bytes / bandwidth },
       { stage: 'cache', weight: 1 },
       { stage: 'compile', weight: compile },
       { stage: 'running', weight: run },
@@ -537,7 +546,45 @@ export class LocalRuntime implements Runtime {
 }
 
 function sessionKey(manifest: ModelManifest, backend: LocalBackend): string {
-  return `${manifest.name}@${manifest.sha256 ?? manifest.version ?? ''}/${backend}`;
+  return `${manifest.name}@${filesId(manifest)}/${backend}`;
+}
+
+/**
+ * The model's files by their hashes: the .onnx's, and each external data file's (weights replaced
+ * under an unchanged .onnx are another model, not the compiled session of the old one).
+ */
+function filesId(manifest: ModelManifest): string {
+  const external = (manifest.externalData ?? []).map((file) => `+${file.sha256}`).join('');
+  return `${manifest.sha256 ?? manifest.version ?? ''}${external}`;
+}
+
+/**
+ * Buffers of model files given to a worker (by any runtime of this page): transferred, they are
+ * emptied once posted. Marked when a load is decided, before it is posted, so a call that shared
+ * the fetch sees it at once.
+ */
+const givenToWorkers = new WeakSet<ArrayBuffer>();
+
+function buffersOf(file: ModelFile): ArrayBuffer[] {
+  return [file.bytes, ...file.externalData.map((external) => external.data)].map(
+    (bytes) => bytes.buffer,
+  );
+}
+
+/** True when some of the file's buffers went (or are going) to a worker already. */
+function handedToWorker(file: ModelFile): boolean {
+  return buffersOf(file).some((buffer) => givenToWorkers.has(buffer));
+}
+
+/**
+ * The model's files for a load, their buffers marked for transfer (comlink.transfer): moved to
+ * the worker, not copied, so a large model's weights are never held twice while they cross. The
+ * store keeps none of these arrays (see ModelFileStore.get).
+ */
+function transferred(file: ModelFile): ModelBytes {
+  const buffers = new Set(buffersOf(file));
+  for (const buffer of buffers) givenToWorkers.add(buffer);
+  return transfer({ model: file.bytes, externalData: file.externalData }, [...buffers]);
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -1,8 +1,9 @@
 // What runs inside the local worker: onnxruntime-web sessions, the backend probe, and runs. The
-// main thread reaches it through comlink (local-runtime.ts); tensors come back as transferred
-// buffers. Errors are TandemErrors with codes (worker-errors.ts). The probe picks the
-// onnxruntime-web build (WebGPU + wasm, or wasm only) and imports it, so a worker downloads and
-// starts one runtime, and keeps that runtime in Cache Storage (ort-runtime-cache.ts).
+// main thread reaches it through comlink (local-runtime.ts); a model's files (the .onnx and its
+// external data) come in and tensors come back as transferred buffers. Errors are TandemErrors
+// with codes (worker-errors.ts). The probe picks the onnxruntime-web build (WebGPU + wasm, or wasm
+// only) and imports it, so a worker downloads and starts one runtime, and keeps that runtime in
+// Cache Storage (ort-runtime-cache.ts).
 
 import { transfer } from 'comlink';
 import type * as Ort from 'onnxruntime-web';
@@ -13,6 +14,7 @@ import {
   type RuntimeDownloadListener,
   type RuntimeFetch,
 } from './ort-runtime-cache.js';
+import type { ExternalDataBytes } from './model-files.js';
 import { classifyOrtError } from './worker-errors.js';
 
 /** onnxruntime-web, as each of its builds exports it. */
@@ -55,6 +57,19 @@ export interface ProbeOptions {
    * files' bucket). Without it, or without Cache Storage (Node), the runtime loads as usual.
    */
   readonly cacheName?: string;
+}
+
+/**
+ * A model's files as a load takes them: the .onnx, and the external data files its weights live
+ * in (onnxruntime's `externalData` session option), each by the path the model names it with.
+ * The page transfers these buffers rather than copying them: a large model's weights would
+ * otherwise be held twice while they cross.
+ */
+export interface ModelBytes {
+  /** The .onnx file. */
+  readonly model: Uint8Array;
+  /** Its external data files; empty for a model without. */
+  readonly externalData: readonly ExternalDataBytes[];
 }
 
 /** A compiled session. */
@@ -187,13 +202,16 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
   }
 
   /** Compiles a session; a failure is coded (worker-errors.ts). */
-  async function create(bytes: Uint8Array, backend: LocalBackend): Promise<SessionEntry> {
+  async function create(files: ModelBytes, backend: LocalBackend): Promise<SessionEntry> {
     let session: Ort.InferenceSession;
     try {
       await runtimeStarted;
-      session = await ort().InferenceSession.create(bytes, {
+      session = await ort().InferenceSession.create(files.model, {
         executionProviders: [backend],
         graphOptimizationLevel: 'all',
+        // A page's onnxruntime-web has no folder to read the model's weights from: each location
+        // the model names is answered with the bytes given for that path.
+        ...(files.externalData.length === 0 ? {} : { externalData: files.externalData }),
       });
     } catch (error) {
       throw classifyOrtError(error, 'E_MODEL_LOAD_FAILED');
@@ -205,13 +223,14 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
   }
 
   /**
-   * Creates a session, once per key: a load that finds the key's session being created waits for
-   * it. `onRuntimeBytes` hears onnxruntime-web's own runtime binary arrive when a first load has
-   * to download it (a few times a second at most), whichever load started the download.
+   * Creates a session from a model's files, once per key: a load that finds the key's session
+   * being created waits for it. `onRuntimeBytes` hears onnxruntime-web's own runtime binary
+   * arrive when a first load has to download it (a few times a second at most), whichever load
+   * started the download.
    */
   async function load(
     key: string,
-    bytes: Uint8Array,
+    files: ModelBytes,
     backend: LocalBackend,
     onRuntimeBytes?: RuntimeDownloadListener,
   ): Promise<LoadedSession> {
@@ -226,7 +245,7 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
       const pending = creating.get(key);
       if (pending !== undefined)
         return loadedSession(await pending, performance.now() - started, false);
-      const created: Promise<SessionEntry> = create(bytes, backend)
+      const created: Promise<SessionEntry> = create(files, backend)
         .then((entry) => {
           sessions.set(key, entry);
           return entry;

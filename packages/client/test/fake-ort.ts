@@ -27,6 +27,8 @@ export function deferred<T = void>(): Deferred<T> {
 /** A session the fake created. */
 export interface FakeSession {
   readonly bytes: Uint8Array;
+  /** The `externalData` session option it was created with, if any. */
+  readonly externalData?: readonly { readonly path: string; readonly data: unknown }[];
   released: boolean;
   /** Resolves when the session is released. */
   readonly whenReleased: Promise<void>;
@@ -68,13 +70,19 @@ export function fakeOrt(options: FakeOrtOptions = {}): FakeOrt {
   const warmUp = warmUpModel();
   const sessions: FakeSession[] = [];
   let creates = 0;
-  const create = async (bytes: Uint8Array) => {
+  const create = async (
+    bytes: Uint8Array,
+    sessionOptions?: { externalData?: readonly { path: string; data: unknown }[] },
+  ) => {
     const isWarmUp =
       bytes.byteLength === warmUp.byteLength && bytes.every((byte, i) => byte === warmUp[i]);
     if (!isWarmUp) await options.compile?.(creates++, bytes);
     const releasing = deferred();
     const record: FakeSession = {
       bytes,
+      ...(sessionOptions?.externalData === undefined
+        ? {}
+        : { externalData: sessionOptions.externalData }),
       released: false,
       whenReleased: releasing.promise,
       runsAtRelease: 0,

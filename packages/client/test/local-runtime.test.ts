@@ -12,7 +12,8 @@ import { TandemError, type ModelManifest, type TensorMap } from '@tandem/shared'
 import { rejectionCode } from '@tandem/test-support';
 import { LocalRuntime, type WorkerHandle } from '../src/local-runtime.js';
 import { createLocalWorkerApi } from '../src/local-worker-api.js';
-import { ModelFileStore, sha256Hex } from '../src/model-files.js';
+import { ModelFileStore, sha256Hex, type ModelFile } from '../src/model-files.js';
+import { fakeCaches } from './fake-caches.js';
 import { gatedFetch } from './fake-fetch.js';
 import { deferred, fakeOrt, type FakeOrt } from './fake-ort.js';
 
@@ -23,13 +24,24 @@ const manifest: ModelManifest = {
   sha256: '0'.repeat(64),
 };
 
-/** A store that always has the file. */
-const files = {
-  cacheName: 'test',
-  has: () => Promise.resolve(true),
-  get: () =>
-    Promise.resolve({ bytes: new Uint8Array(4), cached: true, downloadMs: 0, downloadWaitMs: 0 }),
-} as unknown as ModelFileStore;
+/** A store that always has the model, and gives the files `stored` makes (a 4-byte .onnx). */
+function storeWith(stored: () => Pick<ModelFile, 'bytes' | 'externalData'>): ModelFileStore {
+  return {
+    cacheName: 'test',
+    has: () => Promise.resolve(true),
+    bytesToDownload: () => Promise.resolve(0),
+    get: () =>
+      Promise.resolve({
+        ...stored(),
+        cached: true,
+        downloadMs: 0,
+        downloadWaitMs: 0,
+        downloadedBytes: 0,
+      }),
+  } as unknown as ModelFileStore;
+}
+
+const files = storeWith(() => ({ bytes: new Uint8Array(4), externalData: [] }));
 
 const inputs = (): TensorMap => ({
   x: { dtype: 'float32', dims: [1], data: new Float32Array([1]) },
@@ -368,6 +380,140 @@ describe('LocalRuntime sessions in the worker', () => {
       expect((await runtime.run(manifest, inputs(), options)).cold).toBe(true);
       expect(ort.sessions).toHaveLength(2);
       expect(ort.sessions[1]!.released).toBe(false);
+    } finally {
+      await runtime.close();
+    }
+  });
+});
+
+describe('LocalRuntime and a model with external data', () => {
+  const withWeights: ModelManifest = {
+    ...manifest,
+    externalData: [
+      {
+        path: 'weights.bin',
+        url: 'https://models.example/w.bin',
+        bytes: 16,
+        sha256: '1'.repeat(64),
+      },
+    ],
+  };
+
+  it("gives the worker the .onnx and each external data file (onnxruntime's externalData option), moving their bytes rather than copying them", async () => {
+    const model = Uint8Array.of(1, 2, 3, 4);
+    const weights = new Uint8Array(16).fill(7);
+    const stored = storeWith(() => ({
+      bytes: model,
+      externalData: [{ path: 'weights.bin', data: weights }],
+    }));
+    const ort = fakeOrt();
+    const runtime = new LocalRuntime({ files: stored, createWorker: apiWorkers(ort) });
+    try {
+      await runtime.run(withWeights, inputs(), options);
+      expect(ort.sessions).toHaveLength(1);
+      expect(ort.sessions[0]!.bytes).toEqual(Uint8Array.of(1, 2, 3, 4));
+      expect(ort.sessions[0]!.externalData).toEqual([
+        { path: 'weights.bin', data: new Uint8Array(16).fill(7) },
+      ]);
+      // Transferred: the page's copies are gone (detached), not cloned.
+      expect(model.byteLength).toBe(0);
+      expect(weights.byteLength).toBe(0);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it("estimates a cold run's download from the bytes of every file not stored, at the bandwidth measured over all files", async () => {
+    // A clock that moves only when told: the model's 4 + 12 bytes take 1,000 ms to download, and
+    // compiling and running take no time at all.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    try {
+      const onnx = Uint8Array.of(1, 2, 3, 4);
+      const weights = Uint8Array.from({ length: 12 }, (_, i) => i);
+      const weightsUrl = 'https://models.example/weights.bin';
+      const model: ModelManifest = {
+        ...manifest,
+        sha256: await sha256Hex(onnx),
+        externalData: [
+          {
+            path: 'weights.bin',
+            url: weightsUrl,
+            bytes: weights.byteLength,
+            sha256: await sha256Hex(weights),
+          },
+        ],
+      };
+      const gate = gatedFetch();
+      const caches = fakeCaches();
+      const store = new ModelFileStore({ fetch: gate.fetch, caches });
+      const runtime = new LocalRuntime({ files: store, createWorker: apiWorkers(fakeOrt()) });
+      try {
+        const totals: number[] = [];
+        const run = runtime.run(model, inputs(), {
+          ...options,
+          onProgress: (event) => {
+            if (event.stage === 'download') totals.push(event.total!);
+          },
+        });
+        const first = await gate.requested(1);
+        first.push(onnx);
+        first.end();
+        const second = await gate.requested(2);
+        vi.advanceTimersByTime(1000);
+        second.push(weights);
+        second.end();
+        expect((await run).timings.downloadMs).toBe(1000);
+        expect(new Set(totals)).toEqual(new Set([16]));
+        await runtime.release(model.name);
+        // The weights gone from storage (evicted, say), the .onnx still there: a run would
+        // download 12 bytes at 16 bytes a second.
+        const bucket = await caches.open(store.cacheName);
+        for (const request of await bucket.keys()) {
+          if (request.url.startsWith(weightsUrl)) await bucket.delete(request);
+        }
+        const partly = await runtime.estimate(model);
+        expect(partly).toMatchObject({ available: true, cold: true });
+        expect(partly.ms).toBeCloseTo(750, 6);
+        // Nothing stored: all 16 bytes.
+        await store.delete(model.name);
+        expect((await runtime.estimate(model)).ms).toBeCloseTo(1000, 6);
+      } finally {
+        await runtime.close();
+      }
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('two models of other names on the same files, fetched at once, each get the bytes: the second reads them again once the first moved them to the worker', async () => {
+    const onnx = Uint8Array.of(1, 2, 3, 4);
+    const weights = new Uint8Array(16).fill(7);
+    const model: ModelManifest = {
+      ...withWeights,
+      sha256: await sha256Hex(onnx),
+      externalData: [{ ...withWeights.externalData![0]!, sha256: await sha256Hex(weights) }],
+    };
+    const gate = gatedFetch();
+    const ort = fakeOrt();
+    const runtime = new LocalRuntime({
+      files: new ModelFileStore({ fetch: gate.fetch }),
+      createWorker: apiWorkers(ort),
+    });
+    try {
+      const first = runtime.run(model, inputs(), options);
+      const second = runtime.run({ ...model, name: 'alias' }, inputs(), options);
+      for (const [n, body] of [onnx, weights].entries()) {
+        const response = await gate.requested(n + 1);
+        response.push(body);
+        response.end();
+      }
+      await Promise.all([first, second]);
+      expect(gate.bodies).toHaveLength(2); // one download, the second read from storage
+      expect(ort.sessions.map((session) => session.bytes)).toEqual([onnx, onnx]);
+      expect(ort.sessions.map((session) => session.externalData)).toEqual([
+        [{ path: 'weights.bin', data: weights }],
+        [{ path: 'weights.bin', data: weights }],
+      ]);
     } finally {
       await runtime.close();
     }

@@ -9,7 +9,12 @@ import * as ort from 'onnxruntime-node';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { TensorMap } from '@tandem/shared';
 import { buildModel, rejectionCode } from '@tandem/test-support';
-import { createLocalWorkerApi, warmUpModel, type LocalWorkerApi } from '../src/local-worker-api.js';
+import {
+  createLocalWorkerApi,
+  warmUpModel,
+  type LocalWorkerApi,
+  type ModelBytes,
+} from '../src/local-worker-api.js';
 import { deferred, fakeOrt, type FakeOrt } from './fake-ort.js';
 
 describe('warmUpModel', () => {
@@ -31,6 +36,9 @@ describe('warmUpModel', () => {
 
 const MODEL_A = Uint8Array.of(1, 2, 3);
 const MODEL_B = Uint8Array.of(4, 5, 6);
+/** The two models' files as a load takes them (no external data). */
+const FILES_A: ModelBytes = { model: MODEL_A, externalData: [] };
+const FILES_B: ModelBytes = { model: MODEL_B, externalData: [] };
 const RUNTIME_URL = 'https://app.example/assets/ort-wasm-simd-threaded.wasm';
 const RUNTIME_BYTES = 4096;
 
@@ -46,8 +54,8 @@ describe('createLocalWorkerApi: loads', () => {
     const compiling = deferred();
     const ort = fakeOrt({ compile: () => compiling.promise });
     const api = await probedApi(ort);
-    const first = api.load('a', MODEL_A, 'wasm');
-    const second = api.load('a', MODEL_A, 'wasm');
+    const first = api.load('a', FILES_A, 'wasm');
+    const second = api.load('a', FILES_A, 'wasm');
     compiling.resolve();
     const [one, two] = await Promise.all([first, second]);
     expect(ort.creates).toBe(1);
@@ -55,7 +63,7 @@ describe('createLocalWorkerApi: loads', () => {
     expect(one).toMatchObject({ compiled: true, inputNames: ['x'], outputNames: ['y'] });
     expect(two).toMatchObject({ compiled: false, inputNames: ['x'], outputNames: ['y'] });
     // Loaded again later: the same session, nothing to wait for.
-    expect(await api.load('a', MODEL_A, 'wasm')).toMatchObject({ compiled: false, compileMs: 0 });
+    expect(await api.load('a', FILES_A, 'wasm')).toMatchObject({ compiled: false, compileMs: 0 });
     await api.release('a');
     expect(ort.sessions[0]!.released).toBe(true);
   });
@@ -65,12 +73,12 @@ describe('createLocalWorkerApi: loads', () => {
       compile: (n) => (n === 0 ? Promise.reject(new Error('bad model')) : Promise.resolve()),
     });
     const api = await probedApi(ort);
-    const first = api.load('a', MODEL_A, 'wasm');
-    const second = api.load('a', MODEL_A, 'wasm');
+    const first = api.load('a', FILES_A, 'wasm');
+    const second = api.load('a', FILES_A, 'wasm');
     expect(await rejectionCode(first)).toBe('E_MODEL_LOAD_FAILED');
     expect(await rejectionCode(second)).toBe('E_MODEL_LOAD_FAILED');
     expect(ort.creates).toBe(1);
-    expect(await api.load('a', MODEL_A, 'wasm')).toMatchObject({ compiled: true });
+    expect(await api.load('a', FILES_A, 'wasm')).toMatchObject({ compiled: true });
     expect(ort.creates).toBe(2);
     expect(ort.sessions).toHaveLength(1);
   });
@@ -81,7 +89,7 @@ describe('createLocalWorkerApi: release', () => {
     const running = deferred();
     const ort = fakeOrt({ run: () => running.promise });
     const api = await probedApi(ort);
-    await api.load('a', MODEL_A, 'wasm');
+    await api.load('a', FILES_A, 'wasm');
     const inputs: TensorMap = { x: { dtype: 'float32', dims: [1], data: new Float32Array([2]) } };
     const run = api.run('a', inputs, undefined);
     const released = api.release('a');
@@ -89,7 +97,7 @@ describe('createLocalWorkerApi: release', () => {
     expect(Array.from((await run).y!.data as Float32Array)).toEqual([2]);
     await released;
     expect(ort.sessions[0]).toMatchObject({ released: true, runsAtRelease: 0 });
-    expect(await api.load('a', MODEL_A, 'wasm')).toMatchObject({ compiled: true });
+    expect(await api.load('a', FILES_A, 'wasm')).toMatchObject({ compiled: true });
     expect(ort.sessions).toHaveLength(2);
   });
 });
@@ -151,10 +159,10 @@ describe('createLocalWorkerApi: the runtime download', () => {
     const api = await probedApi(runtimeOrt(), 'bucket');
     const heard: number[][] = [[], [], []];
     const loads = [
-      api.load('a', MODEL_A, 'wasm', (loaded) => heard[0]!.push(loaded)),
-      api.load('b', MODEL_B, 'wasm', (loaded) => heard[1]!.push(loaded)),
+      api.load('a', FILES_A, 'wasm', (loaded) => heard[0]!.push(loaded)),
+      api.load('b', FILES_B, 'wasm', (loaded) => heard[1]!.push(loaded)),
       // A second first load of 'a': it waits for the first one's session, and for the runtime.
-      api.load('a', MODEL_A, 'wasm', (loaded) => heard[2]!.push(loaded)),
+      api.load('a', FILES_A, 'wasm', (loaded) => heard[2]!.push(loaded)),
     ];
     sendRuntime();
     await Promise.all(loads);
@@ -165,8 +173,8 @@ describe('createLocalWorkerApi: the runtime download', () => {
     const api = await probedApi(runtimeOrt([MODEL_A]), 'bucket');
     const heardA: number[] = [];
     const heardB: number[] = [];
-    const a = api.load('a', MODEL_A, 'wasm', (loaded) => heardA.push(loaded));
-    const b = api.load('b', MODEL_B, 'wasm', (loaded) => heardB.push(loaded));
+    const a = api.load('a', FILES_A, 'wasm', (loaded) => heardA.push(loaded));
+    const b = api.load('b', FILES_B, 'wasm', (loaded) => heardB.push(loaded));
     expect(await rejectionCode(a)).toBe('E_MODEL_LOAD_FAILED');
     sendRuntime();
     await b;
