@@ -155,8 +155,7 @@ export function parseModelManifest(value: unknown, path = 'manifest'): ModelMani
         parseExternalDataFile(item, at(c, index)),
       ),
     );
-    if (externalData !== undefined && externalData.length > 0)
-      manifest.externalData = externalData;
+    if (externalData !== undefined && externalData.length > 0) manifest.externalData = externalData;
   } else if (record.externalData !== undefined) {
     throw new TandemError(
       'E_INVALID_ARGUMENT',
