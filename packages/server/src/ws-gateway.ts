@@ -398,6 +398,15 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     });
   };
 
+  const refuseDuplicate = (connection: Connection, message: InferMessage): void => {
+    refuse(
+      connection,
+      message.id,
+      new TandemError('E_DUPLICATE_JOB', `job ${message.id} is already in flight`),
+      message.model,
+    );
+  };
+
   /** `ownFrame`: the frame's buffer is this message's alone, so its tensors may be detached. */
   const onInfer = (connection: Connection, message: InferMessage, ownFrame: boolean): void => {
     const owner = connection.owner as ApiKeyRecord;
@@ -406,12 +415,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       connection.acquiring.has(message.id) ||
       options.registry.get(owner.id, message.id)?.settled === false
     ) {
-      refuse(
-        connection,
-        message.id,
-        new TandemError('E_DUPLICATE_JOB', `job ${message.id} is already in flight`),
-        message.model,
-      );
+      refuseDuplicate(connection, message);
       return;
     }
     if (connection.socket.bufferedAmount > options.maxBufferedBytes) {
@@ -487,12 +491,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     // while its old connection still looked open).
     if (options.registry.get(owner.id, message.id)?.settled === false) {
       release();
-      refuse(
-        connection,
-        message.id,
-        new TandemError('E_DUPLICATE_JOB', `job ${message.id} is already in flight`),
-        message.model,
-      );
+      refuseDuplicate(connection, message);
       return;
     }
     // A deadline counts from the job's arrival: the wait for Redis is part of it.
