@@ -125,6 +125,12 @@ describe('LocalRuntime (onnxruntime-web wasm in worker_threads)', () => {
     const data = inputs.x!.data as Float32Array;
     await runtime.run(manifest, inputs, { ...options('l-6'), transfer: true });
     expect(data.byteLength).toBe(0); // detached: it moved to the worker
+    // The same inputs again: refused at once (Node's MessagePort drops a message that transfers a
+    // detached buffer without a word, and this call waited forever).
+    const again = runtime.run(manifest, inputs, { ...options('l-6b'), transfer: true });
+    expect(await rejectionCode(again)).toBe('E_INVALID_ARGUMENT');
+    const after = await runtime.run(manifest, clsInput(7), options('l-6c'));
+    expect(Object.keys(after.outputs)).toHaveLength(1);
   });
 
   it('fails calls in flight with E_RUNTIME when the worker dies, and starts a new one after', async () => {

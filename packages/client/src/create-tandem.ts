@@ -21,6 +21,7 @@ import type { Fallback, RunResult, RunTimings } from './run-result.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult } from './runtime.js';
 import { OipRemote } from './oip-remote.js';
 import { WebSocketRemote, type WebSocketFactory } from './websocket-remote.js';
+import { checkInputs } from './tensor-inputs.js';
 
 /** Where a model's manifest comes from: the manifest itself, or the URL of its JSON. */
 export type ModelSource = ModelManifest | string;
@@ -215,6 +216,8 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     jobId: string,
   ): Promise<RunResult> => {
     throwIfClosed();
+    // Bad inputs are the caller's to fix, on either side: refused here, before any fallback.
+    checkInputs(inputs);
     const started = performance.now();
     const placement = runOptions.placement ?? options.placement ?? 'auto';
     // Only when the call means to run here: under 'auto' the model may have no local file, and

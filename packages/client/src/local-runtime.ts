@@ -21,6 +21,7 @@ import { nodeEndpoint } from './node-endpoint.js';
 import { meetsBackend } from './router.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from './runtime.js';
 import { installTandemErrorHandler } from './worker-errors.js';
+import { checkInputs } from './tensor-inputs.js';
 import type * as Fs from 'node:fs';
 import type * as Url from 'node:url';
 import type * as WorkerThreads from 'node:worker_threads';
@@ -232,6 +233,8 @@ export class LocalRuntime implements Runtime {
     inputs: TensorMap,
     options: LocalRunOptions,
   ): Promise<RuntimeResult> {
+    // Also when called directly, not through createTandem: a detached buffer would hang the call.
+    checkInputs(inputs);
     const plan = this.#plan(manifest);
     const tracker = createProgressTracker({
       jobId: options.jobId,
