@@ -363,7 +363,14 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       refuse(connection, null, new TandemError('E_PROTOCOL', 'hello was already received'));
       return;
     }
+    // Which client libraries connect, and which are too old or too new: what an operator needs
+    // before changing a protocol version.
+    const client = `${message.client.name}@${message.client.version}`;
     if (message.protocolVersion !== PROTOCOL_VERSION) {
+      fastify.log.warn(
+        { client, protocolVersion: message.protocolVersion },
+        'websocket client speaks another protocol version',
+      );
       refuse(
         connection,
         null,
@@ -389,6 +396,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       connection.owner = owner;
     }
     connection.hello = true;
+    fastify.log.info({ client, owner: connection.owner.id }, 'websocket client connected');
     send(connection, {
       type: 'welcome',
       protocolVersion: PROTOCOL_VERSION,
