@@ -559,7 +559,7 @@ describe('createTandem prefetch', () => {
 });
 
 describe('createTandem and a model with external data', () => {
-  it('runs it local-only: the .onnx and its weights file downloaded under one byte total, outputs as onnxruntime-node computes them from the same files; a delete removes both', async () => {
+  it('runs it local-only from a page on another origin: the .onnx and its weights file downloaded from the server under one byte total, outputs as onnxruntime-node computes them from the same files; a delete removes both', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tandem-external-data-'));
     const mlp = buildMlpClassifier({
       features: 24,
@@ -576,7 +576,13 @@ describe('createTandem and a model with external data', () => {
     server.fastify.addHook('onRequest', async (request) => {
       if (request.url.includes('/versions/')) requested.push(request.url);
     });
-    const tandem = createTandem({ server: await server.listen(), placement: 'local-only' });
+    // As a page on another origin than the server's: the manifest's root-relative file URLs are
+    // the server's, not the page's (a page at app.invalid cannot answer them).
+    const tandem = createTandem({
+      server: await server.listen(),
+      placement: 'local-only',
+      baseUrl: 'http://app.invalid/page/',
+    });
     const x = fillUniform(new Float32Array(3 * 24), createPrng(42), -2, 2);
     const inputs = (): TensorMap => ({ x: { dtype: 'float32', dims: [3, 24], data: x.slice() } });
     try {

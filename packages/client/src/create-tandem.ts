@@ -186,11 +186,16 @@ export function createTandem(options: TandemOptions = {}): Tandem {
 
   const unavailable = (reason: string): RuntimeEstimate => ({ available: false, reason });
   const prefetched = new Set<string>();
-  /** Fetches a model file for next time, once per model, never failing a call. */
+  /** Fetches a model's files for next time, once per model, never failing a call. */
   const prefetch = (manifest: ModelManifest, local: RuntimeEstimate): void => {
     if (options.prefetch !== true || !local.available || prefetched.has(manifest.name)) return;
     prefetched.add(manifest.name);
-    void files.get(manifest).catch(() => prefetched.delete(manifest.name));
+    // Only what is missing: a get of stored files would read them all (gigabytes, for a large
+    // model) into memory only to drop them.
+    void files
+      .bytesToDownload(manifest)
+      .then((missing) => (missing > 0 ? files.get(manifest) : undefined))
+      .catch(() => prefetched.delete(manifest.name));
   };
 
   /**
@@ -446,10 +451,20 @@ async function resolveManifest(
       `fetching the manifest of "${name}" answered ${response.status}`,
     );
   const manifest = parseModelManifest(await response.json(), `manifest of ${name}`);
-  // File URLs in a server's manifest are relative to the server.
-  return manifest.url === undefined
-    ? manifest
-    : { ...manifest, url: new URL(manifest.url, new URL(url, baseUrl)).toString() };
+  // File URLs in a server's manifest are relative to the server, which is often another origin
+  // than the page's: every file's, the external data's too.
+  if (manifest.url === undefined) return manifest;
+  const base = new URL(url, baseUrl);
+  const absolute = (relative: string): string => new URL(relative, base).toString();
+  return {
+    ...manifest,
+    url: absolute(manifest.url),
+    ...(manifest.externalData === undefined
+      ? {}
+      : {
+          externalData: manifest.externalData.map((file) => ({ ...file, url: absolute(file.url) })),
+        }),
+  };
 }
 
 /** The WebSocket constructor: the platform's, or `ws` in Node (imported only there). */

@@ -373,7 +373,12 @@ export class WebSocketRemote implements Runtime {
 
   /** Registers a warm to be sent on the next connection, failing with E_NETWORK if none comes. */
   #awaitConnectionToWarm(key: string, message: WarmMessage): PendingWarm {
-    const limitMs = this.#options.jobReconnectTimeoutMs ?? 10_000;
+    // At least one connection attempt's time: a short reconnect window must not fail a warm made
+    // before the first welcome could come.
+    const limitMs = Math.max(
+      this.#options.jobReconnectTimeoutMs ?? 10_000,
+      this.#options.connectTimeoutMs ?? 5000,
+    );
     const pending: PendingWarm = {
       message,
       waiters: [],
