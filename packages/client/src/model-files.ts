@@ -189,6 +189,8 @@ class SharedFetch {
   constructor(
     /** The model's name, as `delete` takes it. */
     readonly name: string,
+    /** The storage keys of its files, joined: what calls for the same files share. */
+    readonly key: string,
     start: (fetch: SharedFetch) => Promise<FetchedModel>,
   ) {
     this.result = start(this);
@@ -255,7 +257,15 @@ export class ModelFileStore {
       // Looked up and registered with no await in between: two calls in the same tick share.
       shared = this.#fetching.get(key);
       if (shared === undefined) {
-        shared = new SharedFetch(manifest.name, (fetch) => this.#fetchFiles(files, fetch));
+        // A fetch of the same files that every caller left may still be storing the files it had
+        // checked: reading storage before those land would download them again.
+        const settling = [...this.#live].filter(
+          (fetch) => fetch.key === key && fetch.controller.signal.aborted && !fetch.discarded,
+        );
+        shared = new SharedFetch(manifest.name, key, async (fetch) => {
+          await Promise.allSettled(settling.map((previous) => previous.result));
+          return this.#fetchFiles(files, fetch);
+        });
         const started = shared;
         const forget = (): void => {
           this.#live.delete(started);
@@ -321,8 +331,9 @@ export class ModelFileStore {
   }
 
   /**
-   * Reads the model's files from storage, then downloads, checks and stores those missing, one
-   * after another, with one byte progress over all of them (stored ones count as loaded).
+   * Reads the model's files from storage, then downloads, checks and stores those missing, up to
+   * {@link PARALLEL_DOWNLOADS} at once, with one byte progress over all of them (stored ones count
+   * as loaded). The first failure stops the others; every file that passed its check is stored.
    */
   async #fetchFiles(files: ModelFiles, fetch: SharedFetch): Promise<FetchedModel> {
     const { signal } = fetch.controller;
@@ -340,30 +351,53 @@ export class ModelFileStore {
     if (missing.length === 0) {
       fetch.report({ stage: 'cache', loaded: total, total });
     } else {
-      let loaded = total - sumBytes(missing);
-      const startedAt = performance.now();
-      try {
-        for (const file of missing) {
-          const before = loaded;
-          const bytes = await this.#download(file, signal, (fileLoaded) =>
-            fetch.report({ stage: 'download', loaded: before + fileLoaded, total }),
-          );
+      const stored = total - sumBytes(missing);
+      /** Bytes so far of each file under way or done. */
+      const progress = new Map<ModelFileSpec, number>();
+      const report = (): void => {
+        let loaded = stored;
+        for (const bytes of progress.values()) loaded += bytes;
+        fetch.report({ stage: 'download', loaded, total });
+      };
+      // One failure stops the other downloads; the caller's cancel stops them all.
+      const stop = new AbortController();
+      const onAbort = (): void => stop.abort(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      let failure: unknown;
+      let next = 0;
+      const downloader = async (): Promise<void> => {
+        for (let file = missing[next++]; file !== undefined; file = missing[next++]) {
+          const current = file;
+          const bytes = await this.#download(current, stop.signal, (fileLoaded) => {
+            progress.set(current, fileLoaded);
+            report();
+          });
           const digest = await sha256Hex(bytes);
-          if (digest !== file.sha256) {
+          if (digest !== current.sha256) {
             throw new TandemError(
               'E_INTEGRITY',
-              `${describeFile(file)}: sha256 is ${digest}, the manifest says ${file.sha256}`,
+              `${describeFile(current)}: sha256 is ${digest}, the manifest says ${current.sha256}`,
             );
           }
-          got.set(file, bytes);
-          loaded += file.bytes;
-          // Stored now, while the next file downloads: a download broken off later keeps it.
-          this.#store(file, bytes, fetch);
+          got.set(current, bytes);
+          // Stored now, while others download: checked, it is good whatever happens to them.
+          this.#store(current, bytes, fetch);
         }
-      } catch (error) {
+      };
+      const startedAt = performance.now();
+      const downloaders = Array.from({ length: Math.min(PARALLEL_DOWNLOADS, missing.length) }, () =>
+        downloader().catch((error: unknown) => {
+          failure ??= error;
+          stop.abort(error);
+        }),
+      );
+      await Promise.all(downloaders);
+      signal.removeEventListener('abort', onAbort);
+      if (failure !== undefined) {
         // Settled only once its files have landed: a delete waits only for fetches not settled.
         await Promise.all(fetch.writes);
-        throw error;
+        throw aborted(signal) ?? TandemError.from(failure, 'E_DOWNLOAD');
       }
       download = { startedAt, endedAt: performance.now(), bytes: sumBytes(missing) };
       fetch.report({ stage: 'cache', loaded: 0, total });
@@ -717,8 +751,11 @@ function groupByModel(
       });
     }
   }
+  // Stored in the order their downloads ended (several run at once): listed by path.
   return [...models.values()].map(({ externalData, ...model }) =>
-    externalData.length === 0 ? model : { ...model, externalData },
+    externalData.length === 0
+      ? model
+      : { ...model, externalData: externalData.sort((a, b) => (a.path < b.path ? -1 : 1)) },
   );
 }
 
@@ -775,6 +812,13 @@ function requireFile(manifest: ModelManifest): { url: string; bytes: number; sha
   }
   return { url: manifest.url, bytes: manifest.bytes, sha256: manifest.sha256 };
 }
+
+/**
+ * Files of one model downloaded at once: a model exported with one file per weight has hundreds,
+ * and one request after another pays a round trip each. Browsers open at most 6 connections per
+ * host over HTTP/1.1; this leaves room for the page's other requests.
+ */
+export const PARALLEL_DOWNLOADS = 4;
 
 function aborted(signal: AbortSignal | undefined): TandemError | undefined {
   if (signal?.aborted !== true) return undefined;

@@ -5,7 +5,12 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { ModelManifest } from '@tandem/shared';
 import { rejectionCode } from '@tandem/test-support';
-import { ModelFileStore, sha256Hex, type FileProgress } from '../src/model-files.js';
+import {
+  ModelFileStore,
+  PARALLEL_DOWNLOADS,
+  sha256Hex,
+  type FileProgress,
+} from '../src/model-files.js';
 import { fakeCaches } from './fake-caches.js';
 import { gatedFetch } from './fake-fetch.js';
 import { deferred } from './fake-ort.js';
@@ -420,7 +425,11 @@ describe('ModelFileStore and a model with external data', () => {
         bytes: TOTAL,
         sha256: model.sha256,
         storage: 'cache',
-        externalData: model.externalData!.map((file) => ({ ...file, storage: 'cache' })),
+        // By path.
+        externalData: [model.externalData![1]!, model.externalData![0]!].map((file) => ({
+          ...file,
+          storage: 'cache',
+        })),
       },
     ]);
     expect(await store.estimate()).toMatchObject({ modelBytes: TOTAL });
@@ -444,19 +453,22 @@ describe('ModelFileStore and a model with external data', () => {
     const failure = await store.get(model).catch((error: unknown) => error);
     expect(failure).toMatchObject({ code: 'E_INTEGRITY' });
     expect((failure as Error).message).toContain('weights.bin');
-    // The .onnx passed its check and stays; the bad file is not stored.
-    expect(
-      (await store.list()).map((m) => ({ bytes: m.bytes, externalData: m.externalData })),
-    ).toEqual([{ bytes: bytes.byteLength, externalData: undefined }]);
-    expect(await store.bytesToDownload(model)).toBe(weights.byteLength + part2.byteLength);
+    // The bad file is not stored. The others download at the same time: each that passed its
+    // check before the failure stopped it is (the .onnx, served first, always does).
+    const [listed] = await store.list();
+    expect(listed?.externalData?.map((f) => f.path) ?? []).not.toContain('weights.bin');
+    const storedBytes = listed?.bytes ?? 0;
+    expect(storedBytes).toBeGreaterThanOrEqual(bytes.byteLength);
+    expect(await store.bytesToDownload(model)).toBe(TOTAL - storedBytes);
+    const partStored = listed?.externalData?.some((f) => f.path === 'data/part-2.bin') === true;
     files.set(WEIGHTS_URL, weights);
     served.requests.length = 0;
     const events: FileProgress[] = [];
     const file = await store.get(model, { onProgress: (p) => events.push(p) });
-    expect(served.requests).toEqual([WEIGHTS_URL, PART2_URL]);
+    expect(served.requests).toEqual(partStored ? [WEIGHTS_URL] : [WEIGHTS_URL, PART2_URL]);
     // One progress over the whole model, starting from the bytes already stored.
-    expect(events[0]).toEqual({ stage: 'download', loaded: bytes.byteLength, total: TOTAL });
-    expect(file).toMatchObject({ cached: false, downloadedBytes: TOTAL - bytes.byteLength });
+    expect(events[0]).toEqual({ stage: 'download', loaded: storedBytes, total: TOTAL });
+    expect(file).toMatchObject({ cached: false, downloadedBytes: TOTAL - storedBytes });
     expect(file.externalData.map((f) => f.data)).toEqual([weights, part2]);
   });
 
@@ -479,6 +491,61 @@ describe('ModelFileStore and a model with external data', () => {
   });
 });
 
+describe('ModelFileStore and a model with many external data files', () => {
+  it(`downloads ${PARALLEL_DOWNLOADS} files at once, starting the next as one ends, under one byte total`, async () => {
+    // A model exported with one file per weight.
+    const parts = Array.from({ length: PARALLEL_DOWNLOADS + 3 }, (_, n) =>
+      Uint8Array.from({ length: 1000 + n }, (_, i) => (i * (n + 3)) % 251),
+    );
+    const model: ModelManifest = {
+      ...(await manifest()),
+      url: MODEL_URL,
+      externalData: await Promise.all(
+        parts.map(async (part, n) => ({
+          path: `w/${n}.bin`,
+          url: `https://models.example/m/1/files/w/${n}.bin`,
+          bytes: part.byteLength,
+          sha256: await sha256Hex(part),
+        })),
+      ),
+    };
+    const total = parts.reduce((sum, part) => sum + part.byteLength, bytes.byteLength);
+    const gate = gatedFetch();
+    const store = new ModelFileStore({ fetch: gate.fetch, caches: fakeCaches() });
+    const log = progressLog();
+    const got = store.get(model, { onProgress: log.onProgress });
+    const first = await Promise.all(
+      Array.from({ length: PARALLEL_DOWNLOADS }, (_, n) => gate.requested(n + 1)),
+    );
+    // No file has ended: no more are asked for.
+    expect(gate.bodies).toHaveLength(PARALLEL_DOWNLOADS);
+    const bodyOf = (url: string): Uint8Array =>
+      url === MODEL_URL ? bytes : parts[Number(/w\/(\d+)\.bin$/.exec(url)?.[1])]!;
+    // Ending one starts the next.
+    first[1]!.push(bodyOf(first[1]!.url));
+    first[1]!.end();
+    const next = await gate.requested(PARALLEL_DOWNLOADS + 1);
+    expect(gate.bodies).toHaveLength(PARALLEL_DOWNLOADS + 1);
+    for (const body of [first[0]!, ...first.slice(2), next]) {
+      body.push(bodyOf(body.url));
+      body.end();
+    }
+    for (let n = PARALLEL_DOWNLOADS + 2; n <= parts.length + 1; n++) {
+      const body = await gate.requested(n);
+      body.push(bodyOf(body.url));
+      body.end();
+    }
+    const file = await got;
+    expect(file.externalData.map((f) => f.data)).toEqual(parts);
+    expect(new Set(gate.bodies.map((b) => b.url)).size).toBe(parts.length + 1);
+    const loaded = log.events.filter((e) => e.stage === 'download').map((e) => e.loaded);
+    expect(log.events.every((e) => e.total === total)).toBe(true);
+    for (let i = 1; i < loaded.length; i++)
+      expect(loaded[i]).toBeGreaterThanOrEqual(loaded[i - 1]!);
+    expect(loaded.at(-1)).toBe(total);
+  });
+});
+
 describe('ModelFileStore calls for a model with external data at once', () => {
   it('share one download of each file; cancelling every call stops it, and the next call downloads only the files not yet stored', async () => {
     const gate = gatedFetch();
@@ -486,29 +553,49 @@ describe('ModelFileStore calls for a model with external data at once', () => {
     const model = await externalManifest();
     const first = new AbortController();
     const second = new AbortController();
-    const a = store.get(model, { signal: first.signal });
+    // Read up to a byte count: the download's progress says when the store has read that far.
+    const readTo = (
+      loaded: number,
+    ): { onProgress: (p: FileProgress) => void; reached: Promise<void> } => {
+      const reached = deferred();
+      return {
+        onProgress: (p) => {
+          if (p.stage === 'download' && p.loaded >= loaded) reached.resolve();
+        },
+        reached: reached.promise,
+      };
+    };
+    const onnxRead = readTo(bytes.byteLength + 1000);
+    const a = store.get(model, { signal: first.signal, onProgress: onnxRead.onProgress });
     const b = store.get(model, { signal: second.signal });
-    const onnx = await gate.requested(1);
-    expect(onnx.url).toBe(MODEL_URL);
-    onnx.push(bytes);
-    onnx.end();
-    const weightsBody = await gate.requested(2);
-    expect(weightsBody.url).toBe(WEIGHTS_URL);
-    weightsBody.push(weights.slice(0, 1000));
+    // All three files at once.
+    const [onnx, weightsBody, partBody] = await Promise.all(
+      [1, 2, 3].map((n) => gate.requested(n)),
+    );
+    expect([onnx!.url, weightsBody!.url, partBody!.url]).toEqual([
+      MODEL_URL,
+      WEIGHTS_URL,
+      PART2_URL,
+    ]);
+    onnx!.push(bytes);
+    onnx!.end();
+    weightsBody!.push(weights.slice(0, 1000));
+    await onnxRead.reached;
     first.abort();
-    expect(weightsBody.signal?.aborted).toBe(false);
+    expect(weightsBody!.signal?.aborted).toBe(false);
     second.abort();
-    expect(weightsBody.signal?.aborted).toBe(true);
+    expect(weightsBody!.signal?.aborted).toBe(true);
+    expect(partBody!.signal?.aborted).toBe(true);
     expect(await rejectionCode(a)).toBe('E_CANCELLED');
     expect(await rejectionCode(b)).toBe('E_CANCELLED');
-    expect(gate.bodies).toHaveLength(2);
+    expect(gate.bodies).toHaveLength(3);
     const log = progressLog();
     const c = store.get(model, { onProgress: log.onProgress });
-    const again = await gate.requested(3);
+    const again = await gate.requested(4);
     expect(again.url).toBe(WEIGHTS_URL);
     again.push(weights);
     again.end();
-    const last = await gate.requested(4);
+    const last = await gate.requested(5);
     expect(last.url).toBe(PART2_URL);
     last.push(part2);
     last.end();
