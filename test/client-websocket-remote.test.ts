@@ -348,18 +348,33 @@ describe('WebSocketRemote against a real server', () => {
     }
   });
 
-  it('resumes a job after its connection drops mid-run: one result, the job run once', async () => {
-    // Cut when the job runs, or at the latest before its result reaches the client: on a busy
-    // machine the run can end before the client has heard that it started.
-    const proxy = await holdingProxy(url, Buffer.from('{"type":"result","id":"dropped-1"'));
+  /**
+   * A remote that connects through a proxy passing everything until the server's bytes hold
+   * `cutAt` (then it cuts), and that reconnects within milliseconds.
+   */
+  const throughCuttingProxy = async (
+    cutAt: string,
+    createSocket: (url: string, protocols: string[]) => WebSocketLike,
+  ): Promise<{ proxy: Awaited<ReturnType<typeof holdingProxy>>; remote: WebSocketRemote }> => {
+    const proxy = await holdingProxy(url, Buffer.from(cutAt));
     proxy.release();
-    const wire = resultsOnWire('dropped-1');
-    const dropping = new WebSocketRemote({
+    const remote = new WebSocketRemote({
       url: proxy.url,
-      createSocket: wire.createSocket,
+      createSocket,
       reconnectMinDelayMs: 20,
       reconnectMaxDelayMs: 200,
     });
+    return { proxy, remote };
+  };
+
+  it('resumes a job after its connection drops mid-run: one result, the job run once', async () => {
+    // Cut when the job runs, or at the latest before its result reaches the client: on a busy
+    // machine the run can end before the client has heard that it started.
+    const wire = resultsOnWire('dropped-1');
+    const { proxy, remote: dropping } = await throughCuttingProxy(
+      '{"type":"result","id":"dropped-1"',
+      wire.createSocket,
+    );
     try {
       await dropping.warm(slow);
       const before = await jobsRun(url, 'slow');
@@ -393,15 +408,11 @@ describe('WebSocketRemote against a real server', () => {
 
   it('a warm() whose connection drops before the welcome goes out on the next one: the server wakes the model', async () => {
     // The first connection is cut as the server's welcome comes, before the client hears it.
-    const proxy = await holdingProxy(url, Buffer.from('{"type":"welcome"'));
-    proxy.release();
     const wire = readyOnWire('slow');
-    const waking = new WebSocketRemote({
-      url: proxy.url,
-      createSocket: wire.createSocket,
-      reconnectMinDelayMs: 20,
-      reconnectMaxDelayMs: 200,
-    });
+    const { proxy, remote: waking } = await throughCuttingProxy(
+      '{"type":"welcome"',
+      wire.createSocket,
+    );
     try {
       await waking.warm(slow);
       // The server answers a warm with the model's ready state: it came on the second connection.
