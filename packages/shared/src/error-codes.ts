@@ -57,7 +57,8 @@ export const ERROR_CODES = {
   E_RATE_LIMITED: {
     retryable: true,
     httpStatus: 429,
-    meaning: 'The API key is over its request rate or concurrency limit.',
+    meaning:
+      'The API key is over its request rate or concurrency limit (scaled out: across all gateways).',
   },
   E_MODEL_NOT_FOUND: {
     retryable: false,
@@ -166,7 +167,8 @@ export const ERROR_CODES = {
   E_QUEUE_UNAVAILABLE: {
     retryable: true,
     httpStatus: 503,
-    meaning: 'The job queue (Redis, when scaled out) cannot be reached; the job was not accepted.',
+    meaning:
+      "Redis (scaled out) cannot be reached: the job was not accepted, or `/v1/usage` or the key's limits could not be read.",
   },
   E_ATTEMPTS_EXHAUSTED: {
     retryable: false,
