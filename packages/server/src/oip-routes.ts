@@ -135,16 +135,21 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
 
   const infer = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const owner = options.authenticate(request);
-    const host = hostOf(request);
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const headerLength = request.headers[HEADER_LENGTH_HEADER];
-    const parsed = isRawBinary(headerLength)
-      ? parseRawBinaryRequest(body, host.signature)
-      : parseInferRequest(body, headerLength);
+    const rawBinary = isRawBinary(headerLength);
+    // A body that does not parse costs no token, like a malformed WebSocket frame; everything
+    // the model refuses does, the unknown model first, as over WebSocket (ApiKeys.acquire): a
+    // client probing names is limited the same way through either door.
+    const json = rawBinary ? undefined : parseInferRequest(body, headerLength);
     const arrivedAt = performance.now();
     const release = await options.keys.acquire(owner);
+    let host: DispatchedModel;
+    let parsed: ParsedInferRequest;
     let job;
     try {
+      host = hostOf(request);
+      parsed = json ?? parseRawBinaryRequest(body, host.signature);
       // A deadline counts from the request's arrival: a wait for shared key limits spends it.
       let deadlineMs = parsed.deadlineMs;
       if (deadlineMs !== undefined) {

@@ -213,6 +213,8 @@ describe('ApiKeys at the front doors: refused jobs keep their rate token and giv
   const SLOTS_KEY = 'tk_test_slots';
   const TOKENS_KEY = 'tk_test_tokens';
   const FILLER_KEY = 'tk_test_filler';
+  const WS_PROBE_KEY = 'tk_test_ws_probe';
+  const HTTP_PROBE_KEY = 'tk_test_http_probe';
   const mlpInputs: TensorMap = {
     x: { dtype: 'float32', dims: [1, MLP.features], data: new Float32Array(MLP.features) },
   };
@@ -242,6 +244,9 @@ describe('ApiKeys at the front doors: refused jobs keep their rate token and giv
           // Refills one token per 20 s: none comes back while the test runs.
           { id: 'tokens', sha256: hashApiKey(TOKENS_KEY), ratePerMinute: 3 },
           { id: 'filler', sha256: hashApiKey(FILLER_KEY) },
+          // Two tokens each, none refilled while the test runs (one per 30 s).
+          { id: 'ws-probe', sha256: hashApiKey(WS_PROBE_KEY), ratePerMinute: 2 },
+          { id: 'http-probe', sha256: hashApiKey(HTTP_PROBE_KEY), ratePerMinute: 2 },
         ],
       },
     );
@@ -290,6 +295,10 @@ describe('ApiKeys at the front doors: refused jobs keep their rate token and giv
       status: 503,
       code: 'E_BUSY',
     });
+    expect(await post('nope', oipZeros([1, MLP.features]), SLOTS_KEY)).toEqual({
+      status: 404,
+      code: 'E_MODEL_NOT_FOUND',
+    });
     resultOf(await client.infer({ id: 'ok-1', model: 'mlp', inputs: mlpInputs }));
     expect((await post('mlp', oipZeros([1, MLP.features]), SLOTS_KEY)).status).toBe(200);
 
@@ -316,5 +325,30 @@ describe('ApiKeys at the front doors: refused jobs keep their rate token and giv
       code: 'E_RATE_LIMITED',
     });
     await client.close();
+  });
+
+  it('takes a rate token for an unknown model or version over HTTP, as over WebSocket', async () => {
+    // A client probing names is limited alike through either door: two probes spend both tokens.
+    const client = await connectClient(ctx.url, { apiKey: WS_PROBE_KEY });
+    const probes = [
+      await client.infer({ id: 'p-1', model: 'nope', inputs: mlpInputs }),
+      await client.infer({ id: 'p-2', model: 'mlp', version: '9', inputs: mlpInputs }),
+    ];
+    for (const log of probes) expect(errorCodeOf(log)).toBe('E_MODEL_NOT_FOUND');
+    expect(errorCodeOf(await client.infer({ id: 'p-3', model: 'mlp', inputs: mlpInputs }))).toBe(
+      'E_RATE_LIMITED',
+    );
+    await client.close();
+
+    for (const model of ['nope', 'mlp/versions/9']) {
+      expect(await post(model, oipZeros([1, MLP.features]), HTTP_PROBE_KEY), model).toEqual({
+        status: 404,
+        code: 'E_MODEL_NOT_FOUND',
+      });
+    }
+    expect(await post('mlp', oipZeros([1, MLP.features]), HTTP_PROBE_KEY)).toEqual({
+      status: 429,
+      code: 'E_RATE_LIMITED',
+    });
   });
 });
