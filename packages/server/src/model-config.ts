@@ -38,7 +38,10 @@ export interface ModelConfig {
   readonly warmupDims?: Readonly<Record<string, readonly number[]>>;
   /** Values for the warm-up run, per input name (every element); zeros otherwise. */
   readonly warmupValues?: Readonly<Record<string, number>>;
-  /** onnxruntime intra-op threads for this model; 0 = onnxruntime's choice. @default 0 */
+  /**
+   * onnxruntime intra-op threads for this model; 0 = the server's `session.intraOpNumThreads`
+   * (`--intra-op-threads`). @default 0
+   */
   readonly intraOpNumThreads: number;
   /** The worker pool that runs this model when scaled out. @default 'default' */
   readonly pool: string;
