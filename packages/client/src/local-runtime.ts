@@ -17,6 +17,7 @@ import {
 import { abortable } from './abortable.js';
 import type { BackendInfo, LoadedSession, LocalWorkerApi, ModelBytes } from './local-worker-api.js';
 import { modelBytes, type ModelFile, type ModelFileStore } from './model-files.js';
+import { nodeBuiltin } from './node-builtin.js';
 import { nodeEndpoint } from './node-endpoint.js';
 import { meetsBackend } from './router.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from './runtime.js';
@@ -617,14 +618,6 @@ function transferable(inputs: TensorMap): TensorMap {
       buffers.push(buffer);
   }
   return transfer(inputs, buffers);
-}
-
-/**
- * Imports a Node built-in by a name only known at run time, so browser bundlers (Vite, webpack)
- * neither try to bundle it nor warn that it was left out of the page's build.
- */
-async function nodeBuiltin<T>(name: string): Promise<T> {
-  return (await import(/* @vite-ignore */ /* webpackIgnore: true */ name)) as T;
 }
 
 /** The default worker: a module Web Worker in browsers, worker_threads in Node. */
