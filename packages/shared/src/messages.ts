@@ -215,7 +215,7 @@ export interface ResultMessage {
   readonly version: string;
   /** Output tensors by name: those `infer.outputs` named, else all of the model's. */
   readonly outputs: TensorMap;
-  /** The server's execution provider for this model (its first configured one, e.g. `cpu`). */
+  /** The execution provider that ran the job: the first configured one the server could start. */
   readonly backend: Backend;
   /** True when this job had to wait for the model to load. */
   readonly coldStart: boolean;
