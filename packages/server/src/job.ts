@@ -133,6 +133,14 @@ export class Job {
     this.#listener = listener;
   }
 
+  /**
+   * Stops `listener` hearing this job, unless another has taken over since (a connection that
+   * closes after its client resumed the job on a new one must not silence the new one).
+   */
+  unlisten(listener: ProgressListener): void {
+    if (this.#listener === listener) this.#listener = undefined;
+  }
+
   /** Whether anyone hears this job's progress (skip computing updates nobody reads). */
   get listening(): boolean {
     return this.#listener !== undefined;

@@ -102,6 +102,11 @@ interface Connection {
   /** The TCP socket under `socket`, corked while a tick's messages are written (see send). */
   readonly stream: Duplex;
   corked: boolean;
+  /**
+   * Sends a job's progress here: one function per connection, so that a job resumed elsewhere
+   * can tell this connection's listener from the new one's (see Job.unlisten).
+   */
+  progress: (event: ProgressEvent) => void;
 }
 
 /** What the rest of the server can ask of the gateway. */
@@ -183,7 +188,9 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       ackTimer: undefined,
       stream,
       corked: false,
+      progress: () => undefined,
     };
+    connection.progress = progressSender(connection);
     connections.add(connection);
     options.onConnections?.(connections.size);
     const helloTimer = setTimeout(() => {
@@ -220,8 +227,9 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       clearTimeout(connection.ackTimer);
       connections.delete(connection);
       options.onConnections?.(connections.size);
-      // Jobs keep running after a disconnect: the client may resume them by id.
-      for (const job of connection.jobs.values()) job.listen(undefined);
+      // Jobs keep running after a disconnect: the client may resume them by id, maybe already
+      // has on another connection (whose progress this one must not stop).
+      for (const job of connection.jobs.values()) job.unlisten(connection.progress);
       connection.jobs.clear();
     });
   };
@@ -551,7 +559,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
         options.manager,
         request,
         // Clients that only want the answer (batch jobs, benchmarks) can opt out of progress.
-        message.progress === false ? undefined : progressSender(connection),
+        message.progress === false ? undefined : connection.progress,
       );
     } catch (error) {
       release();
@@ -582,7 +590,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     settled?: () => void,
   ): void => {
     connection.jobs.set(job.request.id, job);
-    job.listen(progress ? progressSender(connection) : undefined);
+    job.listen(progress ? connection.progress : undefined);
     void job.outcome.then((outcome) => {
       settled?.();
       if (connection.jobs.get(job.request.id) !== job) return;

@@ -40,3 +40,18 @@ describe('Job.succeedWithFrame', () => {
     expect(() => outcome.result).toThrow(expect.objectContaining({ code: 'E_INTERNAL' }));
   });
 });
+
+describe('Job.unlisten', () => {
+  it('stops only the listener it is given: one that took over since keeps hearing the job', () => {
+    const job = new Job(request, undefined, performance.now());
+    const old: ProgressEvent[] = [];
+    const current: ProgressEvent[] = [];
+    const oldListener = (event: ProgressEvent): void => void old.push(event);
+    job.listen(oldListener);
+    job.listen((event) => current.push(event));
+    job.unlisten(oldListener);
+    job.progress({ stage: 'queued', queuePosition: 0 });
+    expect(current.map((event) => event.stage)).toEqual(['queued']);
+    expect(old).toEqual([]);
+  });
+});

@@ -623,6 +623,48 @@ describe('ws-gateway: disconnect mid-job and resume', () => {
     await second.close();
   });
 
+  it('keeps sending progress to a client that resumed before the server saw its old connection close', async () => {
+    // A client that finds its connection dead reconnects and resumes at once; the server may
+    // only notice the old connection's end later (a heartbeat or two). That end must not take
+    // the job's progress away from the new connection.
+    const openConnections = async (): Promise<number> =>
+      (await ctx.server.metrics.connections.get()).values[0]?.value ?? 0;
+    const filler = await connectClient(ctx.url);
+    filler.send({ type: 'infer', id: 'p-long', model: 'slow', inputs: slowInput(4096) });
+    await filler.nextOf(
+      'progress',
+      (m) => m.event.jobId === 'p-long' && m.event.stage === 'running',
+    );
+    filler.send({ type: 'infer', id: 'p-ahead', model: 'slow', inputs: slowInput(1) });
+    await filler.nextOf(
+      'progress',
+      (m) => m.event.jobId === 'p-ahead' && m.event.stage === 'queued',
+    );
+
+    const old = await connectClient(ctx.url);
+    old.send({ type: 'infer', id: 'p-job', model: 'slow', inputs: slowInput(64, 9) });
+    await old.nextOf('progress', (m) => m.event.jobId === 'p-job' && m.event.queuePosition === 1);
+    const resumed = await connectClient(ctx.url);
+    resumed.send({ type: 'resume', ids: ['p-job'] });
+    await resumed.nextOf('progress', (m) => m.event.jobId === 'p-job');
+    await old.close();
+    // No message tells a test the server has handled a close: a bounded poll of its gauge.
+    for (let i = 0; i < 200 && (await openConnections()) > 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await openConnections()).toBe(2);
+    resumed.takeProgress('p-job');
+
+    // The job moves up the queue and runs: the resumed connection hears both.
+    filler.send({ type: 'cancel', id: 'p-ahead' });
+    const log = await resumed.collectJob('p-job');
+    expectSameTensors(resultOf(log).outputs, { y: slowInput(64, 9).x! });
+    expect(stagesOf(log.progress)).toContain('running');
+    expect(log.progress.some((event) => event.queuePosition === 0)).toBe(true);
+    for (const id of ['p-long', 'p-ahead']) await filler.collectJob(id);
+    await Promise.all([resumed.close(), filler.close()]);
+  });
+
   it('answers a resume of an id it never saw with E_JOB_NOT_FOUND', async () => {
     const client = await connectClient(ctx.url);
     client.send({ type: 'resume', ids: ['never'] });
