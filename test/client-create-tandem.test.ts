@@ -499,6 +499,49 @@ describe('tandem.cache in Node', () => {
   });
 });
 
+describe('createTandem and two model names on the same files', () => {
+  it('lists both names after one download; deleting one keeps the files and session the other runs on, deleting both removes them', async () => {
+    const server = await createServer({ port: 0 });
+    const requests = fileRequests(server);
+    const url = await server.listen();
+    const manifest = parseModelManifest(
+      await (await fetch(`${url}/v1/models/paddleocr-cls/manifest`)).json(),
+    );
+    const tandem = createTandem({
+      server: url,
+      placement: 'local-only',
+      models: { first: { ...manifest, name: 'first' }, second: { ...manifest, name: 'second' } },
+    });
+    try {
+      expect((await tandem.run('first', clsInput(20))).timings.downloadMs).toBeGreaterThan(0);
+      const second = tandem.run('second', clsInput(20));
+      const [secondResult, secondEvents] = await Promise.all([second, collect(second)]);
+      expect(secondEvents.map((e) => e.stage)).not.toContain('download');
+      expect(secondResult.timings.downloadMs).toBe(0);
+      expect(requests.count()).toBe(1);
+      expect((await tandem.cache.list()).map((m) => [m.name, m.bytes])).toEqual([
+        ['first', manifest.bytes],
+        ['second', manifest.bytes],
+      ]);
+      expect(await tandem.cache.estimate()).toMatchObject({ modelBytes: manifest.bytes });
+      // 'first' still lists the files: they stay, and so does its compiled session.
+      expect(await tandem.cache.delete('second')).toBe(0);
+      expect((await tandem.cache.list()).map((m) => m.name)).toEqual(['first']);
+      expect((await tandem.run('first', clsInput(21))).cold).toBe(false);
+      expect(requests.count()).toBe(1);
+      expect(await tandem.cache.delete('first')).toBe(1);
+      expect(await tandem.cache.list()).toEqual([]);
+      const again = await tandem.run('second', clsInput(22));
+      expect(again.cold).toBe(true);
+      expect(again.timings.downloadMs).toBeGreaterThan(0);
+      expect(requests.count()).toBe(2);
+    } finally {
+      await tandem.close();
+      await server.close();
+    }
+  });
+});
+
 /** Counts the server's requests for model files; `nth(n)` resolves once the nth has come. */
 function fileRequests(server: TandemServer): { count(): number; nth(n: number): Promise<void> } {
   let count = 0;

@@ -106,12 +106,18 @@ export interface Tandem {
   warm(model: string, options?: { where?: Where | 'both'; signal?: AbortSignal }): Promise<void>;
   /** Model files stored on this device. */
   readonly cache: {
+    /**
+     * The stored models: one entry per model name whose files are stored (names served from the
+     * same files share them, and each is listed with their bytes).
+     */
     list(): Promise<CachedModel[]>;
     /**
-     * Removes every stored file of the model (returns how many) and lets go of its compiled
-     * local session, so the next local run downloads and compiles it again (`cold`). A run in
-     * flight on that session finishes first. With `prefetch`, the next remote run of the model
-     * fetches it in the background again.
+     * Removes the model from this device (returns how many files went) and lets go of its
+     * compiled local session, so the next local run compiles it again (`cold`). Its files go
+     * unless another listed model name is served from the same files: those keep them (0 files
+     * go) and run on without a download; the last name removes them. A run in flight on the
+     * session finishes first. With `prefetch`, the next remote run of the model fetches it in
+     * the background again.
      */
     delete(model: string): Promise<number>;
     estimate(): Promise<{ modelBytes: number; usageBytes?: number; quotaBytes?: number }>;

@@ -7,6 +7,9 @@
 // Calls for a model already being fetched (a warm-up and a run, a prefetch and a local run) share
 // that fetch: one download, each call with its own progress, its own cancellation, and its own wait
 // (a late one waited only for the rest of the download).
+// Files are stored by URL and sha256, so model names served from the same files share them; each
+// name that fetched them is recorded beside them (a small entry of its own), so that every such
+// name is listed, and a delete of one removes the files only when no other recorded name needs them.
 
 import { TandemError, type ModelManifest } from '@tandem/shared';
 
@@ -112,7 +115,10 @@ interface FetchedModel {
 
 /** What a stored file's index header says about it. */
 interface IndexEntry {
-  /** The model's name. */
+  /**
+   * The name of the model whose fetch stored it. Listed only for entries stored before names
+   * were recorded apart (see NameEntry): a file serves every name recorded for its model.
+   */
   readonly name: string;
   readonly url: string;
   readonly bytes: number;
@@ -123,6 +129,13 @@ interface IndexEntry {
     readonly modelUrl: string;
     readonly modelSha256: string;
   };
+}
+
+/** A model name recorded for the files of one .onnx (its URL and sha256): the name is listed. */
+interface NameEntry {
+  readonly name: string;
+  readonly modelUrl: string;
+  readonly modelSha256: string;
 }
 
 /** One file of a model to fetch: where from, what it must be, and where it is stored. */
@@ -162,6 +175,8 @@ export interface ModelFileStoreOptions {
 }
 
 const INDEX_HEADER = 'x-tandem-model';
+/** The header of a name entry (an empty body): its NameEntry as JSON. */
+const NAME_HEADER = 'x-tandem-model-name';
 
 /**
  * One fetch of a model's files (read from storage, else downloaded, checked and stored), shared by
@@ -170,6 +185,13 @@ const INDEX_HEADER = 'x-tandem-model';
 class SharedFetch {
   /** The last progress reported: a caller that joins late starts from there. */
   last: FileProgress | undefined;
+  /**
+   * The model names its callers asked for (a name deleted meanwhile leaves): each is recorded
+   * with the files it stores, and is listed with them.
+   */
+  readonly names = new Set<string>();
+  /** Names already recorded for its model (written, or found stored). */
+  readonly recorded = new Set<string>();
   /** The callers waiting for the model, each told every progress event. */
   readonly callers = new Set<(progress: FileProgress) => void>();
   /** Aborted when no caller waits any more: the download stops. */
@@ -187,8 +209,8 @@ class SharedFetch {
   readonly result: Promise<FetchedModel>;
 
   constructor(
-    /** The model's name, as `delete` takes it. */
-    readonly name: string,
+    /** The .onnx: what names are recorded for. */
+    readonly model: ModelFileSpec,
     /** The storage keys of its files, joined: what calls for the same files share. */
     readonly key: string,
     start: (fetch: SharedFetch) => Promise<FetchedModel>,
@@ -212,6 +234,8 @@ export class ModelFileStore {
   readonly #caches: CacheStorage | undefined;
   /** Files kept in memory (no Cache Storage, or it was full), by storage key. */
   readonly #memory = new Map<string, { entry: IndexEntry; bytes: Uint8Array<ArrayBuffer> }>();
+  /** Name entries kept in memory (no Cache Storage, or it was full), by storage key. */
+  readonly #memoryNames = new Map<string, NameEntry>();
   /** Fetches a new call may join, by the storage keys of the model's files. */
   readonly #fetching = new Map<string, SharedFetch>();
   /**
@@ -262,7 +286,7 @@ export class ModelFileStore {
         const settling = [...this.#live].filter(
           (fetch) => fetch.key === key && fetch.controller.signal.aborted && !fetch.discarded,
         );
-        shared = new SharedFetch(manifest.name, key, async (fetch) => {
+        shared = new SharedFetch(files.model, key, async (fetch) => {
           await Promise.allSettled(settling.map((previous) => previous.result));
           return this.#fetchFiles(files, fetch);
         });
@@ -275,6 +299,7 @@ export class ModelFileStore {
         this.#fetching.set(key, started);
         this.#live.add(started);
       }
+      shared.names.add(manifest.name);
     } catch (error) {
       return Promise.reject(TandemError.from(error));
     }
@@ -349,6 +374,9 @@ export class ModelFileStore {
     const missing = all.filter((file) => !got.has(file));
     let download: FetchedModel['download'];
     if (missing.length === 0) {
+      // A name reading files another name stored is listed with them from now on.
+      this.#recordNames(fetch);
+      await Promise.all(fetch.writes);
       fetch.report({ stage: 'cache', loaded: total, total });
     } else {
       const stored = total - sumBytes(missing);
@@ -401,6 +429,8 @@ export class ModelFileStore {
       }
       download = { startedAt, endedAt: performance.now(), bytes: sumBytes(missing) };
       fetch.report({ stage: 'cache', loaded: 0, total });
+      // Callers that joined after the first file was stored.
+      this.#recordNames(fetch);
       await Promise.all(fetch.writes);
       fetch.report({ stage: 'cache', loaded: total, total });
     }
@@ -420,8 +450,30 @@ export class ModelFileStore {
   /** Starts storing a checked file, unless its model was deleted meanwhile. */
   #store(file: ModelFileSpec, bytes: Uint8Array<ArrayBuffer>, fetch: SharedFetch): void {
     if (fetch.discarded) return;
+    // With the first file: a download broken off later still lists the names it was for.
+    this.#recordNames(fetch);
     // A file that could not be stored anywhere is downloaded again next time: no failure here.
-    const writing = this.#write(file.key, file.entry, bytes).catch(() => undefined);
+    this.#track(fetch, this.#write(file.key, file.entry, bytes));
+  }
+
+  /**
+   * Starts recording the fetch's names not recorded yet (a name entry each, unless one is stored
+   * already), unless its model was deleted meanwhile.
+   */
+  #recordNames(fetch: SharedFetch): void {
+    if (fetch.discarded) return;
+    const { url, sha256 } = fetch.model.entry;
+    for (const name of fetch.names) {
+      if (fetch.recorded.has(name)) continue;
+      fetch.recorded.add(name);
+      const entry: NameEntry = { name, modelUrl: url, modelSha256: sha256 };
+      this.#track(fetch, this.#writeName(nameKey(fetch.model.key, name), entry));
+    }
+  }
+
+  /** Adds a write to those a delete waits for; a write that failed is no failure of the fetch. */
+  #track(fetch: SharedFetch, write: Promise<void>): void {
+    const writing = write.catch(() => undefined);
     fetch.writes.add(writing);
     void writing.then(() => fetch.writes.delete(writing));
   }
@@ -449,57 +501,80 @@ export class ModelFileStore {
     return missing;
   }
 
-  /** Every stored model, its external data files with it, and the bytes of all its files. */
+  /**
+   * Every stored model, its external data files with it, and the bytes of all its files. Model
+   * names served from the same files (the same URLs and sha256s) share those files, and each name
+   * a `get` fetched them for is listed, with the same files and bytes.
+   */
   async list(): Promise<CachedModel[]> {
-    const found: { entry: IndexEntry; storage: ModelStorage }[] = [...this.#memory.values()].map(
-      ({ entry }) => ({ entry, storage: 'memory' }),
-    );
-    const cache = await this.#open();
-    if (cache !== undefined) {
-      for (const request of await cache.keys()) {
-        const response = await cache.match(request);
-        const entry = indexEntry(response?.headers.get(INDEX_HEADER));
-        if (entry !== undefined) found.push({ entry, storage: 'cache' });
-      }
+    const { files, names } = await this.#scan();
+    const listed: CachedModel[] = [];
+    for (const [id, model] of groupByModel(files)) {
+      for (const name of namesOf(id, model.storedBy, names)) listed.push({ ...model.listed, name });
     }
-    return groupByModel(found);
+    return listed;
   }
 
   /**
-   * Removes every stored version of a model (by name), external data files included; returns
-   * how many files went. A download of it under way is not stored when it ends (its callers
-   * still get the files; files it was storing are removed too), and a later call starts a fresh
-   * one.
+   * Removes a model name and every file stored for it (each stored version, external data files
+   * included) that no other listed name needs; returns how many files went. Names served from
+   * the same files share them: deleting one of them leaves the files to the others (0 files go,
+   * and the name is no longer listed); deleting the last removes them. A download under way
+   * for the name alone is not stored when it ends (its callers still get the files; files it was
+   * storing are removed too), and a later call starts a fresh one; one that another name waits
+   * for goes on, stored for that name.
    */
   async delete(name: string): Promise<number> {
     const writing: Promise<void>[] = [];
     for (const fetch of this.#live) {
-      if (fetch.name !== name) continue;
-      fetch.discarded = true;
+      if (!fetch.names.has(name)) continue;
+      fetch.names.delete(name);
       writing.push(...fetch.writes);
+      // Nobody else asked for these files: stop storing them.
+      if (fetch.names.size === 0) fetch.discarded = true;
     }
     for (const [key, shared] of this.#fetching) {
-      if (shared.name === name) this.#fetching.delete(key);
+      if (shared.discarded) this.#fetching.delete(key);
     }
-    // Files already on their way into storage land first, so that none outlives the delete.
+    // Files and names already on their way into storage land first, so that none outlives the
+    // delete.
     await Promise.all(writing);
+    const { files, names } = await this.#scan();
+    for (const stored of names) if (stored.entry.name === name) await stored.remove();
     let removed = 0;
-    for (const [key, stored] of this.#memory) {
-      if (stored.entry.name === name && this.#memory.delete(key)) removed++;
-    }
-    const cache = await this.#open();
-    if (cache !== undefined) {
-      for (const request of await cache.keys()) {
-        const entry = indexEntry((await cache.match(request))?.headers.get(INDEX_HEADER));
-        if (entry?.name === name && (await cache.delete(request))) removed++;
+    for (const [id, model] of groupByModel(files)) {
+      const before = namesOf(id, model.storedBy, names);
+      if (!before.includes(name)) continue;
+      const others = before.filter((other) => other !== name);
+      // A download under way for another name keeps what it needs, and stores the rest.
+      const wanted = [...this.#live].some(
+        (fetch) => !fetch.discarded && modelId(fetch.model.entry) === id,
+      );
+      if (others.length > 0 || wanted) {
+        // Files stored before names were recorded apart: the other names they served stay listed.
+        if (!names.some((stored) => stored.id === id)) {
+          const key = this.#key(model.listed.url, model.listed.sha256);
+          for (const other of others)
+            await this.#writeName(nameKey(key, other), {
+              name: other,
+              modelUrl: model.listed.url,
+              modelSha256: model.listed.sha256,
+            });
+        }
+        continue;
       }
+      for (const file of model.files) if (await file.remove()) removed++;
     }
     return removed;
   }
 
-  /** Bytes stored, and the origin's storage usage and quota where the browser tells. */
+  /**
+   * Bytes stored (each file once, however many names share it), and the origin's storage usage
+   * and quota where the browser tells.
+   */
   async estimate(): Promise<{ modelBytes: number; usageBytes?: number; quotaBytes?: number }> {
-    const modelBytes = (await this.list()).reduce((sum, model) => sum + model.bytes, 0);
+    const { files } = await this.#scan();
+    const modelBytes = files.reduce((sum, file) => sum + file.entry.bytes, 0);
     const storage = (globalThis as { navigator?: { storage?: StorageManager } }).navigator?.storage;
     if (storage?.estimate === undefined) return { modelBytes };
     const { usage, quota } = await storage.estimate();
@@ -508,6 +583,30 @@ export class ModelFileStore {
       ...(usage === undefined ? {} : { usageBytes: usage }),
       ...(quota === undefined ? {} : { quotaBytes: quota }),
     };
+  }
+
+  /** Every stored file and name entry, in memory and in Cache Storage, each with its removal. */
+  async #scan(): Promise<{ files: StoredFile[]; names: StoredName[] }> {
+    const files: StoredFile[] = [];
+    const names: StoredName[] = [];
+    for (const [key, { entry }] of this.#memory) {
+      files.push({ entry, storage: 'memory', remove: async () => this.#memory.delete(key) });
+    }
+    for (const [key, entry] of this.#memoryNames) {
+      names.push({ entry, id: modelId(entry), remove: async () => this.#memoryNames.delete(key) });
+    }
+    const cache = await this.#open();
+    if (cache !== undefined) {
+      for (const request of await cache.keys()) {
+        const headers = (await cache.match(request))?.headers;
+        const remove = (): Promise<boolean> => cache.delete(request);
+        const entry = indexEntry(headers?.get(INDEX_HEADER));
+        if (entry !== undefined) files.push({ entry, storage: 'cache', remove });
+        const named = nameEntry(headers?.get(NAME_HEADER));
+        if (named !== undefined) names.push({ entry: named, id: modelId(named), remove });
+      }
+    }
+    return { files, names };
   }
 
   /**
@@ -605,6 +704,29 @@ export class ModelFileStore {
     }
     // A copy, for the same reason: the bytes handed to callers may be moved to a worker.
     this.#memory.set(key, { entry, bytes: bytes.slice() });
+  }
+
+  /** Stores a name entry (an empty body), unless it is stored already. */
+  async #writeName(key: string, entry: NameEntry): Promise<void> {
+    if (this.#memoryNames.has(key)) return;
+    const cache = await this.#open();
+    if (cache !== undefined) {
+      try {
+        if ((await cache.match(key)) !== undefined) return;
+        const header = {
+          name: entry.name,
+          model: { url: entry.modelUrl, sha256: entry.modelSha256 },
+        };
+        await cache.put(
+          key,
+          new Response(null, { headers: { [NAME_HEADER]: JSON.stringify(header) } }),
+        );
+        return;
+      } catch {
+        // Quota exceeded (or storage unavailable): kept in memory, as a file would be.
+      }
+    }
+    this.#memoryNames.set(key, entry);
   }
 
   async #download(
@@ -711,34 +833,85 @@ function fileFor(fetched: FetchedModel, joinedAt: number): ModelFile {
   };
 }
 
+/** A stored file, where it is, and how to remove it. */
+interface StoredFile {
+  readonly entry: IndexEntry;
+  readonly storage: ModelStorage;
+  /** Removes it; true when it was there. */
+  remove(): Promise<boolean>;
+}
+
+/** A stored name entry, the model (see modelId) it names, and how to remove it. */
+interface StoredName {
+  readonly entry: NameEntry;
+  readonly id: string;
+  /** Removes it; true when it was there. */
+  remove(): Promise<boolean>;
+}
+
+/** The files of one stored model (one .onnx), as listed under each of its names. */
+interface StoredModel {
+  /** What every name of it lists. */
+  readonly listed: Omit<CachedModel, 'name'>;
+  /** The names in its files' index headers: the names it lists when none is recorded apart. */
+  readonly storedBy: readonly string[];
+  readonly files: readonly StoredFile[];
+}
+
+/** A model's identity in storage: its .onnx's URL and sha256 (as the .onnx's entry is keyed). */
+function modelId(entry: IndexEntry | NameEntry): string {
+  if ('modelUrl' in entry) return `${entry.modelUrl} ${entry.modelSha256}`;
+  const url = entry.external?.modelUrl ?? entry.url;
+  const sha256 = entry.external?.modelSha256 ?? entry.sha256;
+  return `${url} ${sha256}`;
+}
+
 /**
- * Stored files grouped into models: each external data file joins the .onnx it belongs to (by
- * that file's URL and sha256, as the .onnx's own entry is keyed).
+ * The names a stored model is listed under: those recorded for it, sorted; for files stored
+ * before names were recorded apart (none is), the names in their index headers.
  */
-function groupByModel(
-  found: readonly { entry: IndexEntry; storage: ModelStorage }[],
-): CachedModel[] {
+function namesOf(id: string, storedBy: readonly string[], names: readonly StoredName[]): string[] {
+  const recorded = names.filter((stored) => stored.id === id).map((stored) => stored.entry.name);
+  return [...new Set(recorded.length > 0 ? recorded : storedBy)].sort();
+}
+
+/** The storage key of a name entry: beside its model's .onnx key, never a file's. */
+function nameKey(modelKey: string, name: string): string {
+  const key = new URL(modelKey);
+  key.searchParams.set('tandem-name', name);
+  return key.toString();
+}
+
+/**
+ * Stored files grouped into models, by {@link modelId}: each external data file joins the .onnx
+ * it belongs to.
+ */
+function groupByModel(found: readonly StoredFile[]): Map<string, StoredModel> {
   const models = new Map<
     string,
     {
-      name: string;
       url: string;
       bytes: number;
       sha256: string;
       storage: ModelStorage;
       externalData: CachedExternalData[];
+      storedBy: string[];
+      files: StoredFile[];
     }
   >();
-  for (const { entry, storage } of found) {
+  for (const file of found) {
+    const { entry, storage } = file;
     const url = entry.external?.modelUrl ?? entry.url;
     const sha256 = entry.external?.modelSha256 ?? entry.sha256;
-    const id = `${url} ${sha256}`;
+    const id = modelId(entry);
     let model = models.get(id);
     if (model === undefined) {
-      model = { name: entry.name, url, bytes: 0, sha256, storage, externalData: [] };
+      model = { url, bytes: 0, sha256, storage, externalData: [], storedBy: [], files: [] };
       models.set(id, model);
     }
     model.bytes += entry.bytes;
+    model.files.push(file);
+    if (!model.storedBy.includes(entry.name)) model.storedBy.push(entry.name);
     if (storage === 'memory') model.storage = 'memory';
     if (entry.external !== undefined) {
       const { path } = entry.external;
@@ -751,12 +924,36 @@ function groupByModel(
       });
     }
   }
-  // Stored in the order their downloads ended (several run at once): listed by path.
-  return [...models.values()].map(({ externalData, ...model }) =>
-    externalData.length === 0
-      ? model
-      : { ...model, externalData: externalData.sort((a, b) => (a.path < b.path ? -1 : 1)) },
-  );
+  const grouped = new Map<string, StoredModel>();
+  for (const [id, { externalData, storedBy, files, ...model }] of models) {
+    grouped.set(id, {
+      // Stored in the order their downloads ended (several run at once): listed by path.
+      listed:
+        externalData.length === 0
+          ? model
+          : { ...model, externalData: externalData.sort((a, b) => (a.path < b.path ? -1 : 1)) },
+      storedBy,
+      files,
+    });
+  }
+  return grouped;
+}
+
+/** A name entry's header, or undefined for anything else. */
+function nameEntry(header: string | null | undefined): NameEntry | undefined {
+  if (header === null || header === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(header);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const { name, model } = parsed as Record<string, unknown>;
+  if (typeof name !== 'string' || typeof model !== 'object' || model === null) return undefined;
+  const { url, sha256 } = model as Record<string, unknown>;
+  if (typeof url !== 'string' || typeof sha256 !== 'string') return undefined;
+  return { name, modelUrl: url, modelSha256: sha256 };
 }
 
 /** A stored file's index header, as written. */

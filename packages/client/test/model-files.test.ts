@@ -114,6 +114,22 @@ describe('ModelFileStore', () => {
     expect(await store.list()).toEqual([]);
   });
 
+  it('lists and deletes files stored before names were recorded apart under the name in their entries', async () => {
+    const caches = fakeCaches();
+    const store = new ModelFileStore({ fetch: fakeFetch(bytes, { calls: 0 }), caches });
+    await store.get(await manifest());
+    // What an earlier version stored: the file's entry alone, no name entry beside it.
+    const bucket = await caches.open(store.cacheName);
+    for (const request of await bucket.keys()) {
+      if (new URL(request.url).searchParams.has('tandem-name')) await bucket.delete(request);
+    }
+    expect((await bucket.keys()).length).toBe(1);
+    expect((await store.list()).map((m) => m.name)).toEqual(['m']);
+    expect(await store.delete('other')).toBe(0);
+    expect(await store.delete('m')).toBe(1);
+    expect(await store.list()).toEqual([]);
+  });
+
   it('falls back to memory when Cache Storage is full', async () => {
     const counter = { calls: 0 };
     const store = new ModelFileStore({
@@ -633,5 +649,58 @@ describe('ModelFileStore calls for a model with external data at once', () => {
     last.end();
     expect((await a).externalData.map((f) => f.data)).toEqual([weights, part2]);
     expect(await store.list()).toEqual([]);
+  });
+
+  for (const full of [false, true]) {
+    it(`two model names on the same files (${full ? 'memory' : 'Cache Storage'}): one download, both listed; deleting one keeps the files the other still lists, deleting the last removes them`, async () => {
+      const served = servedFiles(modelFiles());
+      const store = new ModelFileStore({ fetch: served.fetch, caches: fakeCaches({ full }) });
+      const first = { ...(await externalManifest()), name: 'first' };
+      const second = { ...first, name: 'second' };
+      const third = { ...first, name: 'third' };
+      // At once, they share one download; a third name later reads what the download stored.
+      await Promise.all([store.get(first), store.get(second)]);
+      expect((await store.get(third)).cached).toBe(true);
+      expect(served.requests).toHaveLength(3);
+      const listed = await store.list();
+      expect(listed.map((model) => model.name)).toEqual(['first', 'second', 'third']);
+      expect(listed.every((model) => model.bytes === TOTAL)).toBe(true);
+      // Each file counted once, however many names share it.
+      expect(await store.estimate()).toMatchObject({ modelBytes: TOTAL });
+
+      // Another listed name still needs the files: none goes, and this name is no longer listed.
+      expect(await store.delete('second')).toBe(0);
+      expect((await store.list()).map((model) => model.name)).toEqual(['first', 'third']);
+      expect(await store.bytesToDownload(first)).toBe(0);
+      expect(await store.delete('first')).toBe(0);
+      expect((await store.list()).map((model) => model.name)).toEqual(['third']);
+      // The last name holding them: every file goes.
+      expect(await store.delete('third')).toBe(3);
+      expect(await store.list()).toEqual([]);
+      expect(await store.estimate()).toMatchObject({ modelBytes: 0 });
+      expect(await store.bytesToDownload(second)).toBe(TOTAL);
+    });
+  }
+
+  it('a delete of one name while two names share a download: the download is stored for the other', async () => {
+    const gate = gatedFetch();
+    const store = new ModelFileStore({ fetch: gate.fetch, caches: fakeCaches() });
+    const first = { ...(await externalManifest()), name: 'first' };
+    const second = { ...first, name: 'second' };
+    const a = store.get(first);
+    const b = store.get(second);
+    const onnx = await gate.requested(1);
+    expect(await store.delete('second')).toBe(0);
+    onnx.push(bytes);
+    onnx.end();
+    const weightsBody = await gate.requested(2);
+    weightsBody.push(weights);
+    weightsBody.end();
+    const last = await gate.requested(3);
+    last.push(part2);
+    last.end();
+    await Promise.all([a, b]);
+    expect((await store.list()).map((model) => model.name)).toEqual(['first']);
+    expect(await store.bytesToDownload(first)).toBe(0);
   });
 });
