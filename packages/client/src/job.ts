@@ -19,7 +19,10 @@ export interface JobController {
 
 /** A running inference: await it for the result, iterate it for progress, cancel it. */
 export class Job implements Promise<RunResult>, AsyncIterable<ProgressEvent> {
-  /** The job id (also the id on the wire for remote runs). */
+  /**
+   * The job id: the `jobId` of its progress events, and the id on the wire when it runs remotely
+   * (`<id>-remote` when the remote run is a fallback from this device).
+   */
   readonly id: string;
   /** The model it runs. */
   readonly model: string;
