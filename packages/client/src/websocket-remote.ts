@@ -183,6 +183,12 @@ export class WebSocketRemote implements Runtime {
   readonly #options: WebSocketRemoteOptions;
   readonly #url: string;
   readonly #jobs = new Map<string, PendingJob>();
+  /**
+   * Jobs cancelled while their connection was down, after their `infer` went out: the server
+   * keeps such a job for a resume and would run it to the end, so the next welcome sends their
+   * `cancel`. Each is given up after `jobReconnectTimeoutMs` (its timer).
+   */
+  readonly #cancels = new Map<string, ReturnType<typeof setTimeout>>();
   /** Warms waiting for a connection, by model name and version asked for (see warmKey). */
   readonly #warms = new Map<string, PendingWarm>();
   /** Statuses by model name, then version: the server reports each version on its own. */
@@ -329,8 +335,7 @@ export class WebSocketRemote implements Runtime {
           if (!this.#jobs.has(options.jobId)) return;
           this.#finish(options.jobId);
           // A job never sent is only dropped here: the server has nothing to cancel.
-          if (this.connected && job.sentOn !== undefined)
-            this.#send({ type: 'cancel', id: options.jobId });
+          if (job.sentOn !== undefined) this.#cancelOnServer(options.jobId);
           reject(cancelled(options.jobId));
         },
         { once: true },
@@ -369,6 +374,23 @@ export class WebSocketRemote implements Runtime {
     // waits on (a dropped attempt is retried while it does) until its own time limit.
     this.connect().catch(() => undefined);
     return sent;
+  }
+
+  /**
+   * Sends a cancelled job's `cancel`: now when connected, else on the next connection (one is
+   * started if none is coming), for up to `jobReconnectTimeoutMs`.
+   */
+  #cancelOnServer(id: string): void {
+    if (this.connected) {
+      this.#send({ type: 'cancel', id });
+      return;
+    }
+    clearTimeout(this.#cancels.get(id));
+    this.#cancels.set(
+      id,
+      setTimeout(() => this.#cancels.delete(id), this.#options.jobReconnectTimeoutMs ?? 10_000),
+    );
+    if (this.#socket === undefined) this.#scheduleReconnect();
   }
 
   /** Registers a warm to be sent on the next connection, failing with E_NETWORK if none comes. */
@@ -426,6 +448,8 @@ export class WebSocketRemote implements Runtime {
     const error = new TandemError('E_CANCELLED', 'the remote runtime was closed');
     for (const id of [...this.#jobs.keys()]) this.#fail(id, error);
     for (const key of [...this.#warms.keys()]) this.#endWarm(key, error);
+    for (const timer of this.#cancels.values()) clearTimeout(timer);
+    this.#cancels.clear();
     for (const waiter of this.#welcomeWaiters.splice(0)) waiter.reject(error);
     this.#socket?.close(1000, 'client closed');
     this.#socket = undefined;
@@ -503,9 +527,14 @@ export class WebSocketRemote implements Runtime {
     if (this.#needsConnection()) this.#scheduleReconnect();
   }
 
-  /** Whether anything waits for a connection: a job, a connect() call or a warm. */
+  /** Whether anything waits for a connection: a job, a connect() call, a warm or a cancel. */
   #needsConnection(): boolean {
-    return this.#jobs.size > 0 || this.#welcomeWaiters.length > 0 || this.#warms.size > 0;
+    return (
+      this.#jobs.size > 0 ||
+      this.#welcomeWaiters.length > 0 ||
+      this.#warms.size > 0 ||
+      this.#cancels.size > 0
+    );
   }
 
   /** Starts a job's wait for the next connection: it fails with E_NETWORK if none comes in time. */
@@ -612,6 +641,11 @@ export class WebSocketRemote implements Runtime {
       }
     }
     for (const job of waiting) if (job.sentOn === undefined) this.#sendInfer(job);
+    for (const [id, timer] of this.#cancels) {
+      clearTimeout(timer);
+      this.#send({ type: 'cancel', id });
+    }
+    this.#cancels.clear();
     this.#sendWarms();
     this.#startHeartbeat();
     for (const waiter of this.#welcomeWaiters.splice(0)) waiter.resolve();

@@ -307,6 +307,33 @@ describe('WebSocketRemote jobs that find no open connection to be sent on', () =
     await remote.close();
   });
 
+  it('a job cancelled while its connection is down is cancelled on the server once a connection comes back, not resumed', async () => {
+    const { remote, sockets } = await connectedRemote();
+    const controller = new AbortController();
+    const job = remote.run({ name: 'm' }, inputs, {
+      ...jobOptions('j'),
+      signal: controller.signal,
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sockets[0]!.inferred()).toEqual(['j']);
+    sockets[0]!.close(1006);
+    controller.abort();
+    expect(await rejectionCode(job)).toBe('E_CANCELLED');
+    // The server kept the job for a resume and would run it to the end: the remote reconnects
+    // to cancel it, though nothing else waits for a connection.
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sockets).toHaveLength(2);
+    sockets[1]!.open();
+    sockets[1]!.welcome();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sockets[1]!.sent.filter((message) => message.type === 'cancel')).toEqual([
+      { type: 'cancel', id: 'j' },
+    ]);
+    expect(sockets[1]!.count('resume')).toBe(0);
+    await remote.close();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it('a resubmission that finds its connection closing goes out as an infer on the next connection', async () => {
     const { remote, sockets } = await connectedRemote();
     const job = remote.run({ name: 'm' }, inputs, jobOptions('j'));
