@@ -38,7 +38,7 @@ export class ModelManager implements JobDispatcher {
   readonly #settings: ManagerSettings;
   readonly #observer: ManagerObserver;
   readonly #hosts = new Map<string, ModelHost>();
-  /** Hosts whose files were replaced, finishing the jobs they accepted (see #retire). */
+  /** Hosts whose files were replaced or removed, finishing the jobs they accepted (see #retire). */
   readonly #retiring = new Set<ModelHost>();
   #draining = false;
   /** Set by start(): models found after it (copied in later) get their keep-warm at once. */
@@ -60,9 +60,17 @@ export class ModelManager implements JobDispatcher {
     return this.#hostFor(this.#repository.get(name, version));
   }
 
-  /** Hosts of every model in the repository. */
+  /**
+   * Hosts of every model in the repository. Hosts of models no longer in it (their folder was
+   * deleted) are retired here: they finish what they accepted, then unload. Kept, a keep-warm
+   * model stayed loaded for good (neither idling nor the memory budget unloads below minReady),
+   * uncounted in the per-model metrics but still in the budget.
+   */
   hosts(): ModelHost[] {
-    return this.#repository.entries.map((entry) => this.#hostFor(entry));
+    const hosts = this.#repository.entries.map((entry) => this.#hostFor(entry));
+    // One host per entry: more hosts than entries means some entry went away.
+    if (this.#hosts.size > hosts.length) this.#retireRemoved(new Set(hosts));
+    return hosts;
   }
 
   /** {@link host}, as the dispatcher interface names it. */
@@ -153,7 +161,7 @@ export class ModelManager implements JobDispatcher {
     });
     this.#hosts.set(key, host);
     if (current !== undefined) {
-      this.#retire(current);
+      this.#retire(current, 'was replaced by new files while it loaded; warm it again');
       this.#observer.stateChanged(host);
     }
     if (this.#started && !this.#draining && entry.config.minReady > 0) host.keepWarm();
@@ -161,25 +169,32 @@ export class ModelManager implements JobDispatcher {
   }
 
   /**
-   * Lets a replaced host finish the jobs it accepted, on the files it accepted them for, then
-   * unload. New jobs go to its successor; until it is gone its instances count against the
-   * memory budget.
+   * Lets a replaced (or removed) host finish the jobs it accepted, on the files it accepted them
+   * for, then unload. New jobs go to its successor, if any; until it is gone its instances count
+   * against the memory budget. `why` ends the error of `warm` calls still waiting for it.
    */
-  #retire(host: ModelHost): void {
+  #retire(host: ModelHost, why: string): void {
     this.#retiring.add(host);
-    const replaced = new TandemError(
-      'E_MODEL_LOAD_FAILED',
-      `model ${host.label} was replaced by new files while it loaded; warm it again`,
-    );
+    const retired = new TandemError('E_MODEL_LOAD_FAILED', `model ${host.label} ${why}`);
     void host
       .drain()
-      .then(() => host.close(replaced))
+      .then(() => host.close(retired))
       .catch((error: unknown) => {
         this.#observer.log?.('warn', `could not unload the replaced ${host.label}`, {
           reason: error instanceof Error ? error.message : String(error),
         });
       })
       .finally(() => this.#retiring.delete(host));
+  }
+
+  /** Retires the hosts not in `current` (their models left the repository). */
+  #retireRemoved(current: ReadonlySet<ModelHost>): void {
+    for (const [key, host] of this.#hosts) {
+      if (current.has(host)) continue;
+      this.#hosts.delete(key);
+      this.#observer.log?.('info', `model ${host.label} left the repository; unloading it`);
+      this.#retire(host, 'was removed from the repository while it loaded');
+    }
   }
 
   /** Current and retiring hosts. */

@@ -5,7 +5,7 @@
 // a model whose first copy was unreadable serves once a whole file replaces it, and a replaced
 // model serves new jobs from the new file while its old instance unloads.
 
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ModelState, TensorMap } from '@tandem/shared';
@@ -265,5 +265,45 @@ describe('model-manager: files replaced while the server runs', () => {
     expect(metricValue(metrics, 'tandem_model_instances', { model: 'swap', state: 'ready' })).toBe(
       1,
     );
+  });
+});
+
+describe('model-manager: models removed while the server runs', () => {
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(async (dir) => {
+      await writeSlowModel(dir, 'kept');
+      await writeSlowModel(dir, 'gone');
+      // Keep-warm: neither idles out, so only the removal can unload 'gone'.
+      writeModelConfig(dir, 'kept', 1, { minReady: 1 });
+      writeModelConfig(dir, 'gone', 1, { minReady: 1 });
+    });
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('unloads a keep-warm model whose folder was deleted, and refuses it E_MODEL_NOT_FOUND', async () => {
+    for (const model of ['kept', 'gone']) {
+      const warm = await fetch(`${ctx.url}/v1/models/${model}/warm?wait=true`, { method: 'POST' });
+      expect(warm.status, model).toBe(200);
+    }
+    const loadedBytes = async (): Promise<number> =>
+      metricValue(await scrapeMetrics(ctx.url), 'tandem_memory_loaded_bytes') ?? NaN;
+    expect(await loadedBytes()).toBe(2 * MODEL_BYTES);
+
+    await rm(join(ctx.modelsDir, 'gone'), { recursive: true });
+    // The repository rescans at most once a second and the unload takes a worker's exit: a
+    // bounded poll (about 4 s) of what /metrics counts.
+    for (let i = 0; i < 80 && (await loadedBytes()) !== MODEL_BYTES; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(await loadedBytes()).toBe(MODEL_BYTES);
+    const client = await connectClient(ctx.url);
+    const log = await client.infer({ id: 'gone-1', model: 'gone', inputs: slowInput(1) });
+    expect(errorCodeOf(log)).toBe('E_MODEL_NOT_FOUND');
+    await runSmall(client, 'kept-1', 'kept');
+    await client.close();
   });
 });
