@@ -773,6 +773,10 @@ function jobNotFound(id: string): TandemError {
 }
 
 function refuseUpgrade(socket: Duplex, status: number, code: ErrorCode, message: string): void {
+  // The http server stopped listening for this socket's errors when it handed it over, and no
+  // WebSocket takes it: a peer that resets the connection (ECONNRESET) would otherwise throw an
+  // uncaught error and end the process. ws's own examples listen the same way.
+  socket.on('error', () => socket.destroy());
   const body = JSON.stringify({ error: message, code });
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,

@@ -6,7 +6,10 @@
 // stops reading (maxBufferedBytes), every refusal counted once in /metrics by code, dynamic
 // batching, and a key's concurrency limit.
 
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   PROTOCOL_VERSION,
@@ -15,7 +18,7 @@ import {
   type ErrorMessage,
   type TensorMap,
 } from '@tandem/shared';
-import { hashApiKey } from '@tandem/server';
+import { STREAM_PATH, hashApiKey } from '@tandem/server';
 import { WorkerSession } from '../src/worker-session.js';
 import {
   buildMlpClassifier,
@@ -64,6 +67,48 @@ function sileroInput(): TensorMap {
     state: { dtype: 'float32', dims: [2, 1, 128], data: new Float32Array(2 * 128) },
     sr: { dtype: 'int64', dims: [], data: new BigInt64Array([16_000n]) },
   };
+}
+
+/**
+ * Sends a WebSocket upgrade request on a raw TCP socket, reads the refusal's status line, then
+ * resets the connection (RST, not FIN); resolves with the status line once the server's side of
+ * the connection has closed.
+ */
+async function refuseThenReset(
+  server: TestServer,
+  path: string,
+  headers: readonly string[],
+  protocol = 'tandem.v1',
+): Promise<string> {
+  const serverSide = new Promise<Duplex>((resolve) => {
+    server.server.fastify.server.once('upgrade', (_request: unknown, socket: Duplex) =>
+      resolve(socket),
+    );
+  });
+  const client = connect(Number(new URL(server.url).port), '127.0.0.1');
+  client.on('error', () => undefined);
+  await once(client, 'connect');
+  client.write(
+    [
+      `GET ${path} HTTP/1.1`,
+      'Host: 127.0.0.1',
+      'Upgrade: websocket',
+      'Connection: Upgrade',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      'Sec-WebSocket-Version: 13',
+      `Sec-WebSocket-Protocol: ${protocol}`,
+      ...headers,
+      '',
+      '',
+    ].join('\r\n'),
+  );
+  const [response] = (await once(client, 'data')) as [Buffer];
+  const socket = await serverSide;
+  // Not events.once: it would listen for 'error' itself, the very event under test.
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  client.resetAndDestroy();
+  await closed;
+  return response.toString('latin1').split('\r\n')[0] ?? '';
 }
 
 /** Expects a client to still get a correct MLP result. */
@@ -305,6 +350,34 @@ describe('ws-gateway: upgrade checks and hello', () => {
     expect([noProtocol.status, noProtocol.code]).toEqual([400, 'E_PROTOCOL']);
     const otherPath = await refusedUpgrade(guarded.url.replace('http:', 'ws:') + '/v1/other');
     expect(otherPath.status).toBe(404);
+  });
+
+  it('stays up when a client resets its connection after any refused upgrade', async () => {
+    // A peer that answers the refusal with a TCP reset (a browser tab closed, a scanner) makes
+    // the server's side of the socket emit ECONNRESET; with no listener that error took the
+    // whole process down.
+    const refusals = [
+      { server: keyed, path: STREAM_PATH, headers: [] },
+      { server: guarded, path: STREAM_PATH, headers: ['Origin: https://evil.example'] },
+      { server: guarded, path: STREAM_PATH, headers: [], protocol: 'chat' },
+      { server: guarded, path: '/v1/other', headers: [] },
+    ];
+    const statuses: string[] = [];
+    for (const { server, path, headers, protocol } of refusals) {
+      statuses.push(await refuseThenReset(server, path, headers, protocol));
+    }
+    expect(statuses).toEqual([
+      'HTTP/1.1 401 Unauthorized',
+      'HTTP/1.1 403 Forbidden',
+      'HTTP/1.1 400 Bad Request',
+      'HTTP/1.1 404 Not Found',
+    ]);
+    for (const server of [keyed, guarded]) {
+      expect((await fetch(`${server.url}/v2/health/live`)).status).toBe(200);
+    }
+    const client = await connectClient(keyed.url, { apiKey: KEY });
+    await expectServing(client, 'after-resets');
+    await client.close();
   });
 
   it('answers a protocol version mismatch with E_PROTOCOL_VERSION, then closes', async () => {
