@@ -5,7 +5,9 @@
 // result larger than the ws package takes by default on the built-in Node socket, and one progress
 // sequence per job that never goes backwards and ends at 1.
 
+import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -109,6 +111,66 @@ describe('createTandem with a server', () => {
     const job = tandem.run('paddleocr-cls', clsInput(4), { placement: 'remote-only' });
     job.cancel();
     expect(await rejectionCode(job)).toBe('E_CANCELLED');
+  });
+});
+
+/**
+ * A TCP server that accepts connections and never answers (a server stuck before its first byte):
+ * `accepted(n)` resolves once the nth connection has come.
+ */
+async function silentServer(): Promise<{
+  url: string;
+  accepted(n: number): Promise<void>;
+  close(): Promise<void>;
+}> {
+  const sockets = new Set<Socket>();
+  const waiting: { n: number; resolve: () => void }[] = [];
+  const server = createTcpServer((socket) => {
+    sockets.add(socket);
+    for (const waiter of waiting.filter((w) => w.n <= sockets.size)) waiter.resolve();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    accepted: (n) =>
+      n <= sockets.size
+        ? Promise.resolve()
+        : new Promise((resolve) => waiting.push({ n, resolve })),
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
+describe('createTandem and a server that never answers', () => {
+  it('cancels a call while its manifest is fetched, and while the server is asked for an estimate: E_CANCELLED at once, ending in a cancelled event', async () => {
+    const silent = await silentServer();
+    const tandem = createTandem({
+      server: silent.url,
+      // Far longer than the test may take: the cancel, not this, must end the call.
+      connectTimeoutMs: 3_600_000,
+      models: { inline: { name: 'inline' }, fetched: `${silent.url}/fetched.json` },
+    });
+    try {
+      const fetching = tandem.run('fetched', clsInput(30));
+      await silent.accepted(1);
+      fetching.cancel();
+      expect(await rejectionCode(fetching)).toBe('E_CANCELLED');
+      expect(fetching.lastProgress?.stage).toBe('cancelled');
+      // The WebSocket connection the estimate waits for is the second one.
+      const estimating = tandem.run('inline', clsInput(31));
+      await silent.accepted(2);
+      estimating.cancel();
+      expect(await rejectionCode(estimating)).toBe('E_CANCELLED');
+      expect(estimating.lastProgress?.stage).toBe('cancelled');
+    } finally {
+      await tandem.close();
+      await silent.close();
+    }
   });
 });
 

@@ -13,6 +13,7 @@ import {
   type TensorMap,
   type Where,
 } from '@tandem/shared';
+import { abortable } from './abortable.js';
 import { Job, type JobController } from './job.js';
 import { LocalRuntime, type WorkerHandle } from './local-runtime.js';
 import { ModelFileStore, type CachedModel } from './model-files.js';
@@ -234,16 +235,30 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     // Only when the call means to run here: under 'auto' the model may have no local file, and
     // a worker and a GPU adapter would start for nothing.
     if (placement === 'local-only' || placement === 'prefer-local') startLocal();
-    const manifest = await manifestOf(model);
-    const remoteRt = await remoteRuntime();
-    const [localEstimate, remoteEstimate] = await Promise.all([
-      placement === 'remote-only' ? unavailable('placement remote-only') : local.estimate(manifest),
-      placement === 'local-only'
-        ? unavailable('placement local-only')
-        : remoteRt === undefined
-          ? unavailable('no server configured')
-          : remoteRt.estimate(manifest),
-    ]);
+    // The manifest fetch and the estimates (a connection, a worker's start) are shared with other
+    // calls and go on; a cancel ends this call's wait for them at once (a server that never
+    // answers would otherwise hold a cancelled call until its time limit, or for ever).
+    const cancelled = (): TandemError => cancelledBy(controller.signal, jobId);
+    const manifest = await abortable(manifestOf(model), controller.signal, cancelled);
+    const remoteRt = await abortable(
+      remoteRuntime() ?? Promise.resolve(undefined),
+      controller.signal,
+      cancelled,
+    );
+    const [localEstimate, remoteEstimate] = await abortable(
+      Promise.all([
+        placement === 'remote-only'
+          ? unavailable('placement remote-only')
+          : local.estimate(manifest),
+        placement === 'local-only'
+          ? unavailable('placement local-only')
+          : remoteRt === undefined
+            ? unavailable('no server configured')
+            : remoteRt.estimate(manifest),
+      ]),
+      controller.signal,
+      cancelled,
+    );
     const decision = decidePlacement(placement, manifest, localEstimate, remoteEstimate);
     let best = 0;
     const forward = (event: ProgressEvent): void => {
@@ -402,6 +417,13 @@ export function createTandem(options: TandemOptions = {}): Tandem {
       if (remote !== undefined) await (await remote).close();
     },
   };
+}
+
+/** The error a cancelled call ends with: the signal's own TandemError, else E_CANCELLED. */
+function cancelledBy(signal: AbortSignal, jobId: string): TandemError {
+  return signal.reason instanceof TandemError
+    ? signal.reason
+    : new TandemError('E_CANCELLED', `job ${jobId} was cancelled`);
 }
 
 /**
