@@ -270,7 +270,13 @@ export class ModelHost {
     const cold = this.#readyCount() === 0;
     // The plan only shapes progress events: none for a job nobody listens to.
     const plan = listener === undefined ? undefined : this.#plan(cold, this.#queue.size);
-    const job = new Job(request, plan, performance.now());
+    // An empty list of outputs asks for every output, as none does (and as OIP reads it):
+    // passed on, onnxruntime refused the run ("'fetches' cannot be an empty array").
+    const job = new Job(
+      request.outputs?.length === 0 ? withAllOutputs(request) : request,
+      plan,
+      performance.now(),
+    );
     // Listen before anything happens: the first events (queued, loading) come from this call.
     job.listen(listener);
     job.setCanceller(() => this.cancel(job));
@@ -1083,6 +1089,13 @@ export class ModelHost {
     const run = this.estimates.run.value ?? 100;
     return Math.max(50, Math.ceil((this.#queue.size * run) / Math.max(1, this.#activeCount()) / 4));
   }
+}
+
+/** `request` asking for every output (no `outputs`). */
+function withAllOutputs(request: JobRequest): JobRequest {
+  const copy: { -readonly [K in keyof JobRequest]: JobRequest[K] } = { ...request };
+  delete copy.outputs;
+  return copy;
 }
 
 /** Bytes of a job's inputs (strings counted at 16 bytes each), for the inline and group limits. */

@@ -210,6 +210,19 @@ describe('ws-gateway: serving models it has never seen', () => {
     }
   });
 
+  it('returns every output for an empty list of outputs, as for none (and as OIP does)', async () => {
+    const inputs = mlpInput(3, 4);
+    const expected = await runDirect(mlpPath, inputs);
+    // One alone (a single run) and several at once (runs grouped in one worker round trip).
+    const ids = ['empty-0', 'empty-1', 'empty-2', 'empty-3'];
+    for (const id of ids) client.send({ type: 'infer', id, model: 'mlp', inputs, outputs: [] });
+    for (const id of ids) {
+      const result = resultOf(await client.collectJob(id));
+      expect(Object.keys(result.outputs).sort(), id).toEqual(['label', 'probs']);
+      expectSameTensors(result.outputs, expected);
+    }
+  });
+
   it('serves Silero VAD (three inputs, an int64 scalar) equal to onnxruntime-node', async () => {
     const inputs = sileroInput();
     const first = resultOf(await client.infer({ id: 'vad-1', model: 'silero-vad', inputs }));
