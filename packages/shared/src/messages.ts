@@ -51,7 +51,10 @@ export interface HelloMessage {
     /** Its version. */
     readonly version: string;
   };
-  /** The API key, unless it was sent in the `Sec-WebSocket-Protocol` header. Never in the URL. */
+  /**
+   * The API key, when the upgrade carried none; read only by a server that allows keys in
+   * `hello` (`allowKeyInHello`), which otherwise refuses a keyless upgrade. Never in the URL.
+   */
   readonly apiKey?: string;
 }
 
