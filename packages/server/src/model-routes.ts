@@ -29,13 +29,25 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
   const { manager } = options;
   /** Models whose manifest offers no download, each logged once. */
   const undownloadable = new Set<string>();
-  const digests = new Map<string, { size: number; mtimeMs: number; sha256: Promise<string> }>();
+  const digests = new Map<
+    string,
+    { size: number; mtimeMs: number; ino: number; sha256: Promise<string> }
+  >();
 
-  /** sha256 of a model file, computed once per file version (streamed, never fully in memory). */
+  /**
+   * sha256 of a model file, computed once per file version (streamed, never fully in memory). A
+   * version is told apart as the repository's stamp does: size, modification time and inode (a
+   * file renamed over the old one with its size and times, as rsync -a copies, is another).
+   */
   const sha256Of = (path: string): Promise<string> => {
     const stat = statSync(path);
     const cached = digests.get(path);
-    if (cached !== undefined && cached.size === stat.size && cached.mtimeMs === stat.mtimeMs)
+    if (
+      cached !== undefined &&
+      cached.size === stat.size &&
+      cached.mtimeMs === stat.mtimeMs &&
+      cached.ino === stat.ino
+    )
       return cached.sha256;
     const sha256 = new Promise<string>((resolve, reject) => {
       const hash = createHash('sha256');
@@ -44,7 +56,7 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
         .on('error', reject)
         .on('end', () => resolve(hash.digest('hex')));
     });
-    digests.set(path, { size: stat.size, mtimeMs: stat.mtimeMs, sha256 });
+    digests.set(path, { size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino, sha256 });
     return sha256;
   };
 

@@ -3,7 +3,7 @@
 // counted in /metrics.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -128,6 +128,57 @@ describe('models, warm-up, manifests and downloads', () => {
     expect(revalidated.rawPayload.byteLength).toBe(0);
     const missing = await server.fastify.inject({ url: '/v1/models/mlp/versions/7/model.onnx' });
     expect(codeOf(missing)).toEqual({ status: 404, code: 'E_MODEL_NOT_FOUND' });
+  });
+});
+
+describe('manifests of a model file replaced while the server runs', () => {
+  const V1 = buildMlpClassifier({ features: 4, hidden: 8, classes: 3, seed: 11 });
+  const V2 = buildMlpClassifier({ features: 4, hidden: 8, classes: 3, seed: 12 });
+  const FILE_TIME = new Date('2026-01-02T03:04:05Z');
+  let server: TandemServer;
+  let path: string;
+  let remove: () => void;
+
+  beforeAll(async () => {
+    const temp = tempDir('model-routes-swap');
+    remove = temp.remove;
+    path = await writeModelFile(temp.dir, 'swap', 1, V1.bytes);
+    // Whole seconds: times copied onto another file keep them exactly.
+    utimesSync(path, FILE_TIME, FILE_TIME);
+    server = await createServer({ modelsDir: temp.dir, catalog: false });
+  });
+
+  afterAll(async () => {
+    await server.close();
+    remove();
+  });
+
+  const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+  const manifestSha256 = async (): Promise<string> =>
+    parseModelManifest((await server.fastify.inject({ url: '/v1/models/swap/manifest' })).json())
+      .sha256!;
+
+  it('gives the new file its own sha256 and ETag, even renamed over the old with its size and times', async () => {
+    expect(await manifestSha256()).toBe(sha256(V1.bytes));
+    const stampBefore = server.manager.host('swap').entry.stamp;
+    // rsync -a's way: a new file of the same size, its times copied, renamed over the old. Only
+    // the inode tells them apart (the repository's stamp has it, so the new file is served).
+    expect(V2.bytes.length).toBe(V1.bytes.length);
+    const old = statSync(path);
+    writeFileSync(`${path}.tmp`, V2.bytes);
+    utimesSync(`${path}.tmp`, FILE_TIME, FILE_TIME);
+    renameSync(`${path}.tmp`, path);
+    expect(statSync(path).mtimeMs).toBe(old.mtimeMs);
+    expect(statSync(path).ino).not.toBe(old.ino);
+    // The repository rescans at most once a second: a bounded poll (about 4 s) for the new host.
+    for (let i = 0; i < 40 && server.manager.host('swap').entry.stamp === stampBefore; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(server.manager.host('swap').entry.stamp).not.toBe(stampBefore);
+    const download = await server.fastify.inject({ url: '/v1/models/swap/versions/1/model.onnx' });
+    expect(download.rawPayload.equals(Buffer.from(V2.bytes))).toBe(true);
+    expect(await manifestSha256()).toBe(sha256(V2.bytes));
+    expect(download.headers.etag).toBe(`"${sha256(V2.bytes)}"`);
   });
 });
 
