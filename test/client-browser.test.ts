@@ -1,6 +1,7 @@
 // The client in real Chromium (playwright-core, Debian's chromium): a test page built with Vite and
 // served by a real Tandem server (cross-origin isolated) on http://localhost. Local runs on wasm and
-// on WebGPU (the software adapter allowed here), agreement with the server's result, wasm threads
+// on WebGPU (the software adapter allowed here; two calls at once, and one after a cancel),
+// agreement with the server's result, wasm threads
 // with and without cross-origin isolation, a second page load reading the model and
 // onnxruntime-web's runtime .wasm from Cache Storage with no network (and a model's external data
 // file with its .onnx), tandem.cache over Cache Storage, keep-warm pausing while the page is
@@ -202,6 +203,55 @@ describe('the client in Chromium', () => {
     // build, with half the runtime to download.
     expect(runtimeRequests.map((url) => url.includes('.jsep'))).toEqual([true, false]);
     gpu.values.forEach((value, i) => expect(Math.abs(value - wasm.values[i]!)).toBeLessThan(1e-3));
+    await context.close();
+  });
+
+  it('runs two local calls at once on WebGPU, and a call right after one cancelled mid-run: every one answered', async () => {
+    const context = await browser.newContext();
+    const { page } = await openPage(context);
+    const outcome = await page.evaluate(async () => {
+      const tandem = window.tandemClient.createTandem({
+        server: location.origin,
+        allowSoftwareGpu: true,
+        placement: 'local-only',
+      });
+      const inputs = (seed: number) => {
+        const data = new Float32Array(3 * 48 * 192);
+        for (let i = 0; i < data.length; i++) data[i] = ((i + seed) % 97) / 97;
+        return { x: { dtype: 'float32', dims: [1, 3, 48, 192], data } } as const;
+      };
+      const settle = async (job: PromiseLike<{ backend: string }>) => {
+        try {
+          return (await job).backend;
+        } catch (error) {
+          return (error as { code?: string }).code ?? String(error);
+        }
+      };
+      try {
+        const first = await settle(tandem.run('paddleocr-cls', inputs(1)));
+        const together = await Promise.all([
+          settle(tandem.run('paddleocr-cls', inputs(2))),
+          settle(tandem.run('paddleocr-cls', inputs(3))),
+        ]);
+        // Progress comes after run() has returned: `job` is set by then.
+        const job: ReturnType<typeof tandem.run> = tandem.run('paddleocr-cls', inputs(4), {
+          onProgress: (event) => {
+            if (event.stage === 'running') job.cancel();
+          },
+        });
+        const cancelled = await settle(job);
+        const after = await settle(tandem.run('paddleocr-cls', inputs(5)));
+        return { first, together, cancelled, after };
+      } finally {
+        await tandem.close();
+      }
+    });
+    expect(outcome).toEqual({
+      first: 'webgpu',
+      together: ['webgpu', 'webgpu'],
+      cancelled: 'E_CANCELLED',
+      after: 'webgpu',
+    });
     await context.close();
   });
 

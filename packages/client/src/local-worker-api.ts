@@ -129,6 +129,14 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
    * creation settles, so a failed one is tried afresh by the next load.
    */
   const creating = new Map<string, Promise<SessionEntry>>();
+  /**
+   * The last run started, every session's: runs go one at a time. onnxruntime-web's full (JSEP)
+   * build keeps one "run in progress" for the whole module and fails a run that starts while
+   * another is suspended on the GPU ("Session already started"), whichever session each is on:
+   * two calls at once, or a call right after one cancelled mid-run (the worker still runs it),
+   * failed with E_RUNTIME on WebGPU. The wasm backend runs one at a time on this thread anyway.
+   */
+  let lastRun: Promise<unknown> = Promise.resolve();
   let info: BackendInfo | undefined;
   let loaded: OrtModule | undefined;
   let runtimeCache: RuntimeFetch | undefined;
@@ -267,7 +275,8 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
   ): Promise<TensorMap> {
     const entry = sessions.get(key);
     if (entry === undefined) throw new TandemError('E_INTERNAL', `no session ${key} in the worker`);
-    const running = runOn(entry, inputs, outputs);
+    const running = lastRun.then(() => runOn(entry, inputs, outputs));
+    lastRun = running.catch(() => undefined);
     entry.runs.add(running);
     try {
       return await running;

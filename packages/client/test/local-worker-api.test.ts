@@ -102,6 +102,37 @@ describe('createLocalWorkerApi: release', () => {
   });
 });
 
+describe('createLocalWorkerApi: runs', () => {
+  it("runs one at a time, whichever session each is on: onnxruntime-web's WebGPU build fails a run that starts while another is under way", async () => {
+    // As onnxruntime-web's full (JSEP) build does: one run in progress for the whole module.
+    let inProgress = false;
+    const gates = [deferred(), deferred(), deferred()];
+    let runs = 0;
+    const ort = fakeOrt({
+      run: async () => {
+        if (inProgress) throw new Error('Session already started');
+        inProgress = true;
+        try {
+          await gates[runs++]!.promise;
+        } finally {
+          inProgress = false;
+        }
+      },
+    });
+    const api = await probedApi(ort);
+    await api.load('a', FILES_A, 'wasm');
+    await api.load('b', FILES_B, 'wasm');
+    const input = (value: number): TensorMap => ({
+      x: { dtype: 'float32', dims: [1], data: new Float32Array([value]) },
+    });
+    const all = [api.run('a', input(1), undefined), api.run('a', input(2), undefined)];
+    all.push(api.run('b', input(3), undefined));
+    for (const gate of gates) gate.resolve();
+    const outputs = await Promise.all(all);
+    expect(outputs.map((out) => Array.from(out.y!.data as Float32Array))).toEqual([[1], [2], [3]]);
+  });
+});
+
 describe('createLocalWorkerApi: the runtime download', () => {
   let runtimeBody: ReadableStreamDefaultController<Uint8Array>;
 
