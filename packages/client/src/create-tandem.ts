@@ -14,6 +14,7 @@ import {
   type Where,
 } from '@tandem/shared';
 import { abortable } from './abortable.js';
+import { createFileCacheStorage } from './file-cache-storage.js';
 import { Job, type JobController } from './job.js';
 import { LocalRuntime, type WorkerHandle } from './local-runtime.js';
 import { ModelFileStore, type CachedModel } from './model-files.js';
@@ -57,6 +58,12 @@ export interface TandemOptions {
    * onnxruntime-web version), so a second visit downloads neither. @default 'tandem-models-v1'
    */
   readonly cacheName?: string;
+  /**
+   * Node only: keep model files in this folder (a subfolder per `cacheName`), so a restarted
+   * process reads them from disk instead of downloading them again. Without it Node keeps them in
+   * memory for the life of the process. In a browser, Cache Storage is used and this is ignored.
+   */
+  readonly cacheDirectory?: string;
   /** Resolves relative URLs (manifests, model files). @default the page URL, else `server` */
   readonly baseUrl?: string;
   /** How long the first connection to the server may take before a call falls back, in ms. @default 3000 */
@@ -145,6 +152,9 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     options.server;
   const files = new ModelFileStore({
     ...(options.cacheName === undefined ? {} : { cacheName: options.cacheName }),
+    ...(options.cacheDirectory === undefined || browserCaches() !== undefined
+      ? {}
+      : { caches: createFileCacheStorage(options.cacheDirectory) }),
     ...(baseUrl === undefined ? {} : { baseUrl }),
   });
   const local = new LocalRuntime({
@@ -275,6 +285,8 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     };
     /** A side this call tried first that failed: the job then fell back from it. */
     let failedFirst: Fallback | undefined;
+    /** That side's error, as the cause of a fallback that fails too. */
+    let firstError: TandemError | undefined;
     let lastError: TandemError | undefined;
     for (const side of decision.order) {
       const runtime: Runtime | undefined = side === 'local' ? local : remoteRt;
@@ -322,14 +334,13 @@ export function createTandem(options: TandemOptions = {}): Tandem {
         };
       } catch (error) {
         const coded = TandemError.from(error);
-        lastError = coded;
-        if (
-          coded.code === 'E_CANCELLED' ||
-          !allowsFallback(placement) ||
-          !FALLBACK_CODES.has(coded.code)
-        )
-          throw coded;
+        if (coded.code === 'E_CANCELLED') throw coded;
+        // The fallback failed too: one error naming both, so the first failure (often the one
+        // that explains the other) is not lost.
+        lastError = firstError === undefined ? coded : afterFallback(coded, side, firstError);
+        if (!allowsFallback(placement) || !FALLBACK_CODES.has(coded.code)) throw lastError;
         failedFirst = { from: side, code: coded.code, message: coded.message };
+        firstError = coded;
       }
     }
     throw (
@@ -417,6 +428,23 @@ export function createTandem(options: TandemOptions = {}): Tandem {
       if (remote !== undefined) await (await remote).close();
     },
   };
+}
+
+/**
+ * The error of a fallback that failed after the side tried first had: the fallback's code, a
+ * message naming both failures, and the first one as its cause.
+ */
+function afterFallback(error: TandemError, side: Where, first: TandemError): TandemError {
+  const from = side === 'local' ? 'remote' : 'local';
+  return new TandemError(
+    error.code,
+    `${error.message} (${side}, after ${from} failed with ${first.code}: ${first.message})`,
+    {
+      retryable: error.retryable,
+      ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+      cause: first,
+    },
+  );
 }
 
 /** The error a cancelled call ends with: the signal's own TandemError, else E_CANCELLED. */
@@ -544,4 +572,9 @@ function startKeepWarm(
     clearInterval(timer);
     doc?.removeEventListener('visibilitychange', onVisibility);
   };
+}
+
+/** The browser's Cache Storage, where there is one (never in Node). */
+function browserCaches(): unknown {
+  return (globalThis as { caches?: unknown }).caches;
 }

@@ -14,6 +14,8 @@ export type {
   WebSocketRemoteOptions,
 } from './websocket-remote.js';
 export { ModelFileStore, sha256Hex } from './model-files.js';
+export { createFileCacheStorage } from './file-cache-storage.js';
+export type { ModelCache, ModelCacheStorage } from './file-cache-storage.js';
 export type {
   CachedExternalData,
   CachedModel,

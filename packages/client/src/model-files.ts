@@ -12,6 +12,7 @@
 // name is listed, and a delete of one removes the files only when no other recorded name needs them.
 
 import { TandemError, type ModelManifest } from '@tandem/shared';
+import type { ModelCache, ModelCacheStorage } from './file-cache-storage.js';
 
 /** Where a stored model file lives. */
 export type ModelStorage = 'cache' | 'memory';
@@ -170,8 +171,11 @@ export interface ModelFileStoreOptions {
   readonly baseUrl?: string;
   /** How files are fetched. @default globalThis.fetch */
   readonly fetch?: typeof fetch;
-  /** Where files are stored. @default globalThis.caches (undefined in Node: memory only) */
-  readonly caches?: CacheStorage;
+  /**
+   * Where files are stored: the browser's Cache Storage, or a folder in Node
+   * ({@link createFileCacheStorage}). @default globalThis.caches (undefined in Node: memory only)
+   */
+  readonly caches?: ModelCacheStorage;
 }
 
 const INDEX_HEADER = 'x-tandem-model';
@@ -231,7 +235,7 @@ export class ModelFileStore {
   readonly cacheName: string;
   readonly #baseUrl: string | undefined;
   readonly #fetch: typeof fetch;
-  readonly #caches: CacheStorage | undefined;
+  readonly #caches: ModelCacheStorage | undefined;
   /** Files kept in memory (no Cache Storage, or it was full), by storage key. */
   readonly #memory = new Map<string, { entry: IndexEntry; bytes: Uint8Array<ArrayBuffer> }>();
   /** Name entries kept in memory (no Cache Storage, or it was full), by storage key. */
@@ -249,7 +253,7 @@ export class ModelFileStore {
     this.#baseUrl =
       options.baseUrl ?? (globalThis as { location?: { href: string } }).location?.href;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
-    this.#caches = options.caches ?? (globalThis as { caches?: CacheStorage }).caches;
+    this.#caches = options.caches ?? (globalThis as { caches?: ModelCacheStorage }).caches;
   }
 
   /**
@@ -661,7 +665,7 @@ export class ModelFileStore {
     return key.toString();
   }
 
-  async #open(): Promise<Cache | undefined> {
+  async #open(): Promise<ModelCache | undefined> {
     if (this.#caches === undefined) return undefined;
     try {
       return await this.#caches.open(this.cacheName);
@@ -677,7 +681,13 @@ export class ModelFileStore {
     const cache = await this.#open();
     const response = await cache?.match(key);
     if (response === undefined) return undefined;
-    const bytes = new Uint8Array(await response.arrayBuffer());
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(await response.arrayBuffer());
+    } catch {
+      // The entry went between the match and the read (deleted or evicted): fetched again.
+      return undefined;
+    }
     // A truncated entry (storage trouble) is dropped and fetched again.
     if (bytes.byteLength !== total) {
       await cache?.delete(key);
