@@ -220,6 +220,29 @@ describe('createTandem and the server payload limit', () => {
       await server.close();
     }
   });
+
+  it("when the fallback fails too, the error is the last side's and names the first failure, kept as its cause", async () => {
+    const server = await createServer({ port: 0, maxPayloadBytes: 64 * 1024 });
+    const url = await server.listen();
+    const manifest = parseModelManifest(
+      await (await fetch(`${url}/v1/models/paddleocr-cls/manifest`)).json(),
+    );
+    // The server refuses the input as too large; this device's copy fails its check.
+    const broken = { ...manifest, sha256: '0'.repeat(64) };
+    const tandem = createTandem({ server: url, models: { 'paddleocr-cls': broken } });
+    try {
+      const job = tandem.run('paddleocr-cls', clsInput(10), { placement: 'prefer-remote' });
+      const error: unknown = await job.then(
+        () => undefined,
+        (failure: unknown) => failure,
+      );
+      expect(error).toMatchObject({ code: 'E_INTEGRITY' });
+      expect((error as Error).cause).toMatchObject({ code: 'E_PAYLOAD_TOO_LARGE' });
+    } finally {
+      await tandem.close();
+      await server.close();
+    }
+  });
 });
 
 describe('createTandem in Node and a result larger than ws takes by default', () => {
