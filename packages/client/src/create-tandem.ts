@@ -150,7 +150,13 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     options.baseUrl ??
     (globalThis as { location?: { href: string } }).location?.href ??
     options.server;
+  // The key goes to the server's own URLs only: a manifest may point at files on another host.
+  const authorization =
+    options.apiKey === undefined || options.server === undefined
+      ? undefined
+      : serverAuthorization(options.server, options.apiKey);
   const files = new ModelFileStore({
+    ...(authorization === undefined ? {} : { authorization }),
     ...(options.cacheName === undefined ? {} : { cacheName: options.cacheName }),
     ...(options.cacheDirectory === undefined || browserCaches() !== undefined
       ? {}
@@ -194,7 +200,13 @@ export function createTandem(options: TandemOptions = {}): Tandem {
   const manifestOf = (name: string): Promise<ModelManifest> => {
     let pending = manifests.get(name);
     if (pending === undefined) {
-      pending = resolveManifest(name, options.models?.[name], options.server, baseUrl);
+      pending = resolveManifest(
+        name,
+        options.models?.[name],
+        options.server,
+        baseUrl,
+        authorization,
+      );
       manifests.set(name, pending);
       pending.catch(() => manifests.delete(name));
     }
@@ -478,6 +490,7 @@ async function resolveManifest(
   source: ModelSource | undefined,
   server: string | undefined,
   baseUrl: string | undefined,
+  authorization: ((url: string) => string | undefined) | undefined,
 ): Promise<ModelManifest> {
   if (source !== undefined && typeof source !== 'string')
     return parseModelManifest(source, `models.${name}`);
@@ -491,9 +504,14 @@ async function resolveManifest(
       'E_MODEL_NOT_FOUND',
       `no manifest for model "${name}" and no server to ask`,
     );
+  const target = new URL(url, baseUrl);
+  const header = authorization?.(target.href);
   let response: Response;
   try {
-    response = await fetch(new URL(url, baseUrl));
+    response = await fetch(
+      target,
+      header === undefined ? {} : { headers: { authorization: header } },
+    );
   } catch (error) {
     throw new TandemError('E_NETWORK', `could not fetch the manifest of "${name}" from ${url}`, {
       cause: error,
@@ -501,6 +519,13 @@ async function resolveManifest(
   }
   if (response.status === 404)
     throw new TandemError('E_MODEL_NOT_FOUND', `no model "${name}" at ${url}`);
+  if (response.status === 401)
+    throw new TandemError(
+      'E_UNAUTHORIZED',
+      `fetching the manifest of "${name}" answered 401: ${
+        header === undefined ? 'the server wants an apiKey' : 'the server refused the apiKey'
+      }`,
+    );
   if (!response.ok)
     throw new TandemError(
       'E_NETWORK',
@@ -577,4 +602,25 @@ function startKeepWarm(
 /** The browser's Cache Storage, where there is one (never in Node). */
 function browserCaches(): unknown {
   return (globalThis as { caches?: unknown }).caches;
+}
+
+/**
+ * `Authorization: Bearer <apiKey>` for URLs on the server's origin, nothing for any other: the
+ * key is the server's, and a manifest may list files on a CDN.
+ */
+function serverAuthorization(server: string, apiKey: string): (url: string) => string | undefined {
+  let origin: string;
+  try {
+    // A ws:// or wss:// server URL names the same host as its http(s) routes.
+    origin = new URL(server.replace(/^ws(s?):/i, 'http$1:')).origin;
+  } catch {
+    return () => undefined;
+  }
+  return (url) => {
+    try {
+      return new URL(url).origin === origin ? `Bearer ${apiKey}` : undefined;
+    } catch {
+      return undefined;
+    }
+  };
 }

@@ -176,6 +176,11 @@ export interface ModelFileStoreOptions {
    * ({@link createFileCacheStorage}). @default globalThis.caches (undefined in Node: memory only)
    */
   readonly caches?: ModelCacheStorage;
+  /**
+   * The `Authorization` header to send with a file's URL, if any. `createTandem` sends its
+   * `apiKey` to its server's own URLs only, never to another host a manifest points at.
+   */
+  readonly authorization?: (url: string) => string | undefined;
 }
 
 const INDEX_HEADER = 'x-tandem-model';
@@ -236,6 +241,7 @@ export class ModelFileStore {
   readonly #baseUrl: string | undefined;
   readonly #fetch: typeof fetch;
   readonly #caches: ModelCacheStorage | undefined;
+  readonly #authorization: ((url: string) => string | undefined) | undefined;
   /** Files kept in memory (no Cache Storage, or it was full), by storage key. */
   readonly #memory = new Map<string, { entry: IndexEntry; bytes: Uint8Array<ArrayBuffer> }>();
   /** Name entries kept in memory (no Cache Storage, or it was full), by storage key. */
@@ -254,6 +260,7 @@ export class ModelFileStore {
       options.baseUrl ?? (globalThis as { location?: { href: string } }).location?.href;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.#caches = options.caches ?? (globalThis as { caches?: ModelCacheStorage }).caches;
+    this.#authorization = options.authorization;
   }
 
   /**
@@ -748,7 +755,11 @@ export class ModelFileStore {
     const what = describeFile(file);
     let response: Response;
     try {
-      response = await this.#fetch(url, { signal });
+      const authorization = this.#authorization?.(url);
+      response = await this.#fetch(
+        url,
+        authorization === undefined ? { signal } : { signal, headers: { authorization } },
+      );
     } catch (error) {
       throw (
         aborted(signal) ??
