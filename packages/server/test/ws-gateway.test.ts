@@ -751,6 +751,30 @@ describe('ws-gateway: disconnect mid-job and resume', () => {
     await Promise.all([resumed.close(), filler.close()]);
   });
 
+  it('refuses an id in flight under the same key on another connection with E_DUPLICATE_JOB', async () => {
+    // Ids are unique per API key, not per connection (a resume on a new connection finds the
+    // job by it); this server has no keys, so every caller shares one.
+    const first = await connectClient(ctx.url);
+    first.send({ type: 'infer', id: 'd-long', model: 'slow', inputs: slowInput(4096) });
+    await first.nextOf(
+      'progress',
+      (m) => m.event.jobId === 'd-long' && m.event.stage === 'running',
+    );
+    first.send({ type: 'infer', id: 'd-1', model: 'slow', inputs: slowInput(64, 10) });
+    await first.nextOf('progress', (m) => m.event.jobId === 'd-1' && m.event.stage === 'queued');
+    const second = await connectClient(ctx.url);
+    second.send({ type: 'infer', id: 'd-1', model: 'slow', inputs: slowInput(64, 11) });
+    const refused = await second.collectJob('d-1');
+    expect(errorCodeOf(refused)).toBe('E_DUPLICATE_JOB');
+    expect(refused.error?.retryable).toBe(false);
+    // The job in flight is untouched: its own client gets its own result.
+    await first.collectJob('d-long');
+    expectSameTensors(resultOf(await first.collectJob('d-1')).outputs, {
+      y: slowInput(64, 10).x!,
+    });
+    await Promise.all([first.close(), second.close()]);
+  });
+
   it('answers a resume of an id it never saw with E_JOB_NOT_FOUND', async () => {
     const client = await connectClient(ctx.url);
     client.send({ type: 'resume', ids: ['never'] });

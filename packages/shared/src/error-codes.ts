@@ -121,7 +121,8 @@ export const ERROR_CODES = {
   E_DUPLICATE_JOB: {
     retryable: false,
     httpStatus: 409,
-    meaning: 'A job with that id is already in flight on this connection.',
+    meaning:
+      'A job with that id is already in flight under the same API key, on any connection (without keys, for any caller).',
   },
   E_NETWORK: {
     retryable: true,
