@@ -60,6 +60,15 @@ describe('createTandem with an apiKey, against a server that requires keys', () 
     }
   });
 
+  it('refuses a key a WebSocket cannot carry with E_INVALID_ARGUMENT, at once', () => {
+    const base64 = 'ab+cd/ef==';
+    expect(() => createTandem({ server: url, apiKey: base64 })).toThrow(
+      expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }),
+    );
+    // Over HTTP (OIP) the key is a header value, where these characters are fine.
+    expect(() => createTandem({ server: url, apiKey: base64, remote: 'oip' })).not.toThrow();
+  });
+
   it('never sends the key to another host a manifest points at', async () => {
     const bytes = readFileSync(realModelPath('paddleocr-cls'));
     const seen: IncomingHttpHeaders[] = [];

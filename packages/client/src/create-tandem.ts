@@ -22,7 +22,7 @@ import { FALLBACK_CODES, allowsFallback, decidePlacement, skippedFallbackSide } 
 import type { Fallback, RunResult, RunTimings } from './run-result.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult } from './runtime.js';
 import { OipRemote } from './oip-remote.js';
-import { WebSocketRemote, type WebSocketFactory } from './websocket-remote.js';
+import { WebSocketRemote, checkSubprotocolKey, type WebSocketFactory } from './websocket-remote.js';
 import { checkInputs } from './tensor-inputs.js';
 
 /** Where a model's manifest comes from: the manifest itself, or the URL of its JSON. */
@@ -170,6 +170,9 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     ...(options.numThreads === undefined ? {} : { numThreads: options.numThreads }),
     ...(options.createWorker === undefined ? {} : { createWorker: options.createWorker }),
   });
+  // A key the WebSocket cannot carry is the app's mistake: said now, not as every call's E_NETWORK.
+  if (options.apiKey !== undefined && options.server !== undefined && options.remote !== 'oip')
+    checkSubprotocolKey(options.apiKey);
   let remote: Promise<Runtime> | undefined;
   const remoteRuntime = (): Promise<Runtime> | undefined => {
     const server = options.server;

@@ -212,6 +212,7 @@ export class WebSocketRemote implements Runtime {
   #welcomeWaiters: { resolve: () => void; reject: (e: TandemError) => void }[] = [];
 
   constructor(options: WebSocketRemoteOptions) {
+    if (options.apiKey !== undefined) checkSubprotocolKey(options.apiKey);
     this.#options = options;
     this.#url = streamUrl(options.url);
   }
@@ -921,3 +922,19 @@ export function streamUrl(url: string): string {
 
 /** Priority used when a call names none. */
 export const DEFAULT_JOB_PRIORITY = DEFAULT_PRIORITY;
+
+/** RFC 9110 token characters: what a WebSocket subprotocol, and so a key sent as one, may hold. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Refuses an API key that cannot travel as a subprotocol (`/`, `=` or spaces, as standard base64
+ * has) with E_INVALID_ARGUMENT: a browser's WebSocket constructor throws on it, which would fail
+ * every remote call with E_NETWORK.
+ */
+export function checkSubprotocolKey(apiKey: string): void {
+  if (!TOKEN.test(apiKey))
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      "apiKey must be HTTP token characters (letters, digits and !#$%&'*+-.^_`|~) to be sent over a WebSocket: use a hex or base64url key",
+    );
+}
