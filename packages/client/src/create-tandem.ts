@@ -15,6 +15,7 @@ import {
 } from '@tandem/shared';
 import { abortable } from './abortable.js';
 import { createFileCacheStorage } from './file-cache-storage.js';
+import { isNodeRuntime } from './node-builtin.js';
 import { Job, type JobController } from './job.js';
 import { LocalRuntime, type WorkerHandle } from './local-runtime.js';
 import { ModelFileStore, type CachedModel } from './model-files.js';
@@ -556,7 +557,9 @@ async function socketFactory(given: WebSocketFactory | undefined): Promise<WebSo
   if (given !== undefined) return given;
   const Native = (globalThis as { WebSocket?: new (url: string, protocols: string[]) => unknown })
     .WebSocket;
-  if (Native !== undefined)
+  // Node 22 and later have a global WebSocket too; Node still uses ws, for one tested path with
+  // the fragments and uncapped results below.
+  if (Native !== undefined && !isNodeRuntime())
     return (url, protocols) => new Native(url, protocols) as ReturnType<WebSocketFactory>;
   const { WebSocket: NodeWebSocket } = await import('ws');
   return (url, protocols) => {

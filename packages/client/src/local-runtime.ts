@@ -17,7 +17,7 @@ import {
 import { abortable } from './abortable.js';
 import type { BackendInfo, LoadedSession, LocalWorkerApi, ModelBytes } from './local-worker-api.js';
 import { modelBytes, type ModelFile, type ModelFileStore } from './model-files.js';
-import { nodeBuiltin } from './node-builtin.js';
+import { isNodeRuntime, nodeBuiltin } from './node-builtin.js';
 import { nodeEndpoint } from './node-endpoint.js';
 import { meetsBackend } from './router.js';
 import type { Runtime, RuntimeEstimate, RuntimeResult, RuntimeRunOptions } from './runtime.js';
@@ -622,10 +622,7 @@ function transferable(inputs: TensorMap): TensorMap {
 
 /** The default worker: a module Web Worker in browsers, worker_threads in Node. */
 export async function defaultWorker(): Promise<WorkerHandle> {
-  const isNode =
-    typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions
-      ?.node === 'string' && typeof (globalThis as { window?: unknown }).window === 'undefined';
-  if (isNode) {
+  if (isNodeRuntime()) {
     const { Worker } = await nodeBuiltin<typeof WorkerThreads>('node:worker_threads');
     const { existsSync } = await nodeBuiltin<typeof Fs>('node:fs');
     const { fileURLToPath } = await nodeBuiltin<typeof Url>('node:url');
