@@ -112,6 +112,30 @@ describe('createTandem with a server', () => {
     job.cancel();
     expect(await rejectionCode(job)).toBe('E_CANCELLED');
   });
+
+  for (const placement of ['remote-only', 'local-only', 'auto'] as const) {
+    it(`an onProgress that throws fails its own call (${placement}) with the error as cause, on neither side again; the client runs on`, async () => {
+      const thrown = new Error('a broken progress handler');
+      let calls = 0;
+      const job = tandem.run('paddleocr-cls', clsInput(40), {
+        placement,
+        onProgress: () => {
+          calls++;
+          throw thrown;
+        },
+      });
+      const error: unknown = await job.then(
+        () => undefined,
+        (failure: unknown) => failure,
+      );
+      expect(error).toMatchObject({ code: 'E_INTERNAL' });
+      expect((error as Error).cause).toBe(thrown);
+      // Told once, and not again for a fallback or for the end of the call.
+      expect(calls).toBe(1);
+      const next = await tandem.run('paddleocr-cls', clsInput(41), { placement });
+      expect(next.outputs).toBeDefined();
+    });
+  }
 });
 
 /**

@@ -103,7 +103,11 @@ export interface RunOptions {
   readonly deadlineMs?: number;
   /** Only these outputs. */
   readonly outputs?: readonly string[];
-  /** Called with every progress event (the Job is also an async iterable of them). */
+  /**
+   * Called with every progress event (the Job is also an async iterable of them). A throw fails
+   * the call with `E_INTERNAL` (the thrown value as its cause) and stops its work, as a cancel
+   * does; it is not called again.
+   */
   readonly onProgress?: (event: ProgressEvent) => void;
 }
 
@@ -252,6 +256,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     runOptions: RunOptions,
     controller: JobController,
     jobId: string,
+    listener: ProgressListener,
   ): Promise<RunResult> => {
     throwIfClosed();
     // Bad inputs are the caller's to fix, on either side: refused here, before any fallback.
@@ -264,11 +269,12 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     // The manifest fetch and the estimates (a connection, a worker's start) are shared with other
     // calls and go on; a cancel ends this call's wait for them at once (a server that never
     // answers would otherwise hold a cancelled call until its time limit, or for ever).
-    const cancelled = (): TandemError => cancelledBy(controller.signal, jobId);
-    const manifest = await abortable(manifestOf(model), controller.signal, cancelled);
+    const { signal } = listener;
+    const cancelled = (): TandemError => cancelledBy(signal, jobId);
+    const manifest = await abortable(manifestOf(model), signal, cancelled);
     const remoteRt = await abortable(
       remoteRuntime() ?? Promise.resolve(undefined),
-      controller.signal,
+      signal,
       cancelled,
     );
     const [localEstimate, remoteEstimate] = await abortable(
@@ -282,7 +288,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
             ? unavailable('no server configured')
             : remoteRt.estimate(manifest),
       ]),
-      controller.signal,
+      signal,
       cancelled,
     );
     const decision = decidePlacement(placement, manifest, localEstimate, remoteEstimate);
@@ -296,7 +302,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
         fraction: best,
         elapsedMs: performance.now() - started,
       };
-      runOptions.onProgress?.(clamped);
+      listener.notify(clamped);
       controller.progress(clamped);
     };
     /** A side this call tried first that failed: the job then fell back from it. */
@@ -311,7 +317,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
         const result: RuntimeResult = await runtime.run(manifest, inputs, {
           jobId: side === decision.order[0] ? jobId : `${jobId}-${side}`,
           priority: runOptions.priority ?? DEFAULT_PRIORITY,
-          signal: controller.signal,
+          signal,
           onProgress: forward,
           ...(runOptions.deadlineMs === undefined ? {} : { deadlineMs: runOptions.deadlineMs }),
           ...(runOptions.outputs === undefined ? {} : { outputs: runOptions.outputs }),
@@ -337,7 +343,8 @@ export function createTandem(options: TandemOptions = {}): Tandem {
           elapsedMs: totalMs,
           etaMs: 0,
         };
-        runOptions.onProgress?.(done);
+        listener.notify(done);
+        if (listener.failure !== undefined) throw listener.failure;
         controller.progress(done);
         return {
           outputs: result.outputs,
@@ -349,6 +356,8 @@ export function createTandem(options: TandemOptions = {}): Tandem {
           ...(fallback === undefined ? {} : { fallback }),
         };
       } catch (error) {
+        // The caller's progress handler threw: the call fails with that, on neither side again.
+        if (listener.failure !== undefined) throw listener.failure;
         const coded = TandemError.from(error);
         if (coded.code === 'E_CANCELLED') throw coded;
         // The fallback failed too: one error naming both, so the first failure (often the one
@@ -380,7 +389,8 @@ export function createTandem(options: TandemOptions = {}): Tandem {
         jobId,
         model,
         (controller) => {
-          execute(model, inputs, runOptions, controller, jobId).then(
+          const listener = progressListener(runOptions.onProgress, controller.signal);
+          execute(model, inputs, runOptions, controller, jobId, listener).then(
             (result) => {
               live.delete(job);
               controller.resolve(result);
@@ -399,7 +409,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
                 elapsedMs: performance.now() - started,
               };
               controller.progress(end);
-              runOptions.onProgress?.(end);
+              listener.notify(end);
               controller.reject(coded);
             },
           );
@@ -461,6 +471,48 @@ function afterFallback(error: TandemError, side: Where, first: TandemError): Tan
       cause: first,
     },
   );
+}
+
+/** A call's progress handler, kept from breaking the call's machinery (see progressListener). */
+interface ProgressListener {
+  /** Tells the caller's onProgress; never throws. */
+  notify(event: ProgressEvent): void;
+  /** Set once onProgress has thrown: E_INTERNAL, with the thrown value as its cause. */
+  readonly failure: TandemError | undefined;
+  /** Aborted when the job is cancelled or onProgress throws: what the call's work stops on. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Wraps a call's onProgress. Called from inside a runtime (a socket's message handler, a worker's
+ * reply), a throw would escape there (in Node, an uncaught exception in the socket's handler) or
+ * skip the code after it: the job never settled. A throw fails the call instead, as a cancel
+ * stops it, and the handler is not called again.
+ */
+function progressListener(
+  onProgress: ((event: ProgressEvent) => void) | undefined,
+  jobSignal: AbortSignal,
+): ProgressListener {
+  const stop = new AbortController();
+  if (jobSignal.aborted) stop.abort(jobSignal.reason);
+  else jobSignal.addEventListener('abort', () => stop.abort(jobSignal.reason), { once: true });
+  let failure: TandemError | undefined;
+  return {
+    notify(event) {
+      if (failure !== undefined || onProgress === undefined) return;
+      try {
+        onProgress(event);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        failure = new TandemError('E_INTERNAL', `onProgress threw: ${message}`, { cause: error });
+        stop.abort(failure);
+      }
+    },
+    get failure() {
+      return failure;
+    },
+    signal: stop.signal,
+  };
 }
 
 /** The error a cancelled call ends with: the signal's own TandemError, else E_CANCELLED. */
