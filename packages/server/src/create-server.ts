@@ -8,6 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { ERROR_CODES, TandemError, type ServerLimits } from '@tandem/shared';
 import { ApiKeys, bearerToken, loadApiKeyFile, type ApiKeyRecord } from './api-keys.js';
 import { resolveCatalog } from './default-catalog.js';
+import { httpErrorBody, retryAfterHeader } from './http-error.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 import { JobRegistry } from './job-registry.js';
 import { RejectionCounter, ServerMetrics } from './metrics.js';
@@ -404,12 +405,7 @@ export function sendError(
   const status = ERROR_CODES[error.code].httpStatus;
   if (status >= 500 && error.code === 'E_INTERNAL')
     request?.log.error({ err: error.cause ?? error }, error.message);
-  if (error.retryAfterMs !== undefined)
-    reply.header('Retry-After', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));
-  return reply.code(status).send({
-    error: error.message,
-    code: error.code,
-    retryable: error.retryable,
-    ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
-  });
+  const retryAfter = retryAfterHeader(error);
+  if (retryAfter !== undefined) reply.header('Retry-After', retryAfter);
+  return reply.code(status).send(httpErrorBody(error));
 }

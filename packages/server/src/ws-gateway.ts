@@ -26,6 +26,7 @@ import {
   type TensorMap,
 } from '@tandem/shared';
 import { bearerToken, type ApiKeyRecord, type ApiKeys } from './api-keys.js';
+import { httpErrorBody, retryAfterHeader } from './http-error.js';
 import type { Job, JobOutcome, JobRequest } from './job.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 import type { JobRegistry } from './job-registry.js';
@@ -135,15 +136,24 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
   const connections = new Set<Connection>();
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const deny = (status: number, code: ErrorCode, message: string): void => {
+    const deny = (
+      status: number,
+      code: ErrorCode,
+      message: string,
+      retryAfterMs?: number,
+    ): void => {
       options.rejections.count(code);
-      refuseUpgrade(socket, status, code, message);
+      refuseUpgrade(
+        socket,
+        status,
+        new TandemError(code, message, retryAfterMs === undefined ? {} : { retryAfterMs }),
+      );
     };
     const url = new URL(request.url ?? '/', 'http://localhost');
     if (url.pathname !== STREAM_PATH)
       return deny(404, 'E_MODEL_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}`);
     if (options.manager.draining)
-      return deny(503, 'E_SHUTTING_DOWN', 'the server is shutting down');
+      return deny(503, 'E_SHUTTING_DOWN', 'the server is shutting down', SHUTDOWN_RETRY_AFTER_MS);
     const origin = request.headers.origin;
     if (
       origin !== undefined &&
@@ -772,14 +782,20 @@ function jobNotFound(id: string): TandemError {
   );
 }
 
-function refuseUpgrade(socket: Duplex, status: number, code: ErrorCode, message: string): void {
+/** How soon a client refused for a shutdown may try again (behind a balancer, another server). */
+const SHUTDOWN_RETRY_AFTER_MS = 1000;
+
+function refuseUpgrade(socket: Duplex, status: number, error: TandemError): void {
   // The http server stopped listening for this socket's errors when it handed it over, and no
   // WebSocket takes it: a peer that resets the connection (ECONNRESET) would otherwise throw an
   // uncaught error and end the process. ws's own examples listen the same way.
   socket.on('error', () => socket.destroy());
-  const body = JSON.stringify({ error: message, code });
+  // The same body and Retry-After as fastify's error answers: a client reads a refused upgrade
+  // (its retryability, when to retry) as it reads any other refused request.
+  const body = JSON.stringify(httpErrorBody(error));
+  const retryAfter = retryAfterHeader(error);
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\n${retryAfter === undefined ? '' : `Retry-After: ${retryAfter}\r\n`}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }
 

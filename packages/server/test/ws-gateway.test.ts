@@ -783,6 +783,67 @@ describe('ws-gateway: disconnect mid-job and resume', () => {
   });
 });
 
+describe('ws-gateway: a refused upgrade has the HTTP error shape', () => {
+  it('answers an upgrade while draining with 503, Retry-After and a retryable body, as HTTP routes do', async () => {
+    const ctx = await startServer(async (dir) => {
+      await writeSlowModel(dir);
+    });
+    const client = await connectClient(ctx.url);
+    // A long job keeps the server draining while the upgrade is tried.
+    client.send({ type: 'infer', id: 'held', model: 'slow', inputs: slowInput(4096) });
+    await client.nextOf('progress', (m) => m.event.jobId === 'held' && m.event.stage === 'running');
+    const closed = ctx.close();
+    // Draining starts inside close() with no event for it: a bounded poll of readiness.
+    for (let i = 0; i < 200; i++) {
+      if ((await fetch(`${ctx.url}/v2/health/ready`)).status === 503) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const refused = await refusedUpgrade(ctx.url);
+    const http = await fetch(`${ctx.url}/v2/models/slow/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        inputs: [
+          { name: 'x', datatype: 'FP32', shape: [1, 256], data: Array<number>(256).fill(0) },
+        ],
+      }),
+    });
+    expect(refused.status).toBe(503);
+    expect(http.status).toBe(503);
+    const body: unknown = JSON.parse(refused.body);
+    expect(body).toEqual({
+      error: 'the server is shutting down',
+      code: 'E_SHUTTING_DOWN',
+      retryable: true,
+      retryAfterMs: 1000,
+    });
+    const httpBody = (await http.json()) as object;
+    expect(Object.keys(body as object).sort()).toEqual(Object.keys(httpBody).sort());
+    expect(refused.headers['retry-after']).toBe('1');
+    expect(refused.headers['retry-after']).toBe(http.headers.get('retry-after'));
+    resultOf(await client.collectJob('held'));
+    await closed;
+  });
+
+  it('says a refusal that retrying cannot fix is not retryable, and sends no Retry-After', async () => {
+    const ctx = await startServer(
+      async (dir) => {
+        await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      },
+      { origins: ['https://app.example'] },
+    );
+    const refused = await refusedUpgrade(ctx.url, { origin: 'https://evil.example' });
+    expect(refused.status).toBe(403);
+    expect(JSON.parse(refused.body)).toEqual({
+      error: 'origin https://evil.example is not allowed',
+      code: 'E_FORBIDDEN_ORIGIN',
+      retryable: false,
+    });
+    expect(refused.headers['retry-after']).toBeUndefined();
+    await ctx.close();
+  });
+});
+
 describe('ws-gateway: API key in hello (allowKeyInHello)', () => {
   const KEY = 'tk_test_bob';
   const keys = [{ id: 'bob', sha256: hashApiKey(KEY) }];

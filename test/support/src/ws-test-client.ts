@@ -3,6 +3,7 @@
 // one job's progress and outcome, and open raw sockets for malformed frames or refused upgrades.
 // Every wait has a generous timeout: timeouts are failure guards here, never synchronisation.
 
+import type { IncomingHttpHeaders } from 'node:http';
 import WebSocket from 'ws';
 import {
   PROTOCOL_VERSION,
@@ -73,6 +74,8 @@ export type RawSocketResult =
       readonly body: string;
       /** The `code` field of a JSON body, when there is one. */
       readonly code: string | undefined;
+      /** The answer's headers, names in lower case. */
+      readonly headers: IncomingHttpHeaders;
     };
 
 /** Everything one job produced on a connection: its progress events, then its one outcome. */
@@ -134,7 +137,13 @@ export function openRawSocket(
       response.on('end', () => {
         const body = Buffer.concat(chunks).toString('utf8');
         finish(() =>
-          resolve({ kind: 'refused', status: response.statusCode ?? 0, body, code: codeOf(body) }),
+          resolve({
+            kind: 'refused',
+            status: response.statusCode ?? 0,
+            body,
+            code: codeOf(body),
+            headers: response.headers,
+          }),
         );
         // Aborting a refused handshake makes ws emit 'error' and 'close'; both are expected here.
         socket.terminate();
