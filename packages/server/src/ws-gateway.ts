@@ -26,6 +26,7 @@ import {
   type TensorMap,
 } from '@tandem/shared';
 import { bearerToken, type ApiKeyRecord, type ApiKeys } from './api-keys.js';
+import { originAllowed } from './cors.js';
 import { httpErrorBody, retryAfterHeader } from './http-error.js';
 import type { Job, JobOutcome, JobRequest } from './job.js';
 import type { JobDispatcher } from './job-dispatcher.js';
@@ -149,17 +150,16 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
         new TandemError(code, message, retryAfterMs === undefined ? {} : { retryAfterMs }),
       );
     };
-    const url = new URL(request.url ?? '/', 'http://localhost');
+    // `new URL` throws on some request targets (`http://[`): thrown out of the http server's
+    // 'upgrade' event, that was an uncaught exception ending the process.
+    const url = URL.parse(request.url ?? '/', 'http://localhost');
+    if (url === null) return deny(400, 'E_PROTOCOL', 'the request target is not a valid URL');
     if (url.pathname !== STREAM_PATH)
       return deny(404, 'E_MODEL_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}`);
     if (options.manager.draining)
       return deny(503, 'E_SHUTTING_DOWN', 'the server is shutting down', SHUTDOWN_RETRY_AFTER_MS);
     const origin = request.headers.origin;
-    if (
-      origin !== undefined &&
-      options.origins !== undefined &&
-      !options.origins.includes(origin)
-    ) {
+    if (origin !== undefined && !originAllowed(options.origins, origin)) {
       return deny(403, 'E_FORBIDDEN_ORIGIN', `origin ${origin} is not allowed`);
     }
     const offered = parseProtocols(request.headers['sec-websocket-protocol']);

@@ -393,6 +393,42 @@ describe('ws-gateway: upgrade checks and hello', () => {
     await client.close();
   });
 
+  it('answers an upgrade whose request target is no URL with 400 E_PROTOCOL, and stays up', async () => {
+    // `new URL` throws on such a target: in the upgrade handler that was an uncaught exception,
+    // so one unauthenticated request ended the process.
+    for (const target of ['http://[', 'http://%zz/v1/stream']) {
+      const client = connect(Number(new URL(guarded.url).port), '127.0.0.1');
+      client.on('error', () => undefined);
+      await once(client, 'connect');
+      client.write(
+        [
+          `GET ${target} HTTP/1.1`,
+          'Host: 127.0.0.1',
+          'Upgrade: websocket',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          'Sec-WebSocket-Version: 13',
+          'Sec-WebSocket-Protocol: tandem.v1',
+          '',
+          '',
+        ].join('\r\n'),
+      );
+      const answer = await new Promise<string>((resolve) => {
+        let text = '';
+        client.on('data', (data: Buffer) => (text += data.toString('latin1')));
+        client.on('close', () => resolve(text));
+      });
+      expect(answer.split('\r\n')[0], target).toBe('HTTP/1.1 400 Bad Request');
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), target).toMatchObject({
+        code: 'E_PROTOCOL',
+      });
+    }
+    expect((await fetch(`${guarded.url}/v2/health/live`)).status).toBe(200);
+    const client = await connectClient(guarded.url);
+    await expectServing(client, 'after-bad-target');
+    await client.close();
+  });
+
   it('answers a protocol version mismatch with E_PROTOCOL_VERSION, then closes', async () => {
     const client = await connectClient(guarded.url, { hello: false });
     client.send({ type: 'hello', protocolVersion: 99, client: { name: 't', version: '0' } });
