@@ -111,6 +111,8 @@ export class LocalRuntime implements Runtime {
   /** Sessions by file and backend (see sessionKey); a released one is no longer here. */
   readonly #sessions = new Map<string, LocalSession>();
   #sessionCount = 0;
+  /** Runs started: each run's id in the worker is unique. */
+  #runCount = 0;
   readonly #bandwidth = new MovingAverage(); // bytes per ms
   readonly #compileMs = new Map<string, MovingAverage>();
   readonly #runMs = new Map<string, MovingAverage>();
@@ -262,10 +264,20 @@ export class LocalRuntime implements Runtime {
       );
       const runStarted = performance.now();
       const payload = options.transfer === true ? transferable(inputs) : inputs;
-      const outputs = await untilCancelled(
-        this.#call((api) => api.run(session.workerKey, payload, options.outputs)),
-        options.signal,
-      );
+      const runId = `${options.jobId}#${this.#runCount++}`;
+      // Runs take turns in the worker: one cancelled before its turn is dropped there, so the
+      // runs after it do not wait for a result nobody reads.
+      const onAbort = (): void => this.#cancelInWorker(runId);
+      options.signal.addEventListener('abort', onAbort, { once: true });
+      let outputs: TensorMap;
+      try {
+        outputs = await untilCancelled(
+          this.#call((api) => api.run(session.workerKey, payload, options.outputs, runId)),
+          options.signal,
+        );
+      } finally {
+        options.signal.removeEventListener('abort', onAbort);
+      }
       const runMs = performance.now() - runStarted;
       this.#average(this.#runMs, key).add(runMs);
       return {
@@ -494,6 +506,16 @@ export class LocalRuntime implements Runtime {
       throw error;
     }
     return performance.now() - started;
+  }
+
+  /**
+   * Tells the worker that a run was cancelled, if it still waits for its turn there. No worker is
+   * started for it: one that is gone took the run along.
+   */
+  #cancelInWorker(runId: string): void {
+    const worker = this.#worker;
+    if (worker === undefined) return;
+    void worker.then((started) => started.api.cancelRun(runId)).catch(() => undefined);
   }
 
   /** Hands a session back; the last user of a released one lets the worker release it. */

@@ -137,6 +137,11 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
    * failed with E_RUNTIME on WebGPU. The wasm backend runs one at a time on this thread anyway.
    */
   let lastRun: Promise<unknown> = Promise.resolve();
+  /**
+   * Runs waiting for their turn, by run id, and whether the page has cancelled each: a cancelled
+   * one is dropped when its turn comes rather than run for nobody while the runs after it wait.
+   */
+  const queued = new Map<string, { cancelled: boolean }>();
   let info: BackendInfo | undefined;
   let loaded: OrtModule | undefined;
   let runtimeCache: RuntimeFetch | undefined;
@@ -268,14 +273,26 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
     }
   }
 
+  /**
+   * Runs a session, after the runs before it. `runId` (unique per run) lets {@link cancelRun}
+   * drop it while it waits for its turn.
+   */
   async function run(
     key: string,
     inputs: TensorMap,
     outputs: readonly string[] | undefined,
+    runId?: string,
   ): Promise<TensorMap> {
     const entry = sessions.get(key);
     if (entry === undefined) throw new TandemError('E_INTERNAL', `no session ${key} in the worker`);
-    const running = lastRun.then(() => runOn(entry, inputs, outputs));
+    const state = { cancelled: false };
+    if (runId !== undefined) queued.set(runId, state);
+    const running = lastRun.then(() => {
+      if (runId !== undefined) queued.delete(runId);
+      if (state.cancelled)
+        throw new TandemError('E_CANCELLED', 'the run was cancelled before its turn came');
+      return runOn(entry, inputs, outputs);
+    });
     lastRun = running.catch(() => undefined);
     entry.runs.add(running);
     try {
@@ -335,7 +352,16 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
     await entry.session.release();
   }
 
-  return { probe, load, run, release };
+  /**
+   * Drops a run still waiting for its turn (see {@link run}); one already running goes on, as
+   * onnxruntime-web cannot stop a run, and its caller has stopped waiting for it.
+   */
+  function cancelRun(runId: string): void {
+    const state = queued.get(runId);
+    if (state !== undefined) state.cancelled = true;
+  }
+
+  return { probe, load, run, cancelRun, release };
 }
 
 /** What a load returns about a session. */

@@ -167,10 +167,15 @@ describe('LocalRuntime', () => {
 });
 
 /**
- * Starts workers that run the real worker API over `ort`, each on a MessageChannel; `onLoad`
- * hears each load call arrive in the worker.
+ * Starts workers that run the real worker API over `ort`, each on a MessageChannel; `onLoad`,
+ * `onRun` and `onCancelRun` hear each such call arrive in the worker.
  */
-function apiWorkers(ort: FakeOrt, onLoad?: () => void): () => Promise<WorkerHandle> {
+function apiWorkers(
+  ort: FakeOrt,
+  onLoad?: () => void,
+  onRun?: () => void,
+  onCancelRun?: () => void,
+): () => Promise<WorkerHandle> {
   return () => {
     const { port1, port2 } = new MessageChannel();
     const api = createLocalWorkerApi({ full: () => Promise.resolve(ort.module) });
@@ -178,7 +183,16 @@ function apiWorkers(ort: FakeOrt, onLoad?: () => void): () => Promise<WorkerHand
       onLoad?.();
       return api.load(...args);
     };
-    expose({ ...api, load }, port2);
+    const run: typeof api.run = (...args) => {
+      const running = api.run(...args);
+      onRun?.();
+      return running;
+    };
+    const cancelRun: typeof api.cancelRun = (...args) => {
+      api.cancelRun(...args);
+      onCancelRun?.();
+    };
+    expose({ ...api, load, run, cancelRun }, port2);
     return Promise.resolve({
       endpoint: port1,
       terminate: () => {
@@ -221,6 +235,47 @@ describe('LocalRuntime sessions in the worker', () => {
       expect(loads).toBe(1);
       expect(ort.creates).toBe(1);
       expect(ort.sessions).toHaveLength(1);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it('a run cancelled while it waits for its turn in the worker is never run there; the next run waits only for the one running', async () => {
+    const first = deferred();
+    let ran = 0;
+    const ort = fakeOrt({
+      run: () => (ran++ === 0 ? first.promise : Promise.resolve()),
+    });
+    const arrived: (() => void)[] = [];
+    const told = deferred();
+    const createWorker = apiWorkers(
+      ort,
+      undefined,
+      () => arrived.shift()?.(),
+      () => told.resolve(),
+    );
+    const runtime = new LocalRuntime({ files, createWorker });
+    const reached = (): Promise<void> => new Promise((resolve) => arrived.push(resolve));
+    try {
+      await runtime.warm(manifest);
+      const running = reached();
+      const a = runtime.run(manifest, inputs(), { ...options, jobId: 'a' });
+      await running;
+      const abort = new AbortController();
+      const waiting = reached();
+      const b = runtime.run(manifest, inputs(), { ...options, jobId: 'b', signal: abort.signal });
+      await waiting;
+      abort.abort();
+      expect(await rejectionCode(b)).toBe('E_CANCELLED');
+      // The worker has heard of the cancel before a's run ends and b's turn comes.
+      await told.promise;
+      first.resolve();
+      expect(await rejectionCode(a)).toBe('ok');
+      expect(await rejectionCode(runtime.run(manifest, inputs(), { ...options, jobId: 'c' }))).toBe(
+        'ok',
+      );
+      // a and c: b was dropped before its turn came.
+      expect(ran).toBe(2);
     } finally {
       await runtime.close();
     }
