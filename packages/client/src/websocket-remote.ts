@@ -659,7 +659,18 @@ export class WebSocketRemote implements Runtime {
       // Two pings without a pong: the connection is dead even if the socket has not noticed.
       if (this.#pings.size >= 2) {
         this.#pings.clear();
-        this.#socket?.close(4000, 'heartbeat timeout');
+        const socket = this.#socket;
+        socket?.close(4000, 'heartbeat timeout');
+        // A dead peer never answers the close, and the socket's close event waits for it (the
+        // ws package gives up after 30 s): meanwhile nothing reconnected, and a job sent in that
+        // time failed with E_NETWORK. The connection is given up now; its late close is ignored.
+        if (socket !== undefined && this.#socket === socket) {
+          this.#socket = undefined;
+          this.#welcomed = false;
+          this.#onDisconnect(
+            new TandemError('E_NETWORK', `no answer from ${this.#url} to two heartbeats`),
+          );
+        }
         return;
       }
       const nonce = ++this.#nonce;

@@ -32,6 +32,11 @@ class FakeSocket implements WebSocketLike {
   readyState = 0;
   readonly sent: ClientMessage[] = [];
   closedWith: number | undefined;
+  /**
+   * Set, close() only starts the closing handshake, which a dead peer never answers: no close
+   * event comes (the `ws` package waits 30 s before it gives up on one).
+   */
+  deadPeer = false;
   onopen: WebSocketLike['onopen'] = null;
   onclose: WebSocketLike['onclose'] = null;
   onerror: WebSocketLike['onerror'] = null;
@@ -44,8 +49,12 @@ class FakeSocket implements WebSocketLike {
 
   close(code = 1000, reason = ''): void {
     if (this.readyState === 3) return;
-    this.readyState = 3;
     this.closedWith = code;
+    if (this.deadPeer) {
+      this.readyState = 2;
+      return;
+    }
+    this.readyState = 3;
     this.onclose?.({ code, reason });
   }
 
@@ -225,6 +234,37 @@ describe('WebSocketRemote connection state', () => {
     expect(sockets[1]!.closedWith).toBe(4000);
     await remote.close();
     expect(await rejectionCode(job)).toBe('E_CANCELLED');
+  });
+
+  it('a connection the heartbeat finds dead is replaced at once, without waiting for its close: its job resumes and a new job runs', async () => {
+    const { remote, sockets } = fakeRemote(1000);
+    const first = remote.connect();
+    sockets[0]!.open();
+    sockets[0]!.welcome();
+    await first;
+    const job = remote.run({ name: 'm' }, inputs, jobOptions('j-1'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sockets[0]!.inferred()).toEqual(['j-1']);
+    // The peer is gone without a word: no pong, and no close event for the socket's close().
+    sockets[0]!.deadPeer = true;
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(sockets[0]!.closedWith).toBe(4000);
+    // A job made now waits for the next connection like the one in flight.
+    const next = remote.run({ name: 'm' }, inputs, jobOptions('j-2'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sockets).toHaveLength(2);
+    sockets[1]!.open();
+    sockets[1]!.welcome();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sockets[1]!.sent.filter((message) => message.type === 'resume')).toEqual([
+      { type: 'resume', ids: ['j-1'] },
+    ]);
+    expect(sockets[1]!.inferred()).toEqual(['j-2']);
+    sockets[1]!.answer('j-1');
+    sockets[1]!.answer('j-2');
+    expect(await rejectionCode(job)).toBe('ok');
+    expect(await rejectionCode(next)).toBe('ok');
+    await remote.close();
   });
 
   for (const code of ['E_UNAUTHORIZED', 'E_PROTOCOL_VERSION', 'E_FORBIDDEN_ORIGIN'] as const) {
