@@ -54,9 +54,13 @@ export class Job implements Promise<RunResult>, AsyncIterable<ProgressEvent> {
     });
     // A job nobody awaits must not become an unhandled rejection.
     this.#promise.catch(() => undefined);
+    const onAbort = (): void => this.cancel();
     const settle = (): boolean => {
       if (this.#settled) return false;
       this.#settled = true;
+      // A caller's signal often outlives the call (one per page or component, shared by many
+      // calls): kept, its listener would keep this job and its outputs alive as long as it.
+      signal?.removeEventListener('abort', onAbort);
       this.#wake();
       return true;
     };
@@ -77,7 +81,7 @@ export class Job implements Promise<RunResult>, AsyncIterable<ProgressEvent> {
     };
     if (signal !== undefined) {
       if (signal.aborted) this.#abort.abort(signal.reason);
-      else signal.addEventListener('abort', () => this.cancel(), { once: true });
+      else signal.addEventListener('abort', onAbort, { once: true });
     }
     try {
       start(controller);

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { TandemError, type ProgressEvent } from '@tandem/shared';
 import { Job, type JobController } from '../src/job.js';
@@ -30,6 +31,22 @@ async function collect(job: Job): Promise<string[]> {
 }
 
 describe('Job', () => {
+  it("lets go of the caller's signal once settled: a signal shared by many calls does not keep every job (and its outputs)", async () => {
+    const shared = new AbortController();
+    const done = manualJob(shared.signal);
+    const failed = manualJob(shared.signal);
+    const open = manualJob(shared.signal);
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(3);
+    done.controller.resolve(result);
+    failed.controller.reject(new TandemError('E_RUNTIME', 'failed'));
+    await done.job;
+    await failed.job.catch(() => undefined);
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(1);
+    // The job still running is still cancelled by it.
+    shared.abort();
+    expect(open.controller.signal.aborted).toBe(true);
+  });
+
   it('is awaitable and resolves once with the result', async () => {
     const { job, controller } = manualJob();
     controller.resolve(result);
