@@ -7,6 +7,7 @@ import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ERROR_CODES, TandemError, type ServerLimits } from '@tandem/shared';
 import { ApiKeys, bearerToken, loadApiKeyFile, type ApiKeyRecord } from './api-keys.js';
+import { registerCors } from './cors.js';
 import { resolveCatalog } from './default-catalog.js';
 import { httpErrorBody, retryAfterHeader } from './http-error.js';
 import type { JobDispatcher } from './job-dispatcher.js';
@@ -36,7 +37,10 @@ export interface ServerOptions {
   readonly apiKeys?: readonly ApiKeyRecord[] | string;
   /** Accept the key in the WebSocket `hello` when the upgrade carried none. @default false */
   readonly allowKeyInHello?: boolean;
-  /** Page origins allowed to open WebSockets; undefined allows any. */
+  /**
+   * Page origins (`https://app.example`) allowed to open WebSockets and to read HTTP answers
+   * (CORS); undefined allows any. Requests without an Origin header are never refused by it.
+   */
   readonly origins?: readonly string[];
   /** Largest frame or request body, in bytes. @default 67108864 (64 MiB) */
   readonly maxPayloadBytes?: number;
@@ -231,6 +235,8 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     reply.header('Cross-Origin-Embedder-Policy', 'require-corp');
     reply.header('Cross-Origin-Resource-Policy', 'cross-origin');
   });
+  // Before the routes: pages on other origins (those `origins` allows) read every HTTP answer.
+  await registerCors(fastify, options.origins);
 
   /** Resolves the caller's key for HTTP routes; 401 when keys are required and it is bad. */
   const authenticate = (request: FastifyRequest): ApiKeyRecord => {

@@ -26,6 +26,7 @@ import {
   type TensorMap,
 } from '@tandem/shared';
 import { bearerToken, type ApiKeyRecord, type ApiKeys } from './api-keys.js';
+import { originAllowed } from './cors.js';
 import { httpErrorBody, retryAfterHeader } from './http-error.js';
 import type { Job, JobOutcome, JobRequest } from './job.js';
 import type { JobDispatcher } from './job-dispatcher.js';
@@ -158,11 +159,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     if (options.manager.draining)
       return deny(503, 'E_SHUTTING_DOWN', 'the server is shutting down', SHUTDOWN_RETRY_AFTER_MS);
     const origin = request.headers.origin;
-    if (
-      origin !== undefined &&
-      options.origins !== undefined &&
-      !options.origins.includes(origin)
-    ) {
+    if (origin !== undefined && !originAllowed(options.origins, origin)) {
       return deny(403, 'E_FORBIDDEN_ORIGIN', `origin ${origin} is not allowed`);
     }
     const offered = parseProtocols(request.headers['sec-websocket-protocol']);

@@ -181,6 +181,17 @@ describe('cli: tandem serve', () => {
       headers: { authorization: `Bearer ${KEY}` },
     });
     expect(withKey.status).toBe(200);
+    // The same list decides CORS: a listed page may read HTTP answers, another gets no headers.
+    for (const [origin, allowed] of [
+      ['https://app.example', 'https://app.example'],
+      ['https://evil.example', null],
+    ] as const) {
+      const answer = await fetch(`${url}/v1/models`, {
+        headers: { origin, authorization: `Bearer ${KEY}` },
+      });
+      expect(answer.status, origin).toBe(200);
+      expect(answer.headers.get('access-control-allow-origin'), origin).toBe(allowed);
+    }
 
     // The page hint names localhost for a loopback address a browser treats as a secure context
     // only by that name (::1); another address stays as it is. (Checked last: the hint is the
