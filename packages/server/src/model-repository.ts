@@ -26,11 +26,11 @@ export interface ModelEntry {
   /** Where it came from: the `--models` folder, or the built-in catalog of npm-packaged models. */
   readonly source: 'repository' | 'catalog';
   /**
-   * The sizes and modification times of model.onnx and model.json, and the version folder's (it
-   * changes when external data files are added, removed or renamed), when scanned. An entry with
-   * another stamp than the one a model was loaded from means its files were replaced or its
-   * model.json edited (or a copy still in progress was read). Absent for catalog entries: their
-   * files ship in an npm package and do not change while the server runs.
+   * The sizes, modification and change times and inodes of model.onnx and model.json, and the
+   * version folder's (it changes when external data files are added, removed or renamed), when
+   * scanned. An entry with another stamp than the one a model was loaded from means its files
+   * were replaced or its model.json edited (or a copy still in progress was read). Absent for
+   * catalog entries: their files ship in an npm package and do not change while the server runs.
    */
   readonly stamp?: string;
 }
@@ -149,12 +149,13 @@ function scanDirectory(dir: string): ModelEntry[] {
 /**
  * The version folder's own stamp: it changes when a file is added, removed or renamed in it (the
  * safe way to replace external data: write the new file under a temporary name, rename it over
- * the old), for one stat however many weight files the folder holds. A file rewritten in place,
- * or one in a subfolder, does not change it.
+ * the old), for one stat however many weight files the folder holds; with its ctime, even when
+ * a copy sets the folder's mtime back (rsync -a). A file rewritten in place, or one in a
+ * subfolder, does not change it.
  */
 function folderStamp(versionDir: string): string {
   const stats = statOrUndefined(versionDir);
-  return stats === undefined ? '-' : `${stats.mtimeMs}:${stats.ino}`;
+  return stats === undefined ? '-' : `${stats.mtimeMs}:${stats.ctimeMs}:${stats.ino}`;
 }
 
 function safeList(dir: string): string[] {
@@ -175,11 +176,14 @@ function statOrUndefined(path: string): Stats | undefined {
 }
 
 /**
- * Size, modification time and inode: a file rewritten in place changes the first two, one
- * renamed over the old (the safe way to replace a file) the inode, even with its times preserved.
+ * Size, modification time, change time and inode: a file rewritten in place changes its ctime
+ * (and mostly its size or mtime), one renamed over the old (the safe way to replace a file) the
+ * inode. The ctime is what no tool can set back: `cp -p` or `rsync --inplace -t` rewriting a
+ * file of the same size in place restore its mtime, and the utimes call that does so is itself
+ * a change. It comes with the same stat, so the rescan costs nothing more.
  */
 function stampOf(stats: Stats): string {
-  return `${stats.size}:${stats.mtimeMs}:${stats.ino}`;
+  return `${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}:${stats.ino}`;
 }
 
 function isDirectory(path: string): boolean {

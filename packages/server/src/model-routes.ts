@@ -31,13 +31,14 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
   const undownloadable = new Set<string>();
   const digests = new Map<
     string,
-    { size: number; mtimeMs: number; ino: number; sha256: Promise<string> }
+    { size: number; mtimeMs: number; ctimeMs: number; ino: number; sha256: Promise<string> }
   >();
 
   /**
    * sha256 of a model file, computed once per file version (streamed, never fully in memory). A
-   * version is told apart as the repository's stamp does: size, modification time and inode (a
-   * file renamed over the old one with its size and times, as rsync -a copies, is another).
+   * version is told apart as the repository's stamp does: size, modification and change times
+   * and inode (a file renamed over the old one with its size and times, as rsync -a copies, or
+   * rewritten in place with them, as cp -p does, is another).
    */
   const sha256Of = (path: string): Promise<string> => {
     const stat = statSync(path);
@@ -46,6 +47,7 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
       cached !== undefined &&
       cached.size === stat.size &&
       cached.mtimeMs === stat.mtimeMs &&
+      cached.ctimeMs === stat.ctimeMs &&
       cached.ino === stat.ino
     )
       return cached.sha256;
@@ -56,7 +58,13 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
         .on('error', reject)
         .on('end', () => resolve(hash.digest('hex')));
     });
-    digests.set(path, { size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino, sha256 });
+    digests.set(path, {
+      size: stat.size,
+      mtimeMs: stat.mtimeMs,
+      ctimeMs: stat.ctimeMs,
+      ino: stat.ino,
+      sha256,
+    });
     return sha256;
   };
 

@@ -1,13 +1,26 @@
 import { mkdirSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { buildTinyModel, writeModelFile } from '@tandem/test-support';
+import { buildMlpClassifier, buildTinyModel, writeModelFile } from '@tandem/test-support';
 import { DEFAULT_MODEL_CONFIG } from '../src/model-config.js';
 import { ModelRepository, type ModelEntry } from '../src/model-repository.js';
 import { tempDir, writeModelConfig } from './server-fixtures.js';
 import { errorCode as codeOf } from '@tandem/test-support';
 
 const model = buildTinyModel().bytes;
+
+/**
+ * Waits until the filesystem's clock has passed `ctimeMs` (it ticks in steps of a few ms): a
+ * change made after it gets a later ctime. A bounded poll on that clock, touching a scratch file.
+ */
+function untilFileClockPasses(ctimeMs: number): void {
+  const probe = join(dir, '.clock');
+  for (let i = 0; i < 100_000; i++) {
+    writeFileSync(probe, '');
+    if (statSync(probe).ctimeMs > ctimeMs) return;
+  }
+  throw new Error('the filesystem clock did not move');
+}
 
 let dir: string;
 let remove: () => void;
@@ -42,7 +55,7 @@ describe('ModelRepository', () => {
       bytes: stats.size,
       config: DEFAULT_MODEL_CONFIG,
       source: 'repository',
-      stamp: `${stats.size}:${stats.mtimeMs}:${stats.ino} - ${folder.mtimeMs}:${folder.ino}`,
+      stamp: `${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}:${stats.ino} - ${folder.mtimeMs}:${folder.ctimeMs}:${folder.ino}`,
     });
   });
 
@@ -82,6 +95,41 @@ describe('ModelRepository', () => {
     expect(stamps[1]).toBe(stamps[0]);
     expect(new Set(stamps.slice(1)).size).toBe(7);
     expect(stamps.every((stamp) => typeof stamp === 'string')).toBe(true);
+  });
+
+  it('notices model.onnx and model.json rewritten in place with their size and times kept (cp -p, rsync --inplace)', async () => {
+    // Two models of one size: retrained weights of one architecture.
+    const v1 = buildMlpClassifier({ features: 4, hidden: 8, classes: 3, seed: 1 }).bytes;
+    const v2 = buildMlpClassifier({ features: 4, hidden: 8, classes: 3, seed: 2 }).bytes;
+    expect(v2.length).toBe(v1.length);
+    const path = await writeModelFile(dir, 'm', 1, v1);
+    const configPath = join(dir, 'm', '1', 'model.json');
+    writeModelConfig(dir, 'm', 1, { maxBatch: 4 });
+    // Whole seconds, so that setting them again restores them exactly.
+    const kept = new Date('2026-01-02T03:04:05Z');
+    for (const file of [path, configPath]) utimesSync(file, kept, kept);
+    const repository = new ModelRepository({ dir });
+    const stamps = [repository.get('m').stamp];
+    const before = { onnx: statSync(path), json: statSync(configPath) };
+    const rewrite = (file: string, bytes: Uint8Array | string): void => {
+      untilFileClockPasses(statSync(file).ctimeMs);
+      writeFileSync(file, bytes); // same inode: truncated and written again
+      utimesSync(file, kept, kept);
+      repository.scan();
+      stamps.push(repository.get('m').stamp);
+    };
+    rewrite(path, v2);
+    rewrite(configPath, JSON.stringify({ maxBatch: 8 }));
+    // Size, modification time and inode are all as before: only the contents changed.
+    for (const [file, old] of [
+      [path, before.onnx],
+      [configPath, before.json],
+    ] as const) {
+      const now = statSync(file);
+      expect([now.size, now.mtimeMs, now.ino], file).toEqual([old.size, old.mtimeMs, old.ino]);
+    }
+    expect(new Set(stamps).size).toBe(3);
+    expect(repository.get('m').config.maxBatch).toBe(8);
   });
 
   it('ignores names and versions with characters that do not belong in URLs and labels', async () => {

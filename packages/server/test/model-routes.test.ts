@@ -158,7 +158,7 @@ describe('manifests of a model file replaced while the server runs', () => {
     parseModelManifest((await server.fastify.inject({ url: '/v1/models/swap/manifest' })).json())
       .sha256!;
 
-  it('gives the new file its own sha256 and ETag, even renamed over the old with its size and times', async () => {
+  it('gives the new file its own sha256 and ETag, renamed over the old or rewritten in place with its size and times', async () => {
     expect(await manifestSha256()).toBe(sha256(V1.bytes));
     const stampBefore = server.manager.host('swap').entry.stamp;
     // rsync -a's way: a new file of the same size, its times copied, renamed over the old. Only
@@ -179,6 +179,24 @@ describe('manifests of a model file replaced while the server runs', () => {
     expect(download.rawPayload.equals(Buffer.from(V2.bytes))).toBe(true);
     expect(await manifestSha256()).toBe(sha256(V2.bytes));
     expect(download.headers.etag).toBe(`"${sha256(V2.bytes)}"`);
+
+    // cp -p's way back: V1 written into the same file, its times set back again. Only the
+    // change time (ctime) tells this file from the one before.
+    const stampOfV2 = server.manager.host('swap').entry.stamp;
+    const v2Stat = statSync(path);
+    writeFileSync(path, V1.bytes);
+    utimesSync(path, FILE_TIME, FILE_TIME);
+    const v1Stat = statSync(path);
+    expect([v1Stat.size, v1Stat.mtimeMs, v1Stat.ino]).toEqual([
+      v2Stat.size,
+      v2Stat.mtimeMs,
+      v2Stat.ino,
+    ]);
+    for (let i = 0; i < 40 && server.manager.host('swap').entry.stamp === stampOfV2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(server.manager.host('swap').entry.stamp).not.toBe(stampOfV2);
+    expect(await manifestSha256()).toBe(sha256(V1.bytes));
   });
 });
 
