@@ -103,6 +103,11 @@ interface PendingJob {
   readonly reject: (error: TandemError) => void;
   readonly startedAt: number;
   /**
+   * Its listener on the call's signal, removed when the job ends: a signal that outlives the call
+   * would otherwise keep the job, inputs included, as long as it lives.
+   */
+  onAbort?: () => void;
+  /**
    * Set while the job waits for a connection (it dropped, or there was none open to send on):
    * the job fails with E_NETWORK if it is not back by then.
    */
@@ -330,17 +335,14 @@ export class WebSocketRemote implements Runtime {
         resubmitted: false,
       };
       this.#jobs.set(options.jobId, job);
-      options.signal.addEventListener(
-        'abort',
-        () => {
-          if (!this.#jobs.has(options.jobId)) return;
-          this.#finish(options.jobId);
-          // A job never sent is only dropped here: the server has nothing to cancel.
-          if (job.sentOn !== undefined) this.#cancelOnServer(options.jobId);
-          reject(cancelled(options.jobId));
-        },
-        { once: true },
-      );
+      job.onAbort = () => {
+        if (this.#jobs.get(options.jobId) !== job) return;
+        this.#finish(options.jobId);
+        // A job never sent is only dropped here: the server has nothing to cancel.
+        if (job.sentOn !== undefined) this.#cancelOnServer(options.jobId);
+        reject(cancelled(options.jobId));
+      };
+      options.signal.addEventListener('abort', job.onAbort, { once: true });
       // The connection may have dropped since connect() resolved (its close can come in between):
       // then the job waits for the next one rather than being sent into a closed socket.
       this.#sendInfer(job);
@@ -857,6 +859,7 @@ export class WebSocketRemote implements Runtime {
     if (job === undefined) return undefined;
     clearTimeout(job.disconnectTimer);
     clearTimeout(job.resumeTimer);
+    if (job.onAbort !== undefined) job.options.signal.removeEventListener('abort', job.onAbort);
     this.#jobs.delete(id);
     return job;
   }

@@ -7,6 +7,7 @@
 // model statuses kept per version. Jobs against a real server are tested in
 // test/client-websocket-remote.test.ts.
 
+import { getEventListeners } from 'node:events';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -372,6 +373,30 @@ describe('WebSocketRemote jobs that find no open connection to be sent on', () =
     expect(sockets[1]!.count('resume')).toBe(0);
     await remote.close();
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("lets go of the call's signal once the job is answered or fails: a long-lived signal keeps no job (and its inputs)", async () => {
+    const { remote, sockets } = await connectedRemote();
+    const shared = new AbortController();
+    const answered = remote.run({ name: 'm' }, inputs, {
+      ...jobOptions('a'),
+      signal: shared.signal,
+    });
+    const failed = remote.run({ name: 'm' }, inputs, { ...jobOptions('b'), signal: shared.signal });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(2);
+    sockets[0]!.answer('a');
+    sockets[0]!.receive({
+      type: 'error',
+      id: 'b',
+      code: 'E_RUNTIME',
+      message: 'failed',
+      retryable: false,
+    });
+    expect(await rejectionCode(answered)).toBe('ok');
+    expect(await rejectionCode(failed)).toBe('E_RUNTIME');
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0);
+    await remote.close();
   });
 
   it('a resubmission that finds its connection closing goes out as an infer on the next connection', async () => {
