@@ -540,6 +540,8 @@ export class ModelFileStore {
     for (const fetch of this.#live) {
       if (!fetch.names.has(name)) continue;
       fetch.names.delete(name);
+      // Its name entry goes below: asked for again, the name is recorded again.
+      fetch.recorded.delete(name);
       writing.push(...fetch.writes);
       // Nobody else asked for these files: stop storing them.
       if (fetch.names.size === 0) fetch.discarded = true;

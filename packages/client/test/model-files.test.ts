@@ -703,4 +703,35 @@ describe('ModelFileStore calls for a model with external data at once', () => {
     expect((await store.list()).map((model) => model.name)).toEqual(['first']);
     expect(await store.bytesToDownload(first)).toBe(0);
   });
+
+  it('a name deleted while its download stores files, then asked for again, is listed again when the download ends', async () => {
+    const gate = gatedFetch();
+    const weightsStored = deferred();
+    const store = new ModelFileStore({
+      fetch: gate.fetch,
+      caches: fakeCaches({
+        onPut: (key) => {
+          if (key.startsWith(WEIGHTS_URL)) weightsStored.resolve();
+        },
+      }),
+    });
+    const first = { ...(await externalManifest()), name: 'first' };
+    const second = { ...first, name: 'second' };
+    const a = store.get(first);
+    const b = store.get(second);
+    const [onnx, weightsBody, last] = await Promise.all([1, 2, 3].map((n) => gate.requested(n)));
+    onnx!.push(bytes);
+    onnx!.end();
+    weightsBody!.push(weights);
+    weightsBody!.end();
+    await weightsStored.promise;
+    // Both names were recorded with the first files stored.
+    expect(await store.delete('second')).toBe(0);
+    expect((await store.list()).map((model) => model.name)).toEqual(['first']);
+    const c = store.get(second);
+    last!.push(part2);
+    last!.end();
+    await Promise.all([a, b, c]);
+    expect((await store.list()).map((model) => model.name)).toEqual(['first', 'second']);
+  });
 });
