@@ -31,6 +31,22 @@ export function batchRows(inputs: TensorMap): number {
   return first?.dims[0] ?? 0;
 }
 
+/**
+ * Whether every input of a job has the same number of rows, so the job can join a batch. Inputs
+ * whose leading dims have different names may differ in size in a valid job; concatenated with
+ * others, its rows would misalign every output of the batch (and fail every job in it).
+ */
+export function rowsAgree(inputs: TensorMap): boolean {
+  let rows: number | undefined;
+  for (const name in inputs) {
+    const leading = (inputs[name] as Tensor).dims[0];
+    if (leading === undefined) return false;
+    if (rows === undefined) rows = leading;
+    else if (leading !== rows) return false;
+  }
+  return true;
+}
+
 /** Concatenates the inputs of several jobs along axis 0. Inputs must share a batch key. */
 export function concatInputs(batch: readonly TensorMap[]): TensorMap {
   const first = batch[0];

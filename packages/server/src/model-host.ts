@@ -13,7 +13,14 @@ import {
   type StageUpdate,
   type TensorMap,
 } from '@tandem/shared';
-import { batchKey, batchRows, concatInputs, hasBatchDimension, splitOutputs } from './batching.js';
+import {
+  batchKey,
+  batchRows,
+  concatInputs,
+  hasBatchDimension,
+  rowsAgree,
+  splitOutputs,
+} from './batching.js';
 import { checkInputs, type ModelSignature } from './input-check.js';
 import { Job, type JobRequest, type ProgressListener } from './job.js';
 import { JobQueue } from './job-queue.js';
@@ -452,12 +459,19 @@ export class ModelHost {
       return group;
     }
     if (behind) return undefined;
+    if (!rowsAgree(head.request.inputs)) {
+      // No job can share its run: it goes alone, at once.
+      this.#queue.shift();
+      this.#updatePositions();
+      return [head];
+    }
     const key = batchKey(head.request.inputs, head.request.outputs);
     const maxRows = this.entry.config.maxBatch;
     let rows = 0;
     const late: Job[] = [];
     const batch = this.#queue.toArray().filter((job) => {
       if (batchKey(job.request.inputs, job.request.outputs) !== key) return false;
+      if (!rowsAgree(job.request.inputs)) return false;
       // Every member finishes with the batch's one run: one that cannot make its deadline fails
       // now rather than run late (the head passed this check above).
       if (this.#tooLate(job, now)) {

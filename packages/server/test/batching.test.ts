@@ -12,6 +12,7 @@ import {
   batchRows,
   concatInputs,
   hasBatchDimension,
+  rowsAgree,
   splitOutputs,
 } from '../src/batching.js';
 
@@ -147,6 +148,22 @@ describe('batchKey', () => {
     expect(batchKey({ a: x([1, 2]), b: x([1]) }, ['p', 'q'])).toBe(
       batchKey({ b: x([3]), a: x([3, 2]) }, ['q', 'p']),
     );
+  });
+});
+
+describe('rowsAgree', () => {
+  const rows = (n: number): Tensor => ({
+    dtype: 'float32',
+    dims: [n, 2],
+    data: new Float32Array(n * 2),
+  });
+
+  it('holds when every input has the same leading dim, and not when one differs or has none', () => {
+    expect(rowsAgree({ a: rows(3), b: rows(3) })).toBe(true);
+    expect(rowsAgree({ a: rows(0) })).toBe(true);
+    expect(rowsAgree({ a: rows(1), b: rows(2) })).toBe(false);
+    const scalar: Tensor = { dtype: 'float32', dims: [], data: new Float32Array(1) };
+    expect(rowsAgree({ a: rows(1), s: scalar })).toBe(false);
   });
 });
 

@@ -16,6 +16,7 @@ import {
   ZERO_COPY_MIN_BYTES,
   encodeMessage,
   type ErrorMessage,
+  type Tensor,
   type TensorMap,
 } from '@tandem/shared';
 import { STREAM_PATH, hashApiKey } from '@tandem/server';
@@ -1160,6 +1161,28 @@ describe('ws-gateway: dynamic batching (model.json maxBatch)', () => {
       // A long maxDelayMs: the batch runs when its JOBS rows are in, not when a timer fires, so
       // the jobs below always share one run however the connections interleave.
       writeModelConfig(dir, 'mlp', 1, { maxBatch: JOBS, maxDelayMs: 10_000 });
+      // Two inputs whose leading dims are named apart (as paddle2onnx names them), each passed
+      // through: a job may give them different sizes and still be a valid job.
+      await writeModelFile(
+        dir,
+        'pair',
+        1,
+        buildModel({
+          inputs: [
+            { name: 'a', dtype: 'float32', dims: ['n', 2] },
+            { name: 'b', dtype: 'float32', dims: ['m', 2] },
+          ],
+          outputs: [
+            { name: 'ya', dtype: 'float32', dims: ['n', 2] },
+            { name: 'yb', dtype: 'float32', dims: ['m', 2] },
+          ],
+          nodes: [
+            { opType: 'Identity', inputs: ['a'], outputs: ['ya'] },
+            { opType: 'Identity', inputs: ['b'], outputs: ['yb'] },
+          ],
+        }),
+      );
+      writeModelConfig(dir, 'pair', 1, { maxBatch: 4, maxDelayMs: 10_000 });
     });
   });
   afterAll(async () => {
@@ -1187,6 +1210,29 @@ describe('ws-gateway: dynamic batching (model.json maxBatch)', () => {
     expect(ran).toBeGreaterThanOrEqual(1);
     expect(ran).toBeLessThan(JOBS);
     await Promise.all(clients.map((client) => client.close()));
+  });
+
+  it("runs a job whose inputs disagree on the batch dimension alone: it fails no other job's run", async () => {
+    const rows = (n: number, seed: number): Tensor => ({
+      dtype: 'float32',
+      dims: [n, 2],
+      data: Float32Array.from({ length: n * 2 }, (_, k) => seed * 100 + k),
+    });
+    const client = await connectClient(ctx.url);
+    // Four one-row jobs fill a batch at once (maxBatch 4); `odd` has 1 row of a but 2 of b.
+    const jobs = [
+      { id: 'n-1', inputs: { a: rows(1, 1), b: rows(1, 2) } },
+      { id: 'odd', inputs: { a: rows(1, 3), b: rows(2, 4) } },
+      { id: 'n-2', inputs: { a: rows(1, 5), b: rows(1, 6) } },
+      { id: 'n-3', inputs: { a: rows(1, 7), b: rows(1, 8) } },
+      { id: 'n-4', inputs: { a: rows(1, 9), b: rows(1, 10) } },
+    ];
+    for (const { id, inputs } of jobs) client.send({ type: 'infer', id, model: 'pair', inputs });
+    for (const { id, inputs } of jobs) {
+      const result = resultOf(await client.collectJob(id));
+      expectSameTensors(result.outputs, { ya: inputs.a, yb: inputs.b });
+    }
+    await client.close();
   });
 });
 
