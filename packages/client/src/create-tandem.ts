@@ -487,7 +487,7 @@ interface ProgressListener {
  * Wraps a call's onProgress. Called from inside a runtime (a socket's message handler, a worker's
  * reply), a throw would escape there (in Node, an uncaught exception in the socket's handler) or
  * skip the code after it: the job never settled. A throw fails the call instead, as a cancel
- * stops it, and the handler is not called again.
+ * stops it, and the handler is not called again; nor is it after the event that ends the call.
  */
 function progressListener(
   onProgress: ((event: ProgressEvent) => void) | undefined,
@@ -497,9 +497,15 @@ function progressListener(
   if (jobSignal.aborted) stop.abort(jobSignal.reason);
   else jobSignal.addEventListener('abort', () => stop.abort(jobSignal.reason), { once: true });
   let failure: TandemError | undefined;
+  /**
+   * Set by the event that ends the call: work the call left behind (a compile goes on in the
+   * worker, reporting onnxruntime-web's runtime download) must not tell a caller that was done.
+   */
+  let ended = false;
   return {
     notify(event) {
-      if (failure !== undefined || onProgress === undefined) return;
+      if (ended || failure !== undefined || onProgress === undefined) return;
+      ended = event.stage === 'done' || event.stage === 'error' || event.stage === 'cancelled';
       try {
         onProgress(event);
       } catch (error) {
