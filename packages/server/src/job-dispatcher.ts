@@ -50,6 +50,12 @@ export interface JobDispatcher {
     version?: string,
   ): { readonly model: DispatchedModel; readonly ready: Promise<ModelStatus> };
   /**
+   * Unloads the idle instances of every version of a model (the repository API's unload); throws
+   * `E_MODEL_NOT_FOUND` for an unknown name. Absent when another process holds the models (the
+   * Redis workers, which unload them when idle).
+   */
+  unload?(name: string): Promise<void>;
+  /**
    * Finds a job this process does not hold but a shared store does (one submitted through another
    * gateway, or before this one restarted), so a client can `resume` it. Undefined when unknown.
    * Absent when jobs live only in this process.

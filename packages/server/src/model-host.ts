@@ -360,6 +360,20 @@ export class ModelHost {
     return true;
   }
 
+  /**
+   * Unloads every idle instance (ready, running nothing, no job waiting) beyond `minReady`: the
+   * repository API's unload. Busy instances finish and go at their idle timeout as usual; the
+   * keep-warm ones stay, since model.json asks for them. Resolves once those instances are gone.
+   */
+  async unloadIdle(): Promise<void> {
+    if (this.#queue.size > 0) return;
+    const idle = this.#instances
+      .filter((i) => i.state === 'ready' && i.runs === 0)
+      .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+    const surplus = this.#readyCount() - this.entry.config.minReady;
+    await Promise.all(idle.slice(0, Math.max(0, surplus)).map((i) => this.#unload(i, 'unload')));
+  }
+
   /** Stops taking jobs; resolves when every accepted job has settled. */
   drain(): Promise<void> {
     this.#draining = true;

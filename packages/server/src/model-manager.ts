@@ -89,6 +89,13 @@ export class ModelManager implements JobDispatcher {
     return { model: host, ready: host.warm().then(() => host.status()) };
   }
 
+  /** Unloads the idle instances of every version of `name`; `E_MODEL_NOT_FOUND` when unknown. */
+  async unload(name: string): Promise<void> {
+    this.host(name);
+    const versions = this.hosts().filter((host) => host.entry.name === name);
+    await Promise.all(versions.map((host) => host.unloadIdle()));
+  }
+
   /** The wire view of every model. */
   statuses(): ModelStatus[] {
     return this.hosts().map((host) => host.status());

@@ -1,6 +1,7 @@
 // The Open Inference Protocol v2 (KServe / Triton REST API) over HTTP, with its binary-data
 // extension, so existing KServe and Triton clients work against Tandem unchanged:
 //   GET  /v2, /v2/health/live, /v2/health/ready
+//   POST /v2/repository/index, /v2/repository/models/{m}/load|unload   (oip-repository.ts)
 //   GET  /v2/models/{m}[/versions/{v}], /v2/models/{m}[/versions/{v}]/ready
 //   POST /v2/models/{m}[/versions/{v}]/infer   (JSON, or JSON + binary with Inference-Header-Content-Length,
 //                                               or Triton's raw binary request when that header is 0)
@@ -47,6 +48,7 @@ import type { ModelSignature } from './input-check.js';
 import type { DispatchedModel, JobDispatcher } from './job-dispatcher.js';
 import type { JobResult } from './job.js';
 import type { RejectionCounter } from './metrics.js';
+import { registerRepositoryRoutes } from './oip-repository.js';
 
 /** The header a client sets when the body carries binary tensor data after the JSON. */
 export const HEADER_LENGTH_HEADER = OIP_HEADER_LENGTH_HEADER;
@@ -75,6 +77,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
     version: options.serverVersion,
     extensions: ['binary_tensor_data', 'model_repository'],
   }));
+  registerRepositoryRoutes(fastify, options);
   fastify.get('/v2/health/live', async () => ({ live: true }));
   fastify.get('/v2/health/ready', async (_request, reply) => {
     const ready = !manager.draining;
