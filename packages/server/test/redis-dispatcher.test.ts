@@ -146,6 +146,22 @@ describe('redis-dispatcher: one gateway, two workers', () => {
     expect(float32Of(outputs.probs!.bytes!)).toEqual(expected.probs!.data);
   });
 
+  it('answers the OIP repository extension: index and load as in one process, unload refused', async () => {
+    const post = (path: string): Promise<Response> =>
+      fetch(`${gateway.url}/v2/repository${path}`, { method: 'POST' });
+    // Load is a warm job that a worker takes; it answers once that worker has the model ready.
+    const load = await post('/models/mlp/load');
+    expect(load.status).toBe(200);
+    expect(await load.json()).toEqual({ name: 'mlp', load: true });
+    const index = (await (await post('/index')).json()) as { name: string; state: string }[];
+    const mlp = index.find((entry) => entry.name === 'mlp');
+    expect(['READY', 'LOADING', 'UNAVAILABLE']).toContain(mlp?.state);
+    // The workers hold the models and unload them when idle: a gateway cannot.
+    const unload = await post('/models/mlp/unload');
+    expect(unload.status).toBe(400);
+    expect(((await unload.json()) as { code: string }).code).toBe('E_INVALID_ARGUMENT');
+  });
+
   it('spreads concurrent jobs over both workers', async () => {
     const ids = ['spread-0', 'spread-1', 'spread-2', 'spread-3'];
     const logs = await Promise.all(
