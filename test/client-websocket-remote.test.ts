@@ -30,7 +30,12 @@ import {
   writeModelFile,
   writeSlowModel,
 } from '@tandem/test-support';
-import { rejectionCode as codeOf, startCli, type CliProcess } from '@tandem/test-support';
+import {
+  rejectionCode as codeOf,
+  connectClient,
+  startCli,
+  type CliProcess,
+} from '@tandem/test-support';
 
 const createSocket = (url: string, protocols: string[]): WebSocketLike =>
   new WebSocket(url, protocols) as unknown as WebSocketLike;
@@ -402,6 +407,57 @@ describe('WebSocketRemote against a real server', () => {
       expect(await jobsRun(url, 'slow')).toBe(before + 2);
     } finally {
       await dropping.close();
+      await proxy.close();
+    }
+  });
+
+  it('a job cancelled while its connection is down is cancelled on the server: asked about it later, the server says E_CANCELLED, never a result', async () => {
+    const proxy = await holdingProxy(url);
+    proxy.release();
+    let firstClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (firstClosed = resolve));
+    let opened = 0;
+    const remote = new WebSocketRemote({
+      url: proxy.url,
+      reconnectMinDelayMs: 20,
+      reconnectMaxDelayMs: 200,
+      createSocket: (socketUrl, protocols) => {
+        const socket = new WebSocket(socketUrl, protocols);
+        if (opened++ === 0) socket.on('close', () => firstClosed());
+        return socket as unknown as WebSocketLike;
+      },
+    });
+    try {
+      await remote.warm(slow);
+      let runningNow!: () => void;
+      const isRunning = new Promise<void>((resolve) => (runningNow = resolve));
+      const abort = new AbortController();
+      const job = remote.run(slow, slowInput(8192, 8), {
+        ...options('gone-1', [], abort.signal),
+        onProgress: (event) => {
+          if (event.stage === 'running') runningNow();
+        },
+      });
+      await isRunning;
+      // The server keeps the job running for a resume that, cancelled, the client never sends.
+      proxy.cut();
+      await closed;
+      abort.abort();
+      expect(await codeOf(job)).toBe('E_CANCELLED');
+      // The remote reconnects for the cancel, and stays usable.
+      const next = await remote.run(slow, slowInput(2, 9), options('after-1'));
+      expect(next.outputs.y?.dims).toEqual([2, 256]);
+      const probe = await connectClient(url);
+      try {
+        probe.send({ type: 'resume', ids: ['gone-1'] });
+        const told = await probe.collectJob('gone-1');
+        expect(told.result).toBeUndefined();
+        expect(told.error?.code).toBe('E_CANCELLED');
+      } finally {
+        await probe.close();
+      }
+    } finally {
+      await remote.close();
       await proxy.close();
     }
   });
