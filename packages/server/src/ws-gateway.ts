@@ -5,7 +5,7 @@
 // (never results) and gets E_BUSY for new jobs instead of making the server buffer without bound.
 // Every refusal (upgrade, frame, hello, job) is counted for /metrics as it is answered.
 
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
@@ -137,6 +137,10 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
   const connections = new Set<Connection>();
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (request.headers.upgrade?.toLowerCase() !== 'websocket') {
+      replayAsHttp(fastify.server, request, socket, head);
+      return;
+    }
     const deny = (
       status: number,
       code: ErrorCode,
@@ -784,6 +788,46 @@ function jobNotFound(id: string): TandemError {
 
 /** How soon a client refused for a shutdown may try again (behind a balancer, another server). */
 const SHUTDOWN_RETRY_AFTER_MS = 1000;
+
+/** Connection tokens that belong to an upgrade; a replayed request goes without them. */
+const UPGRADE_TOKENS = new Set(['upgrade', 'http2-settings']);
+
+/**
+ * Hands a request that offers an upgrade to anything but a WebSocket back to the http server as a
+ * plain HTTP/1.1 request. Java's HttpClient (its default version is HTTP/2) and `curl --http2`
+ * offer h2c on every http:// request, and a server may decline an upgrade by answering in
+ * HTTP/1.1; but while anyone listens for 'upgrade', Node (before 24.9's shouldUpgradeCallback)
+ * gives every upgrade request to them, so these clients got the gateway's 404 on every route.
+ * The request head is written again without its upgrade headers and put back in front of what
+ * the socket has not read yet (the body, if any), and the socket is given to the server as a new
+ * connection, whose parser reads it all as usual.
+ */
+function replayAsHttp(
+  server: HttpServer,
+  request: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): void {
+  const lines = [`${request.method ?? 'GET'} ${request.url ?? '/'} HTTP/${request.httpVersion}`];
+  const raw = request.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const lower = name.toLowerCase();
+    if (lower === 'upgrade' || lower === 'http2-settings') continue;
+    let value = raw[i + 1] as string;
+    if (lower === 'connection') {
+      value = value
+        .split(',')
+        .map((token) => token.trim())
+        .filter((token) => token.length > 0 && !UPGRADE_TOKENS.has(token.toLowerCase()))
+        .join(', ');
+      if (value.length === 0) continue;
+    }
+    lines.push(`${name}: ${value}`);
+  }
+  socket.unshift(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), head]));
+  server.emit('connection', socket);
+}
 
 function refuseUpgrade(socket: Duplex, status: number, error: TandemError): void {
   // The http server stopped listening for this socket's errors when it handed it over, and no

@@ -310,10 +310,12 @@ describe('ws-gateway: upgrade checks and hello', () => {
   const KEY = 'tk_test_alice';
   let keyed: TestServer;
   let guarded: TestServer;
+  /** One of the two servers' copies of the MLP (the same bytes). */
+  let mlpCopy: string;
 
   beforeAll(async () => {
     const setup = async (dir: string): Promise<void> => {
-      await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      mlpCopy = await writeModelFile(dir, 'mlp', 1, MLP.bytes);
     };
     [keyed, guarded] = await Promise.all([
       startServer(setup, { apiKeys: [{ id: 'alice', sha256: hashApiKey(KEY) }] }),
@@ -428,6 +430,57 @@ describe('ws-gateway: upgrade checks and hello', () => {
     const client = await connectClient(guarded.url);
     await expectServing(client, 'after-bad-target');
     await client.close();
+  });
+
+  it('serves HTTP requests that offer an upgrade to h2c as plain HTTP/1.1 (Java HttpClient, curl --http2)', async () => {
+    // Such clients ask for h2c on every http:// request; the gateway took each for a WebSocket
+    // upgrade and answered 404, so no route worked for them.
+    const port = Number(new URL(guarded.url).port);
+    const exchange = async (head: string[], body = ''): Promise<string> => {
+      const client = connect(port, '127.0.0.1');
+      client.on('error', () => undefined);
+      await once(client, 'connect');
+      const upgrade = [
+        'Host: 127.0.0.1',
+        'Connection: Upgrade, HTTP2-Settings, close',
+        'Upgrade: h2c',
+        'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA',
+      ];
+      client.write([...head, ...upgrade, '', body].join('\r\n'));
+      return new Promise<string>((resolve) => {
+        let text = '';
+        client.on('data', (data: Buffer) => (text += data.toString('utf8')));
+        client.on('close', () => resolve(text));
+      });
+    };
+    const live = await exchange(['GET /v2/health/live HTTP/1.1']);
+    expect(live.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    expect(JSON.parse(live.slice(live.indexOf('\r\n\r\n') + 4))).toEqual({ live: true });
+    const inputs = mlpInput(2, 5);
+    const x = inputs.x!;
+    const body = JSON.stringify({
+      inputs: [
+        { name: 'x', datatype: 'FP32', shape: x.dims, data: Array.from(x.data as Float32Array) },
+      ],
+      outputs: [{ name: 'label' }],
+    });
+    const infer = await exchange(
+      [
+        'POST /v2/models/mlp/infer HTTP/1.1',
+        'Content-Type: application/json',
+        `Content-Length: ${Buffer.byteLength(body)}`,
+      ],
+      body,
+    );
+    expect(infer.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    const answer = JSON.parse(infer.slice(infer.indexOf('\r\n\r\n') + 4)) as {
+      outputs: { name: string; data: number[] }[];
+    };
+    const expected = await runDirect(mlpCopy, inputs, ['label']);
+    expect(answer.outputs.map((o) => o.name)).toEqual(['label']);
+    expect(answer.outputs[0]!.data).toEqual(
+      Array.from(expected.label!.data as BigInt64Array, Number),
+    );
   });
 
   it('answers a protocol version mismatch with E_PROTOCOL_VERSION, then closes', async () => {
