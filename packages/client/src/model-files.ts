@@ -12,6 +12,7 @@
 // name is listed, and a delete of one removes the files only when no other recorded name needs them.
 
 import { TandemError, type ModelManifest } from '@tandem/shared';
+import { sha256 } from './sha256.js';
 import type { ModelCache, ModelCacheStorage } from './file-cache-storage.js';
 
 /** Where a stored model file lives. */
@@ -1047,8 +1048,13 @@ function aborted(signal: AbortSignal | undefined): TandemError | undefined {
     : new TandemError('E_CANCELLED', 'the download was cancelled');
 }
 
-/** Lower-case hex sha256 of `bytes` (Web Crypto, in pages, workers and Node). */
+/**
+ * Lower-case hex sha256 of `bytes`: Web Crypto (pages, workers and Node), else plain JavaScript
+ * where a page has no `crypto.subtle` (served over plain http from a host other than localhost).
+ */
 export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  const subtle = (globalThis as { crypto?: { subtle?: SubtleCrypto } }).crypto?.subtle;
+  if (subtle === undefined) return sha256(bytes);
+  const digest = await subtle.digest('SHA-256', bytes);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
