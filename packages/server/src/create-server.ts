@@ -14,7 +14,7 @@ import type { JobDispatcher } from './job-dispatcher.js';
 import { JobRegistry } from './job-registry.js';
 import { RejectionCounter, ServerMetrics } from './metrics.js';
 import { DEFAULT_MANAGER_SETTINGS, ModelManager } from './model-manager.js';
-import { ModelRepository, type ModelEntry } from './model-repository.js';
+import { ModelRepository, checkModelsDir, type ModelEntry } from './model-repository.js';
 import { registerModelRoutes } from './model-routes.js';
 import { registerOipRoutes } from './oip-routes.js';
 import type { SessionSettings } from './onnx-session.js';
@@ -29,7 +29,10 @@ export interface ServerOptions {
   readonly host?: string;
   /** Port to listen on; 0 picks a free one. @default 8080 */
   readonly port?: number;
-  /** Model repository directory: `DIR/<name>/<version>/model.onnx` (+ model.json). */
+  /**
+   * Model repository directory: `DIR/<name>/<version>/model.onnx` (+ model.json). It must exist
+   * (E_INVALID_ARGUMENT otherwise: a typo would serve none of its models without a word).
+   */
   readonly modelsDir?: string;
   /** The built-in catalog (PaddleOCR from npm), or your own entries, or none. @default true */
   readonly catalog?: boolean | readonly ModelEntry[];
@@ -151,6 +154,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     typeof options.apiKeys === 'string' ? loadApiKeyFile(options.apiKeys) : (options.apiKeys ?? []),
   );
   const catalog = resolveCatalog(options.catalog);
+  if (options.modelsDir !== undefined) checkModelsDir(options.modelsDir);
   const repository = new ModelRepository({ dir: options.modelsDir, catalog });
   // return503OnClosing off: while draining, the routes themselves answer (ready 503, live 200,
   // new work E_SHUTTING_DOWN with Retry-After) instead of fastify's bare 503 for everything.

@@ -40,6 +40,19 @@ const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Fewest milliseconds between two rescans triggered by lookups and listings. */
 const RESCAN_INTERVAL_MS = 1000;
 
+/**
+ * Refuses a model repository folder that is not there (a typo in `--models`), with
+ * E_INVALID_ARGUMENT: a server started on it would serve none of the models meant for it, with no
+ * word why. A folder that goes away later only empties the listing (see {@link ModelRepository}).
+ */
+export function checkModelsDir(dir: string): void {
+  if (!isDirectory(dir))
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      `the model repository ${dir} is not a folder (expected ${dir}/<name>/<version>/model.onnx)`,
+    );
+}
+
 /** Finds models in a directory and a catalog. */
 export class ModelRepository {
   readonly #dir: string | undefined;

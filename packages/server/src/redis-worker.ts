@@ -19,7 +19,7 @@ import type { Job, JobOutcome } from './job.js';
 import { serveMetrics, type MetricsEndpoint } from './metrics-endpoint.js';
 import { ServerMetrics } from './metrics.js';
 import { DEFAULT_MANAGER_SETTINGS, ModelManager } from './model-manager.js';
-import { ModelRepository, type ModelEntry } from './model-repository.js';
+import { ModelRepository, checkModelsDir, type ModelEntry } from './model-repository.js';
 import type { SessionSettings } from './onnx-session.js';
 import {
   decodeJobInput,
@@ -45,7 +45,7 @@ import {
 export interface RedisWorkerOptions {
   /** Redis URL, e.g. redis://redis:6379. */
   readonly redisUrl: string;
-  /** Model repository directory (the same models the gateways see). */
+  /** Model repository directory (the same models the gateways see); it must exist. */
   readonly modelsDir?: string;
   /** The built-in catalog, your own entries, or none (match the gateways). @default true */
   readonly catalog?: boolean | readonly ModelEntry[];
@@ -114,6 +114,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
     if (!Number.isInteger(value) || value < 1)
       throw new TandemError('E_INVALID_ARGUMENT', `option ${key} must be an integer >= 1`);
   }
+  if (options.modelsDir !== undefined) checkModelsDir(options.modelsDir);
   const keys = new RedisKeys(options.redisPrefix ?? DEFAULT_REDIS_PREFIX);
   const log = options.log ?? (() => undefined);
   const onRedisError = (error: Error): void => log('warn', `redis: ${error.message}`);

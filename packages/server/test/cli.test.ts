@@ -245,4 +245,12 @@ describe('cli: tandem serve', () => {
     ]).catch((e: unknown) => e);
     expect(String(error)).toMatch(/exited \(2\).*unknown execution provider "gpu9"/s);
   });
+
+  it('refuses a --models folder that is not there (a typo) before it serves', async () => {
+    const missing = join(tmpdir(), `tandem-no-such-models-${process.pid}`);
+    const error = await startCli(['serve', '--port', '0', '--models', missing, '--quiet']).catch(
+      (e: unknown) => e,
+    );
+    expect(String(error)).toMatch(/exited \(2\).*is not a folder/s);
+  });
 });

@@ -1,10 +1,14 @@
 // createServer's shutdown when accepted jobs outlast `shutdownTimeoutMs`: close() does not wait
 // for them to finish; every job still queued or running fails with a retryable E_SHUTTING_DOWN
 // that reaches its client (WebSocket, before the close with 1001; OIP v2, as a 503). And the
-// lifecycle metrics it exports: the oldest wait of a queue, load, warm-up and run durations.
+// lifecycle metrics it exports: the oldest wait of a queue, load, warm-up and run durations. And a
+// model folder that is not there refused at creation.
 
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectClient } from '@tandem/test-support';
+import { createServer } from '@tandem/server';
+import { connectClient, rejectionCode } from '@tandem/test-support';
 import {
   errorCodeOf,
   expectSameTensors,
@@ -129,5 +133,14 @@ describe('create-server: lifecycle metrics in /metrics', () => {
     // The queue is empty again: the oldest wait reads 0.
     expect(metricValue(done, 'tandem_queue_oldest_wait_seconds', { model: 'slow' })).toBe(0);
     await client.close();
+  });
+});
+
+describe('create-server: options', () => {
+  it('refuses a modelsDir that is not a folder with E_INVALID_ARGUMENT', async () => {
+    const missing = join(tmpdir(), `tandem-no-such-models-${process.pid}`);
+    expect(await rejectionCode(createServer({ port: 0, modelsDir: missing }))).toBe(
+      'E_INVALID_ARGUMENT',
+    );
   });
 });
