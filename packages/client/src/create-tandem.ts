@@ -80,7 +80,8 @@ export interface TandemOptions {
   /**
    * Keep these server models warm while the page is visible: a `warm` every `intervalMs` (the
    * server's idle clock restarts), none while the page is hidden (the server may scale to zero).
-   * Opt-in: warm servers cost money.
+   * Opt-in: warm servers cost money. An `intervalMs` outside 1 to 2^31 - 1 ms (default 60000)
+   * is refused with `E_INVALID_ARGUMENT`.
    */
   readonly keepWarm?: { readonly models: readonly string[]; readonly intervalMs?: number };
   /**
@@ -151,6 +152,7 @@ function newJobId(): string {
 
 /** Creates a Tandem client. */
 export function createTandem(options: TandemOptions = {}): Tandem {
+  checkKeepWarm(options.keepWarm);
   const baseUrl =
     options.baseUrl ??
     (globalThis as { location?: { href: string } }).location?.href ??
@@ -637,6 +639,25 @@ async function socketFactory(given: WebSocketFactory | undefined): Promise<WebSo
       readsFragments: true,
     }) as unknown as ReturnType<WebSocketFactory>;
   };
+}
+
+/** Longest delay setInterval takes, in ms: past it, timers fire after 1 ms instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Refuses a keepWarm interval that is no positive number of ms a timer takes: 0, a negative
+ * number, NaN, or anything past 2^31 - 1 (Infinity included) makes setInterval fire every
+ * millisecond or so, a warm each time, for as long as the page is open.
+ */
+function checkKeepWarm(keepWarm: TandemOptions['keepWarm']): void {
+  const intervalMs = keepWarm?.intervalMs;
+  if (intervalMs === undefined) return;
+  if (!Number.isFinite(intervalMs) || intervalMs < 1 || intervalMs > MAX_TIMER_MS) {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      `keepWarm.intervalMs must be from 1 to ${MAX_TIMER_MS} ms, not ${intervalMs}`,
+    );
+  }
 }
 
 /** Pings `warm` for each model every interval while the page is visible; returns the stop. */

@@ -90,3 +90,13 @@ describe('createTandem and onProgress', () => {
     }
   });
 });
+
+describe('createTandem options', () => {
+  for (const intervalMs of [0, -1000, Number.NaN, Number.POSITIVE_INFINITY]) {
+    it(`refuses keepWarm.intervalMs ${intervalMs} with E_INVALID_ARGUMENT: a warm every millisecond would flood the server`, () => {
+      expect(() =>
+        createTandem({ server: 'http://127.0.0.1:1', keepWarm: { models: ['m'], intervalMs } }),
+      ).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+    });
+  }
+});
