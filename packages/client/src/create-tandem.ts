@@ -145,9 +145,30 @@ export interface Tandem {
 
 let jobCounter = 0;
 
+/**
+ * A job's id: the server resumes and cancels jobs by id (under one API key, or for any caller on
+ * a server without keys), so it must be unguessable and never clash with another client's. A
+ * random UUID; where crypto.randomUUID is missing (a page that is no secure context) one built from
+ * crypto.getRandomValues, which every context has.
+ */
 function newJobId(): string {
-  const random = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto?.randomUUID?.();
-  return random ?? `job-${Date.now().toString(36)}-${(jobCounter++).toString(36)}`;
+  const crypto = (
+    globalThis as {
+      crypto?: { randomUUID?: () => string; getRandomValues?: (array: Uint8Array) => Uint8Array };
+    }
+  ).crypto;
+  const uuid = crypto?.randomUUID?.();
+  if (uuid !== undefined) return uuid;
+  if (crypto?.getRandomValues !== undefined) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    // RFC 9562 version 4: the version nibble, then the variant bits.
+    bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x40;
+    bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+  // No Web Crypto at all (a very old runtime): unique in this page, not unguessable.
+  return `job-${Date.now().toString(36)}-${(jobCounter++).toString(36)}`;
 }
 
 /** Creates a Tandem client. */

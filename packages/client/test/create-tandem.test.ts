@@ -100,3 +100,18 @@ describe('createTandem options', () => {
     });
   }
 });
+
+describe('createTandem job ids', () => {
+  it('are random UUIDs on a page without crypto.randomUUID (no secure context): another caller can neither guess one nor clash with it', () => {
+    // crypto.getRandomValues exists in every context; randomUUID only in secure ones.
+    vi.stubGlobal('crypto', { getRandomValues: crypto.getRandomValues.bind(crypto) });
+    const tandem = createTandem({ models: { m: { name: 'm' } } });
+    const inputs = { x: { dtype: 'float32', dims: [1], data: new Float32Array(1) } } as const;
+    const ids = [tandem.run('m', inputs).id, tandem.run('m', inputs).id];
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    expect(ids[0]).toMatch(uuid);
+    expect(ids[1]).toMatch(uuid);
+    expect(ids[0]).not.toBe(ids[1]);
+    void tandem.close();
+  });
+});
