@@ -377,12 +377,32 @@ export function parseRawBinaryRequest(
       `a raw binary request cannot tell the shape of input "${spec.name}" [${spec.dims.join(', ')}]: more than one variable dim`,
     );
   } else {
-    // The variable dim (if any) takes whatever the bytes fill; tensorFromBinary then checks
-    // that they fill the shape exactly.
+    // The variable dim (if any) takes whatever the bytes fill. The size is checked here, in
+    // terms of the request (bytes sent, bytes per row): the shape derived from a wrong size
+    // ("[0, 4] need 0") would only confuse, and an empty body must not run zero rows.
     const rowBytes =
       bytesPerElement(spec.dtype) *
       elementCount(spec.dims.map((dim) => (typeof dim === 'number' ? dim : 1)));
-    const rows = rowBytes === 0 ? 0 : Math.floor(body.byteLength / rowBytes);
+    const shape = `[${spec.dims.join(', ')}]`;
+    const got = `got ${body.byteLength} bytes`;
+    if (variable === 0 && body.byteLength !== rowBytes) {
+      throw shapeError(
+        spec.name,
+        `a raw binary request for ${spec.dtype} shape ${shape} needs ${rowBytes} bytes, ${got}`,
+      );
+    }
+    if (
+      variable === 1 &&
+      (rowBytes === 0 || body.byteLength % rowBytes !== 0 || body.byteLength === 0)
+    ) {
+      throw shapeError(
+        spec.name,
+        rowBytes === 0
+          ? `a raw binary request cannot tell the variable dim of ${shape}: a row holds no elements`
+          : `a raw binary request for ${spec.dtype} shape ${shape} needs a positive multiple of ${rowBytes} bytes (one row), ${got}`,
+      );
+    }
+    const rows = rowBytes === 0 ? 0 : body.byteLength / rowBytes;
     const dims = spec.dims.map((dim) => (typeof dim === 'number' ? dim : rows));
     tensor = tensorFromBinary(spec.name, spec.dtype, dims, body);
   }

@@ -445,6 +445,15 @@ describe('inference with the binary data extension', () => {
       status: 400,
       code: 'E_INPUT_SHAPE',
     });
+    // Neither can an empty body (it ran zero rows) nor less than one row (whose message spoke of
+    // the derived shape, "[0, 4] need 0"): the message gives the bytes sent and the row's bytes.
+    for (const bytes of [0, 5]) {
+      const response = await raw('mlp', binaryX.subarray(0, bytes));
+      expect(errorOf(response)).toEqual({ status: 400, code: 'E_INPUT_SHAPE' });
+      const { error } = response.json<{ error: string }>();
+      expect(error).toContain(`got ${bytes} bytes`);
+      expect(error).toContain(`multiple of ${4 * FEATURES} bytes`);
+    }
     expect(errorOf(await raw('dtypes', binaryX))).toEqual({
       status: 400,
       code: 'E_INVALID_ARGUMENT',
