@@ -58,12 +58,19 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
         .on('error', reject)
         .on('end', () => resolve(hash.digest('hex')));
     });
-    digests.set(path, {
+    const entry = {
       size: stat.size,
       mtimeMs: stat.mtimeMs,
       ctimeMs: stat.ctimeMs,
       ino: stat.ino,
       sha256,
+    };
+    digests.set(path, entry);
+    // A failed read (the file deleted mid-read, EIO, too many open files) says nothing about the
+    // file's contents: forget it, so the next request reads again rather than fail until the
+    // file changes. Only this entry: a newer one may have replaced it meanwhile.
+    sha256.catch(() => {
+      if (digests.get(path) === entry) digests.delete(path);
     });
     return sha256;
   };

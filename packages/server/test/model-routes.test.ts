@@ -3,16 +3,33 @@
 // counted in /metrics.
 
 import { createHash } from 'node:crypto';
+import type * as Fs from 'node:fs';
 import { mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseModelManifest, type ModelStatus } from '@tandem/shared';
 import { createServer, hashApiKey, type TandemServer } from '@tandem/server';
 import { buildMlpClassifier, buildTinyModel, writeModelFile } from '@tandem/test-support';
 import { metricValue, runDirect } from './fixtures.js';
 import { encodeInferRequest } from './oip-client.js';
 import { tempDir, writeModelConfig } from './server-fixtures.js';
+
+/**
+ * Reads of model files to fail, once each, as a file deleted between its stat and its open does
+ * (the read opens a path that is not there: ENOENT) while the file itself stays as it was. Real
+ * files cannot stage that race, and root ignores permissions. Every other read is untouched.
+ */
+const failingReads = vi.hoisted(() => new Set<string>());
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof Fs>();
+  const createReadStream: typeof fs.createReadStream = (path, options) =>
+    fs.createReadStream(
+      typeof path === 'string' && failingReads.delete(path) ? `${path}.gone` : path,
+      options,
+    );
+  return { ...fs, createReadStream, default: { ...fs, createReadStream } };
+});
 
 const mlp = buildMlpClassifier({ features: 4, hidden: 8, classes: 3, seed: 3 });
 const tiny = buildTinyModel();
@@ -128,6 +145,39 @@ describe('models, warm-up, manifests and downloads', () => {
     expect(revalidated.rawPayload.byteLength).toBe(0);
     const missing = await server.fastify.inject({ url: '/v1/models/mlp/versions/7/model.onnx' });
     expect(codeOf(missing)).toEqual({ status: 404, code: 'E_MODEL_NOT_FOUND' });
+  });
+});
+
+describe('a model file whose read fails', () => {
+  let server: TandemServer;
+  let path: string;
+  let remove: () => void;
+
+  beforeAll(async () => {
+    const temp = tempDir('model-routes-read-failure');
+    remove = temp.remove;
+    path = await writeModelFile(temp.dir, 'mlp', 1, mlp.bytes);
+    server = await createServer({ modelsDir: temp.dir, catalog: false });
+  });
+
+  afterAll(async () => {
+    await server.close();
+    remove();
+  });
+
+  it('reads it again on the next request: a failed sha256 is not kept for the unchanged file', async () => {
+    failingReads.add(path);
+    const failed = await server.fastify.inject({ url: '/v1/models/mlp/manifest' });
+    expect(failed.statusCode).toBe(500);
+    expect(failingReads.has(path)).toBe(false);
+    // The same file, stat for stat: the cache key still matches, and the failure is not in it.
+    const manifest = await server.fastify.inject({ url: '/v1/models/mlp/manifest' });
+    expect(manifest.statusCode).toBe(200);
+    const sha256 = createHash('sha256').update(readFileSync(path)).digest('hex');
+    expect(parseModelManifest(manifest.json()).sha256).toBe(sha256);
+    const download = await server.fastify.inject({ url: '/v1/models/mlp/versions/1/model.onnx' });
+    expect(download.statusCode).toBe(200);
+    expect(download.headers.etag).toBe(`"${sha256}"`);
   });
 });
 
