@@ -158,10 +158,23 @@ async function serve(argv: string[]): Promise<void> {
     if (existsSync(values.static)) options.staticDir = values.static;
     else console.error(`tandem: ${values.static} does not exist; serving no static files`);
   }
+  // From here on a signal closes whatever has been opened, even before the server listens: an
+  // orchestrator stopping a pod that is still starting would otherwise kill it by signal.
+  const shutdown = onSignals();
   // Loaded here, not up front: a worker (often started cold by an autoscaler) needs none of it.
   const { createServer } = await import('./create-server.js');
   const server = await createServer(options);
-  const url = await server.listen();
+  shutdown.closeWith(() => server.close());
+  if (shutdown.stopping()) return;
+  let url: string;
+  try {
+    url = await server.listen();
+  } catch (error) {
+    // A listen cut short by the shutdown is no start-up failure: the close exits.
+    if (shutdown.stopping()) return;
+    throw error;
+  }
+  if (shutdown.stopping()) return;
   const models = server.dispatcher.statuses().map((m) => `${m.name}@${m.version} (${m.state})`);
   const mode = options.redis === undefined ? '' : ' as a gateway (jobs queued in Redis)';
   console.error(`tandem: serving on ${url}${mode} — models: ${models.join(', ') || 'none'}`);
@@ -172,7 +185,6 @@ async function serve(argv: string[]): Promise<void> {
     if (page.hostname === '127.0.0.1' || page.hostname === '[::1]') page.hostname = 'localhost';
     console.error(`tandem: open ${page.href} in a browser for the page in ${options.staticDir}`);
   }
-  onSignals(() => server.close());
 }
 
 async function worker(argv: string[]): Promise<void> {
@@ -230,8 +242,11 @@ async function worker(argv: string[]): Promise<void> {
         `tandem worker: ${level}: ${message}${details ? ` ${JSON.stringify(details)}` : ''}`,
       );
   }
+  const shutdown = onSignals();
   const { startRedisWorker } = await import('./redis-worker.js');
   const running = await startRedisWorker(options);
+  shutdown.closeWith(() => running.close());
+  if (shutdown.stopping()) return;
   console.error(
     `tandem: worker ready — pool ${running.pool}, name ${running.name}, concurrency ${options.concurrency ?? 1}${running.metricsUrl === undefined ? '' : `, metrics ${running.metricsUrl}/metrics`}`,
   );
@@ -241,16 +256,26 @@ async function worker(argv: string[]): Promise<void> {
       process.exit(0);
     }
   });
-  onSignals(() => running.close());
 }
 
-/** SIGTERM/SIGINT: finish what was accepted (`close`), then exit 0. */
-function onSignals(close: () => Promise<void>): void {
+/** What a SIGTERM/SIGINT closes, given once it exists (see {@link onSignals}). */
+interface Shutdown {
+  /** Sets what to close; closes it at once when a signal came before. */
+  closeWith(close: () => Promise<void>): void;
+  /** Whether a signal has come: start-up stops where it is and leaves the exit to the close. */
+  stopping(): boolean;
+}
+
+/**
+ * SIGTERM/SIGINT: finish what was accepted (`close`), then exit 0. Handled from the start of a
+ * command, not only once it runs: a signal that comes while it starts (modules loading, a key file
+ * or Redis being read) waits for what is being opened, closes it, and exits 0 as well.
+ */
+function onSignals(): Shutdown {
   let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    console.error(`tandem: ${signal}: draining in-flight jobs, then exiting`);
+  let close: (() => Promise<void>) | undefined;
+  const run = (): void => {
+    if (close === undefined) return;
     close().then(
       () => process.exit(0),
       (error: unknown) => {
@@ -259,8 +284,25 @@ function onSignals(close: () => Promise<void>): void {
       },
     );
   };
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    console.error(
+      close === undefined
+        ? `tandem: ${signal} while starting: closing what is open, then exiting`
+        : `tandem: ${signal}: draining in-flight jobs, then exiting`,
+    );
+    run();
+  };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  return {
+    closeWith(closeFn) {
+      close = closeFn;
+      if (stopping) run();
+    },
+    stopping: () => stopping,
+  };
 }
 
 async function main(): Promise<void> {

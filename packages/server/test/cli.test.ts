@@ -1,12 +1,13 @@
 // Integration tests of the `tandem serve` command as a real child process: it prints its URL,
 // serves over WebSocket, and on SIGTERM refuses new work, lets every accepted job finish and
 // deliver its result, closes connections (1001), then exits 0; --host, --api-keys and --origins
-// reach the server, and --providers reaches onnxruntime. Runs the build (dist/cli.js).
+// reach the server, and --providers reaches onnxruntime; a SIGTERM while it starts exits 0 too.
+// Runs the build (dist/cli.js).
 
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,6 +118,37 @@ describe('cli: tandem serve', () => {
     expect((await client.closed).code).toBe(1001);
     expect(await exited).toEqual({ code: 0, signal: null });
     expect(cli.stderr()).toContain('SIGTERM');
+  });
+
+  it('exits 0 on a SIGTERM that comes while it starts, before it listens', async () => {
+    expect(existsSync(CLI_PATH), 'build first: npx tsc -b').toBe(true);
+    modelsDir = await mkdtemp(join(tmpdir(), 'tandem-cli-test-'));
+    // The key file is a named pipe: the CLI, starting, blocks reading it until this test writes
+    // it, so the signal is certain to come before the server listens, however fast the machine.
+    const keyFile = join(modelsDir, 'keys.fifo');
+    execFileSync('mkfifo', [keyFile]);
+    const started = spawn(
+      process.execPath,
+      [CLI_PATH, 'serve', '--port', '0', '--api-keys', keyFile, '--no-catalog', '--quiet'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child = started;
+    const exited = once(started, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    let stderr = '';
+    started.stderr.setEncoding('utf8');
+    started.stderr.on('data', (chunk: string) => (stderr += chunk));
+    // Opening a pipe for writing waits for its reader: once open, the CLI is reading the file.
+    const writer = await open(keyFile, 'w');
+    started.kill('SIGTERM');
+    const keys = JSON.stringify({ keys: [{ id: 'alice', sha256: hashApiKey('alice-key') }] });
+    // A CLI killed by the signal has no reader left on the pipe (EPIPE): the exit says so below.
+    await writer.writeFile(keys).catch(() => undefined);
+    await writer.close().catch(() => undefined);
+    const [code, signal] = await exited;
+    // The signal came before the listen; whether the CLI saw it before or after the listen
+    // completed (the rest of the start may need no turn of the event loop) is its own affair.
+    expect({ code, signal, stderr }).toMatchObject({ code: 0, signal: null });
+    expect(stderr).toContain('tandem: SIGTERM');
   });
 
   it('listens on --host, takes keys from --api-keys FILE and allows only the --origins LIST', async () => {
