@@ -45,7 +45,10 @@ export interface ServerOptions {
    * (CORS); undefined allows any. Requests without an Origin header are never refused by it.
    */
   readonly origins?: readonly string[];
-  /** Largest frame or request body, in bytes. @default 67108864 (64 MiB) */
+  /**
+   * Largest frame or request body, in bytes; a compressed OIP infer body is held to it once
+   * inflated too. @default 67108864 (64 MiB)
+   */
   readonly maxPayloadBytes?: number;
   /** Jobs that may wait per model (model.json may override). @default 256 */
   readonly maxQueue?: number;
@@ -265,6 +268,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     rejections,
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
+    maxPayloadBytes,
   });
   registerModelRoutes(fastify, { manager: dispatcher, authenticate, usage: usageSource });
   fastify.get('/metrics', async (_request, reply) => {

@@ -4,7 +4,8 @@
 //   POST /v2/repository/index, /v2/repository/models/{m}/load|unload   (oip-repository.ts)
 //   GET  /v2/models/{m}[/versions/{v}], /v2/models/{m}[/versions/{v}]/ready
 //   POST /v2/models/{m}[/versions/{v}]/infer   (JSON, or JSON + binary with Inference-Header-Content-Length,
-//                                               or Triton's raw binary request when that header is 0)
+//                                               or Triton's raw binary request when that header is 0;
+//                                               any of them gzip or deflate, with Content-Encoding)
 // Request `parameters` understood as Triton does: `priority` (0 default, 1 highest) and `timeout` (µs).
 // Response `parameters` carry Tandem's own `tandem_*` entries (what ran the job and where its time
 // went, as the WebSocket `result` says); OIP allows any, and Triton/KServe clients pass them over.
@@ -44,6 +45,7 @@ import {
   type TensorSpec,
 } from '@tandem/shared';
 import type { ApiKeyRecord, ApiKeys } from './api-keys.js';
+import { DecodedBody, requestEncoding } from './content-encoding.js';
 import type { ModelSignature } from './input-check.js';
 import type { DispatchedModel, JobDispatcher } from './job-dispatcher.js';
 import type { JobResult } from './job.js';
@@ -66,6 +68,8 @@ export interface OipOptions {
   readonly rejections: RejectionCounter;
   readonly serverName: string;
   readonly serverVersion: string;
+  /** The largest infer body taken, in bytes, inflated when it comes compressed (413 past it). */
+  readonly maxPayloadBytes: number;
 }
 
 /** Registers the OIP v2 routes. */
@@ -127,6 +131,14 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
 
   // Infer bodies are raw bytes (JSON, or JSON followed by binary tensors): parse them ourselves.
   void fastify.register(async (scope) => {
+    // Compressed bodies (tritonclient's request_compression_algorithm) are inflated before they
+    // are read, so Inference-Header-Content-Length counts bytes of the inflated body, as in Triton.
+    scope.addHook('preParsing', async (request, _reply, payload) => {
+      const encoding = requestEncoding(request.headers['content-encoding']);
+      return encoding === undefined
+        ? payload
+        : new DecodedBody(payload, encoding, options.maxPayloadBytes);
+    });
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) =>
       done(null, body),

@@ -4,6 +4,7 @@
 // every refused request counted once in /metrics by code.
 
 import { readFileSync } from 'node:fs';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import * as ort from 'onnxruntime-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -1050,6 +1051,110 @@ describe('over a real socket', () => {
     const result = (await finished.json()) as { outputs: { name: string; data: number[] }[] };
     expect(result.outputs).toEqual([{ name: 'y', datatype: 'FP32', shape: [], data: [0] }]);
     await closing;
+  });
+});
+
+describe('compressed request bodies over a real socket', () => {
+  /** The limit: 64 KiB, of the inflated body. */
+  const LIMIT = 64 * 1024;
+  let live: TandemServer;
+  let url: string;
+  let removeLiveDir: () => void;
+
+  beforeAll(async () => {
+    const { dir, remove } = tempDir('oip-compressed');
+    removeLiveDir = remove;
+    await writeModelFile(dir, 'mlp', 1, mlp.bytes);
+    live = await createServer({
+      modelsDir: dir,
+      catalog: false,
+      host: '127.0.0.1',
+      port: 0,
+      maxPayloadBytes: LIMIT,
+    });
+    url = await live.listen();
+  });
+
+  afterAll(async () => {
+    await live.close();
+    removeLiveDir();
+  });
+
+  /** POSTs `body` to the MLP's infer route with `headers`, as tritonclient.http would. */
+  const post = (body: Uint8Array, headers: Record<string, string>) =>
+    fetch(`${url}/v2/models/mlp/infer`, { method: 'POST', body: new Uint8Array(body), headers });
+
+  async function errorBodyOf(response: Response): Promise<{ status: number; code: string }> {
+    const body = (await response.json()) as { error: unknown; code: string };
+    expect(typeof body.error).toBe('string');
+    return { status: response.status, code: body.code };
+  }
+
+  it('inflates a gzip JSON body and a deflate binary one (Inference-Header-Content-Length of the inflated body)', async () => {
+    const expected = await referenceMlp();
+    const json = encodeInferRequest({ inputs: [mlpInput] });
+    const jsonResponse = await post(gzipSync(json.body), {
+      ...json.headers,
+      'content-encoding': 'gzip',
+    });
+    expect(jsonResponse.status).toBe(200);
+    const answer = (await jsonResponse.json()) as { outputs: { name: string; data: number[] }[] };
+    expect(answer.outputs.find((o) => o.name === 'label')!.data).toEqual(
+      Array.from(expected.label, Number),
+    );
+
+    // tritonclient's way: the header counts the JSON before compression, zlib.compress the body.
+    const binary = encodeInferRequest({
+      inputs: [{ ...mlpInput, data: undefined, binary: bytesOf(Float32Array.from(X)) }],
+      parameters: { binary_data_output: true },
+    });
+    expect(Number(binary.headers['inference-header-content-length'])).toBeGreaterThan(0);
+    const binaryResponse = await post(deflateSync(binary.body), {
+      ...binary.headers,
+      'content-encoding': 'deflate',
+    });
+    expect(binaryResponse.status).toBe(200);
+    const { outputs } = decodeInferResponse(
+      Buffer.from(await binaryResponse.arrayBuffer()),
+      binaryResponse.headers.get('inference-header-content-length') ?? undefined,
+    );
+    expect(float32Of(outputs.probs!.bytes!)).toEqual(expected.probs);
+    expect(int64Of(outputs.label!.bytes!)).toEqual(expected.label);
+
+    // Triton's raw binary request, gzipped.
+    const raw = await post(gzipSync(bytesOf(Float32Array.from(X))), {
+      'inference-header-content-length': '0',
+      'content-encoding': 'gzip',
+    });
+    expect(raw.status).toBe(200);
+    await raw.arrayBuffer();
+  });
+
+  it('answers a body that inflates past maxPayloadBytes (a zip bomb) with 413, and keeps serving', async () => {
+    // A JSON request padded with 16 MiB of spaces: about 16 KB compressed, 256 times the limit.
+    const head = encodeInferRequest({ inputs: [mlpInput] }).body;
+    const bomb = gzipSync(Buffer.concat([head, Buffer.alloc(16 * 1024 * 1024, ' ')]));
+    expect(bomb.byteLength).toBeLessThan(LIMIT);
+    const refused = await post(bomb, {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+    });
+    expect(await errorBodyOf(refused)).toEqual({ status: 413, code: 'E_PAYLOAD_TOO_LARGE' });
+    const json = encodeInferRequest({ inputs: [mlpInput] });
+    const after = await post(gzipSync(json.body), { ...json.headers, 'content-encoding': 'gzip' });
+    expect(after.status).toBe(200);
+    await after.arrayBuffer();
+  });
+
+  it('answers an unknown Content-Encoding with 415 E_UNSUPPORTED_ENCODING, and bad data with 400', async () => {
+    const json = encodeInferRequest({ inputs: [mlpInput] });
+    const brotli = await post(brotliCompressSync(json.body), {
+      ...json.headers,
+      'content-encoding': 'br',
+    });
+    expect(await errorBodyOf(brotli)).toEqual({ status: 415, code: 'E_UNSUPPORTED_ENCODING' });
+    const notGzip = await post(json.body, { ...json.headers, 'content-encoding': 'gzip' });
+    expect(await errorBodyOf(notGzip)).toEqual({ status: 400, code: 'E_INVALID_ARGUMENT' });
   });
 });
 

@@ -44,6 +44,12 @@ export const ERROR_CODES = {
     meaning:
       "A frame or request body is larger than its receiver takes (maxPayloadBytes, a socket's cap).",
   },
+  E_UNSUPPORTED_ENCODING: {
+    retryable: false,
+    httpStatus: 415,
+    meaning:
+      'A request body comes with a Content-Encoding the server does not decode (it takes gzip and deflate).',
+  },
   E_UNAUTHORIZED: {
     retryable: false,
     httpStatus: 401,
