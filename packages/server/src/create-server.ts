@@ -107,6 +107,11 @@ export interface ServerOptions {
    * a concurrency slot outlives a gateway that died holding it, in ms. @default 30000
    */
   readonly keyLeaseMs?: number;
+  /**
+   * With `redis`: how long `listen()` waits for Redis before serving anyway (jobs then get a
+   * retryable E_QUEUE_UNAVAILABLE until Redis answers), in ms. @default 5000
+   */
+  readonly redisConnectTimeoutMs?: number;
 }
 
 /** A running (or ready to run) Tandem server. */
@@ -161,7 +166,10 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   const repository = new ModelRepository({ dir: options.modelsDir, catalog });
   // return503OnClosing off: while draining, the routes themselves answer (ready 503, live 200,
   // new work E_SHUTTING_DOWN with Retry-After) instead of fastify's bare 503 for everything.
+  const redisConnectTimeoutMs = options.redisConnectTimeoutMs ?? 5000;
   const fastify = Fastify({
+    // The onReady hook waits for Redis (see redisConnectTimeoutMs) and must not time out first.
+    pluginTimeout: Math.max(10_000, redisConnectTimeoutMs + 5000),
     logger: options.logger ?? false,
     bodyLimit: maxPayloadBytes,
     return503OnClosing: false,
@@ -214,6 +222,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
       maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
       maxQueue: limits.maxQueue,
       ...(options.keyLeaseMs === undefined ? {} : { keyLeaseMs: options.keyLeaseMs }),
+      connectTimeoutMs: redisConnectTimeoutMs,
       // Refusals made on the pool's side of Redis, counted here: the gateways count refusals.
       rejected: (model, code) => rejections?.count(code, model),
       stateChanged: (status) => gateway?.broadcastModel(status),

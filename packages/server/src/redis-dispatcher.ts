@@ -75,7 +75,10 @@ export interface RedisDispatcherOptions {
   readonly rejected?: (model: string, code: ErrorCode) => void;
   /** Called when a model's state on the workers changes (for `model` messages). */
   readonly stateChanged?: (status: ModelStatus) => void;
-  /** How long start() waits for Redis before serving anyway (jobs get E_QUEUE_UNAVAILABLE), in ms. */
+  /**
+   * How long start() waits for Redis before serving anyway (jobs get E_QUEUE_UNAVAILABLE), in ms.
+   * @default 5000
+   */
   readonly connectTimeoutMs?: number;
   /**
    * How long a key's concurrency slot outlives a gateway that stopped renewing it (one that died
@@ -400,7 +403,7 @@ export class RedisDispatcher implements JobDispatcher {
           reason: error instanceof Error ? error.message : String(error),
         }),
       );
-    const connected = await redisReady(this.#redis, this.#options.connectTimeoutMs ?? 10_000);
+    const connected = await redisReady(this.#redis, this.#options.connectTimeoutMs ?? 5000);
     // Once Redis answers, the subscription follows at once: wait for it, so no state change
     // of a worker is missed from the first job on.
     if (connected) await listening;
@@ -434,17 +437,25 @@ export class RedisDispatcher implements JobDispatcher {
     for (const followed of this.#following.values()) clearTimeout(followed.deadlineTimer);
     const links = [...this.#pools.values()];
     this.#pools.clear();
-    await Promise.allSettled(
-      links.map(async (link) => {
-        await link.queue.close();
-        await (await link.ready).close();
-      }),
-    );
-    await Promise.allSettled([
-      this.#redis.quit(),
-      this.#eventsConnection.quit(),
-      this.#subscriber.quit(),
-    ]);
+    const connections = [this.#redis, this.#eventsConnection, this.#subscriber];
+    if (connections.some((connection) => connection.status !== 'ready')) {
+      // Redis away: quit() and the links' set-up would wait for it to come back (a reconnecting
+      // connection holds its commands), and closing would never end. Drop the connections; what
+      // waited on them fails and is not waited for.
+      for (const connection of connections) connection.disconnect();
+      for (const link of links) {
+        void link.queue.close().catch(() => undefined);
+        void link.ready.then((events) => events.close()).catch(() => undefined);
+      }
+    } else {
+      await Promise.allSettled(
+        links.map(async (link) => {
+          await link.queue.close();
+          await (await link.ready).close();
+        }),
+      );
+      await Promise.allSettled(connections.map((connection) => connection.quit()));
+    }
     await this.#options.catalog.close();
   }
 

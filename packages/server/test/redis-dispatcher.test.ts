@@ -12,6 +12,7 @@ import { hashApiKey } from '@tandem/server';
 import {
   buildMlpClassifier,
   buildModel,
+  freePort,
   buildTinyModel,
   connectClient,
   slowInput,
@@ -29,6 +30,7 @@ import {
   resultOf,
   runDirect,
   stagesOf,
+  startServer,
 } from './fixtures.js';
 import { decodeInferResponse, encodeInferRequest, float32Of } from './oip-client.js';
 import { Cluster, pollUntil } from './redis-fixtures.js';
@@ -978,5 +980,30 @@ describe('redis-dispatcher: a Redis command that fails around the add of a job',
     const text = await scrape(gateway.url);
     expect(metricValue(text, 'tandem_pool_oldest_wait_seconds', { pool: 'jammed' })).toBe(0);
     expect(metricValue(text, 'tandem_pool_queue_depth', { pool: 'jammed' })).toBe(0);
+  });
+});
+
+describe('redis-dispatcher: Redis not there at start', () => {
+  it('serves after redisConnectTimeoutMs, answers jobs E_QUEUE_UNAVAILABLE, and closes', async () => {
+    // A port nothing listens on: every connection attempt is refused and retried.
+    const port = await freePort();
+    const server = await startServer(
+      async (dir) => {
+        await writeModelFile(dir, 'tiny', 1, buildTinyModel().bytes);
+      },
+      {
+        redis: `redis://127.0.0.1:${port}`,
+        redisConnectTimeoutMs: 200,
+      },
+    );
+    try {
+      const client = await connectClient(server.url);
+      const answer = await client.infer({ id: 'j', model: 'tiny', inputs: tinyInput(1) });
+      expect(errorCodeOf(answer)).toBe('E_QUEUE_UNAVAILABLE');
+      await client.close();
+    } finally {
+      // It never ended while Redis was away: the pool's link waited for a connection for good.
+      await server.close();
+    }
   });
 });
