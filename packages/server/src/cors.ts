@@ -8,10 +8,14 @@
 import fastifyCors from '@fastify/cors';
 import type { FastifyInstance } from 'fastify';
 
-/** Request headers a page may send: the key, JSON or binary OIP bodies, revalidation. */
+/**
+ * Request headers a page may send: the key, JSON or binary OIP bodies (compressed ones too),
+ * revalidation.
+ */
 const ALLOWED_HEADERS = [
   'authorization',
   'content-type',
+  'content-encoding',
   'inference-header-content-length',
   'if-none-match',
 ];

@@ -70,6 +70,7 @@ describe('cors: a server with an origins allowlist', () => {
       const answer = await preflight(`${ctx.url}${path}`, APP, method, [
         'authorization',
         'content-type',
+        'content-encoding',
         'inference-header-content-length',
         'if-none-match',
       ]);
@@ -86,6 +87,7 @@ describe('cors: a server with an origins allowlist', () => {
         expect.arrayContaining([
           'authorization',
           'content-type',
+          'content-encoding',
           'inference-header-content-length',
           'if-none-match',
         ]),
