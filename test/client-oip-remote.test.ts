@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProgressEvent, TensorMap } from '@tandem/shared';
+import { fromFloat16Bits, type ProgressEvent, type TensorMap } from '@tandem/shared';
 import { createServer, type TandemServer } from '@tandem/server';
 import { OipRemote, createTandem } from '@tandem/client';
 import {
@@ -250,6 +250,49 @@ describe('OipRemote against servers that answer as they like', () => {
       await remote.estimate({ name: 'mlp' });
       const ready = await remote.run({ name: 'mlp' }, mlpInput(1, 12), options('o-canned-4'));
       expect(ready.cold).toBe(false);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('OipRemote against servers that answer FP16 as JSON and say what is retryable', () => {
+  it("reads FP16 JSON values as half floats, and keeps the error body's retryable", async () => {
+    let answer: 'fp16' | 'error' = 'fp16';
+    const server = await rawServer((request, response) => {
+      request.resume();
+      if (request.url?.endsWith('/ready') === true) {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ name: 'mlp', ready: true }));
+        return;
+      }
+      if (answer === 'error') {
+        // A code whose default is not retryable, said to be retryable this time.
+        response.writeHead(400, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ error: 'try again', code: 'E_RUNTIME', retryable: true }));
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(
+        JSON.stringify({
+          model_name: 'mlp',
+          outputs: [{ name: 'y', datatype: 'FP16', shape: [3], data: [0.5, -2, 65504] }],
+        }),
+      );
+    });
+    const remote = new OipRemote({ url: server.url });
+    try {
+      await remote.estimate({ name: 'mlp' });
+      const result = await remote.run({ name: 'mlp' }, mlpInput(1, 20), options('o-fp16'));
+      const y = result.outputs.y!;
+      expect(y.dtype).toBe('float16');
+      expect(Array.from(y.data as Uint16Array, fromFloat16Bits)).toEqual([0.5, -2, 65504]);
+
+      answer = 'error';
+      const error = await remote
+        .run({ name: 'mlp' }, mlpInput(1, 21), options('o-retry'))
+        .catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'E_RUNTIME', retryable: true });
     } finally {
       await server.close();
     }

@@ -17,6 +17,7 @@ import {
   isBackend,
   isErrorCode,
   isOipDatatype,
+  toFloat16Bits,
   viewTensorData,
   type Backend,
   type ModelManifest,
@@ -375,6 +376,9 @@ function fromJson(dtype: Tensor['dtype'], dims: number[], data: unknown[]): Tens
   const tensor = typed(dtype, dims, buffer);
   if (tensor.dtype === 'int64' || tensor.dtype === 'uint64') {
     flat.forEach((v, i) => ((tensor.data as BigInt64Array)[i] = BigInt(v as number)));
+  } else if (tensor.dtype === 'float16') {
+    // JSON carries FP16 as numbers; the tensor holds their IEEE half bits.
+    flat.forEach((v, i) => (tensor.data[i] = toFloat16Bits(v as number)));
   } else if (tensor.dtype !== 'string') {
     flat.forEach(
       (v, i) =>
@@ -393,7 +397,7 @@ function typed(
 }
 
 function errorFrom(response: Response, bytes: Uint8Array): TandemError {
-  let body: { error?: unknown; code?: unknown; retryAfterMs?: unknown } = {};
+  let body: { error?: unknown; code?: unknown; retryable?: unknown; retryAfterMs?: unknown } = {};
   try {
     body = JSON.parse(new TextDecoder().decode(bytes)) as typeof body;
   } catch {
@@ -415,6 +419,8 @@ function errorFrom(response: Response, bytes: Uint8Array): TandemError {
             : 'E_INVALID_ARGUMENT';
   const retryAfter = Number(response.headers.get('retry-after'));
   return new TandemError(code, message, {
+    // The server's word on this failure (a Tandem server sends it), else the code's default.
+    ...(typeof body.retryable === 'boolean' ? { retryable: body.retryable } : {}),
     ...(typeof body.retryAfterMs === 'number'
       ? { retryAfterMs: body.retryAfterMs }
       : Number.isFinite(retryAfter) && retryAfter > 0
