@@ -963,8 +963,8 @@ function groupByModel(found: readonly StoredFile[]): Map<string, StoredModel> {
   return grouped;
 }
 
-/** A name entry's header, or undefined for anything else. */
-function nameEntry(header: string | null | undefined): NameEntry | undefined {
+/** A stored entry's JSON header as an object, or undefined (none, not JSON, not an object). */
+function headerRecord(header: string | null | undefined): Record<string, unknown> | undefined {
   if (header === null || header === undefined) return undefined;
   let parsed: unknown;
   try {
@@ -972,8 +972,16 @@ function nameEntry(header: string | null | undefined): NameEntry | undefined {
   } catch {
     return undefined;
   }
-  if (typeof parsed !== 'object' || parsed === null) return undefined;
-  const { name, model } = parsed as Record<string, unknown>;
+  return typeof parsed === 'object' && parsed !== null
+    ? (parsed as Record<string, unknown>)
+    : undefined;
+}
+
+/** A name entry's header, or undefined for anything else. */
+function nameEntry(header: string | null | undefined): NameEntry | undefined {
+  const parsed = headerRecord(header);
+  if (parsed === undefined) return undefined;
+  const { name, model } = parsed;
   if (typeof name !== 'string' || typeof model !== 'object' || model === null) return undefined;
   const { url, sha256 } = model as Record<string, unknown>;
   if (typeof url !== 'string' || typeof sha256 !== 'string') return undefined;
@@ -1000,15 +1008,9 @@ function indexHeader(entry: IndexEntry): Record<string, unknown> {
  * JSON, fields missing): such an entry is not listed or deleted.
  */
 function indexEntry(header: string | null | undefined): IndexEntry | undefined {
-  if (header === null || header === undefined) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(header);
-  } catch {
-    return undefined;
-  }
-  if (typeof parsed !== 'object' || parsed === null) return undefined;
-  const { name, url, bytes, sha256, path, model } = parsed as Record<string, unknown>;
+  const parsed = headerRecord(header);
+  if (parsed === undefined) return undefined;
+  const { name, url, bytes, sha256, path, model } = parsed;
   if (
     typeof name !== 'string' ||
     typeof url !== 'string' ||
