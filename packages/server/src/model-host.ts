@@ -312,7 +312,9 @@ export class ModelHost {
   /** Starts a load without running anything; resolves when an instance is ready. */
   warm(): Promise<void> {
     if (this.#closed || this.#draining) {
-      return Promise.reject(new TandemError('E_SHUTTING_DOWN', 'the server is shutting down'));
+      return Promise.reject(
+        new TandemError('E_SHUTTING_DOWN', 'the server is shutting down', { retryAfterMs: 1000 }),
+      );
     }
     if (this.#loadFailed) {
       this.#failure = undefined;

@@ -86,6 +86,16 @@ export class ModelManager implements JobDispatcher {
   /** Starts loading a model; `ready` resolves with its status once an instance is ready. */
   warm(name: string, version?: string): { model: ModelHost; ready: Promise<ModelStatus> } {
     const host = this.host(name, version);
+    // A host first asked for after drain() began was not drained with the others: it would load.
+    if (this.#draining)
+      return {
+        model: host,
+        ready: Promise.reject(
+          new TandemError('E_SHUTTING_DOWN', 'the server is shutting down', {
+            retryAfterMs: 1000,
+          }),
+        ),
+      };
     return { model: host, ready: host.warm().then(() => host.status()) };
   }
 

@@ -283,7 +283,9 @@ export class RedisDispatcher implements JobDispatcher {
     const model = this.#states.view(host);
     const ready = (async (): Promise<ModelStatus> => {
       if (this.#draining || this.#closed)
-        throw new TandemError('E_SHUTTING_DOWN', 'the server is shutting down');
+        throw new TandemError('E_SHUTTING_DOWN', 'the server is shutting down', {
+          retryAfterMs: 1000,
+        });
       if (host.failure !== undefined)
         throw new TandemError('E_MODEL_LOAD_FAILED', `model ${host.label} failed: ${host.failure}`);
       // A warm call is a job of its own at the highest priority: one worker of the pool loads the

@@ -148,6 +148,27 @@ describe('models, warm-up, manifests and downloads', () => {
   });
 });
 
+describe('warming while the server shuts down', () => {
+  it('answers a warm 503 E_SHUTTING_DOWN with Retry-After, as a job', async () => {
+    const temp = tempDir('model-routes-drain');
+    await writeModelFile(temp.dir, 'tiny', 1, tiny.bytes);
+    const server = await createServer({ modelsDir: temp.dir, catalog: false });
+    try {
+      await server.manager.drain();
+      const refused = await server.fastify.inject({
+        method: 'POST',
+        url: '/v1/models/tiny/warm?wait=true',
+      });
+      expect(codeOf(refused)).toEqual({ status: 503, code: 'E_SHUTTING_DOWN' });
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(refused.json<{ retryAfterMs?: number }>().retryAfterMs).toBe(1000);
+    } finally {
+      await server.close();
+      temp.remove();
+    }
+  });
+});
+
 describe('a model file whose read fails', () => {
   let server: TandemServer;
   let path: string;
