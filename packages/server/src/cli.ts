@@ -26,7 +26,7 @@ Options of serve:
   --host H                    interface (default 127.0.0.1; 0.0.0.0 for all)
   --api-keys FILE             JSON key file: {"keys":[{"id","sha256","ratePerMinute"?,"maxConcurrent"?}]}
   --origins LIST              comma-separated page origins allowed to open WebSockets and
-                              to read HTTP answers (CORS); default: any
+                              to read HTTP answers (CORS); * or default: any
   --idle-timeout-ms N         unload a model after N ms idle (default 300000)
   --max-queue N               jobs that may wait per model (default 256)
   --max-payload-bytes N       largest frame or request body (default 67108864)

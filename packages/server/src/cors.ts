@@ -6,6 +6,7 @@
 // Triton and KServe clients, same-origin loads) are served as before: CORS only binds browsers.
 
 import fastifyCors from '@fastify/cors';
+import { TandemError } from '@tandem/shared';
 import type { FastifyInstance } from 'fastify';
 
 /**
@@ -36,6 +37,32 @@ const EXPOSED_HEADERS = [
  * allowlist reaches pages soon after a restart; browsers cap it anyway (Chromium at 2 hours).
  */
 const PREFLIGHT_MAX_AGE_S = 600;
+
+/**
+ * The allowlist as browsers send origins: each entry reduced to its origin (`https://App.example/`
+ * is `https://app.example`, as an Origin header says it), so a trailing slash or a capital letter
+ * does not shut every page out without a word; `*` anywhere means any origin (undefined). An
+ * entry that is no http(s) URL is refused with E_INVALID_ARGUMENT.
+ */
+export function normalizeOrigins(
+  origins: readonly string[] | undefined,
+): readonly string[] | undefined {
+  if (origins === undefined || origins.includes('*')) return undefined;
+  return origins.map((entry) => {
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      url = new URL('invalid:');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new TandemError(
+        'E_INVALID_ARGUMENT',
+        `origins: "${entry}" is not a page origin such as https://app.example (or * for any)`,
+      );
+    return url.origin;
+  });
+}
 
 /**
  * Whether a page at `origin` may use the server: any origin when there is no allowlist

@@ -7,7 +7,7 @@ import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ERROR_CODES, TandemError, type ServerLimits } from '@tandem/shared';
 import { ApiKeys, bearerToken, loadApiKeyFile, type ApiKeyRecord } from './api-keys.js';
-import { registerCors } from './cors.js';
+import { normalizeOrigins, registerCors } from './cors.js';
 import { resolveCatalog } from './default-catalog.js';
 import { httpErrorBody, retryAfterHeader } from './http-error.js';
 import type { JobDispatcher } from './job-dispatcher.js';
@@ -42,7 +42,9 @@ export interface ServerOptions {
   readonly allowKeyInHello?: boolean;
   /**
    * Page origins (`https://app.example`) allowed to open WebSockets and to read HTTP answers
-   * (CORS); undefined allows any. Requests without an Origin header are never refused by it.
+   * (CORS); undefined, or `*` in the list, allows any. Entries are compared as origins (a path or
+   * trailing slash is dropped, the host lower-cased); one that is no http(s) URL is refused with
+   * E_INVALID_ARGUMENT. Requests without an Origin header are never refused by it.
    */
   readonly origins?: readonly string[];
   /**
@@ -151,6 +153,7 @@ export { SERVER_NAME, SERVER_VERSION };
 /** Creates a server. Nothing listens until `listen()`. */
 export async function createServer(options: ServerOptions = {}): Promise<TandemServer> {
   checkLimits(options);
+  const origins = normalizeOrigins(options.origins);
   const maxPayloadBytes = options.maxPayloadBytes ?? 64 * 1024 * 1024;
   const limits: ServerLimits = {
     maxPayloadBytes,
@@ -252,7 +255,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     reply.header('Cross-Origin-Resource-Policy', 'cross-origin');
   });
   // Before the routes: pages on other origins (those `origins` allows) read every HTTP answer.
-  await registerCors(fastify, options.origins);
+  await registerCors(fastify, origins);
 
   /** Resolves the caller's key for HTTP routes; 401 when keys are required and it is bad. */
   const authenticate = (request: FastifyRequest): ApiKeyRecord => {
@@ -288,7 +291,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     manager: dispatcher,
     registry,
     keys,
-    origins: options.origins,
+    origins,
     allowKeyInHello: options.allowKeyInHello ?? false,
     limits,
     maxBufferedBytes: options.maxBufferedBytes ?? 16 * 1024 * 1024,

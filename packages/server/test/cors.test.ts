@@ -6,8 +6,13 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseModelManifest } from '@tandem/shared';
-import { hashApiKey } from '@tandem/server';
-import { buildMlpClassifier, writeModelFile } from '@tandem/test-support';
+import { createServer, hashApiKey } from '@tandem/server';
+import {
+  buildMlpClassifier,
+  connectClient,
+  rejectionCode,
+  writeModelFile,
+} from '@tandem/test-support';
 import { startServer, type TestServer } from './fixtures.js';
 
 const MLP = buildMlpClassifier({ features: 4, hidden: 8, classes: 3, seed: 5 });
@@ -199,5 +204,38 @@ describe('cors: a server without an origins allowlist', () => {
       expect(manifest.status, origin).toBe(200);
       expect(manifest.headers.get('access-control-allow-origin'), origin).toBe(origin);
     }
+  });
+});
+
+describe('cors: allowlist entries as people write them', () => {
+  it('matches an entry with a trailing slash or capitals, and takes * for any page', async () => {
+    for (const [origins, page] of [
+      [['https://App.example/'], 'https://app.example'],
+      [['https://other.example', '*'], 'https://third.example'],
+    ] as const) {
+      const ctx = await startServer(
+        async (dir) => {
+          await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+        },
+        { origins: [...origins] },
+      );
+      try {
+        const manifest = await fetch(`${ctx.url}/v1/models/mlp/manifest`, {
+          headers: { origin: page },
+        });
+        expect(manifest.headers.get('access-control-allow-origin'), origins.join()).toBe(page);
+        // The WebSocket upgrade follows the same list.
+        const client = await connectClient(ctx.url, { origin: page });
+        await client.close();
+      } finally {
+        await ctx.close();
+      }
+    }
+  });
+
+  it('refuses an entry that is no page origin with E_INVALID_ARGUMENT', async () => {
+    expect(await rejectionCode(createServer({ port: 0, origins: ['app.example'] }))).toBe(
+      'E_INVALID_ARGUMENT',
+    );
   });
 });
