@@ -34,6 +34,8 @@ export const FALLBACK_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'E_UNAUTHORIZED',
   'E_FORBIDDEN_ORIGIN',
   'E_MODEL_NOT_FOUND',
+  // A remote whose URL points at the wrong place (another path, another kind of server).
+  'E_ROUTE_NOT_FOUND',
   'E_MODEL_LOAD_FAILED',
   'E_PROTOCOL_VERSION',
   'E_RUNTIME',

@@ -112,7 +112,13 @@ describe('meetsBackend', () => {
 
 describe('FALLBACK_CODES', () => {
   it('falls back for failures of a side (server, queue, device), not of the call', () => {
-    for (const code of ['E_NETWORK', 'E_BUSY', 'E_QUEUE_UNAVAILABLE', 'E_NO_BACKEND'] as const)
+    for (const code of [
+      'E_NETWORK',
+      'E_BUSY',
+      'E_QUEUE_UNAVAILABLE',
+      'E_NO_BACKEND',
+      'E_ROUTE_NOT_FOUND',
+    ] as const)
       expect(FALLBACK_CODES.has(code), code).toBe(true);
     for (const code of ['E_INPUT_SHAPE', 'E_CANCELLED', 'E_DEADLINE_EXCEEDED'] as const)
       expect(FALLBACK_CODES.has(code), code).toBe(false);

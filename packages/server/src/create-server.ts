@@ -176,6 +176,15 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     logger: options.logger ?? false,
     bodyLimit: maxPayloadBytes,
     return503OnClosing: false,
+    // A path fastify cannot decode (`/v2/models/%zz`) gets a coded body like every other refusal,
+    // not fastify's own (whose `code` is no Tandem code and whose `error` is only "Bad Request").
+    frameworkErrors: (error, request, reply) => {
+      // Answered before any hook could run.
+      isolate(reply);
+      const coded = new TandemError('E_INVALID_ARGUMENT', error.message);
+      rejections?.countError(coded);
+      void sendError(reply, coded, request);
+    },
   });
   const usage = new UsageLedger();
   let metrics: ServerMetrics | undefined;
@@ -249,13 +258,20 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     return sendError(reply, coded, request);
   });
   fastify.addHook('onSend', async (_request, reply) => {
-    // Cross-origin isolation lets the demo page use onnxruntime-web's wasm threads.
-    reply.header('Cross-Origin-Opener-Policy', 'same-origin');
-    reply.header('Cross-Origin-Embedder-Policy', 'require-corp');
-    reply.header('Cross-Origin-Resource-Policy', 'cross-origin');
+    isolate(reply);
   });
   // Before the routes: pages on other origins (those `origins` allows) read every HTTP answer.
   await registerCors(fastify, origins);
+  // Unknown routes too, so that a client reads one error shape from every answer of this server.
+  // After the hooks: a not-found handler set before them would not run them.
+  fastify.setNotFoundHandler((request, reply) => {
+    const coded = new TandemError(
+      'E_ROUTE_NOT_FOUND',
+      `no route answers ${request.method} ${request.url.split('?')[0] ?? ''}`,
+    );
+    rejections.countError(coded);
+    return sendError(reply, coded, request);
+  });
 
   /** Resolves the caller's key for HTTP routes; 401 when keys are required and it is bad. */
   const authenticate = (request: FastifyRequest): ApiKeyRecord => {
@@ -417,6 +433,13 @@ export function toTandemError(error: unknown): TandemError {
   if (typeof status === 'number' && status >= 400 && status < 500)
     return new TandemError('E_INVALID_ARGUMENT', message, { cause: error });
   return TandemError.from(error);
+}
+
+/** Cross-origin isolation, on every answer: it lets the demo page use onnxruntime-web's wasm threads. */
+function isolate(reply: FastifyReply): void {
+  reply.header('Cross-Origin-Opener-Policy', 'same-origin');
+  reply.header('Cross-Origin-Embedder-Policy', 'require-corp');
+  reply.header('Cross-Origin-Resource-Policy', 'cross-origin');
 }
 
 /**

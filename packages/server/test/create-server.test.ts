@@ -1,8 +1,9 @@
 // createServer's shutdown when accepted jobs outlast `shutdownTimeoutMs`: close() does not wait
 // for them to finish; every job still queued or running fails with a retryable E_SHUTTING_DOWN
 // that reaches its client (WebSocket, before the close with 1001; OIP v2, as a 503). And the
-// lifecycle metrics it exports: the oldest wait of a queue, load, warm-up and run durations. And a
-// model folder that is not there refused at creation.
+// lifecycle metrics it exports: the oldest wait of a queue, load, warm-up and run durations. A
+// model folder that is not there refused at creation. And requests outside every route answered in
+// the server's one error shape.
 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -142,5 +143,38 @@ describe('create-server: options', () => {
     expect(await rejectionCode(createServer({ port: 0, modelsDir: missing }))).toBe(
       'E_INVALID_ARGUMENT',
     );
+  });
+});
+
+describe('create-server: requests outside every route', () => {
+  let ctx: TestServer | undefined;
+
+  afterEach(async () => {
+    await ctx?.close();
+    ctx = undefined;
+  });
+
+  it('answers an unknown path or method 404 E_ROUTE_NOT_FOUND and an undecodable path 400 E_INVALID_ARGUMENT, in the error shape, counted', async () => {
+    ctx = await startServer(async () => {});
+    const cases = [
+      { method: 'GET', path: '/nope?x=1', status: 404, code: 'E_ROUTE_NOT_FOUND' },
+      { method: 'DELETE', path: '/v2/health/live', status: 404, code: 'E_ROUTE_NOT_FOUND' },
+      { method: 'GET', path: '/v2/models/%zz', status: 400, code: 'E_INVALID_ARGUMENT' },
+    ];
+    for (const { method, path, status, code } of cases) {
+      const response = await fetch(`${ctx.url}${path}`, { method });
+      expect(response.status, `${method} ${path}`).toBe(status);
+      // The same headers as every other answer (the demo page is cross-origin isolated).
+      expect(response.headers.get('cross-origin-resource-policy'), `${method} ${path}`).toBe(
+        'cross-origin',
+      );
+      const body = (await response.json()) as Record<string, unknown>;
+      expect(body).toMatchObject({ code, retryable: false });
+      expect(typeof body.error).toBe('string');
+      expect(body.error).toContain(path.split('?')[0]);
+    }
+    const metrics = await scrapeMetrics(ctx.url);
+    expect(metricValue(metrics, 'tandem_rejections_total', { code: 'E_ROUTE_NOT_FOUND' })).toBe(2);
+    expect(metricValue(metrics, 'tandem_rejections_total', { code: 'E_INVALID_ARGUMENT' })).toBe(1);
   });
 });

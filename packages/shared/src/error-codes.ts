@@ -71,6 +71,11 @@ export const ERROR_CODES = {
     httpStatus: 404,
     meaning: 'No model (or no such version) with that name.',
   },
+  E_ROUTE_NOT_FOUND: {
+    retryable: false,
+    httpStatus: 404,
+    meaning: 'No HTTP route on this server answers that method and path.',
+  },
   E_MODEL_LOAD_FAILED: {
     retryable: false,
     httpStatus: 500,
