@@ -865,6 +865,13 @@ export class RedisDispatcher implements JobDispatcher {
   async #settleFailed(followed: Followed, reason: string): Promise<void> {
     const stored = await this.#redis.exists(this.#keys.outcome(followed.jobId)).catch(() => 0);
     if (stored === 1) return this.#settleFromStore(followed);
+    // A job put back after its worker died, then failed by BullMQ when a worker took it again
+    // (too many starts), never reaches a worker's processor, which is what removes the waiting
+    // entry: removed here, before the client hears, or it holds the pool's oldest-job age and a
+    // place of maxQueue. (Missed here, the sweep finds it; see #sweepWaiting.)
+    await this.#redis
+      .zrem(this.#keys.waiting(followed.pool), followed.jobId)
+      .catch(() => undefined);
     followed.job.fail(
       new TandemError(
         'E_ATTEMPTS_EXHAUSTED',
@@ -960,8 +967,11 @@ export class RedisDispatcher implements JobDispatcher {
 
   /**
    * Removes the waiting entries of `pool` older than STALE_WAITING_ENTRY_MS whose job BullMQ does
-   * not hold (at most STALE_ENTRIES_PER_SWEEP old entries are looked at, oldest first). A job that
-   * has really waited that long (no worker yet: a pool scaled to zero) is BullMQ's, and stays.
+   * not hold, or holds as finished (at most STALE_ENTRIES_PER_SWEEP old entries are looked at,
+   * oldest first). A job that has really waited that long (no worker yet: a pool scaled to zero)
+   * is BullMQ's, and stays. A finished one is a job that BullMQ failed without running it (put
+   * back after its worker died, then too many starts) while the gateway that would have removed
+   * its entry was gone; BullMQ keeps such a job until a later one fails, maybe for good.
    */
   async #sweepWaiting(pool: string, now: number): Promise<void> {
     const key = this.#keys.waiting(pool);
@@ -975,11 +985,14 @@ export class RedisDispatcher implements JobDispatcher {
     );
     if (old.length === 0) return;
     const pipeline = this.#redis.pipeline();
-    for (const jobId of old) pipeline.exists(this.#keys.bullJob(pool, jobId));
+    for (const jobId of old)
+      pipeline.hmget(this.#keys.bullJob(pool, jobId), 'timestamp', 'finishedOn');
     const held = (await pipeline.exec()) ?? [];
     const stale = old.filter((_, index) => {
-      const [error, exists] = held[index] ?? [];
-      return (error === null || error === undefined) && exists === 0;
+      const [error, fields] = held[index] ?? [];
+      if ((error !== null && error !== undefined) || !Array.isArray(fields)) return false;
+      const [timestamp, finishedOn] = fields as (string | null)[];
+      return timestamp === null || finishedOn !== null;
     });
     if (stale.length === 0) return;
     await this.#redis.zrem(key, ...stale);

@@ -4,7 +4,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Job as BullJob } from 'bullmq';
+import { Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelStatus, TensorMap } from '@tandem/shared';
@@ -445,6 +445,38 @@ describe('redis-dispatcher: a full pool queue', () => {
       expect(await redis.zrange(key, 0, -1)).toEqual(expect.arrayContaining(queued));
     } finally {
       redis.disconnect();
+    }
+  });
+
+  it('drops a stale waiting entry of a job BullMQ failed without running it (its gateway gone)', async () => {
+    // What a gateway that died leaves when the job it put back after a dead worker is failed by
+    // BullMQ at its next start (too many starts): no processor ran to remove the entry, and
+    // BullMQ keeps the failed job until a later one fails.
+    const connection = new Redis(cluster.redis.url, { maxRetriesPerRequest: null });
+    const failing = new Worker(
+      'solo',
+      () => Promise.reject(new Error('job started more than allowable limit')),
+      { connection, prefix: 'tandem' },
+    );
+    try {
+      const failed = new Promise((resolve) => failing.once('failed', resolve));
+      await cluster.queue('solo').add('infer', {}, { jobId: 'failed-ghost', attempts: 1 });
+      await failed;
+      await failing.close();
+      expect(await cluster.queue('solo').getJobState('failed-ghost')).toBe('failed');
+      await connection.zadd('tandem-waiting:solo', Date.now() - 600_000, 'failed-ghost');
+      await pollUntil(
+        async () =>
+          (await connection.zscore('tandem-waiting:solo', 'failed-ghost')) === null
+            ? true
+            : undefined,
+        'a gateway to sweep the entry of the failed job',
+      );
+      const text = await scrape(gatewayUrl);
+      expect(metricValue(text, 'tandem_pool_oldest_wait_seconds', { pool: 'solo' })).toBe(0);
+    } finally {
+      await failing.close();
+      connection.disconnect();
     }
   });
 });

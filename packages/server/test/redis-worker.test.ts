@@ -6,13 +6,14 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job as BullJob } from 'bullmq';
+import { Redis } from 'ioredis';
 import {
   connectClient,
   writeModelFile,
   type CliProcess,
   type TestClient,
 } from '@tandem/test-support';
-import { errorCodeOf, expectSameTensors, resultOf, runDirect } from './fixtures.js';
+import { errorCodeOf, expectSameTensors, metricValue, resultOf, runDirect } from './fixtures.js';
 import { Cluster, FAST_FAILOVER, pidOfWorker, pollUntil } from './redis-fixtures.js';
 import { buildSlowModel, writeModelConfig } from './server-fixtures.js';
 
@@ -23,6 +24,7 @@ const INPUT = { x: { dtype: 'float32', dims: [1], data: new Float32Array([0.001]
 describe('redis-worker: workers killed mid-job', () => {
   let cluster: Cluster;
   let client: TestClient;
+  let gatewayUrl: string;
   const workers = new Map<number, CliProcess>();
   /** Replacements still starting. */
   const starting = new Set<Promise<void>>();
@@ -62,6 +64,7 @@ describe('redis-worker: workers killed mid-job', () => {
       writeModelConfig(dir, 'slow', 1, { intraOpNumThreads: 1, minReady: 1 });
     });
     const gateway = await cluster.gateway();
+    gatewayUrl = gateway.url;
     // Three, so that two are alive at every kill while a replacement starts.
     await Promise.all([startWorker(), startWorker(), startWorker()]);
     client = await connectClient(gateway.url);
@@ -110,6 +113,16 @@ describe('redis-worker: workers killed mid-job', () => {
     }
     const log = await outcome;
     expect(errorCodeOf(log)).toBe('E_ATTEMPTS_EXHAUSTED');
+    // Put back after each kill and never run again, it no longer waits: no entry of it holds the
+    // pool's oldest-job age (the autoscaling signal) or a place of maxQueue.
+    const redis = new Redis(cluster.redis.url);
+    try {
+      expect(await redis.zcard('tandem-waiting:default')).toBe(0);
+    } finally {
+      await redis.quit();
+    }
+    const text = await (await fetch(`${gatewayUrl}/metrics`)).text();
+    expect(metricValue(text, 'tandem_pool_oldest_wait_seconds', { pool: 'default' })).toBe(0);
     await Promise.all(starting);
     const failed = await cluster.queue().getJob(bullId);
     expect(await failed?.getState()).toBe('failed');
