@@ -243,22 +243,8 @@ export class RedisDispatcher implements JobDispatcher {
       if (!outcome.ok && this.#refusals.has(outcome.error))
         this.#options.rejected?.(host.entry.name, outcome.error.code);
     });
-    if (request.deadlineMs !== undefined) {
-      // The worker checks the deadline again before it runs the job; this one fires while the
-      // job waits in the queue (or runs), so the answer never comes later than the deadline.
-      followed.deadlineTimer = setTimeout(() => {
-        this.#stop(
-          followed,
-          this.#refusal(
-            new TandemError(
-              'E_DEADLINE_EXCEEDED',
-              `job ${request.id} passed its deadline of ${request.deadlineMs} ms`,
-            ),
-          ),
-        );
-      }, request.deadlineMs);
-      followed.deadlineTimer.unref();
-    }
+    if (request.deadlineMs !== undefined)
+      this.#armDeadline(followed, request.deadlineMs, `of ${request.deadlineMs} ms`);
     const data: InferJobData = {
       owner: request.owner,
       id: request.id,
@@ -366,6 +352,13 @@ export class RedisDispatcher implements JobDispatcher {
       waiting: false,
       added: bullJob !== undefined,
     });
+    // The deadline holds here too: the gateway that armed it may be gone with its timer, and a
+    // job with no worker to take it (a pool scaled to zero) would otherwise keep its client
+    // waiting past it, and its place in the queue, until some worker came to refuse it.
+    const deadline = (): void => {
+      if (data?.deadlineAt !== undefined)
+        this.#armDeadline(followed, data.deadlineAt - Date.now(), 'set when it was submitted');
+    };
     let state: string;
     try {
       state = bullJob === undefined ? 'unknown' : await bullJob.getState();
@@ -374,11 +367,15 @@ export class RedisDispatcher implements JobDispatcher {
       this.#log('warn', `could not read the state of resumed job ${id}`, {
         reason: error instanceof Error ? error.message : String(error),
       });
+      deadline();
       return job;
     }
     if (state === 'completed' || state === 'unknown') void this.#settleFromStore(followed);
     else if (state === 'failed') void this.#settleFailed(followed, bullJob?.failedReason ?? '');
-    else followed.waiting = state !== 'active';
+    else {
+      followed.waiting = state !== 'active';
+      deadline();
+    }
     return job;
   }
 
@@ -650,6 +647,30 @@ export class RedisDispatcher implements JobDispatcher {
     );
     this.#positionTimer.unref();
     return followed;
+  }
+
+  /**
+   * Ends a job with `E_DEADLINE_EXCEEDED` after `deadlineMs` (at once when it is past) wherever
+   * it is (`which` says which deadline, for the message): the worker checks the deadline again before it runs the job, and this fires while the
+   * job waits in the queue (or runs), so the answer never comes later than the deadline.
+   */
+  #armDeadline(followed: Followed, deadlineMs: number, which: string): void {
+    clearTimeout(followed.deadlineTimer);
+    followed.deadlineTimer = setTimeout(
+      () => {
+        this.#stop(
+          followed,
+          this.#refusal(
+            new TandemError(
+              'E_DEADLINE_EXCEEDED',
+              `job ${followed.job.request.id} passed its deadline ${which}`,
+            ),
+          ),
+        );
+      },
+      Math.max(0, deadlineMs),
+    );
+    followed.deadlineTimer.unref();
   }
 
   /**

@@ -334,6 +334,37 @@ describe('redis-dispatcher: one gateway, two workers', () => {
     await after.close();
   });
 
+  it('answers a job resumed through another gateway at its deadline and takes it off the queue', async () => {
+    // Pool "later" has no worker: the job waits past its deadline, and the gateway that armed
+    // the deadline dies before it.
+    const doomed = await cluster.gateway();
+    const before = await connectClient(doomed.url);
+    before.send({
+      type: 'infer',
+      id: 'orphan-deadline',
+      model: 'later',
+      inputs: tinyInput(5),
+      deadlineMs: 1500,
+    });
+    await before.nextOf(
+      'progress',
+      (m) => m.event.jobId === 'orphan-deadline' && m.event.stage === 'queued',
+    );
+    expect((await doomed.stop('SIGKILL')).signal).toBe('SIGKILL');
+    await before.closed;
+    expect(await (await bullJobOf(cluster, 'later', 'orphan-deadline'))?.getState()).toBe(
+      'prioritized',
+    );
+
+    const after = await connectClient(gateway.url);
+    after.send({ type: 'resume', ids: ['orphan-deadline'] });
+    const log = await after.collectJob('orphan-deadline');
+    expect(errorCodeOf(log)).toBe('E_DEADLINE_EXCEEDED');
+    // Withdrawn: it takes no place in the pool, and no worker that comes later sees it.
+    expect(await bullJobOf(cluster, 'later', 'orphan-deadline')).toBeUndefined();
+    await after.close();
+  });
+
   it('exports queue depth, oldest job age, active jobs and workers per pool, and no per-model gauges; an idle worker exits', async () => {
     const ids = ['depth-0', 'depth-1', 'depth-2'];
     for (const [i, id] of ids.entries())
