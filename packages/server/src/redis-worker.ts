@@ -110,6 +110,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   const name = options.name ?? `${hostname()}:${process.pid}`;
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   const concurrency = options.concurrency ?? 1;
+  const lockDurationMs = options.lockDurationMs ?? 10_000;
   for (const [key, value] of Object.entries({ maxAttempts, concurrency })) {
     if (!Number.isInteger(value) || value < 1)
       throw new TandemError('E_INVALID_ARGUMENT', `option ${key} must be an integer >= 1`);
@@ -218,7 +219,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
     prefix: keys.prefix,
     name,
     concurrency,
-    lockDuration: options.lockDurationMs ?? 10_000,
+    lockDuration: lockDurationMs,
     stalledInterval: options.stalledIntervalMs ?? 5000,
     // A job restarted after its worker died counts as an attempt: a poison job that kills every
     // worker it touches ends after maxAttempts starts, with a clear error, instead of looping.
@@ -234,10 +235,35 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   const stop = (why: 'idle' | 'closed'): Promise<void> => {
     stopping ??= (async () => {
       clearTimeout(idleTimer);
-      await worker.close();
+      // While Redis cannot be reached, the outcome of a job in hand cannot be stored and the
+      // connections cannot quit: both wait for Redis to come back, and the process would never
+      // exit (an idle worker included). Past a lock's length away, the job is no longer this
+      // worker's anyway (its lock has lapsed; another worker runs it again once Redis is back),
+      // so the worker stops waiting then, drops its connections and exits without it.
+      const away = redisAway(redis, lockDurationMs);
+      const gaveUp = await Promise.race([
+        worker.close().then(
+          () => false,
+          () => false,
+        ),
+        away.promise.then(() => true),
+      ]);
+      away.cancel();
+      if (gaveUp) {
+        log('warn', `redis unreachable for ${lockDurationMs} ms while closing; leaving its jobs`);
+        // Pending commands fail now instead of waiting; the worker's close may then end on its own.
+        redis.disconnect();
+        subscriber.disconnect();
+        void worker.close(true).catch(() => undefined);
+      }
+      // Waits for a run still in flight (ending its thread mid-run would abort the process).
       await manager.close();
       states.stop();
-      await Promise.allSettled([subscriber.quit(), redis.quit(), endpoint?.close()]);
+      await Promise.allSettled([
+        gaveUp ? undefined : subscriber.quit(),
+        gaveUp ? undefined : redis.quit(),
+        endpoint?.close(),
+      ]);
       resolveStopped(why);
     })();
     return stopping;
@@ -448,6 +474,34 @@ async function warm(
   }
   await redis.set(keys.outcome(jobId), toBuffer(frame), 'PX', DEFAULT_RESULT_TTL_MS);
   return summary;
+}
+
+/**
+ * Resolves once `redis` has been unreachable (not `ready`) for `ms` in a row; `cancel` stops
+ * watching.
+ */
+function redisAway(redis: Redis, ms: number): { promise: Promise<void>; cancel(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let resolveAway!: () => void;
+  const promise = new Promise<void>((resolve) => (resolveAway = resolve));
+  const lost = (): void => {
+    timer ??= setTimeout(resolveAway, ms);
+  };
+  const back = (): void => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  redis.on('close', lost);
+  redis.on('ready', back);
+  if (redis.status !== 'ready') lost();
+  return {
+    promise,
+    cancel() {
+      back();
+      redis.off('close', lost);
+      redis.off('ready', back);
+    },
+  };
 }
 
 function failure(error: TandemError): JobOutcome {

@@ -3,6 +3,7 @@
 // job to another worker, every client must get exactly one answer per job, and a job that kills
 // every worker it touches must end with E_ATTEMPTS_EXHAUSTED after its configured attempts.
 
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job as BullJob } from 'bullmq';
@@ -133,5 +134,59 @@ describe('redis-worker: workers killed mid-job', () => {
     await client.roundTrip();
     expect(client.received.filter((m) => m.type === 'error' && m.id === 'poison')).toHaveLength(1);
     expect(client.received.some((m) => m.type === 'result' && m.id === 'poison')).toBe(false);
+  });
+});
+
+describe('redis-worker: stopped while Redis is away', () => {
+  let cluster: Cluster;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    // Persistent, as docs/deployment.md asks: the job outlives Redis's own death.
+    cluster = await Cluster.start(
+      async (dir) => {
+        await writeModelFile(dir, 'slow', 1, buildSlowModel(512, 48));
+        writeModelConfig(dir, 'slow', 1, { intraOpNumThreads: 1, minReady: 1 });
+      },
+      { persistent: true },
+    );
+    client = await connectClient((await cluster.gateway()).url);
+  });
+
+  afterAll(async () => {
+    await client.close();
+    await cluster.close();
+  });
+
+  it('exits 0 on SIGTERM, with a job in hand or idle, and the job runs once Redis is back', async () => {
+    const [one, other] = await Promise.all([
+      cluster.worker(FAST_FAILOVER),
+      cluster.worker(FAST_FAILOVER),
+    ]);
+    client.send({ type: 'infer', id: 'stranded', model: 'slow', inputs: INPUT });
+    const outcome = client.collectJob('stranded');
+    // Either worker may take it: one of the two holds a job, the other is idle.
+    await pollUntil(async () => (await cluster.queue().getActive())[0], 'a worker to take the job');
+    const redisExited = once(cluster.redis.child(), 'exit');
+    cluster.redis.child().kill('SIGKILL');
+    await redisExited;
+
+    // Both ended by themselves: neither waited for Redis for good.
+    expect(await Promise.all([one.stop('SIGTERM'), other.stop('SIGTERM')])).toEqual([
+      { code: 0, signal: null },
+      { code: 0, signal: null },
+    ]);
+
+    await cluster.redis.restart();
+    await cluster.worker(FAST_FAILOVER);
+    const log = await outcome;
+    expectSameTensors(
+      resultOf(log).outputs,
+      await runDirect(join(cluster.modelsDir, 'slow', '1', 'model.onnx'), INPUT),
+    );
+    await client.roundTrip();
+    expect(client.received.filter((m) => m.type === 'result' && m.id === 'stranded')).toHaveLength(
+      1,
+    );
   });
 });
