@@ -29,6 +29,7 @@ import {
   CLIENT_MESSAGE_TYPES,
   PROTOCOL_VERSION,
   SERVER_MESSAGE_TYPES,
+  fitTexts,
   parseMessageFields,
   type ClientMessage,
   type Message,
@@ -216,7 +217,7 @@ function prepareFrame(message: Message): PreparedFrame {
     header = resultHeader(message, plan.descriptors);
     ascii = true;
   } else {
-    header = JSON.stringify(message);
+    header = JSON.stringify(fitTexts(message));
     // Headers are almost always ASCII, where the UTF-8 length is the string length: the header is
     // then written straight into the frame, without an intermediate buffer per message.
     ascii = !NON_ASCII.test(header);

@@ -297,8 +297,8 @@ export function isServerMessage(message: Message): message is ServerMessage {
 
 /** Longest API key accepted, in characters. */
 const MAX_API_KEY_CHARS = 512;
-/** Longest error message accepted, in characters. */
-const MAX_MESSAGE_CHARS = 4096;
+/** Longest error message (or model `reason`) accepted, in characters. */
+export const MAX_MESSAGE_CHARS = 4096;
 /** Most models a welcome may list. */
 const MAX_MODELS = 10_000;
 
@@ -519,3 +519,41 @@ function withOptional<T>(base: T, extra: Record<string, unknown>): T {
 
 /** A message type with its fields assignable, to build it up field by field. */
 type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** `text` cut to {@link MAX_MESSAGE_CHARS}, ending in "…" when cut. */
+function clampText(text: string): string {
+  return text.length <= MAX_MESSAGE_CHARS ? text : `${text.slice(0, MAX_MESSAGE_CHARS - 1)}…`;
+}
+
+function clampStatus(status: ModelStatus): ModelStatus {
+  return status.reason === undefined || status.reason.length <= MAX_MESSAGE_CHARS
+    ? status
+    : { ...status, reason: clampText(status.reason) };
+}
+
+/**
+ * The message with its free texts (an error's `message`, a model's `reason`) cut to what a
+ * receiver accepts: a long text (an onnxruntime failure quoting a whole graph, say) would
+ * otherwise make the whole message fail to decode, and its receiver see `E_PROTOCOL` instead of
+ * the real code. Returns `message` itself when nothing is too long.
+ */
+export function fitTexts(message: Message): Message {
+  switch (message.type) {
+    case 'error':
+      return message.message.length <= MAX_MESSAGE_CHARS
+        ? message
+        : { ...message, message: clampText(message.message) };
+    case 'model': {
+      const model = clampStatus(message.model);
+      return model === message.model ? message : { ...message, model };
+    }
+    case 'welcome': {
+      const models = message.models.map(clampStatus);
+      return models.every((model, index) => model === message.models[index])
+        ? message
+        : { ...message, models };
+    }
+    default:
+      return message;
+  }
+}

@@ -508,6 +508,50 @@ describe('encodeMessage checks what it is given', () => {
   });
 });
 
+describe('encodeMessage fits long texts into what a receiver accepts', () => {
+  const long = `onnxruntime said: ${'x'.repeat(10_000)}`;
+  const status = { name: 'm', version: '1', state: 'failed', instances: 0, reason: long } as const;
+
+  it('cuts an error message over 4096 characters, keeping its code and the rest', () => {
+    const decoded = decodeMessage(
+      encodeMessage({
+        type: 'error',
+        id: 'j',
+        code: 'E_MODEL_LOAD_FAILED',
+        message: long,
+        retryable: false,
+      }),
+    );
+    if (decoded.type !== 'error') throw new Error(`decoded a ${decoded.type} message`);
+    expect(decoded).toMatchObject({ id: 'j', code: 'E_MODEL_LOAD_FAILED', retryable: false });
+    expect(decoded.message).toHaveLength(4096);
+    expect(decoded.message.startsWith('onnxruntime said: xxx')).toBe(true);
+    expect(decoded.message.endsWith('…')).toBe(true);
+  });
+
+  it('cuts a failed model reason in a model message and in a welcome', () => {
+    const model = decodeMessage(encodeMessage({ type: 'model', model: status }));
+    if (model.type !== 'model') throw new Error(`decoded a ${model.type} message`);
+    expect(model.model.reason).toHaveLength(4096);
+    const welcome = decodeMessage(
+      encodeMessage({
+        type: 'welcome',
+        protocolVersion: 1,
+        server: { name: 's', version: '1' },
+        models: [{ name: 'ok', version: '1', state: 'ready', instances: 1 }, status],
+        limits: {
+          maxPayloadBytes: 1024,
+          maxQueue: 1,
+          heartbeatIntervalMs: 1000,
+          resultTtlMs: 1000,
+        },
+      }),
+    );
+    if (welcome.type !== 'welcome') throw new Error(`decoded a ${welcome.type} message`);
+    expect(welcome.models.map((m) => m.reason?.length)).toEqual([undefined, 4096]);
+  });
+});
+
 describe('round trip of any message', () => {
   it('holds for a mixed stream', () => {
     fc.assert(
