@@ -238,6 +238,13 @@ describe('LocalRuntime errors across the worker boundary', () => {
     const matrix = { x: { dtype: 'float32', dims: [1, 3], data: new Float32Array(3) } } as const;
     expect(await rejectionCode(runtime.run(tiny, matrix, options('e-4')))).toBe('E_INPUT_SHAPE');
     expect(await rejectionCode(runtime.run(tiny, {}, options('e-5')))).toBe('E_INPUT_MISSING');
+    // Outputs read as the server reads them: an unknown name is the caller's mistake, not a
+    // runtime failure that would fall back; an empty list asks for every output.
+    expect(
+      await rejectionCode(runtime.run(tiny, float(4), { ...options('e-7'), outputs: ['nope'] })),
+    ).toBe('E_OUTPUT_NOT_FOUND');
+    const all = await runtime.run(tiny, float(4), { ...options('e-8'), outputs: [] });
+    expect(Object.keys(all.outputs)).toEqual(['y']);
     // None of them broke the worker: the same runtime computes y = 2x + 1.
     const after = await runtime.run(tiny, float(4), options('e-6'));
     expect(Array.from(after.outputs.y!.data as Float32Array)).toEqual([1, 3, 5, 7]);

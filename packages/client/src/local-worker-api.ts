@@ -311,12 +311,17 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
     const feeds: Record<string, Ort.Tensor> = {};
     for (const [name, tensor] of Object.entries(inputs))
       feeds[name] = new Tensor(tensor.dtype, tensor.data, tensor.dims);
+    // As the server reads them: an empty list asks for every output, and an unknown name is the
+    // caller's mistake (E_OUTPUT_NOT_FOUND), not this side's failure (onnxruntime-web's error
+    // would be E_RUNTIME, which falls back to the server only to be refused there).
+    const wanted = outputs === undefined || outputs.length === 0 ? undefined : [...outputs];
+    if (wanted !== undefined) checkOutputs(wanted, entry.session.outputNames);
     let results: Ort.InferenceSession.ReturnType;
     try {
       results =
-        outputs === undefined
+        wanted === undefined
           ? await entry.session.run(feeds)
-          : await entry.session.run(feeds, [...outputs]);
+          : await entry.session.run(feeds, wanted);
     } catch (error) {
       throw classifyOrtError(error);
     }
@@ -410,3 +415,16 @@ function cacheRuntime(ort: OrtModule, cacheName: string): RuntimeFetch | undefin
 
 /** The worker's API, as the main thread sees it through comlink. */
 export type LocalWorkerApi = ReturnType<typeof createLocalWorkerApi>;
+
+/** Throws `E_OUTPUT_NOT_FOUND` for the first requested output the model does not have. */
+function checkOutputs(wanted: readonly string[], known: readonly string[]): void {
+  for (const name of wanted) {
+    if (!known.includes(name)) {
+      const names = known.map((output) => `"${output}"`).join(', ');
+      throw new TandemError(
+        'E_OUTPUT_NOT_FOUND',
+        `unknown output "${name}"; the model has ${names}`,
+      );
+    }
+  }
+}
