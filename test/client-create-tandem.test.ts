@@ -107,6 +107,41 @@ describe('createTandem with a server', () => {
     await gpuOnly.close();
   });
 
+  it('refuses call options the protocol cannot carry with E_INVALID_ARGUMENT before they reach the server, where a remote call waited for ever', async () => {
+    // Each of these made the server refuse the whole infer frame as malformed, answering no job.
+    const bad = [
+      { priority: 11 },
+      { priority: 2.5 },
+      { deadlineMs: -1 },
+      { deadlineMs: Number.NaN },
+      { outputs: [''] },
+    ];
+    for (const options of bad) {
+      const job = tandem.run('paddleocr-cls', clsInput(5), {
+        placement: 'remote-only',
+        ...options,
+      });
+      expect(await rejectionCode(job)).toBe('E_INVALID_ARGUMENT');
+    }
+    // An unknown placement failed E_INTERNAL inside the router; an unknown warm side did nothing.
+    const placement = 'anywhere' as unknown as 'auto';
+    expect(await rejectionCode(tandem.run('paddleocr-cls', clsInput(5), { placement }))).toBe(
+      'E_INVALID_ARGUMENT',
+    );
+    expect(() => createTandem({ placement })).toThrow(
+      expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }),
+    );
+    const where = 'server' as unknown as 'remote';
+    expect(await rejectionCode(tandem.warm('paddleocr-cls', { where }))).toBe('E_INVALID_ARGUMENT');
+    const result = await tandem.run('paddleocr-cls', clsInput(5), {
+      placement: 'remote-only',
+      priority: 10,
+      deadlineMs: 0.5e6,
+      outputs: ['softmax_0.tmp_0'],
+    });
+    expect(result.placement).toBe('remote');
+  });
+
   it('cancels with E_CANCELLED', async () => {
     const job = tandem.run('paddleocr-cls', clsInput(4), { placement: 'remote-only' });
     job.cancel();

@@ -25,6 +25,7 @@ import type { Runtime, RuntimeEstimate, RuntimeResult } from './runtime.js';
 import { OipRemote } from './oip-remote.js';
 import { WebSocketRemote, checkSubprotocolKey, type WebSocketFactory } from './websocket-remote.js';
 import { checkInputs } from './tensor-inputs.js';
+import { checkPlacement, checkRunOptions, checkWarmWhere } from './run-options.js';
 
 /** Where a model's manifest comes from: the manifest itself, or the URL of its JSON. */
 export type ModelSource = ModelManifest | string;
@@ -98,9 +99,12 @@ export interface RunOptions {
   readonly placement?: Placement;
   /** Cancels the call (download, compile, local run, or remote job). */
   readonly signal?: AbortSignal;
-  /** 0..10, higher first in the server queue. @default 5 */
+  /**
+   * An integer from 0 to 10, higher first in the server queue (anything else rejects the call
+   * with `E_INVALID_ARGUMENT`, as an unknown placement or an empty output name does). @default 5
+   */
   readonly priority?: number;
-  /** The server must finish within this many ms of receiving the job. */
+  /** The server must finish within this many ms (0 or more) of receiving the job. */
   readonly deadlineMs?: number;
   /** Only these outputs. */
   readonly outputs?: readonly string[];
@@ -174,6 +178,7 @@ function newJobId(): string {
 /** Creates a Tandem client. */
 export function createTandem(options: TandemOptions = {}): Tandem {
   checkKeepWarm(options.keepWarm);
+  checkPlacement(options.placement);
   const baseUrl =
     options.baseUrl ??
     (globalThis as { location?: { href: string } }).location?.href ??
@@ -284,6 +289,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     throwIfClosed();
     // Bad inputs are the caller's to fix, on either side: refused here, before any fallback.
     checkInputs(inputs);
+    checkRunOptions(runOptions);
     const started = performance.now();
     const placement = runOptions.placement ?? options.placement ?? 'auto';
     // Only when the call means to run here: under 'auto' the model may have no local file, and
@@ -444,6 +450,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     },
     async warm(model, warmOptions = {}) {
       throwIfClosed();
+      checkWarmWhere(warmOptions.where);
       const where = warmOptions.where ?? 'remote';
       if (where !== 'remote') startLocal();
       const manifest = await manifestOf(model);
