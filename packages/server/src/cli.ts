@@ -305,8 +305,16 @@ function onSignals(): Shutdown {
   };
 }
 
+/** Flags that ask for the usage text, after a command as before one. */
+const HELP_FLAGS = new Set(['--help', '-h']);
+
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
+  // `tandem serve --help` is how most people look for a command's flags: usage, not an error.
+  if ((command === 'serve' || command === 'worker') && rest.some((arg) => HELP_FLAGS.has(arg))) {
+    console.log(USAGE);
+    return;
+  }
   switch (command) {
     case 'serve':
       return serve(rest);

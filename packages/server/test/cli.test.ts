@@ -266,6 +266,19 @@ describe('cli: tandem serve', () => {
     expect(await cli.stop('SIGTERM')).toEqual({ code: 0, signal: null });
   });
 
+  it('prints the usage and exits 0 for --help after a command, as before one', () => {
+    for (const args of [
+      ['--help'],
+      ['serve', '--help'],
+      ['worker', '-h'],
+      ['serve', '--port', '0', '-h'],
+    ]) {
+      const usage = execFileSync(process.execPath, [CLI_PATH, ...args], { encoding: 'utf8' });
+      expect(usage).toContain('Options of serve:');
+      expect(usage).toContain('Options of worker:');
+    }
+  });
+
   it('refuses an unknown --providers name before it serves', async () => {
     const error = await startCli([
       'serve',
