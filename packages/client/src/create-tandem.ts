@@ -306,6 +306,13 @@ export function createTandem(options: TandemOptions = {}): Tandem {
       signal,
       cancelled,
     );
+    // The caller's configuration, not a device without a backend (E_NO_BACKEND said so before).
+    if (placement === 'remote-only' && remoteRt === undefined) {
+      throw new TandemError(
+        'E_INVALID_ARGUMENT',
+        `placement remote-only needs a server: pass createTandem's server option to run "${model}" remotely`,
+      );
+    }
     const [localEstimate, remoteEstimate] = await abortable(
       Promise.all([
         placement === 'remote-only'

@@ -101,6 +101,16 @@ describe('createTandem options', () => {
   }
 });
 
+describe('createTandem without a server', () => {
+  it('refuses a remote-only call with E_INVALID_ARGUMENT, naming the missing server option', async () => {
+    const tandem = createTandem({ models: { m: { name: 'm' } } });
+    const job = tandem.run('m', {}, { placement: 'remote-only' });
+    expect(await rejectionCode(job)).toBe('E_INVALID_ARGUMENT');
+    await expect(job).rejects.toThrow(/server/);
+    await tandem.close();
+  });
+});
+
 describe('createTandem job ids', () => {
   it('are random UUIDs on a page without crypto.randomUUID (no secure context): another caller can neither guess one nor clash with it', () => {
     // crypto.getRandomValues exists in every context; randomUUID only in secure ones.
