@@ -14,6 +14,7 @@ import {
   PROTOCOL_VERSION,
   TandemError,
   decodeClientMessage,
+  peekInferId,
   encodeMessageParts,
   type ClientMessage,
   type ErrorCode,
@@ -159,7 +160,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     const url = URL.parse(request.url ?? '/', 'http://localhost');
     if (url === null) return deny(400, 'E_PROTOCOL', 'the request target is not a valid URL');
     if (url.pathname !== STREAM_PATH)
-      return deny(404, 'E_MODEL_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}`);
+      return deny(404, 'E_ROUTE_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}`);
     if (options.manager.draining)
       return deny(503, 'E_SHUTTING_DOWN', 'the server is shutting down', SHUTDOWN_RETRY_AFTER_MS);
     const origin = request.headers.origin;
@@ -307,7 +308,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
 
   const onMessage = (connection: Connection, data: RawData, isBinary: boolean): void => {
     let message: ClientMessage;
-    let fragments: readonly Uint8Array[];
+    let fragments: readonly Uint8Array[] | undefined;
     try {
       if (!isBinary)
         throw new TandemError(
@@ -325,7 +326,8 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
         connection.socket.close(1008, 'too many malformed frames');
         return;
       }
-      refuse(connection, null, coded);
+      // An infer whose id is readable is refused as that job: its sender is waiting for it.
+      refuse(connection, fragments === undefined ? null : (peekInferId(fragments) ?? null), coded);
       return;
     }
     if (!connection.hello && message.type !== 'hello') {

@@ -365,7 +365,7 @@ describe('ws-gateway: upgrade checks and hello', () => {
     const noProtocol = await refusedUpgrade(guarded.url, { protocols: ['chat'] });
     expect([noProtocol.status, noProtocol.code]).toEqual([400, 'E_PROTOCOL']);
     const otherPath = await refusedUpgrade(guarded.url.replace('http:', 'ws:') + '/v1/other');
-    expect(otherPath.status).toBe(404);
+    expect([otherPath.status, otherPath.code]).toEqual([404, 'E_ROUTE_NOT_FOUND']);
   });
 
   it('stays up when a client resets its connection after any refused upgrade', async () => {
@@ -565,6 +565,8 @@ const MALFORMED_CODES = [
   'E_UNKNOWN_MESSAGE',
   'E_UNKNOWN_DTYPE',
 ];
+/** The ids those errors carry: none, or the id of an infer whose header was readable. */
+const MALFORMED_IDS = [null, 'm', 'd'];
 
 describe('ws-gateway: bad input gets a code and the server keeps serving', () => {
   const MAX_PAYLOAD_BYTES = 64 * 1024;
@@ -630,6 +632,34 @@ describe('ws-gateway: bad input gets a code and the server keeps serving', () =>
     await client.close();
   });
 
+  it('refuses a malformed infer whose id it can read as that job, so its sender is not left waiting', async () => {
+    const client = await connectClient(ctx.url);
+    // Each is well-formed but for one field; a client that sent it waits for its id.
+    const frames = {
+      'bad-priority': rawFrame(
+        '{"type":"infer","id":"bad-priority","model":"mlp","priority":11,"inputs":[]}',
+      ),
+      'bad-deadline': rawFrame(
+        '{"type":"infer","id":"bad-deadline","model":"mlp","deadlineMs":-1,"inputs":[]}',
+      ),
+      'bad-output': rawFrame(
+        '{"type":"infer","id":"bad-output","model":"mlp","outputs":[""],"inputs":[]}',
+      ),
+    };
+    for (const [id, frame] of Object.entries(frames)) {
+      client.sendRaw(frame);
+      const error = await client.nextOf('error');
+      expect([error.id, error.code], id).toEqual([id, 'E_PROTOCOL']);
+    }
+    // No readable id (not an infer, or an id that is no id): a connection-level error, as before.
+    client.sendRaw(rawFrame('{"type":"infer","id":7,"model":"mlp","inputs":[]}'));
+    expect((await client.nextOf('error')).id).toBeNull();
+    client.sendRaw(rawFrame('{"type":"cancel","id":"x","extra":[}'));
+    expect((await client.nextOf('error')).id).toBeNull();
+    await expectServing(client, 'after-malformed-infer');
+    await client.close();
+  });
+
   it('closes with 1009 on a frame over maxPayloadBytes; others keep being served', async () => {
     const client = await connectClient(ctx.url);
     expect(client.welcome!.limits.maxPayloadBytes).toBe(MAX_PAYLOAD_BYTES);
@@ -645,10 +675,11 @@ describe('ws-gateway: bad input gets a code and the server keeps serving', () =>
     const closed = await client.closed;
     expect(closed.code).toBe(1008);
     const errors = client.received.filter((m): m is ErrorMessage => m.type === 'error');
-    // Every malformed frame up to the limit was answered with a coded, connection-level error.
+    // Every malformed frame up to the limit was answered with a coded error: connection-level,
+    // or addressed to the infer's id where its header could be read.
     expect(errors).toHaveLength(100);
     for (const error of errors) {
-      expect(error.id).toBeNull();
+      expect(MALFORMED_IDS).toContain(error.id);
       expect(MALFORMED_CODES).toContain(error.code);
     }
     expect(client.received.some((m) => m.type === 'result')).toBe(false);
@@ -669,7 +700,7 @@ describe('ws-gateway: bad input gets a code and the server keeps serving', () =>
     for (const code of codes) expect(MALFORMED_CODES).toContain(code);
     // Every kind of malformation produced its own code somewhere in the run.
     expect([...codes].sort()).toEqual([...MALFORMED_CODES].sort());
-    expect(errors.every((error) => error.id === null)).toBe(true);
+    expect(new Set(errors.map((error) => error.id))).toEqual(new Set(MALFORMED_IDS));
     await expectServing(client, 'after-malformed');
     await client.close();
   });

@@ -35,7 +35,7 @@ import {
   type Message,
   type ServerMessage,
 } from './messages.js';
-import { MAX_NAME_CHARS } from './progress.js';
+import { MAX_ID_CHARS, MAX_NAME_CHARS } from './progress.js';
 import { TandemError } from './tandem-error.js';
 import {
   bytesPerElement,
@@ -479,7 +479,8 @@ function protocolError(message: string): TandemError {
   return new TandemError('E_PROTOCOL', message);
 }
 
-function decodeFrame(source: FrameSource, pooled: boolean): Message {
+/** Reads and checks a frame's prefix, then parses its JSON header (not yet checked as a message). */
+function readHeader(source: FrameSource): { header: Record<string, unknown>; headerEnd: number } {
   const length = source.length;
   if (length < FRAME_PREFIX_BYTES) {
     throw protocolError(
@@ -527,7 +528,30 @@ function decodeFrame(source: FrameSource, pooled: boolean): Message {
   } catch {
     throw protocolError('header is not valid JSON');
   }
-  const header = expectRecord(parsed, { path: 'header' });
+  return { header: expectRecord(parsed, { path: 'header' }), headerEnd };
+}
+
+/**
+ * The job id of an `infer` frame that failed to decode, when its header is readable and names a
+ * valid id (undefined otherwise): the receiver then addresses its refusal to that job, whose
+ * sender would else wait for an answer that never comes. Only for refusals: it reads the header
+ * again.
+ */
+export function peekInferId(bytes: unknown): string | undefined {
+  try {
+    const { header } = readHeader(frameSource(bytes));
+    const { type, id } = header;
+    return type === 'infer' && typeof id === 'string' && id.length > 0 && id.length <= MAX_ID_CHARS
+      ? id
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeFrame(source: FrameSource, pooled: boolean): Message {
+  const length = source.length;
+  const { header, headerEnd } = readHeader(source);
   const type = header.type;
   const field = type === 'infer' || type === 'result' ? TENSOR_FIELD[type] : undefined;
   if (field === undefined) {

@@ -59,6 +59,7 @@ export {
   decodeClientMessage,
   decodeMessage,
   decodeServerMessage,
+  peekInferId,
   encodeMessage,
   encodeMessageParts,
   ZERO_COPY_MIN_BYTES,
