@@ -25,7 +25,7 @@ import type { Runtime, RuntimeEstimate, RuntimeResult } from './runtime.js';
 import { OipRemote } from './oip-remote.js';
 import { WebSocketRemote, checkSubprotocolKey, type WebSocketFactory } from './websocket-remote.js';
 import { checkInputs } from './tensor-inputs.js';
-import { checkPlacement, checkRunOptions, checkWarmWhere } from './run-options.js';
+import { checkModelName, checkPlacement, checkRunOptions, checkWarmWhere } from './run-options.js';
 
 /** Where a model's manifest comes from: the manifest itself, or the URL of its JSON. */
 export type ModelSource = ModelManifest | string;
@@ -288,6 +288,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
   ): Promise<RunResult> => {
     throwIfClosed();
     // Bad inputs are the caller's to fix, on either side: refused here, before any fallback.
+    checkModelName(model);
     checkInputs(inputs);
     checkRunOptions(runOptions);
     const started = performance.now();
@@ -457,6 +458,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     },
     async warm(model, warmOptions = {}) {
       throwIfClosed();
+      checkModelName(model);
       checkWarmWhere(warmOptions.where);
       const where = warmOptions.where ?? 'remote';
       if (where !== 'remote') startLocal();

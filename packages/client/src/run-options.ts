@@ -63,6 +63,14 @@ export function checkRunOptions(options: {
   }
 }
 
+/** Throws `E_INVALID_ARGUMENT` unless `model` is a model name: 1 to 256 characters. */
+export function checkModelName(model: unknown): void {
+  if (typeof model === 'string' && model.length > 0 && model.length <= MAX_NAME_CHARS) return;
+  throw invalid(
+    `a model name is a string of 1 to ${MAX_NAME_CHARS} characters, not ${show(model)}`,
+  );
+}
+
 /** Throws `E_INVALID_ARGUMENT` unless `where` (of `warm()`) is undefined, local, remote or both. */
 export function checkWarmWhere(where: unknown): void {
   if (where === undefined || where === 'local' || where === 'remote' || where === 'both') return;

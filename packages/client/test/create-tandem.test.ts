@@ -111,6 +111,30 @@ describe('createTandem without a server', () => {
   });
 });
 
+describe('createTandem model names', () => {
+  it('refuses a run or warm of no model name with E_INVALID_ARGUMENT before asking anyone', async () => {
+    // A server that would answer: the call must not reach it (it asked /v1/models//manifest).
+    const fetched: string[] = [];
+    vi.stubGlobal('fetch', (url: string) => {
+      fetched.push(url);
+      return Promise.resolve(new Response('{}', { status: 404 }));
+    });
+    try {
+      const tandem = createTandem({ server: 'http://127.0.0.1:9' });
+      for (const model of ['', 'x'.repeat(257)]) {
+        expect(await rejectionCode(tandem.run(model, {})), JSON.stringify(model)).toBe(
+          'E_INVALID_ARGUMENT',
+        );
+        expect(await rejectionCode(tandem.warm(model))).toBe('E_INVALID_ARGUMENT');
+      }
+      expect(fetched).toEqual([]);
+      await tandem.close();
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+});
+
 describe('createTandem job ids', () => {
   it('are random UUIDs on a page without crypto.randomUUID (no secure context): another caller can neither guess one nor clash with it', () => {
     // crypto.getRandomValues exists in every context; randomUUID only in secure ones.

@@ -3,7 +3,12 @@
 
 import { describe, expect, it } from 'vitest';
 import { PLACEMENTS } from '@tandem/shared';
-import { checkPlacement, checkRunOptions, checkWarmWhere } from '../src/run-options.js';
+import {
+  checkModelName,
+  checkPlacement,
+  checkRunOptions,
+  checkWarmWhere,
+} from '../src/run-options.js';
 
 const codeOf = (call: () => void): string | undefined => {
   try {
@@ -57,5 +62,14 @@ describe('checkWarmWhere', () => {
       expect(codeOf(() => checkWarmWhere(where))).toBeUndefined();
     for (const where of ['server', '', 1])
       expect(codeOf(() => checkWarmWhere(where))).toBe('E_INVALID_ARGUMENT');
+  });
+});
+
+describe('checkModelName', () => {
+  it('takes names of 1 to 256 characters and refuses anything else with E_INVALID_ARGUMENT', () => {
+    for (const name of ['m', 'paddleocr-det', 'x'.repeat(256)])
+      expect(codeOf(() => checkModelName(name))).toBeUndefined();
+    for (const name of ['', 'x'.repeat(257), undefined, 7])
+      expect(codeOf(() => checkModelName(name))).toBe('E_INVALID_ARGUMENT');
   });
 });
