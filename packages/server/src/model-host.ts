@@ -7,6 +7,7 @@ import {
   MovingAverage,
   TandemError,
   type Backend,
+  type ModelEstimates,
   type ModelState,
   type ModelStatus,
   type PlannedStage,
@@ -27,6 +28,7 @@ import { JobQueue } from './job-queue.js';
 import type { ModelEntry } from './model-repository.js';
 import { resolveExternalData, type ExternalDataOnDisk } from './external-data.js';
 import { readOnnxMetadata } from './onnx-metadata.js';
+import { queuedEtaMs } from './queue-eta.js';
 import {
   RESULT_FIELDS,
   toMicros,
@@ -231,16 +233,12 @@ export class ModelHost {
 
   /** The wire view of this model. */
   status(): ModelStatus {
-    const estimates: { loadMs?: number; warmupMs?: number; runMs?: number } = {};
-    if (this.estimates.load.value !== undefined) estimates.loadMs = this.estimates.load.value;
-    if (this.estimates.warmup.value !== undefined) estimates.warmupMs = this.estimates.warmup.value;
-    if (this.estimates.run.value !== undefined) estimates.runMs = this.estimates.run.value;
     const status = {
       name: this.entry.name,
       version: this.entry.version,
       state: this.state,
       instances: this.#instances.filter((i) => i.state === 'ready').length,
-      estimates,
+      estimates: this.#measured(),
     };
     return this.#failure === undefined ? status : { ...status, reason: this.#failure };
   }
@@ -1052,23 +1050,31 @@ export class ModelHost {
     return plan;
   }
 
+  /** The measured averages, each absent until measured. */
+  #measured(): ModelEstimates {
+    const estimates: { loadMs?: number; warmupMs?: number; runMs?: number } = {};
+    if (this.estimates.load.value !== undefined) estimates.loadMs = this.estimates.load.value;
+    if (this.estimates.warmup.value !== undefined) estimates.warmupMs = this.estimates.warmup.value;
+    if (this.estimates.run.value !== undefined) estimates.runMs = this.estimates.run.value;
+    return estimates;
+  }
+
   /** Estimated ms until a job at `position` is done; undefined until the needed parts are measured. */
   #eta(position: number, now: number): number | undefined {
-    const run = this.estimates.run.value;
-    if (run === undefined) return undefined;
-    const active = Math.max(1, this.#activeCount());
-    let eta = (Math.floor(position / active) + 1) * run;
-    if (this.#readyCount() === 0) {
-      const load = this.estimates.load.value;
-      const warmup = this.estimates.warmup.value;
-      if (load === undefined || warmup === undefined) return undefined;
-      const starting = this.#instances.find((i) => i.state === 'loading' || i.state === 'warming');
-      if (starting === undefined) eta += load + warmup;
-      else if (starting.state === 'loading')
-        eta += Math.max(0, load - (now - starting.stateSince)) + warmup;
-      else eta += Math.max(0, warmup - (now - starting.stateSince));
-    }
-    return eta;
+    const starting = this.#instances.find((i) => i.state === 'loading' || i.state === 'warming');
+    return queuedEtaMs(position, {
+      estimates: this.#measured(),
+      instances: this.#activeCount(),
+      ready: this.#readyCount(),
+      ...(starting === undefined
+        ? {}
+        : {
+            starting: {
+              stage: starting.state === 'loading' ? 'loading' : 'warming',
+              elapsedMs: now - starting.stateSince,
+            },
+          }),
+    });
   }
 
   #reportWaiting(job: Job, position: number, force: boolean): void {
