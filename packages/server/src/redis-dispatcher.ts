@@ -3,8 +3,10 @@
 // model's signature (the gateway reads the same model repository as the workers, without loading
 // anything), so bad input is refused before it reaches Redis. Each accepted job gets a local Job
 // that the WebSocket gateway and the OIP routes follow exactly as in-process: BullMQ job events
-// (QueueEvents) drive its progress and settle it once, queue positions come from BullMQ's ordered
-// set of prioritised jobs, and cancel removes a waiting job or tells the worker that holds it.
+// (QueueEvents) drive its progress and settle it once, queue positions come from BullMQ's wait list
+// and ordered set of prioritised jobs, with ETAs from what the workers report of the model (as a
+// single server's, see queue-eta.ts), and cancel removes a waiting job or tells the worker that
+// holds it.
 // An owner/id index in Redis lets any gateway — this one after a restart, or another — resume it.
 // Gateways count refusals (a worker's /metrics has none): a job refused after submit returned (a
 // full pool, a missed deadline, refused on a worker) is reported to the gateway that submitted it,
@@ -27,6 +29,7 @@ import { checkInputs } from './input-check.js';
 import { Job, type JobRequest, type ProgressListener } from './job.js';
 import type { DispatchedModel, JobDispatcher } from './job-dispatcher.js';
 import type { ModelManager } from './model-manager.js';
+import { queuedEtaMs } from './queue-eta.js';
 import { ModelStates } from './redis-model-states.js';
 import {
   decodeOutcome,
@@ -93,12 +96,16 @@ interface Followed {
   readonly job: Job;
   readonly jobId: string;
   readonly pool: string;
+  /** The model version it runs, for its ETA; undefined for a resumed job whose data is unreadable. */
+  readonly model: { readonly name: string; readonly version: string } | undefined;
   /** Epoch ms when it was queued (the oldest-job metric). */
   readonly queuedAt: number;
   /** Still waiting in the queue (not yet taken by a worker), as far as this gateway knows. */
   waiting: boolean;
-  /** Last queue position sent. */
+  /** Last queue position sent; -1 before the first, and once the job is put back in the queue. */
   position: number;
+  /** Whether the last position sent had an ETA: one that becomes known is sent at once. */
+  etaSent: boolean;
   /** Whether the BullMQ job exists (added, or found by `adopt`). */
   added: boolean;
   deadlineTimer: ReturnType<typeof setTimeout> | undefined;
@@ -236,7 +243,9 @@ export class RedisDispatcher implements JobDispatcher {
     const pool = this.#poolOf(host.entry.config.pool, host.label);
     const job = new Job(request, undefined, performance.now());
     job.listen(listener);
-    const followed = this.#follow(job, pool);
+    const followed = this.#follow(job, pool, {
+      model: { name: host.entry.name, version: host.entry.version },
+    });
     // Only here, not in `adopt`: another gateway that resumes the job does not count it again.
     // Registered before the caller's own reactions, so the count is in before the client hears.
     void job.outcome.then((outcome) => {
@@ -348,6 +357,7 @@ export class RedisDispatcher implements JobDispatcher {
     // Follow before asking for the state: an event that comes in between is not missed.
     const followed = this.#follow(job, pool, {
       jobId,
+      model: data === undefined ? undefined : { name: data.model, version: data.version },
       queuedAt: bullJob?.timestamp ?? Date.now(),
       waiting: false,
       added: bullJob !== undefined,
@@ -618,15 +628,17 @@ export class RedisDispatcher implements JobDispatcher {
   #follow(
     job: Job,
     pool: string,
-    known: Partial<Pick<Followed, 'jobId' | 'queuedAt' | 'waiting' | 'added'>> = {},
+    known: Partial<Pick<Followed, 'jobId' | 'model' | 'queuedAt' | 'waiting' | 'added'>> = {},
   ): Followed {
     const followed: Followed = {
       job,
       jobId: known.jobId ?? randomUUID(),
       pool,
+      model: known.model,
       queuedAt: known.queuedAt ?? Date.now(),
       waiting: known.waiting ?? true,
       position: -1,
+      etaSent: false,
       added: known.added ?? false,
       deadlineTimer: undefined,
     };
@@ -747,13 +759,9 @@ export class RedisDispatcher implements JobDispatcher {
    */
   async #reportPosition(followed: Followed): Promise<void> {
     if (!followed.waiting || !followed.job.listening) return;
-    const rank = await this.#redis
-      .zrank(this.#keys.prioritized(followed.pool), followed.jobId)
-      .catch(() => null);
-    // The worker may have taken it while the rank was read.
-    if (rank === null || !stillWaiting(followed) || rank === followed.position) return;
-    followed.position = rank;
-    followed.job.progress({ stage: 'queued', queuePosition: rank });
+    const [position] = await this.#readPositions([followed]).catch(() => []);
+    // The worker may have taken it while the position was read.
+    if (position !== undefined && stillWaiting(followed)) this.#sendPosition(followed, position);
   }
 
   async #updatePositions(): Promise<void> {
@@ -770,20 +778,67 @@ export class RedisDispatcher implements JobDispatcher {
         (f) => f.added && f.waiting && f.job.listening,
       );
       if (waiting.length === 0) return;
-      const pipeline = this.#redis.pipeline();
-      for (const f of waiting) pipeline.zrank(this.#keys.prioritized(f.pool), f.jobId);
-      const ranks = (await pipeline.exec()) ?? [];
+      const positions = await this.#readPositions(waiting);
       waiting.forEach((followed, index) => {
-        const rank = ranks[index]?.[1];
-        if (typeof rank !== 'number' || !followed.waiting || rank === followed.position) return;
-        followed.position = rank;
-        followed.job.progress({ stage: 'queued', queuePosition: rank });
+        const position = positions[index];
+        if (position !== undefined && followed.waiting) this.#sendPosition(followed, position);
       });
     } catch {
       // Redis away: positions resume with it.
     } finally {
       this.#positionsBusy = false;
     }
+  }
+
+  /**
+   * The queue positions of jobs (0 = next), read in one transaction; undefined for a job in
+   * neither list (taken by a worker, or not added yet). A worker takes from BullMQ's plain wait
+   * list first, at its right end, where a job put back after its worker died goes; then from the
+   * prioritised set in order (where every job of ours is added).
+   */
+  async #readPositions(jobs: readonly Followed[]): Promise<(number | undefined)[]> {
+    const pools = [...new Set(jobs.map((f) => f.pool))];
+    const transaction = this.#redis.multi();
+    for (const pool of pools) transaction.llen(this.#keys.wait(pool));
+    for (const { pool, jobId } of jobs)
+      transaction.lpos(this.#keys.wait(pool), jobId).zrank(this.#keys.prioritized(pool), jobId);
+    const replies = await transaction.exec();
+    const value = (index: number): number | undefined => {
+      const [error, reply] = replies?.[index] ?? [];
+      return (error === null || error === undefined) && typeof reply === 'number'
+        ? reply
+        : undefined;
+    };
+    const waitLengths = new Map(pools.map((pool, index) => [pool, value(index)]));
+    return jobs.map(({ pool }, index) => {
+      const length = waitLengths.get(pool);
+      if (length === undefined) return undefined;
+      const listed = value(pools.length + 2 * index);
+      if (listed !== undefined) return length - 1 - listed;
+      const rank = value(pools.length + 2 * index + 1);
+      return rank === undefined ? undefined : length + rank;
+    });
+  }
+
+  /**
+   * Sends a waiting job's queue position with its ETA, when either changed (or the ETA became
+   * known): the ETA comes from what the live workers report of its model, as a single server's
+   * comes from its own measurements, and is left out until they have measured what it needs.
+   */
+  #sendPosition(followed: Followed, position: number): void {
+    const capacity =
+      followed.model === undefined
+        ? undefined
+        : this.#states.capacity(followed.model.name, followed.model.version);
+    const eta = capacity === undefined ? undefined : queuedEtaMs(position, capacity);
+    if (position === followed.position && (eta !== undefined) === followed.etaSent) return;
+    followed.position = position;
+    followed.etaSent = eta !== undefined;
+    followed.job.progress({
+      stage: 'queued',
+      queuePosition: position,
+      ...(eta === undefined ? {} : { etaMs: eta }),
+    });
   }
 
   /** Settles jobs whose end this gateway missed, from what Redis holds. */

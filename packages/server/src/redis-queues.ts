@@ -97,6 +97,14 @@ export class RedisKeys {
     return `${this.prefix}-waiting:${pool}`;
   }
 
+  /**
+   * BullMQ's list of a queue's jobs without a priority, taken from its right end before any
+   * prioritised one: where a job goes back after its worker died.
+   */
+  wait(pool: string): string {
+    return `${this.prefix}:${pool}:wait`;
+  }
+
   /** BullMQ's sorted set of a queue's prioritised jobs, in the order they will run. */
   prioritized(pool: string): string {
     return `${this.prefix}:${pool}:prioritized`;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ModelStatus, TensorMap } from '@tandem/shared';
+import type { ModelStatus, ProgressEvent, TensorMap } from '@tandem/shared';
 import { hashApiKey } from '@tandem/server';
 import {
   buildMlpClassifier,
@@ -33,7 +33,7 @@ import {
   startServer,
 } from './fixtures.js';
 import { decodeInferResponse, encodeInferRequest, float32Of } from './oip-client.js';
-import { Cluster, pollUntil } from './redis-fixtures.js';
+import { Cluster, FAST_FAILOVER, pollUntil } from './redis-fixtures.js';
 import { buildSlowModel, tempDir, writeModelConfig } from './server-fixtures.js';
 
 const FEATURES = 16;
@@ -1043,6 +1043,142 @@ describe('redis-dispatcher: a Redis command that fails around the add of a job',
     const text = await scrape(gateway.url);
     expect(metricValue(text, 'tandem_pool_oldest_wait_seconds', { pool: 'jammed' })).toBe(0);
     expect(metricValue(text, 'tandem_pool_queue_depth', { pool: 'jammed' })).toBe(0);
+  });
+});
+
+describe("redis-dispatcher: queued jobs' positions and ETAs, as on a single server", () => {
+  let cluster: Cluster;
+  let gateway: CliProcess;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    cluster = await Cluster.start(async (dir) => {
+      // Pool "eta": a quick model, and a slow one (a run grows with the rows) that holds the
+      // pool's worker while quick jobs queue behind it. Pool "requeue" the same, for a job whose
+      // worker dies.
+      for (const [name, pool, slow] of [
+        ['quick', 'eta', false],
+        ['hold', 'eta', true],
+        ['behind', 'requeue', false],
+        ['victim', 'requeue', true],
+      ] as const) {
+        if (slow) await writeSlowModel(dir, name);
+        else await writeModelFile(dir, name, 1, MLP.bytes);
+        writeModelConfig(dir, name, 1, { pool, intraOpNumThreads: 1 });
+      }
+    });
+    [gateway] = await Promise.all([cluster.gateway(), cluster.worker(['--pool', 'eta'])]);
+    client = await connectClient(gateway.url);
+  });
+
+  afterAll(async () => {
+    await client.close();
+    await cluster.close();
+  });
+
+  /** The next `queued` progress of job `id` that arrives after `mark` messages were received. */
+  const queuedAfter = (id: string, mark: number): Promise<ProgressEvent> =>
+    client
+      .nextOf(
+        'progress',
+        (m) =>
+          m.event.jobId === id &&
+          m.event.stage === 'queued' &&
+          m.event.queuePosition !== undefined &&
+          client.received.indexOf(m) >= mark,
+      )
+      .then((m) => m.event);
+
+  it("gives a queued job an ETA from the workers' measured run time and its position", async () => {
+    // Measured on the worker first: the gateway shows no ETA it cannot derive from measurements.
+    resultOf(await client.infer({ id: 'measure', model: 'quick', inputs: mlpInput(0) }));
+    const runMs = await pollUntil(async () => {
+      const { models } = (await (await fetch(`${gateway.url}/v1/models`)).json()) as {
+        models: ModelStatus[];
+      };
+      const quick = models.find((m) => m.name === 'quick');
+      return quick?.state === 'ready' ? quick.estimates?.runMs : undefined;
+    }, "the worker's measured run time to reach the gateway");
+    // The pool's only worker is busy: quick jobs wait in Redis, one instance ready for them.
+    client.send({ type: 'infer', id: 'hold', model: 'hold', inputs: slowInput(4096) });
+    await client.nextOf('progress', (m) => m.event.jobId === 'hold' && m.event.stage === 'running');
+    const ids = ['q0', 'q1', 'q2'];
+    for (const [i, id] of ids.entries())
+      client.send({ type: 'infer', id, model: 'quick', inputs: mlpInput(i + 1) });
+    for (const [position, id] of ids.entries()) {
+      const event = await queuedAfter(id, 0);
+      expect(event.queuePosition).toBe(position);
+      // The single server's formula: the runs ahead over the ready instances, then its own
+      // (less the microseconds between the update and its event, which count down the ETA).
+      const expected = (position + 1) * runMs;
+      expect(event.etaMs).toBeLessThanOrEqual(expected);
+      expect(event.etaMs).toBeGreaterThan(expected - 0.5);
+    }
+    for (const id of ['hold', ...ids]) {
+      const log = await client.collectJob(id);
+      resultOf(log);
+      expectMonotoneFractions(log.progress);
+    }
+  });
+
+  it('reports the position again of a job put back in the queue after its worker died', async () => {
+    // Pool "requeue": a BullMQ worker in this process holds a job it never ends, without using
+    // a core, and looks for stalled jobs as any worker does; a real worker then runs the victim.
+    const connection = new Redis(cluster.redis.url, { maxRetriesPerRequest: null });
+    let release = (): void => undefined;
+    let holding = (): void => undefined;
+    const held = new Promise<void>((resolve) => (holding = resolve));
+    const holder = new Worker(
+      'requeue',
+      () => {
+        holding();
+        return new Promise<void>((resolve) => (release = resolve));
+      },
+      { connection, prefix: 'tandem', stalledInterval: 400 },
+    );
+    try {
+      await cluster.queue('requeue').add('hold', {}, { jobId: 'gate' });
+      await held;
+      const doomed = await cluster.worker(['--pool', 'requeue', ...FAST_FAILOVER]);
+      const victimInput = slowInput(8192, 5);
+      client.send({ type: 'infer', id: 'victim', model: 'victim', inputs: victimInput });
+      await client.nextOf(
+        'progress',
+        (m) => m.event.jobId === 'victim' && m.event.stage === 'running',
+      );
+      client.send({ type: 'infer', id: 'behind', model: 'behind', inputs: mlpInput(9) });
+      expect((await queuedAfter('behind', 0)).queuePosition).toBe(0);
+      const mark = client.received.length;
+      expect((await doomed.stop('SIGKILL')).signal).toBe('SIGKILL');
+      // The holder's stall check puts the victim back, on BullMQ's plain wait list, whose jobs go
+      // first: the victim is next, and the job that waited behind it one further back.
+      expect((await queuedAfter('victim', mark)).queuePosition).toBe(0);
+      expect((await queuedAfter('behind', mark)).queuePosition).toBe(1);
+      expect(await (await bullJobOf(cluster, 'requeue', 'victim'))?.getState()).toBe('waiting');
+      // The holder stops taking jobs before it lets go of its own; a new worker runs the rest.
+      const closed = holder.close();
+      release();
+      await closed;
+      await cluster.worker(['--pool', 'requeue', ...FAST_FAILOVER]);
+      expect(resultOf(await client.collectJob('victim')).outputs.y!.data).toEqual(
+        victimInput.x!.data,
+      );
+      resultOf(await client.collectJob('behind'));
+    } finally {
+      release();
+      await holder.close();
+      connection.disconnect();
+    }
+    // Every progress event of the victim, the ones taken above included: it ran, went back to
+    // the queue, ran again (a cold start on the new worker), and its bar never went backwards.
+    const progress = client.received.flatMap((m) =>
+      m.type === 'progress' && m.event.jobId === 'victim' ? [m.event] : [],
+    );
+    const stages = stagesOf(progress);
+    const requeued = stages.indexOf('queued', stages.indexOf('running'));
+    expect(requeued, stages.join(' → ')).toBeGreaterThan(0);
+    expect(stages.at(-1)).toBe('running');
+    expectMonotoneFractions(progress);
   });
 });
 
