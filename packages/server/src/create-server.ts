@@ -176,12 +176,16 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     logger: options.logger ?? false,
     bodyLimit: maxPayloadBytes,
     return503OnClosing: false,
-    // A path fastify cannot decode (`/v2/models/%zz`) gets a coded body like every other refusal,
-    // not fastify's own (whose `code` is no Tandem code and whose `error` is only "Bad Request").
+    // fastify's default (100) made a model or version named with 101 to 128 characters (the
+    // repository takes up to 128) unreachable over HTTP: the route answered 414 without looking.
+    routerOptions: { maxParamLength: MAX_URL_PARAM_CHARS },
+    // A path fastify's router refuses itself (a bad %-escape like `/v2/models/%zz`, a parameter
+    // past the length above) gets a coded body like every other refusal, not fastify's own (whose
+    // `code` is no Tandem code and whose `error` is only "Bad Request").
     frameworkErrors: (error, request, reply) => {
       // Answered before any hook could run.
       isolate(reply);
-      const coded = new TandemError('E_INVALID_ARGUMENT', error.message);
+      const coded = toTandemError(error);
       rejections?.countError(coded);
       void sendError(reply, coded, request);
     },
@@ -419,6 +423,13 @@ function checkLimits(options: ServerOptions): void {
     throw new TandemError('E_INVALID_ARGUMENT', 'option progressIntervalMs must be >= 0');
   }
 }
+
+/**
+ * The longest path parameter (a model name or version), in characters of the request target: past
+ * the 128 a repository name takes, even %-encoded, and still short enough that the router's
+ * matching stays cheap.
+ */
+const MAX_URL_PARAM_CHARS = 1024;
 
 /** Maps anything thrown in a route to a TandemError (fastify's own errors included). */
 export function toTandemError(error: unknown): TandemError {

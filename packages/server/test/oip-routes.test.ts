@@ -43,6 +43,8 @@ import { Job as JobClass, type Job } from '../src/job.js';
 import { metricValue } from './fixtures.js';
 
 const FEATURES = 4;
+/** A model (and version) name of 128 characters: the longest the repository takes. */
+const LONG_NAME = `long-${'n'.repeat(123)}`;
 const X = [0.5, -1, 2, 0.25, 3, 1.5, -0.75, 0, -2, 0.125, 1, 4];
 const ROWS = X.length / FEATURES;
 
@@ -70,6 +72,7 @@ beforeAll(async () => {
     1,
     buildMlpClassifier({ features: FEATURES, hidden: 8, classes: 3, seed: 3 }).bytes,
   );
+  await writeModelFile(dir, LONG_NAME, LONG_NAME, mlp.bytes);
   await writeModelFile(dir, 'dtypes', 1, buildIdentityModel());
   await writeModelFile(
     dir,
@@ -215,6 +218,33 @@ describe('model metadata and readiness', () => {
     }
     const response = await infer('nope', { inputs: [mlpInput] });
     expect(errorOf(response)).toEqual({ status: 404, code: 'E_MODEL_NOT_FOUND' });
+  });
+});
+
+describe('request URLs', () => {
+  it('serves a model and version named with 128 characters, the longest a repository takes', async () => {
+    const response = await infer(LONG_NAME, { inputs: [mlpInput] }, LONG_NAME);
+    expect(decoded(response).json).toMatchObject({
+      model_name: LONG_NAME,
+      model_version: LONG_NAME,
+    });
+    const ready = await server.fastify.inject({ url: `/v2/models/${LONG_NAME}/ready` });
+    expect(ready.statusCode).toBe(200);
+  });
+
+  it('answers a path the router cannot decode, or a name past any model, with 400 E_INVALID_ARGUMENT', async () => {
+    for (const url of [
+      '/v2/models/%ZZ/infer',
+      '/v2/models/%E0%A4%A/ready',
+      '/v2/models/mlp/versions/%/infer',
+      `/v2/models/${'m'.repeat(2000)}/infer`,
+      `/v2/models/mlp/versions/${'9'.repeat(2000)}`,
+    ]) {
+      const response = url.endsWith('/infer')
+        ? await server.fastify.inject({ method: 'POST', url, payload: '{}' })
+        : await server.fastify.inject({ url });
+      expect(errorOf(response), url).toEqual({ status: 400, code: 'E_INVALID_ARGUMENT' });
+    }
   });
 });
 
