@@ -382,7 +382,7 @@ export function parseRawBinaryRequest(
   const variable = spec.dims.filter((dim) => typeof dim !== 'number').length;
   let tensor: Tensor;
   if (spec.dtype === 'string') {
-    tensor = { dtype: 'string', dims: [1], data: [body.toString('utf8')] };
+    tensor = { dtype: 'string', dims: [1], data: [utf8Element(spec.name, 0, body)] };
   } else if (variable > 1) {
     throw new TandemError(
       'E_INVALID_ARGUMENT',
@@ -432,6 +432,25 @@ function shapeError(name: string, message: string): TandemError {
   return new TandemError('E_INPUT_SHAPE', `input "${name}": ${message}`);
 }
 
+/** Refuses what is not UTF-8 rather than replacing it: `fatal`, and a leading BOM is kept. */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * One BYTES element as a string. A string tensor reaches onnxruntime as text, so bytes that are
+ * not UTF-8 (an image sent as BYTES) would run as U+FFFD replacement characters, a different
+ * input than the one sent: refused, as the WebSocket decoder refuses them (E_PROTOCOL there).
+ */
+function utf8Element(name: string, index: number, bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      `input "${name}": BYTES element ${index} is not UTF-8 text; Tandem's string tensors carry text only`,
+    );
+  }
+}
+
 /** Builds a tensor from raw little-endian bytes (copied once: the body buffer may be unaligned). */
 function tensorFromBinary(name: string, dtype: TensorDtype, dims: number[], bytes: Buffer): Tensor {
   const count = elementCount(dims);
@@ -444,7 +463,7 @@ function tensorFromBinary(name: string, dtype: TensorDtype, dims: number[], byte
       const size = bytes.readUInt32LE(pos);
       pos += 4;
       if (pos + size > bytes.byteLength) throw shapeError(name, 'BYTES element runs past its data');
-      data.push(bytes.toString('utf8', pos, pos + size));
+      data.push(utf8Element(name, data.length, bytes.subarray(pos, pos + size)));
       pos += size;
       if (data.length > count) break;
     }

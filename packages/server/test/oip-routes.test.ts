@@ -729,6 +729,48 @@ describe('errors', () => {
     expect(response.json<{ error: string }>().error).toContain('BOOL element 2 is 7');
   });
 
+  it('answers binary BYTES that are not UTF-8 with 400 E_INVALID_ARGUMENT, in either binary form', async () => {
+    // Replaced by U+FFFD, they ran as a different string than the one sent.
+    const notText = Buffer.from([0x68, 0xff, 0xfe, 0x69]);
+    const elements = Buffer.concat([encodeBytesTensor(['ok']), encodeBytesTensor(['xxxx'])]);
+    notText.copy(elements, elements.byteLength - 4);
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [
+          {
+            name: 'text',
+            shape: [2],
+            datatype: 'BYTES',
+            parameters: { binary_data_size: elements.byteLength },
+          },
+        ],
+      }),
+    );
+    const extension = await server.fastify.inject({
+      method: 'POST',
+      url: '/v2/models/echo/infer',
+      payload: Buffer.concat([header, elements]),
+      headers: { 'inference-header-content-length': String(header.byteLength) },
+    });
+    expect(errorOf(extension)).toEqual({ status: 400, code: 'E_INVALID_ARGUMENT' });
+    expect(extension.json<{ error: string }>().error).toContain('BYTES element 1');
+    const raw = await server.fastify.inject({
+      method: 'POST',
+      url: '/v2/models/echo/infer',
+      payload: notText,
+      headers: { 'inference-header-content-length': '0' },
+    });
+    expect(errorOf(raw)).toEqual({ status: 400, code: 'E_INVALID_ARGUMENT' });
+    // A byte order mark is text, and stays: nothing is stripped from a string that is sent.
+    const bom = await server.fastify.inject({
+      method: 'POST',
+      url: '/v2/models/echo/infer',
+      payload: Buffer.from('\ufeffhi', 'utf8'),
+      headers: { 'inference-header-content-length': '0' },
+    });
+    expect(decodeBytesTensor(decoded(bom).outputs.same!.bytes!)).toEqual(['\ufeffhi']);
+  });
+
   it('answers a model that cannot load with 500 E_MODEL_LOAD_FAILED and keeps serving others', async () => {
     const response = await infer('broken', { inputs: [mlpInput] });
     expect(errorOf(response)).toEqual({ status: 500, code: 'E_MODEL_LOAD_FAILED' });
