@@ -151,8 +151,8 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
   const infer = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const owner = options.authenticate(request);
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-    const headerLength = request.headers[HEADER_LENGTH_HEADER];
-    const rawBinary = isRawBinary(headerLength);
+    const headerLength = headerLengthOf(request.headers[HEADER_LENGTH_HEADER]);
+    const rawBinary = headerLength === 0;
     // A body that does not parse costs no token, like a malformed WebSocket frame; everything
     // the model refuses does, the unknown model first, as over WebSocket (ApiKeys.acquire): a
     // client probing names is limited the same way through either door.
@@ -236,22 +236,24 @@ interface ParsedInferRequest {
   readonly deadlineMs: number | undefined;
 }
 
-/** Parses an OIP infer body (JSON, optionally followed by binary data). Errors name the field. */
+/**
+ * Parses an OIP infer body (JSON, optionally followed by binary data), the JSON being its first
+ * `headerLength` bytes when the request gave Inference-Header-Content-Length. Errors name the field.
+ */
 export function parseInferRequest(
   body: Buffer,
-  headerLength: string | string[] | undefined,
+  headerLength: number | undefined,
 ): ParsedInferRequest {
   const ctx: ParseContext = { path: 'request', code: 'E_INVALID_ARGUMENT' };
   let jsonEnd = body.byteLength;
   if (headerLength !== undefined) {
-    const n = Number(Array.isArray(headerLength) ? headerLength[0] : headerLength);
-    if (!Number.isInteger(n) || n < 0 || n > body.byteLength) {
+    if (headerLength > body.byteLength) {
       throw new TandemError(
         'E_INVALID_ARGUMENT',
-        `${HEADER_LENGTH_HEADER} must be an integer within the body (${body.byteLength} bytes)`,
+        `${HEADER_LENGTH_HEADER} ${headerLength} runs past the body (${body.byteLength} bytes)`,
       );
     }
-    jsonEnd = n;
+    jsonEnd = headerLength;
   }
   let json: unknown;
   try {
@@ -355,9 +357,21 @@ export function fromTritonPriority(priority: number | undefined): number {
   return Math.max(PRIORITY_MIN + 1, PRIORITY_MAX + 1 - priority);
 }
 
-/** `Inference-Header-Content-Length: 0`: Triton's raw binary request, a body with no JSON at all. */
-function isRawBinary(headerLength: string | string[] | undefined): boolean {
-  return (Array.isArray(headerLength) ? headerLength[0] : headerLength)?.trim() === '0';
+/**
+ * The Inference-Header-Content-Length header as a byte count (0: Triton's raw binary request, a
+ * body with no JSON at all), or undefined without one. Decimal digits only: `Number()` read `0x10`
+ * and `1e1` as lengths the client never wrote, and an empty header as a JSON of no bytes.
+ */
+function headerLengthOf(header: string | string[] | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const text = (Array.isArray(header) ? header[0] : header) ?? '';
+  if (!/^\s*\d{1,15}\s*$/.test(text)) {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      `${HEADER_LENGTH_HEADER} "${text.slice(0, 64)}" is not a byte count (decimal digits)`,
+    );
+  }
+  return Number(text);
 }
 
 /**

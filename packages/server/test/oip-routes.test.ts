@@ -771,6 +771,32 @@ describe('errors', () => {
     expect(decodeBytesTensor(decoded(bom).outputs.same!.bytes!)).toEqual(['\ufeffhi']);
   });
 
+  it('reads Inference-Header-Content-Length as decimal digits only', async () => {
+    const binaryX = bytesOf(Float32Array.from(X));
+    const { body } = encodeInferRequest({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [ROWS, FEATURES], binary: binaryX }],
+    });
+    const jsonLength = body.byteLength - binaryX.byteLength;
+    const send = (payload: Uint8Array, headerLength: string) =>
+      server.fastify.inject({
+        method: 'POST',
+        url: '/v2/models/mlp/infer',
+        payload: Buffer.from(payload),
+        headers: { 'inference-header-content-length': headerLength },
+      });
+    // Number() read these as lengths the client never wrote: hex and exponents were taken, and an
+    // empty header was a zero-length JSON ("not valid JSON").
+    for (const value of [`0x${jsonLength.toString(16)}`, `${jsonLength / 2}e1`, '', '-0', '1.0']) {
+      expect(errorOf(await send(body, value)), value).toEqual({
+        status: 400,
+        code: 'E_INVALID_ARGUMENT',
+      });
+    }
+    expect((await send(body, ` ${jsonLength} `)).statusCode).toBe(200);
+    // Zero written any way is Triton's raw binary request.
+    expect((await send(binaryX, '00')).statusCode).toBe(200);
+  });
+
   it('answers a model that cannot load with 500 E_MODEL_LOAD_FAILED and keeps serving others', async () => {
     const response = await infer('broken', { inputs: [mlpInput] });
     expect(errorOf(response)).toEqual({ status: 500, code: 'E_MODEL_LOAD_FAILED' });
