@@ -25,6 +25,7 @@ import {
 import { checkInputs, type ModelSignature } from './input-check.js';
 import { Job, type JobRequest, type ProgressListener } from './job.js';
 import { JobQueue } from './job-queue.js';
+import { setLongTimeout } from './long-timeout.js';
 import type { ModelEntry } from './model-repository.js';
 import { resolveExternalData, type ExternalDataOnDisk } from './external-data.js';
 import { readOnnxMetadata } from './onnx-metadata.js';
@@ -754,25 +755,21 @@ export class ModelHost {
 
   #watchDeadline(job: Job): void {
     const deadlineAt = job.deadlineAt as number;
-    const timer = setTimeout(
-      () => {
-        const error = new TandemError(
-          'E_DEADLINE_EXCEEDED',
-          `job ${job.request.id} passed its deadline of ${job.request.deadlineMs} ms`,
-        );
-        if (this.#queue.remove(job)) {
-          job.fail(error);
-          this.#updatePositions();
-          this.#observer.rejected?.(this, error.code, job);
-        } else if (this.#running.has(job) && job.fail(error)) {
-          this.#observer.rejected?.(this, error.code, job);
-        }
-      },
-      Math.max(0, deadlineAt - performance.now()),
-    );
-    timer.unref();
+    const timer = setLongTimeout(() => {
+      const error = new TandemError(
+        'E_DEADLINE_EXCEEDED',
+        `job ${job.request.id} passed its deadline of ${job.request.deadlineMs} ms`,
+      );
+      if (this.#queue.remove(job)) {
+        job.fail(error);
+        this.#updatePositions();
+        this.#observer.rejected?.(this, error.code, job);
+      } else if (this.#running.has(job) && job.fail(error)) {
+        this.#observer.rejected?.(this, error.code, job);
+      }
+    }, deadlineAt - performance.now());
     void job.outcome.then(() => {
-      clearTimeout(timer);
+      timer.clear();
     });
   }
 

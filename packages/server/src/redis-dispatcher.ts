@@ -28,6 +28,7 @@ import {
 import { checkInputs } from './input-check.js';
 import { Job, type JobRequest, type ProgressListener } from './job.js';
 import type { DispatchedModel, JobDispatcher } from './job-dispatcher.js';
+import { setLongTimeout, type LongTimeout } from './long-timeout.js';
 import type { ModelManager } from './model-manager.js';
 import { queuedEtaMs } from './queue-eta.js';
 import { ModelStates } from './redis-model-states.js';
@@ -108,7 +109,7 @@ interface Followed {
   etaSent: boolean;
   /** Whether the BullMQ job exists (added, or found by `adopt`). */
   added: boolean;
-  deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  deadlineTimer: LongTimeout | undefined;
 }
 
 /** A pool's queue and the event reader that follows it. */
@@ -443,7 +444,7 @@ export class RedisDispatcher implements JobDispatcher {
     clearInterval(this.#positionTimer);
     clearInterval(this.#reconcileTimer);
     this.keyLimits.close();
-    for (const followed of this.#following.values()) clearTimeout(followed.deadlineTimer);
+    for (const followed of this.#following.values()) followed.deadlineTimer?.clear();
     const links = [...this.#pools.values()];
     this.#pools.clear();
     const connections = [this.#redis, this.#eventsConnection, this.#subscriber];
@@ -644,7 +645,7 @@ export class RedisDispatcher implements JobDispatcher {
     };
     this.#following.set(followed.jobId, followed);
     void followed.job.outcome.then(() => {
-      clearTimeout(followed.deadlineTimer);
+      followed.deadlineTimer?.clear();
       if (this.#following.get(followed.jobId) === followed) this.#following.delete(followed.jobId);
     });
     followed.job.setCanceller(() => {
@@ -667,22 +668,20 @@ export class RedisDispatcher implements JobDispatcher {
    * job waits in the queue (or runs), so the answer never comes later than the deadline.
    */
   #armDeadline(followed: Followed, deadlineMs: number, which: string): void {
-    clearTimeout(followed.deadlineTimer);
-    followed.deadlineTimer = setTimeout(
-      () => {
-        this.#stop(
-          followed,
-          this.#refusal(
-            new TandemError(
-              'E_DEADLINE_EXCEEDED',
-              `job ${followed.job.request.id} passed its deadline ${which}`,
-            ),
+    followed.deadlineTimer?.clear();
+    // The worker checks the deadline again before it runs the job; this one fires while the job
+    // waits in the queue (or runs), so the answer never comes later than the deadline.
+    followed.deadlineTimer = setLongTimeout(() => {
+      this.#stop(
+        followed,
+        this.#refusal(
+          new TandemError(
+            'E_DEADLINE_EXCEEDED',
+            `job ${followed.job.request.id} passed its deadline ${which}`,
           ),
-        );
-      },
-      Math.max(0, deadlineMs),
-    );
-    followed.deadlineTimer.unref();
+        ),
+      );
+    }, deadlineMs);
   }
 
   /**

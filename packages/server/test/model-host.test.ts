@@ -362,6 +362,14 @@ describe('model-host: scheduler (one busy instance)', () => {
       }),
     ).toBe(1);
   });
+
+  it('runs a queued job whose deadline lies further ahead than one timer reaches (2^31 ms)', async () => {
+    // setTimeout keeps 32 bits: a 35-day deadline fired after 1 ms and failed the job at once.
+    await occupy('far-busy');
+    quick('far', 5, 3e9);
+    resultOf(await client.collectJob('far-busy'));
+    resultOf(await client.collectJob('far'));
+  });
 });
 
 describe('model-host: a failure only new files cure', () => {

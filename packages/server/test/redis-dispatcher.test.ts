@@ -125,6 +125,17 @@ describe('redis-dispatcher: one gateway, two workers', () => {
     }
   });
 
+  it('runs a job whose deadline lies further ahead than one timer reaches (2^31 ms)', async () => {
+    // setTimeout keeps 32 bits: the gateway's 35-day deadline fired after 1 ms, failing the job.
+    const log = await client.infer({
+      id: 'far',
+      model: 'mlp',
+      inputs: mlpInput(7),
+      deadlineMs: 3e9,
+    });
+    expectSameTensors(resultOf(log).outputs, await runDirect(mlpPath(), mlpInput(7)));
+  });
+
   it('serves OIP v2 requests (binary tensors) with outputs equal to onnxruntime-node', async () => {
     const input = mlpInput(42);
     const data = input.x!.data as Float32Array;
