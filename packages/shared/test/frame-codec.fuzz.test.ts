@@ -1,11 +1,22 @@
 // Decoder fuzzing: at least 100,000 random and mutated frames per run. Whatever the bytes, decoding
 // either returns a message or throws a TandemError raised by a check (never the codec's bug guard,
-// which would carry a `cause`, and never any other exception).
+// which would carry a `cause`, and never any other exception), and a message it returns has
+// tensors holding exactly as many elements as their dims say. Then frames that lie on purpose:
+// a descriptor's offset, byteLength or dims, or a string's u32 length prefix, changed alone.
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { FRAME_PREFIX_BYTES, TandemError, decodeMessage, encodeMessage } from '../src/index.js';
-import { messageArb } from './arbitraries.js';
+import {
+  FRAME_PREFIX_BYTES,
+  TandemError,
+  decodeMessage,
+  elementCount,
+  encodeMessage,
+  type Message,
+  type TensorDtype,
+  type TensorMap,
+} from '../src/index.js';
+import { messageArb, messageArbs, tensorOf } from './arbitraries.js';
 
 const FRAMES_PER_RUN = 100_000;
 const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -79,6 +90,32 @@ function joinFrame(header: unknown, body: Uint8Array): Uint8Array {
   frame.set(json, FRAME_PREFIX_BYTES);
   frame.set(body, bodyStart);
   return frame;
+}
+
+/**
+ * What a decoded message's tensors must hold whatever the frame said: as many elements as their
+ * dims ask for, never more, never fewer.
+ */
+function expectConsistentTensors(message: Message): void {
+  const maps: TensorMap[] = [];
+  if (message.type === 'infer') maps.push(message.inputs);
+  if (message.type === 'result') maps.push(message.outputs);
+  for (const map of maps) {
+    for (const [name, tensor] of Object.entries(map)) {
+      expect(tensor.data.length, name).toBe(elementCount(tensor.dims));
+    }
+  }
+}
+
+/** Decodes, and returns the code of a check's TandemError; anything else fails the test. */
+function decodeOutcome(frame: Uint8Array): string {
+  try {
+    expectConsistentTensors(decodeMessage(frame));
+    return 'ok';
+  } catch (error) {
+    if (!(error instanceof TandemError) || error.cause !== undefined) throw error;
+    return error.code;
+  }
 }
 
 /** Replaces, deletes or adds one field somewhere in a JSON value. */
@@ -159,7 +196,7 @@ describe('decodeMessage under fuzzing', () => {
         frame = joinFrame(mutateJson(header), random() < 0.2 ? resize(body) : body);
       }
       try {
-        decodeMessage(frame);
+        expectConsistentTensors(decodeMessage(frame));
         stats.accepted++;
       } catch (error) {
         if (!(error instanceof TandemError) || error.cause !== undefined) {
@@ -189,7 +226,7 @@ describe('decodeMessage under fuzzing', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
         try {
-          decodeMessage(bytes);
+          expectConsistentTensors(decodeMessage(bytes));
         } catch (error) {
           expect(error).toBeInstanceOf(TandemError);
           expect((error as TandemError).cause).toBeUndefined();
@@ -197,5 +234,109 @@ describe('decodeMessage under fuzzing', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+/** An infer message with 1 to 4 tensors, string ones among them. */
+const tensorInferArb: fc.Arbitrary<Message> = fc
+  .record({
+    numeric: fc.array(
+      fc.constantFrom<TensorDtype>('float32', 'int64', 'bool', 'float16', 'uint8').chain(tensorOf),
+      { maxLength: 2 },
+    ),
+    strings: fc.array(tensorOf('string'), { minLength: 1, maxLength: 2 }),
+  })
+  .map(({ numeric, strings }) => {
+    const inputs: TensorMap = {};
+    [...numeric, ...strings].forEach((tensor, i) => (inputs[`t${i}`] = tensor));
+    return { type: 'infer', id: 'j', model: 'm', inputs };
+  });
+
+describe('decodeMessage on frames that lie about their tensors', () => {
+  it('rejects a descriptor whose offset, byteLength or dims disagree with the body, or decodes consistent tensors', () => {
+    const codes = new Set<string>();
+    fc.assert(
+      fc.property(
+        fc.oneof(tensorInferArb, messageArbs.result),
+        fc.nat(),
+        fc.constantFrom('offset', 'byteLength', 'dims'),
+        fc.oneof(
+          fc.integer({ min: -9, max: 9 }).filter((d) => d !== 0),
+          fc.constantFrom(2 ** 32, 2 ** 53, -(2 ** 31), 0.5),
+        ),
+        (message, pick, field, lie) => {
+          const { header, body } = splitFrame(encodeMessage(message));
+          const record = header as Record<string, unknown>;
+          const key = message.type === 'infer' ? 'inputs' : 'outputs';
+          const descriptors = record[key] as Record<string, unknown>[];
+          if (descriptors.length === 0) return;
+          const descriptor = descriptors[pick % descriptors.length]!;
+          if (field === 'dims') {
+            const dims = [...(descriptor.dims as number[])];
+            if (dims.length === 0) dims.push(lie);
+            else dims[pick % dims.length] = (dims[pick % dims.length] ?? 0) + lie;
+            descriptor.dims = dims;
+          } else {
+            descriptor[field] = (descriptor[field] as number) + lie;
+          }
+          const code = decodeOutcome(joinFrame(header, body));
+          codes.add(code);
+          // Only dims can lie and still add up (a product unchanged, or a dim of 0 elsewhere).
+          if (field !== 'dims') expect(code).toBe('E_PROTOCOL');
+          else expect(['ok', 'E_PROTOCOL']).toContain(code);
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    expect(codes).toContain('E_PROTOCOL');
+  });
+
+  it('rejects a string whose u32 length prefix lies, or decodes consistent strings', () => {
+    const outcomes = { lies: 0, rejected: 0 };
+    fc.assert(
+      fc.property(
+        tensorInferArb,
+        fc.nat(),
+        fc.oneof(
+          fc.integer({ min: 0, max: 64 }),
+          fc.constantFrom(2 ** 31, 2 ** 32 - 1, 2 ** 32 - 4),
+        ),
+        (message, pick, lie) => {
+          if (message.type !== 'infer') return;
+          const frame = encodeMessage(message);
+          const { header } = splitFrame(frame);
+          const bodyStart = frame.byteLength - splitFrame(frame).body.byteLength;
+          // The prefixes of every string, by walking the encoder's own layout.
+          const prefixes: number[] = [];
+          const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+          for (const d of (header as { inputs: Record<string, unknown>[] }).inputs) {
+            if (d.dtype !== 'string') continue;
+            let pos = bodyStart + (d.offset as number);
+            const end = pos + (d.byteLength as number);
+            while (pos < end) {
+              prefixes.push(pos);
+              pos += 4 + view.getUint32(pos, true);
+            }
+          }
+          if (prefixes.length === 0) return;
+          const at = prefixes[pick % prefixes.length]!;
+          const damaged = frame.slice();
+          const truth = view.getUint32(at, true);
+          new DataView(damaged.buffer).setUint32(at, lie, true);
+          const code = decodeOutcome(damaged);
+          if (lie === truth) {
+            expect(code).toBe('ok');
+            return;
+          }
+          // A lie can still parse (other bytes read as lengths that happen to add up); then the
+          // strings are different ones, but as many as the dims say, and none runs past.
+          expect(['E_PROTOCOL', 'ok']).toContain(code);
+          outcomes.lies++;
+          if (code === 'E_PROTOCOL') outcomes.rejected++;
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    expect(outcomes.rejected).toBeGreaterThan(outcomes.lies * 0.9);
   });
 });
