@@ -287,6 +287,14 @@ export function parseInferRequest(
     const dtype = OIP_TO_DTYPE[datatype];
     let tensor: Tensor;
     if (binarySize !== undefined) {
+      // Two sources of values for one tensor: whichever one was dropped, the client meant it.
+      // (A null `data`, as some clients write an absent field, is no second source.)
+      if (input.data !== undefined && input.data !== null) {
+        throw new TandemError(
+          'E_INVALID_ARGUMENT',
+          `${c.path}: input "${name}" has both data and parameters.binary_data_size; give one`,
+        );
+      }
       if (binaryPos + binarySize > body.byteLength) {
         throw new TandemError(
           'E_INVALID_ARGUMENT',

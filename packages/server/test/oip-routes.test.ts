@@ -729,6 +729,30 @@ describe('errors', () => {
     expect(response.json<{ error: string }>().error).toContain('BOOL element 2 is 7');
   });
 
+  it('answers an input with both data and binary_data_size with 400 E_INVALID_ARGUMENT', async () => {
+    // The binary bytes ran and the JSON values were dropped without a word.
+    const binaryX = Buffer.from(bytesOf(Float32Array.from(X)));
+    const input = {
+      name: 'x',
+      shape: [ROWS, FEATURES],
+      datatype: 'FP32',
+      parameters: { binary_data_size: binaryX.byteLength },
+    };
+    const send = (data: unknown) => {
+      const header = Buffer.from(JSON.stringify({ inputs: [{ ...input, data }] }));
+      return server.fastify.inject({
+        method: 'POST',
+        url: '/v2/models/mlp/infer',
+        payload: Buffer.concat([header, binaryX]),
+        headers: { 'inference-header-content-length': String(header.byteLength) },
+      });
+    };
+    expect(errorOf(await send(X))).toEqual({ status: 400, code: 'E_INVALID_ARGUMENT' });
+    expect(errorOf(await send([]))).toEqual({ status: 400, code: 'E_INVALID_ARGUMENT' });
+    // A null data is an absent one, as some clients write it.
+    expect((await send(null)).statusCode).toBe(200);
+  });
+
   it('answers binary BYTES that are not UTF-8 with 400 E_INVALID_ARGUMENT, in either binary form', async () => {
     // Replaced by U+FFFD, they ran as a different string than the one sent.
     const notText = Buffer.from([0x68, 0xff, 0xfe, 0x69]);
