@@ -3,13 +3,14 @@
 // instance. Warm-up (keep-warm models) happens in onReady; draining happens in preClose.
 
 import { resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ERROR_CODES, TandemError, type ServerLimits } from '@tandem/shared';
 import { ApiKeys, bearerToken, loadApiKeyFile, type ApiKeyRecord } from './api-keys.js';
 import { normalizeOrigins, registerCors } from './cors.js';
 import { resolveCatalog } from './default-catalog.js';
-import { httpErrorBody, retryAfterHeader } from './http-error.js';
+import { httpErrorBody, rawHttpErrorResponse, retryAfterHeader } from './http-error.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 import { JobRegistry } from './job-registry.js';
 import { RejectionCounter, ServerMetrics } from './metrics.js';
@@ -86,6 +87,13 @@ export interface ServerOptions {
   readonly maxProtocolErrors?: number;
   /** Time a WebSocket has to send `hello` before it is closed (1008), in ms. @default 10000 */
   readonly helloTimeoutMs?: number;
+  /**
+   * Time an HTTP request has to arrive in full, head and body, in ms; past it the answer is 408
+   * E_REQUEST_TIMEOUT and the connection closes. Without a limit a client that stops sending
+   * its body holds its connection and the body so far (up to maxPayloadBytes) for good.
+   * @default 300000
+   */
+  readonly requestTimeoutMs?: number;
   /** onnxruntime-node session settings (execution providers, threads). */
   readonly session?: SessionSettings;
   /** A directory of static files (the demo) served at `/`, cross-origin isolated. */
@@ -155,6 +163,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
   checkLimits(options);
   const origins = normalizeOrigins(options.origins);
   const maxPayloadBytes = options.maxPayloadBytes ?? 64 * 1024 * 1024;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 300_000;
   const limits: ServerLimits = {
     maxPayloadBytes,
     maxQueue: options.maxQueue ?? DEFAULT_MANAGER_SETTINGS.maxQueue,
@@ -176,6 +185,19 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     logger: options.logger ?? false,
     bodyLimit: maxPayloadBytes,
     return503OnClosing: false,
+    // fastify turns Node's own limit (300 s) off by default. Given to Node's createServer as
+    // well: set only afterwards (fastify's way), it held for the head but never for the body.
+    // Node looks for requests past their time every connectionsCheckingInterval ms: a 408
+    // comes at most that late.
+    requestTimeout: requestTimeoutMs,
+    http: {
+      requestTimeout: requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(30_000, Math.ceil(requestTimeoutMs / 4)),
+    },
+    clientErrorHandler: (error, socket) => {
+      const answered = answerClientError(error, socket);
+      if (answered !== undefined) rejections?.countError(answered);
+    },
     // fastify's default (100) made a model or version named with 101 to 128 characters (the
     // repository takes up to 128) unreachable over HTTP: the route answered 414 without looking.
     routerOptions: { maxParamLength: MAX_URL_PARAM_CHARS },
@@ -410,6 +432,7 @@ function checkLimits(options: ServerOptions): void {
     'maxBufferedBytes',
     'maxProtocolErrors',
     'helloTimeoutMs',
+    'requestTimeoutMs',
     'shutdownTimeoutMs',
     'maxAttempts',
   ];
@@ -430,6 +453,37 @@ function checkLimits(options: ServerOptions): void {
  * matching stays cheap.
  */
 const MAX_URL_PARAM_CHARS = 1024;
+
+/**
+ * What Node's HTTP parser refuses before any route sees a request (a request past
+ * requestTimeoutMs, headers too large, bytes that are not HTTP), answered in Tandem's error shape
+ * rather than fastify's, then the connection closed. Returns the error answered, if any.
+ */
+function answerClientError(
+  error: Error & { code?: string },
+  socket: Duplex,
+): TandemError | undefined {
+  // A reset connection has nobody left to answer (and an answer would only fail).
+  if (error.code === 'ECONNRESET' || socket.destroyed) return undefined;
+  const coded =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new TandemError(
+          'E_REQUEST_TIMEOUT',
+          "the request did not arrive in full within the server's requestTimeoutMs",
+        )
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? new TandemError(
+            'E_PAYLOAD_TOO_LARGE',
+            'the request headers are larger than the server takes',
+          )
+        : new TandemError(
+            'E_INVALID_ARGUMENT',
+            `the request is not valid HTTP (${error.code ?? 'unknown'})`,
+          );
+  if (socket.writable) socket.write(rawHttpErrorResponse(coded));
+  socket.destroy();
+  return coded;
+}
 
 /** Maps anything thrown in a route to a TandemError (fastify's own errors included). */
 export function toTandemError(error: unknown): TandemError {

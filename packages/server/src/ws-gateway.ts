@@ -28,7 +28,7 @@ import {
 } from '@tandem/shared';
 import { bearerToken, type ApiKeyRecord, type ApiKeys } from './api-keys.js';
 import { originAllowed } from './cors.js';
-import { httpErrorBody, retryAfterHeader } from './http-error.js';
+import { rawHttpErrorResponse } from './http-error.js';
 import type { Job, JobOutcome, JobRequest } from './job.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 import type { JobRegistry } from './job-registry.js';
@@ -838,20 +838,8 @@ function refuseUpgrade(socket: Duplex, status: number, error: TandemError): void
   socket.on('error', () => socket.destroy());
   // The same body and Retry-After as fastify's error answers: a client reads a refused upgrade
   // (its retryability, when to retry) as it reads any other refused request.
-  const body = JSON.stringify(httpErrorBody(error));
-  const retryAfter = retryAfterHeader(error);
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\n${retryAfter === undefined ? '' : `Retry-After: ${retryAfter}\r\n`}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
+  socket.end(rawHttpErrorResponse(error, status));
 }
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  503: 'Service Unavailable',
-};
 
 function parseProtocols(header: string | undefined): string[] {
   return (header ?? '')

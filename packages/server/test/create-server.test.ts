@@ -2,12 +2,15 @@
 // for them to finish; every job still queued or running fails with a retryable E_SHUTTING_DOWN
 // that reaches its client (WebSocket, before the close with 1001; OIP v2, as a 503). And the
 // lifecycle metrics it exports: the oldest wait of a queue, load, warm-up and run durations. A
-// model folder that is not there refused at creation. And requests outside every route answered in
-// the server's one error shape.
+// model folder that is not there refused at creation. Requests outside every route answered in
+// the server's one error shape, and so is what Node's HTTP parser refuses before any route (a
+// body that stops coming, headers too large, bytes that are not HTTP).
 
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from '@tandem/server';
 import { connectClient, rejectionCode } from '@tandem/test-support';
 import {
@@ -176,5 +179,59 @@ describe('create-server: requests outside every route', () => {
     const metrics = await scrapeMetrics(ctx.url);
     expect(metricValue(metrics, 'tandem_rejections_total', { code: 'E_ROUTE_NOT_FOUND' })).toBe(2);
     expect(metricValue(metrics, 'tandem_rejections_total', { code: 'E_INVALID_ARGUMENT' })).toBe(1);
+  });
+});
+
+describe('create-server: requests refused before any route', () => {
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(async () => undefined, { requestTimeoutMs: 300 });
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  /** Writes `bytes` on a raw connection and reads everything until the server closes it. */
+  async function exchange(bytes: string): Promise<{ status: number; code: string }> {
+    const socket = connect(Number(new URL(ctx.url).port), '127.0.0.1');
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    const closed = once(socket, 'close');
+    socket.write(bytes);
+    await closed;
+    const [head = '', body = ''] = Buffer.concat(chunks).toString('latin1').split('\r\n\r\n');
+    const status = Number(head.split(' ')[1]);
+    const json = JSON.parse(body) as { code: string; error: unknown; retryable: unknown };
+    expect(typeof json.error).toBe('string');
+    expect(typeof json.retryable).toBe('boolean');
+    return { status, code: json.code };
+  }
+
+  it('answers a request whose body stops coming with 408 E_REQUEST_TIMEOUT, and keeps serving', async () => {
+    // Without a limit, the connection and the body so far were held for good.
+    const stalled = await exchange(
+      'POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"inputs":',
+    );
+    expect(stalled).toEqual({ status: 408, code: 'E_REQUEST_TIMEOUT' });
+    expect((await fetch(`${ctx.url}/v2/health/live`)).status).toBe(200);
+    const metrics = await scrapeMetrics(ctx.url);
+    expect(metricValue(metrics, 'tandem_rejections_total', { code: 'E_REQUEST_TIMEOUT' })).toBe(1);
+  });
+
+  it('answers bytes that are not HTTP, and headers past 16 KiB, with coded errors', async () => {
+    expect(await exchange('HELLO\r\n\r\n')).toEqual({ status: 400, code: 'E_INVALID_ARGUMENT' });
+    const huge = await exchange(
+      `GET /v2 HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
+    expect(huge).toEqual({ status: 413, code: 'E_PAYLOAD_TOO_LARGE' });
+  });
+
+  it('refuses a requestTimeoutMs below 1 with E_INVALID_ARGUMENT', async () => {
+    expect(await rejectionCode(createServer({ port: 0, requestTimeoutMs: 0 }))).toBe(
+      'E_INVALID_ARGUMENT',
+    );
   });
 });

@@ -44,6 +44,12 @@ export const ERROR_CODES = {
     meaning:
       "A frame or request body is larger than its receiver takes (maxPayloadBytes, a socket's cap).",
   },
+  E_REQUEST_TIMEOUT: {
+    retryable: true,
+    httpStatus: 408,
+    meaning:
+      "An HTTP request did not arrive in full within the server's requestTimeoutMs (a body sent too slowly, or not at all).",
+  },
   E_UNSUPPORTED_ENCODING: {
     retryable: false,
     httpStatus: 415,
