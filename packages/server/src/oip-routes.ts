@@ -549,7 +549,11 @@ function tensorFromJson(
       return {
         dtype,
         dims,
-        data: flat.map((v, i) => (typeof v === 'string' ? v : bad(i, 'a string'))),
+        // JSON can write a lone surrogate ("\ud800"), which no UTF-8 holds: onnxruntime would get
+        // U+FFFD in its place, a string the client never sent.
+        data: flat.map((v, i) =>
+          typeof v === 'string' && !LONE_SURROGATE.test(v) ? v : bad(i, 'a string of Unicode text'),
+        ),
       };
     case 'bool':
       return {
@@ -603,6 +607,9 @@ function tensorFromJson(
     }
   }
 }
+
+/** A surrogate code unit without its pair (with the `u` flag, a pair is one code point, not Cs). */
+const LONE_SURROGATE = /\p{Cs}/u;
 
 /** Ranges of the integer dtypes that JSON numbers carry exactly. */
 const INTEGER_RANGES: Partial<Record<TensorDtype, readonly [number, number]>> = {
