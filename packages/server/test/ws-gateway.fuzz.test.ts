@@ -82,7 +82,10 @@ function inferHeader(id: string, extra: string, dims = `[${ROWS},${MLP.features}
   return `{"type":"infer","id":"${id}","model":"mlp","inputs":[{"name":"x","dtype":"float32","dims":${dims},"offset":0,"byteLength":${byteLength}}]${extra}}`;
 }
 
-const inputBytes = new Uint8Array((INPUTS.x!.data as Float32Array).buffer.slice(0));
+const inputData = INPUTS.x!.data as Float32Array;
+const inputBytes = Uint8Array.from(
+  new Uint8Array(inputData.buffer, inputData.byteOffset, inputData.byteLength),
+);
 
 /**
  * What a step expects back: `result` (the MLP's outputs under that id), a job `error` with one of
@@ -151,10 +154,13 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
     step(`infer on unknown version "${version}"`, (client, fresh) => {
       const id = fresh();
       client.send({ type: 'infer', id, model: 'mlp', version, inputs: INPUTS });
-      // An empty version is a malformed field, refused by the decoder before any job.
-      return version === ''
-        ? { kind: 'null-error', codes: ['E_PROTOCOL'] }
-        : { kind: 'job-error', id, codes: ['E_MODEL_NOT_FOUND'] };
+      // An empty version is a malformed field, refused by the decoder before any job (as that
+      // job: its id is readable).
+      return {
+        kind: 'job-error',
+        id,
+        codes: [version === '' ? 'E_PROTOCOL' : 'E_MODEL_NOT_FOUND'],
+      };
     }),
   ),
   fc
@@ -173,8 +179,10 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
     )
     .map((extra) =>
       step(`infer with ${extra}`, (client, fresh) => {
-        client.sendRaw(rawFrame(inferHeader(fresh(), extra), inputBytes));
-        return { kind: 'null-error', codes: ['E_PROTOCOL'] };
+        // Malformed, but its id is readable: refused as that job.
+        const id = fresh();
+        client.sendRaw(rawFrame(inferHeader(id, extra), inputBytes));
+        return { kind: 'job-error', id, codes: ['E_PROTOCOL'] };
       }),
     ),
   fc
@@ -208,9 +216,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
         // byteLength stays that of [2, 4]: every product but 8 elements disagrees with it.
         const id = fresh();
         client.sendRaw(rawFrame(inferHeader(id, '', dims), inputBytes));
-        return dims === '[8]'
-          ? { kind: 'job-error', id, codes: ['E_INPUT_SHAPE'] }
-          : { kind: 'null-error', codes: ['E_PROTOCOL'] };
+        return { kind: 'job-error', id, codes: [dims === '[8]' ? 'E_INPUT_SHAPE' : 'E_PROTOCOL'] };
       }),
     ),
   fc.constant(
