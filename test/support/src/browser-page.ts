@@ -10,15 +10,26 @@ import type * as Vite from 'vite';
 /** The page's source folder. */
 export const BROWSER_PAGE_ROOT = fileURLToPath(new URL('../../browser-page', import.meta.url));
 
+/** Options of {@link buildBrowserPage}. */
+export interface BrowserPageOptions {
+  /**
+   * How Vite bundles the page's workers. `'iife'` is Vite's own default (classic workers), what
+   * an app gets with no `worker` setting. @default 'es'
+   */
+  readonly workerFormat?: 'es' | 'iife';
+}
+
 /** Builds the page; returns its folder and a function that removes it. */
-export async function buildBrowserPage(): Promise<{ dir: string; remove: () => Promise<void> }> {
+export async function buildBrowserPage(
+  options: BrowserPageOptions = {},
+): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'tandem-browser-page-'));
   const { build } = await loadVite();
   await build({
     root: BROWSER_PAGE_ROOT,
     logLevel: 'error',
     build: { outDir: dir, emptyOutDir: true, target: 'es2022' },
-    worker: { format: 'es' },
+    worker: { format: options.workerFormat ?? 'es' },
   });
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
 }

@@ -64,7 +64,13 @@ export { SLOW_WIDTH, buildMatMulChainModel, slowInput, writeSlowModel } from './
 export { errorCode, rejectionCode } from './error-code.js';
 export { chromiumPath, launchChromium } from './chromium.js';
 export type { LaunchOptions } from './chromium.js';
-export { BROWSER_PAGE_ROOT, DEMO_CONFIG, buildBrowserPage, buildDemo } from './browser-page.js';
+export {
+  BROWSER_PAGE_ROOT,
+  DEMO_CONFIG,
+  buildBrowserPage,
+  buildDemo,
+  type BrowserPageOptions,
+} from './browser-page.js';
 export { CLI_PATH, startCli, startWorkerCli } from './cli-process.js';
 export { REDIS_SERVER_PATH, freePort, startRedis } from './redis-server.js';
 export type { RedisOptions, RedisProcess } from './redis-server.js';
