@@ -268,6 +268,30 @@ describe('<tandem-progress> in Chromium', () => {
     await context.close();
   });
 
+  it('shows a retry hint as a sentence of its own after the error message', async () => {
+    const context = await browser.newContext();
+    const page = await openPage(context);
+    const messages = await page.evaluate(() =>
+      [
+        // The server's own E_BUSY message, which ends without a full stop.
+        'the queue for paddleocr-det@1 is full (256 jobs)',
+        'the server is shutting down.',
+        '',
+      ].map((message) => {
+        const element = document.createElement('tandem-progress');
+        document.body.append(element);
+        element.showError({ code: 'E_BUSY', message, retryable: true, retryAfterMs: 1500 });
+        return element.shadowRoot!.querySelector('[part~="error-message"]')!.textContent;
+      }),
+    );
+    expect(messages).toEqual([
+      'the queue for paddleocr-det@1 is full (256 jobs). Try again in 2 s.',
+      'the server is shutting down. Try again in 2 s.',
+      'Try again in 2 s.',
+    ]);
+    await context.close();
+  });
+
   it('keeps the estimate moving without CSS motion when reduced motion is asked for', async () => {
     const context = await browser.newContext({ reducedMotion: 'reduce' });
     const page = await openPage(context);

@@ -459,12 +459,14 @@ function setAttr(element: HTMLElement, name: string, value: string): void {
   if (element.getAttribute(name) !== value) element.setAttribute(name, value);
 }
 
+/** The error's message, then when to try again if it says; the two read as two sentences. */
 function errorSentence(error: ProgressError): string {
-  const wait =
-    error.retryAfterMs === undefined || error.retryAfterMs <= 0
-      ? ''
-      : ` Try again in ${Math.ceil(error.retryAfterMs / 1000)} s.`;
-  return `${error.message}${wait}`;
+  if (error.retryAfterMs === undefined || error.retryAfterMs <= 0) return error.message;
+  const wait = `Try again in ${Math.ceil(error.retryAfterMs / 1000)} s.`;
+  // Messages (the server's among them) rarely end with a full stop.
+  const message = error.message.trim();
+  if (message === '') return wait;
+  return `${message}${/[.!?]$/.test(message) ? '' : '.'} ${wait}`;
 }
 
 /**
