@@ -9,6 +9,7 @@ import { transfer } from 'comlink';
 import type * as Ort from 'onnxruntime-web';
 import { TandemError, type LocalBackend, type Tensor, type TensorMap } from '@tandem/shared';
 import {
+  ORT_RUNTIME_BYTES,
   ORT_RUNTIME_VERSION,
   createRuntimeFetch,
   type RuntimeDownloadListener,
@@ -194,7 +195,11 @@ export function createLocalWorkerApi(builds: OrtBuilds) {
     }
     loaded.env.wasm.numThreads = threads;
     if (options.wasmPaths !== undefined) loaded.env.wasm.wasmPaths = options.wasmPaths;
-    if (options.cacheName !== undefined) runtimeCache ??= cacheRuntime(loaded, options.cacheName);
+    // The full build runs on the WebGPU (jsep) binary, the wasm-only one on the plain binary.
+    const binary =
+      build === builds.full ? 'ort-wasm-simd-threaded.jsep.wasm' : 'ort-wasm-simd-threaded.wasm';
+    if (options.cacheName !== undefined)
+      runtimeCache ??= cacheRuntime(loaded, options.cacheName, ORT_RUNTIME_BYTES[binary]);
     info = {
       backends,
       ...(adapterText === undefined ? {} : { adapter: adapterText }),
@@ -399,7 +404,11 @@ function throttled(listener: RuntimeDownloadListener, intervalMs: number): Runti
  * the global fetch). Undefined where there is no Cache Storage (Node reads the runtime from disk)
  * or for an onnxruntime-web version whose binaries the cache does not know.
  */
-function cacheRuntime(ort: OrtModule, cacheName: string): RuntimeFetch | undefined {
+function cacheRuntime(
+  ort: OrtModule,
+  cacheName: string,
+  expectedBytes: number | undefined,
+): RuntimeFetch | undefined {
   const scope = globalThis as { caches?: CacheStorage };
   const ortVersion = ort.env.versions.web;
   if (scope.caches === undefined || ortVersion !== ORT_RUNTIME_VERSION) return undefined;
@@ -408,6 +417,7 @@ function cacheRuntime(ort: OrtModule, cacheName: string): RuntimeFetch | undefin
     caches: scope.caches,
     cacheName,
     ortVersion,
+    ...(expectedBytes === undefined ? {} : { expectedBytes }),
   });
   globalThis.fetch = runtime.fetch;
   return runtime;

@@ -31,6 +31,18 @@ export const ORT_RUNTIME_SHA256: Readonly<Record<string, string>> = {
     '39f9f0894d478800487ed9f7dbe92618498db320cf55c8e3d89adff8dce658da',
 };
 
+/**
+ * Size in bytes of each runtime binary in {@link ORT_RUNTIME_SHA256}: a download's total when the
+ * response gives none (a compressed or chunked body), as most hosts and CDNs serve a .wasm.
+ * Checked against node_modules by the same test.
+ */
+export const ORT_RUNTIME_BYTES: Readonly<Record<string, number>> = {
+  'ort-wasm-simd-threaded.wasm': 14_239_897,
+  'ort-wasm-simd-threaded.jsep.wasm': 28_312_028,
+  'ort-wasm-simd-threaded.jspi.wasm': 16_758_545,
+  'ort-wasm-simd-threaded.asyncify.wasm': 26_781_914,
+};
+
 /** The query parameter that marks a stored runtime and names its onnxruntime-web version. */
 const VERSION_PARAM = 'tandem-ort';
 const RUNTIME_HEADER = 'x-tandem-ort-runtime';
@@ -46,9 +58,17 @@ export interface RuntimeFetchOptions {
   readonly ortVersion: string;
   /** sha256 of the binaries worth storing. @default the values of {@link ORT_RUNTIME_SHA256} */
   readonly sha256?: Iterable<string>;
+  /**
+   * The size of the binary onnxruntime-web will ask for (one of {@link ORT_RUNTIME_BYTES}): the
+   * download's total when the response has no usable Content-Length. @default none (no total then)
+   */
+  readonly expectedBytes?: number;
 }
 
-/** Bytes of a runtime download so far, and its size when the response said (Content-Length). */
+/**
+ * Bytes of a runtime download so far, and its size when known: the response's Content-Length, else
+ * the expected size of the binary (until more bytes than that arrive).
+ */
 export type RuntimeDownloadListener = (loaded: number, total: number | undefined) => void;
 
 /** A fetch that answers .wasm requests from Cache Storage, and what it is still writing. */
@@ -129,7 +149,7 @@ export function createRuntimeFetch(options: RuntimeFetchOptions): RuntimeFetch {
     const writing = store(key, response.clone()).catch(() => undefined);
     pending.add(writing);
     void writing.then(() => pending.delete(writing));
-    return counted(response, (loaded, total) => {
+    return counted(response, options.expectedBytes, (loaded, total) => {
       for (const listener of listeners) listener(loaded, total);
     });
   };
@@ -163,19 +183,25 @@ export function createRuntimeFetch(options: RuntimeFetchOptions): RuntimeFetch {
 
 /**
  * The same response, its body counted as it is read. The total is the Content-Length, unless the
- * body is content-encoded (the length then counts compressed bytes, the reader sees more).
+ * body is content-encoded (the length then counts compressed bytes, the reader sees more) or has
+ * none: then `expectedBytes`, dropped if the body turns out longer (not the binary expected).
  */
-function counted(response: Response, listener: RuntimeDownloadListener): Response {
+function counted(
+  response: Response,
+  expectedBytes: number | undefined,
+  listener: RuntimeDownloadListener,
+): Response {
   const length = Number(response.headers.get('content-length'));
-  const total =
+  let total =
     response.headers.get('content-encoding') === null && Number.isFinite(length) && length > 0
       ? length
-      : undefined;
+      : expectedBytes;
   let loaded = 0;
   const body = (response.body as ReadableStream<Uint8Array>).pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
         loaded += chunk.byteLength;
+        if (total !== undefined && loaded > total) total = undefined;
         listener(loaded, total);
         controller.enqueue(chunk);
       },

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sha256Hex } from '../src/model-files.js';
 import {
+  ORT_RUNTIME_BYTES,
   ORT_RUNTIME_SHA256,
   ORT_RUNTIME_VERSION,
   createRuntimeFetch,
@@ -176,6 +177,37 @@ describe('createRuntimeFetch', () => {
     expect(totals.every((total) => total === undefined)).toBe(true);
   });
 
+  it('takes the expected size as the total when the body is compressed or has no length', async () => {
+    /** The totals reported for one download answered with `headers`. */
+    const totals = async (
+      headers: Record<string, string>,
+      expectedBytes: number | undefined,
+    ): Promise<(number | undefined)[]> => {
+      const wrapped = createRuntimeFetch({
+        fetch: async () => new Response(runtime.slice(), { headers }),
+        caches: fakeCaches().caches,
+        cacheName: 'bucket',
+        ortVersion: '9.9.9',
+        ...(expectedBytes === undefined ? {} : { expectedBytes }),
+      });
+      const reported: (number | undefined)[] = [];
+      wrapped.addDownloadListener((_loaded, total) => reported.push(total));
+      await (await wrapped.fetch(RUNTIME_URL)).arrayBuffer();
+      expect(reported.length).toBeGreaterThan(0);
+      return [...new Set(reported)];
+    };
+    // As Cloudflare, Netlify or nginx with gzip serve it: compressed, its length the compressed one.
+    expect(
+      await totals({ 'content-encoding': 'br', 'content-length': '100' }, runtime.length),
+    ).toEqual([runtime.length]);
+    // Chunked: no length at all.
+    expect(await totals({}, runtime.length)).toEqual([runtime.length]);
+    // A usable Content-Length wins.
+    expect(await totals({ 'content-length': String(runtime.length) }, 7)).toEqual([runtime.length]);
+    // Longer than expected (not the binary expected): no total from then on, never a wrong one.
+    expect(await totals({}, runtime.length - 1)).toEqual([undefined]);
+  });
+
   it('stores nothing whose sha256 is not a known runtime', async () => {
     const { worker, bucket } = await setup({ known: false });
     const first = worker();
@@ -235,8 +267,8 @@ describe('createRuntimeFetch', () => {
   });
 });
 
-describe('ORT_RUNTIME_SHA256', () => {
-  it('lists every runtime binary of the installed onnxruntime-web', async () => {
+describe('ORT_RUNTIME_SHA256 and ORT_RUNTIME_BYTES', () => {
+  it('list every runtime binary of the installed onnxruntime-web', async () => {
     const require = createRequire(import.meta.url);
     // The package's exports hide package.json: climb from its entry (dist/…) instead.
     const root = dirname(dirname(require.resolve('onnxruntime-web')));
@@ -245,12 +277,18 @@ describe('ORT_RUNTIME_SHA256', () => {
     };
     const dist = join(root, 'dist');
     const installed: Record<string, string> = {};
-    for (const file of (await readdir(dist)).filter((name) => name.endsWith('.wasm')).sort())
-      installed[file] = await sha256Hex(new Uint8Array(await readFile(join(dist, file))));
-    // After an onnxruntime-web upgrade: copy the version and these digests into ort-runtime-cache.ts.
-    expect({ version, sha256: installed }).toEqual({
+    const sizes: Record<string, number> = {};
+    for (const file of (await readdir(dist)).filter((name) => name.endsWith('.wasm')).sort()) {
+      const bytes = new Uint8Array(await readFile(join(dist, file)));
+      installed[file] = await sha256Hex(bytes);
+      sizes[file] = bytes.length;
+    }
+    // After an onnxruntime-web upgrade: copy the version, these digests and sizes into
+    // ort-runtime-cache.ts.
+    expect({ version, sha256: installed, bytes: sizes }).toEqual({
       version: ORT_RUNTIME_VERSION,
       sha256: ORT_RUNTIME_SHA256,
+      bytes: ORT_RUNTIME_BYTES,
     });
   });
 });
