@@ -11,7 +11,7 @@ import { openBrowserSite, type BrowserSite } from './browser-site.js';
 interface Recorded {
   values: number[];
   labels: string[];
-  events: { type: string; code?: string; placement?: string }[];
+  events: { type: string; code?: string; placement?: string; job?: boolean }[];
   code?: string;
   state: string;
   label: string;
@@ -75,10 +75,14 @@ function startRun(
           event as CustomEvent<{
             error?: { code: string };
             result?: { placement: string };
+            job?: unknown;
           }>
         ).detail;
         events.push({
           type,
+          ...(type === 'done'
+            ? { job: detail.job !== undefined && detail.job === element.job }
+            : {}),
           ...(detail.error === undefined ? {} : { code: detail.error.code }),
           ...(detail.result === undefined ? {} : { placement: detail.result.placement }),
         });
@@ -189,7 +193,7 @@ describe('<tandem-progress> in Chromium', () => {
     expect(run.label).toMatch(/^Done in [\d.]+ s$/);
     expect(run.live).toBe(run.label);
     expect(run.where).toBe('On this device · WebAssembly');
-    expect(run.events).toEqual([{ type: 'done', placement: 'local' }]);
+    expect(run.events).toEqual([{ type: 'done', job: true, placement: 'local' }]);
     expect(run.cancelHidden).toBe(true);
     expect(run.retryHidden).toBe(true);
     await expect(bar.getAttribute('aria-valuetext')).resolves.toBe(`${run.label}, 100%`);
@@ -204,7 +208,7 @@ describe('<tandem-progress> in Chromium', () => {
     expect(run.code).toBeUndefined();
     expectMonotoneTo100(run.values);
     expect(run.where).toBe('On the server · CPU');
-    expect(run.events).toEqual([{ type: 'done', placement: 'remote' }]);
+    expect(run.events).toEqual([{ type: 'done', job: true, placement: 'remote' }]);
     await context.close();
   });
 

@@ -24,8 +24,13 @@ export interface ProgressJob extends PromiseLike<RunResult>, AsyncIterable<Progr
 
 /** `detail` of the `done` event. */
 export interface ProgressDoneDetail {
-  /** Where and on what it ran; absent when the element was driven by a `done` event alone. */
+  /**
+   * Where and on what it ran (the job's RunResult when the element followed one, typed only for
+   * what the element shows); absent when the element was driven by a `done` event alone.
+   */
   readonly result: ProgressResult | undefined;
+  /** The job the element followed, if it was given one: `await detail.job` for its outputs. */
+  readonly job: ProgressJob | undefined;
 }
 
 /** `detail` of the `failed`, `cancelled` and `retry` events. */
@@ -423,7 +428,7 @@ export class TandemProgressElement extends ElementBase {
     this.#lastState = view.state;
     if (previous === view.state) return;
     if (view.state === 'done') {
-      this.#emit('done', { result: this.#model.result }, false);
+      this.#emit('done', { result: this.#model.result, job: this.#job }, false);
     } else if (view.state === 'error' || view.state === 'cancelled') {
       this.#emit(
         view.state === 'error' ? 'failed' : 'cancelled',
