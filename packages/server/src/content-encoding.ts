@@ -3,6 +3,7 @@
 // never past the server's body limit: a small body that inflates to gigabytes (a zip bomb) stops
 // at the limit with E_PAYLOAD_TOO_LARGE, having cost no more than that limit in memory and work.
 
+import type { FastifyInstance } from 'fastify';
 import { Readable } from 'node:stream';
 import { createGunzip, createInflate, type Gunzip, type Inflate } from 'node:zlib';
 import { TandemError } from '@tandem/shared';
@@ -136,4 +137,21 @@ export class DecodedBody extends Readable {
     this.#inflater.destroy();
     callback(error);
   }
+}
+
+/**
+ * Makes the routes of a fastify scope take their request bodies as raw bytes (a Buffer they parse
+ * themselves, whatever the Content-Type), inflated first when they come compressed: gzip or
+ * deflate, never past `maxPayloadBytes` (see {@link DecodedBody}); another coding is refused
+ * with E_UNSUPPORTED_ENCODING.
+ */
+export function takeRawBodies(scope: FastifyInstance, maxPayloadBytes: number): void {
+  scope.addHook('preParsing', async (request, _reply, payload) => {
+    const encoding = requestEncoding(request.headers['content-encoding']);
+    return encoding === undefined ? payload : new DecodedBody(payload, encoding, maxPayloadBytes);
+  });
+  scope.removeAllContentTypeParsers();
+  scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => {
+    done(null, body);
+  });
 }

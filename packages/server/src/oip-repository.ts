@@ -19,6 +19,7 @@ import {
   type ParseContext,
 } from '@tandem/shared';
 import type { ApiKeyRecord } from './api-keys.js';
+import { takeRawBodies } from './content-encoding.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 
 /** What the repository routes need from the server. */
@@ -27,6 +28,8 @@ export interface RepositoryRouteOptions {
   readonly manager: JobDispatcher;
   /** Resolves the caller's key; throws E_UNAUTHORIZED. */
   readonly authenticate: (request: FastifyRequest) => ApiKeyRecord;
+  /** Largest request body, in bytes, after any Content-Encoding is undone. */
+  readonly maxPayloadBytes: number;
 }
 
 /** One entry of the index: Triton's `$repository_index_response` item. */
@@ -72,11 +75,8 @@ export function registerRepositoryRoutes(
   const { manager } = options;
   void fastify.register(async (scope) => {
     // The spec lets load and unload come with no body, and clients send the index's JSON with
-    // or without a content type: take the bytes and parse them here.
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) =>
-      done(null, body),
-    );
+    // or without a content type: take the bytes (inflated, if compressed) and parse them here.
+    takeRawBodies(scope, options.maxPayloadBytes);
 
     scope.post('/v2/repository/index', async (request) => {
       options.authenticate(request);

@@ -45,7 +45,7 @@ import {
   type TensorSpec,
 } from '@tandem/shared';
 import type { ApiKeyRecord, ApiKeys } from './api-keys.js';
-import { DecodedBody, requestEncoding } from './content-encoding.js';
+import { takeRawBodies } from './content-encoding.js';
 import type { ModelSignature } from './input-check.js';
 import type { DispatchedModel, JobDispatcher } from './job-dispatcher.js';
 import type { JobResult } from './job.js';
@@ -133,16 +133,7 @@ export function registerOipRoutes(fastify: FastifyInstance, options: OipOptions)
   void fastify.register(async (scope) => {
     // Compressed bodies (tritonclient's request_compression_algorithm) are inflated before they
     // are read, so Inference-Header-Content-Length counts bytes of the inflated body, as in Triton.
-    scope.addHook('preParsing', async (request, _reply, payload) => {
-      const encoding = requestEncoding(request.headers['content-encoding']);
-      return encoding === undefined
-        ? payload
-        : new DecodedBody(payload, encoding, options.maxPayloadBytes);
-    });
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) =>
-      done(null, body),
-    );
+    takeRawBodies(scope, options.maxPayloadBytes);
     for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
       scope.post(`${prefix}/infer`, async (request, reply) => infer(request, reply));
     }

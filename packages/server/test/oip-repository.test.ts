@@ -3,6 +3,7 @@
 // answers once the model is ready or has failed, unload of idle instances (keep-warm ones stay),
 // bodies as Triton clients send them (JSON, or none), and refusals with codes.
 
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '@tandem/server';
 import {
@@ -94,6 +95,26 @@ describe('oip-repository: index, load and unload', () => {
     for (const entry of entries) expect(['READY', 'LOADING', 'UNAVAILABLE']).toContain(entry.state);
     // An index request without a body is taken as {}.
     expect((await post('/index')).status).toBe(200);
+  });
+
+  it('reads a gzip-compressed body, as the infer route does (tritonclient with request_compression_algorithm)', async () => {
+    const answer = await fetch(`${ctx.url}/v2/repository/index`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: gzipSync(JSON.stringify({ ready: true })),
+    });
+    expect(answer.status).toBe(200);
+    const entries = (await answer.json()) as IndexEntry[];
+    expect(entries.every((entry) => entry.state === 'READY')).toBe(true);
+    const brotli = await fetch(`${ctx.url}/v2/repository/index`, {
+      method: 'POST',
+      headers: { ...auth, 'content-encoding': 'br' },
+      body: '{}',
+    });
+    expect([brotli.status, ((await brotli.json()) as { code: string }).code]).toEqual([
+      415,
+      'E_UNSUPPORTED_ENCODING',
+    ]);
   });
 
   it('loads a model (its latest version), answering once it is ready; the index then says READY', async () => {
