@@ -160,6 +160,20 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 `;
 
+/**
+ * Puts a job put back after its worker died into the waiting set again, but only while BullMQ
+ * still has it waiting: read from the event stream, the `stalled` event may come after another
+ * worker took the job (and removed its entry), and an entry added then would count a running or
+ * finished job as waiting (queue depth, oldest-job age) until the sweep found it.
+ * KEYS: waiting set, BullMQ wait list, BullMQ prioritised set. ARGV: score, job id.
+ */
+const REQUEUE_SCRIPT = `
+if redis.call('LPOS', KEYS[2], ARGV[2]) or redis.call('ZSCORE', KEYS[3], ARGV[2]) then
+  return redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
+end
+return 0
+`;
+
 /** Runs jobs on BullMQ workers through Redis. */
 export class RedisDispatcher implements JobDispatcher {
   readonly #options: RedisDispatcherOptions;
@@ -595,8 +609,17 @@ export class RedisDispatcher implements JobDispatcher {
       // Its worker died; BullMQ put it back in the queue for another one.
       followed.waiting = true;
       followed.position = -1;
+      const { pool, queuedAt } = followed;
       this.#redis
-        .zadd(this.#keys.waiting(followed.pool), 'NX', followed.queuedAt, jobId)
+        .eval(
+          REQUEUE_SCRIPT,
+          3,
+          this.#keys.waiting(pool),
+          this.#keys.wait(pool),
+          this.#keys.prioritized(pool),
+          queuedAt,
+          jobId,
+        )
         .catch(() => undefined);
     });
     events.on('progress', ({ jobId, data }) => {
