@@ -29,7 +29,7 @@ import { setLongTimeout } from './long-timeout.js';
 import type { ModelEntry } from './model-repository.js';
 import { resolveExternalData, type ExternalDataOnDisk } from './external-data.js';
 import { readOnnxMetadata } from './onnx-metadata.js';
-import { queuedEtaMs } from './queue-eta.js';
+import { busyRetryAfterMs, queuedEtaMs, type QueueCapacity } from './queue-eta.js';
 import {
   RESULT_FIELDS,
   toMicros,
@@ -1058,8 +1058,13 @@ export class ModelHost {
 
   /** Estimated ms until a job at `position` is done; undefined until the needed parts are measured. */
   #eta(position: number, now: number): number | undefined {
+    return queuedEtaMs(position, this.#capacity(now));
+  }
+
+  /** What the queue's ETAs and retry hints depend on besides a job's place in it. */
+  #capacity(now: number): QueueCapacity {
     const starting = this.#instances.find((i) => i.state === 'loading' || i.state === 'warming');
-    return queuedEtaMs(position, {
+    return {
       estimates: this.#measured(),
       instances: this.#activeCount(),
       ready: this.#readyCount(),
@@ -1071,7 +1076,7 @@ export class ModelHost {
               elapsedMs: now - starting.stateSince,
             },
           }),
-    });
+    };
   }
 
   #reportWaiting(job: Job, position: number, force: boolean): void {
@@ -1118,9 +1123,9 @@ export class ModelHost {
     });
   }
 
+  /** The `retryAfterMs` of an `E_BUSY` from this model's full queue (see busyRetryAfterMs). */
   #retryAfterMs(): number {
-    const run = this.estimates.run.value ?? 100;
-    return Math.max(50, Math.ceil((this.#queue.size * run) / Math.max(1, this.#activeCount()) / 4));
+    return busyRetryAfterMs(this.#queue.size, this.#capacity(performance.now()));
   }
 }
 

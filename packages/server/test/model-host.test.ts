@@ -526,6 +526,46 @@ describe('model-host: a full queue answers E_BUSY', () => {
   });
 });
 
+describe('model-host: E_BUSY while the model is cold', () => {
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    // Many layers: a load takes hundreds of ms (graph optimisation), a one-row run a few.
+    ctx = await startServer(
+      async (dir) => {
+        await writeSlowModel(dir, 'slowload', 2000);
+      },
+      { maxQueue: 2 },
+    );
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('hints at a retry after the cold start it measured, not after one run', async () => {
+    // A first load measures the cold start; the model then scales to zero (unload).
+    const warm = await fetch(`${ctx.url}/v1/models/slowload/warm?wait=true`, { method: 'POST' });
+    expect(warm.status).toBe(200);
+    const unload = await fetch(`${ctx.url}/v2/repository/models/slowload/unload`, {
+      method: 'POST',
+    });
+    expect(unload.status).toBe(200);
+    const client = await connectClient(ctx.url);
+    const ids = Array.from({ length: 6 }, (_, i) => `cold-${i}`);
+    for (const id of ids)
+      client.send({ type: 'infer', id, model: 'slowload', inputs: slowInput(1, id.length) });
+    const logs = await Promise.all(ids.map((id) => client.collectJob(id)));
+    const done = logs.flatMap((log) => (log.result === undefined ? [] : [log.result]));
+    const busy = logs.flatMap((log) => (log.error === undefined ? [] : [log.error]));
+    expect(done.length).toBe(2);
+    expect(busy.map((error) => error.code)).toEqual(Array(4).fill('E_BUSY'));
+    // Nothing left the queue before the cold start ended: a retry sooner found it as full.
+    const coldStartMs = Math.min(...done.map((r) => r.timings.loadMs + r.timings.warmupMs));
+    for (const error of busy) expect(error.retryAfterMs).toBeGreaterThan(coldStartMs / 2);
+    await client.close();
+  });
+});
+
 /** Instance counts announced for a model in `model` messages since `from` (an index into received). */
 function announcedInstances(client: TestClient, name: string, from = 0): number[] {
   return client.received

@@ -1,6 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { queuedEtaMs, type QueueCapacity } from '../src/queue-eta.js';
+import {
+  MIN_RETRY_AFTER_MS,
+  UNMEASURED_RETRY_AFTER_MS,
+  busyRetryAfterMs,
+  queuedEtaMs,
+  type QueueCapacity,
+} from '../src/queue-eta.js';
 
 const MEASURED = { loadMs: 400, warmupMs: 50, runMs: 20 } as const;
 
@@ -43,6 +49,55 @@ describe('queuedEtaMs', () => {
           const further = queuedEtaMs(position + extra, capacity);
           expect(here).toBeGreaterThanOrEqual(MEASURED.runMs);
           expect(further).toBeGreaterThanOrEqual(here ?? Infinity);
+        },
+      ),
+    );
+  });
+});
+
+describe('busyRetryAfterMs', () => {
+  it('hints at the time a quarter of a full queue takes, shared among the instances', () => {
+    const warm: QueueCapacity = { estimates: MEASURED, instances: 2, ready: 2 };
+    // 40 jobs of 20 ms on 2 instances drain in 400 ms; a quarter of that.
+    expect(busyRetryAfterMs(40, warm)).toBe(100);
+    expect(busyRetryAfterMs(2, warm)).toBe(MIN_RETRY_AFTER_MS);
+  });
+
+  it('adds what remains of the cold start while no instance is ready: nothing leaves the queue before', () => {
+    const cold = { estimates: MEASURED, instances: 1, ready: 0 } as const;
+    // 2 jobs × 20 ms / 4 = 10 ms, behind a whole 400 + 50 ms cold start, or the rest of one.
+    expect(busyRetryAfterMs(2, cold)).toBe(460);
+    expect(busyRetryAfterMs(2, { ...cold, starting: { stage: 'loading', elapsedMs: 300 } })).toBe(
+      160,
+    );
+    expect(busyRetryAfterMs(2, { ...cold, starting: { stage: 'warming', elapsedMs: 0 } })).toBe(60);
+  });
+
+  it('takes the warm-up run for a run before any job ran, and a second for a load never measured', () => {
+    const warmedOnly = { estimates: { loadMs: 400, warmupMs: 80 }, instances: 1, ready: 1 };
+    expect(busyRetryAfterMs(10, warmedOnly)).toBe(200);
+    const never = {
+      estimates: {},
+      instances: 1,
+      ready: 0,
+      starting: { stage: 'loading', elapsedMs: 5 },
+    } as const;
+    expect(busyRetryAfterMs(2, never)).toBe(UNMEASURED_RETRY_AFTER_MS);
+  });
+
+  it('is never below the floor, and never shorter for a longer queue', () => {
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 1000 }),
+        fc.nat({ max: 1000 }),
+        fc.nat({ max: 8 }),
+        fc.boolean(),
+        (queued, extra, instances, ready) => {
+          const capacity = { estimates: MEASURED, instances, ready: ready ? instances : 0 };
+          const here = busyRetryAfterMs(queued, capacity);
+          expect(here).toBeGreaterThanOrEqual(MIN_RETRY_AFTER_MS);
+          if (!ready) expect(here).toBeGreaterThanOrEqual(MEASURED.loadMs + MEASURED.warmupMs);
+          expect(busyRetryAfterMs(queued + extra, capacity)).toBeGreaterThanOrEqual(here);
         },
       ),
     );
