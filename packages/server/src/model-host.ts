@@ -353,6 +353,15 @@ export class ModelHost {
     return candidate?.lastUsedAt;
   }
 
+  /** Bytes the memory budget could reclaim here: every instance {@link evict} may unload. */
+  get evictableBytes(): number {
+    if (this.#queue.size > 0) return 0;
+    const idle = this.#instances.filter((i) => i.state === 'ready' && i.runs === 0).length;
+    return (
+      Math.max(0, Math.min(idle, this.#readyCount() - this.entry.config.minReady)) * this.bytes
+    );
+  }
+
   /** Unloads the instance {@link evictableSince} pointed at. */
   evict(): boolean {
     const candidate = this.#evictionCandidate();

@@ -219,9 +219,19 @@ export class ModelManager implements JobDispatcher {
     return [...this.#hosts.values(), ...this.#retiring];
   }
 
-  /** Makes room for `bytes` by evicting least recently used idle instances of other models. */
+  /**
+   * Makes room for `bytes` by evicting least recently used idle instances of other models. An
+   * extra instance (not `first`) that would not fit even with every idle instance gone evicts
+   * nothing: it is not loaded, and those models would pay a cold start for no gain.
+   */
   #requestMemory(requester: ModelHost, bytes: number, first: boolean): boolean {
     const budget = this.#settings.memoryBudgetBytes;
+    if (!first && this.loadedBytes + bytes > budget) {
+      let reclaimable = 0;
+      for (const host of this.#hosts.values())
+        if (host !== requester) reclaimable += host.evictableBytes;
+      if (this.loadedBytes - reclaimable + bytes > budget) return false;
+    }
     while (this.loadedBytes + bytes > budget) {
       let victim: ModelHost | undefined;
       let oldest = Infinity;

@@ -1,7 +1,8 @@
 // The model manager, against a real server on loopback over real WebSockets. The memory budget
 // (memoryBudgetBytes): a model that does not fit evicts the least recently used idle model, never
 // a busy one; with every loaded model busy the first instance of a model loads anyway; and the
-// autoscaler adds no instance the budget has no room for. Files replaced while the server runs:
+// autoscaler adds no instance the budget has no room for (nor evicts idle models for one that
+// cannot fit anyway). Files replaced while the server runs:
 // a model whose first copy was unreadable serves once a whole file replaces it, and a replaced
 // model serves new jobs from the new file while its old instance unloads.
 
@@ -67,10 +68,13 @@ async function occupy(client: TestClient, id: string, model: string): Promise<()
 }
 
 /** Ready instances of each model, and the bytes the budget counts, from /metrics. */
-async function loadedState(url: string): Promise<{ ready: Record<string, number>; bytes: number }> {
+async function loadedState(
+  url: string,
+  models: readonly string[] = ['a', 'b', 'c'],
+): Promise<{ ready: Record<string, number>; bytes: number }> {
   const metrics = await scrapeMetrics(url);
   const ready: Record<string, number> = {};
-  for (const model of ['a', 'b', 'c'])
+  for (const model of models)
     ready[model] = metricValue(metrics, 'tandem_model_instances', { model, state: 'ready' }) ?? 0;
   return { ready, bytes: metricValue(metrics, 'tandem_memory_loaded_bytes') ?? NaN };
 }
@@ -171,6 +175,49 @@ describe('model-manager: the autoscaler within the memory budget', () => {
     expect(Math.max(...instances)).toBe(1);
     const metrics = await scrapeMetrics(ctx.url);
     expect(metricValue(metrics, 'tandem_memory_loaded_bytes')).toBe(MODEL_BYTES);
+    await client.close();
+  });
+});
+
+describe('model-manager: an extra instance that cannot fit', () => {
+  /** A small model beside the slow one: evicting it cannot make room for a second slow one. */
+  const SMALL = buildMlpClassifier({ features: 8, hidden: 16, classes: 3, seed: 7 });
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeSlowModel(dir, 'scaled');
+        writeModelConfig(dir, 'scaled', 1, { maxInstances: 2 });
+        await writeModelFile(dir, 'small', 1, SMALL.bytes);
+      },
+      // Room for one slow instance and the small model, never for two slow ones.
+      { memoryBudgetBytes: Math.floor(1.5 * MODEL_BYTES), scaleUpQueueDepth: 1 },
+    );
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('evicts no idle model for an instance the budget has no room for anyway', async () => {
+    expect(SMALL.bytes.length).toBeLessThan(MODEL_BYTES / 2);
+    const client = await connectClient(ctx.url);
+    const small = await fetch(`${ctx.url}/v1/models/small/warm?wait=true`, { method: 'POST' });
+    expect(small.status).toBe(200);
+    // The socket may hear of the load after the HTTP answer: count from after that message.
+    await client.nextOf('model', (m) => m.model.name === 'small' && m.model.state === 'ready');
+    const from = client.received.length;
+    const ids = Array.from({ length: 6 }, (_, i) => `fit-${i}`);
+    // Over the inline input limit, so each job runs in the worker and the queue stays deep.
+    for (const [i, id] of ids.entries())
+      client.send({ type: 'infer', id, model: 'scaled', inputs: slowInput(320, i) });
+    for (const [i, id] of ids.entries())
+      expectSameTensors(resultOf(await client.collectJob(id)).outputs, { y: slowInput(320, i).x! });
+    expect(announcedStates(client, 'small', from)).toEqual([]);
+    expect(await loadedState(ctx.url, ['scaled', 'small'])).toEqual({
+      ready: { scaled: 1, small: 1 },
+      bytes: MODEL_BYTES + SMALL.bytes.length,
+    });
     await client.close();
   });
 });
