@@ -337,8 +337,9 @@ export class ModelHost {
     return promise;
   }
 
-  /** Loads instances up to `minReady` (keep-warm). */
+  /** Loads instances up to `minReady` (keep-warm); nothing once the host drains or closes. */
   keepWarm(): void {
+    if (this.#closed || this.#draining) return;
     const missing = this.entry.config.minReady - this.#activeCount();
     for (let i = 0; i < missing && this.#failure === undefined; i++)
       void this.#startInstance(i === 0 && this.#activeCount() === 0);
@@ -958,6 +959,8 @@ export class ModelHost {
     });
     void this.#unload(instance, 'worker lost').then(() => {
       this.#ensureCapacity();
+      // A keep-warm model promises no cold start: it must not wait for a job to reload.
+      this.keepWarm();
       this.#pump(this.#draining);
     });
   }

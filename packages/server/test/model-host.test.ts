@@ -476,6 +476,46 @@ describe('model-host: an instance whose worker thread dies', () => {
   });
 });
 
+describe('model-host: a keep-warm instance whose worker thread dies', () => {
+  it('is loaded again at once, with no job asking, so the next job is still warm', async () => {
+    // Note the session workers the keep-warm load at start makes (see the test above).
+    const on = vi.spyOn(Worker.prototype, 'on');
+    let ctx: TestServer | undefined;
+    let started: Set<Worker>;
+    let client: TestClient;
+    try {
+      ctx = await startServer(async (dir) => {
+        await writeSlowModel(dir, 'kept');
+        writeModelConfig(dir, 'kept', 1, { minReady: 1 });
+      });
+      client = await connectClient(ctx.url);
+      if (client.welcome!.models.find((m) => m.name === 'kept')?.state !== 'ready')
+        await modelState(client, 'kept', 'ready');
+    } finally {
+      started = new Set(on.mock.contexts as Worker[]);
+      on.mockRestore();
+    }
+    expect(started.size).toBeGreaterThan(0);
+    await Promise.all([...started].map((worker) => worker.terminate()));
+    const lost = await client.nextOf(
+      'model',
+      (m) => m.model.name === 'kept' && m.model.state === 'unloaded',
+    );
+    // No job, no warm: minReady alone brings it back (a load takes well under the guard).
+    const lostAt = client.received.indexOf(lost);
+    await client.nextOf(
+      'model',
+      (m) =>
+        m.model.name === 'kept' && m.model.state === 'ready' && client.received.indexOf(m) > lostAt,
+      10_000,
+    );
+    const log = await client.infer({ id: 'after-loss', model: 'kept', inputs: slowInput(1, 2) });
+    expect(resultOf(log).coldStart).toBe(false);
+    await client.close();
+    await ctx.close();
+  });
+});
+
 describe('model-host: a full queue answers E_BUSY', () => {
   const MAX_QUEUE = 2;
   let ctx: TestServer;
