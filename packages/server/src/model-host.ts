@@ -54,6 +54,14 @@ import { WorkerSession } from './worker-session.js';
  */
 export const GROUP_MAX_JOBS = 16;
 
+/**
+ * How many times `inlineMaxRunMs` a model's second warm-up run in its worker may take for an
+ * inline session to be tried. The worker's run uses onnxruntime's thread pool, whose start-up
+ * can cost a tiny model more than its one-thread run; a model several times over the limit there
+ * is over it on one thread too.
+ */
+const INLINE_PROBE_FACTOR = 4;
+
 export interface HostSettings {
   /** Idle time before an instance is unloaded, when model.json sets none. */
   readonly idleTimeoutMs: number;
@@ -863,8 +871,12 @@ export class ModelHost {
     instance.stateSince = loadEnd;
     this.#observer.stateChanged(this);
     this.#reportAllWaiting();
+    let warmRunMs: number | undefined;
     try {
       await loaded.run(this.#warmupInputs(), undefined);
+      // The first run pays one-time costs; a second says what a run costs, for the inline check.
+      if (this.#inlineCandidate())
+        warmRunMs = (await loaded.run(this.#warmupInputs(), undefined)).runMs;
     } catch (error) {
       // A warm-up on zeros can fail for models that need real data; real jobs may still work.
       this.#observer.log?.('warn', `warm-up run of ${this.label} failed`, {
@@ -883,7 +895,7 @@ export class ModelHost {
       await loaded.release();
       return;
     }
-    instance.inline = await this.#inlineSession();
+    instance.inline = await this.#inlineSession(warmRunMs);
     if (this.#discarded(instance)) {
       await loaded.release();
       if (instance.inline !== undefined) await releaseSession(instance.inline);
@@ -906,9 +918,18 @@ export class ModelHost {
    * a worker thread and back costs more than such a run, so it runs inline, blocking the event
    * loop for at most about `inlineMaxRunMs`. Larger inputs still go to the worker.
    */
-  async #inlineSession(): Promise<LoadedSession | undefined> {
-    const { inlineMaxRunMs, inlineMaxModelBytes } = this.#settings;
-    if (inlineMaxRunMs <= 0 || this.bytes > inlineMaxModelBytes) return undefined;
+  async #inlineSession(warmRunMs: number | undefined): Promise<LoadedSession | undefined> {
+    // A model whose run in its worker took several times the limit (with onnxruntime's threads
+    // there; one thread here is no faster) would only be measured and dropped, after a second
+    // session's creation and two runs blocking the main thread: a fifth of a second of every cold
+    // start of a model like PaddleOCR's detector.
+    if (
+      !this.#inlineCandidate() ||
+      warmRunMs === undefined ||
+      warmRunMs > INLINE_PROBE_FACTOR * this.#settings.inlineMaxRunMs
+    )
+      return undefined;
+    const { inlineMaxRunMs } = this.#settings;
     try {
       // One thread: no pool threads spinning on the cores the event loop needs.
       const inline = await createSession(this.entry.path, {
@@ -936,6 +957,11 @@ export class ModelHost {
       );
       return undefined;
     }
+  }
+
+  /** Whether the settings let this model have an inline session at all (its size, the limit). */
+  #inlineCandidate(): boolean {
+    return this.#settings.inlineMaxRunMs > 0 && this.bytes <= this.#settings.inlineMaxModelBytes;
   }
 
   #warmupInputs(): TensorMap {

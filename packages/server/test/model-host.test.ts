@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { listSupportedBackends } from 'onnxruntime-node';
+import { InferenceSession, listSupportedBackends } from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ModelState, ResultMessage, TensorMap } from '@tandem/shared';
 import {
@@ -779,6 +779,39 @@ describe('model-host: keep-warm (minReady)', () => {
     expect(resultOf(log).coldStart).toBe(false);
     expect(stagesOf(log.progress)).toEqual(['queued', 'running']);
     await client.close();
+  });
+});
+
+describe('model-host: main-thread sessions only for models fast enough to use one', () => {
+  it('creates none for a small model whose worker run is far over inlineMaxRunMs, one for a tiny one', async () => {
+    // Both files are under inlineMaxModelBytes (8 MiB); PaddleOCR's detector runs in tens of
+    // milliseconds, the tiny model in microseconds. Sessions made in worker threads do not pass
+    // through this thread's onnxruntime: what the spy sees are main-thread (inline) sessions.
+    const ctx = await startServer(async (dir) => {
+      await writeModelFile(dir, 'det', 1, readFileSync(realModelPath('paddleocr-det')));
+      writeModelConfig(dir, 'det', 1, { warmupDims: { x: [1, 3, 320, 320] } });
+      await writeModelFile(dir, 'tiny', 1, buildTinyModel().bytes);
+    });
+    const create = vi.spyOn(InferenceSession, 'create');
+    try {
+      for (const model of ['det', 'tiny']) {
+        const warm = await fetch(`${ctx.url}/v1/models/${model}/warm?wait=true`, {
+          method: 'POST',
+        });
+        expect(warm.status).toBe(200);
+      }
+      const status = (await (await fetch(`${ctx.url}/v1/models`)).json()) as {
+        models: { name: string; estimates: { warmupMs: number } }[];
+      };
+      // The premise: one warm-up run of det takes several times the 1 ms limit.
+      expect(status.models.find((m) => m.name === 'det')?.estimates.warmupMs).toBeGreaterThan(4);
+      const paths = create.mock.calls.map((call) => String(call[0]));
+      expect(paths.filter((path) => path.includes('/det/'))).toEqual([]);
+      expect(paths.filter((path) => path.includes('/tiny/'))).toHaveLength(1);
+    } finally {
+      create.mockRestore();
+      await ctx.close();
+    }
   });
 });
 
