@@ -861,3 +861,80 @@ describe('createTandem remote progress', () => {
     }
   });
 });
+
+/**
+ * An HTTP server on loopback that serves the files of `upstream` (a Tandem server) at about
+ * `bytesPerSecond`, as a slow link would: what this device measures its bandwidth on.
+ */
+async function throttledFiles(
+  upstream: string,
+  bytesPerSecond: number,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const { createServer: createHttpServer } = await import('node:http');
+  const chunk = 16 * 1024;
+  const http = createHttpServer((request, response) => {
+    void (async () => {
+      const body = new Uint8Array(await (await fetch(`${upstream}${request.url}`)).arrayBuffer());
+      response.writeHead(200, { 'content-length': body.byteLength });
+      for (let offset = 0; offset < body.byteLength; offset += chunk) {
+        if (!response.write(body.subarray(offset, offset + chunk))) await once(response, 'drain');
+        await new Promise((resolve) => setTimeout(resolve, (chunk / bytesPerSecond) * 1000));
+      }
+      response.end();
+    })();
+  });
+  http.listen(0, '127.0.0.1');
+  await once(http, 'listening');
+  const { port } = http.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => {
+      http.closeAllConnections();
+      return new Promise((resolve) => http.close(() => resolve()));
+    },
+  };
+}
+
+describe('createTandem auto with one side measured', () => {
+  it('sends a model whose download alone (at the measured bandwidth) outlasts the measured server to the server, and says why', async () => {
+    const server = await createServer({ port: 0 });
+    const url = await server.listen();
+    // About 1 MB/s: the 0.6 MB classifier measures it; the 4.7 MB detector would take ~5 s.
+    const files = await throttledFiles(url, 1024 * 1024);
+    const manifestAt = async (name: string) => {
+      const manifest = parseModelManifest(
+        await (await fetch(`${url}/v1/models/${name}/manifest`)).json(),
+      );
+      return { ...manifest, url: `${files.url}/v1/models/${name}/versions/1/model.onnx` };
+    };
+    const tandem = createTandem({
+      server: url,
+      models: {
+        'paddleocr-cls': await manifestAt('paddleocr-cls'),
+        'paddleocr-det': await manifestAt('paddleocr-det'),
+      },
+    });
+    const det = () =>
+      ({
+        x: { dtype: 'float32', dims: [1, 3, 64, 64], data: new Float32Array(3 * 64 * 64) },
+      }) as const;
+    try {
+      await tandem.run('paddleocr-cls', clsInput(20), { placement: 'local-only' });
+      // The server's cold start, then a measured warm run.
+      await tandem.run('paddleocr-det', det(), { placement: 'remote-only' });
+      await tandem.run('paddleocr-det', det(), { placement: 'remote-only' });
+      const result = await tandem.run('paddleocr-det', det());
+      expect(result.placement).toBe('remote');
+      expect(result.fallback).toBeUndefined();
+      expect(result.reason).toMatch(
+        /^auto: remote ~\d+ ms vs local at least ~\d+ ms \(wasm, download ~\d+ ms/,
+      );
+      // Nothing was downloaded for it.
+      expect((await tandem.cache.list()).map((model) => model.name)).toEqual(['paddleocr-cls']);
+    } finally {
+      await tandem.close();
+      await files.close();
+      await server.close();
+    }
+  });
+});

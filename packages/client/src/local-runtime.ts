@@ -199,7 +199,18 @@ export class LocalRuntime implements Runtime {
     const bandwidth = this.#bandwidth.value;
     const download = cached ? 0 : bandwidth === undefined ? undefined : toDownload / bandwidth;
     if (run === undefined || compile === undefined || download === undefined) {
-      return { available: true, cold: !compiled, reason: `${backend}, not measured yet` };
+      // What is measured is still a floor: a large model's download alone, at this device's
+      // measured bandwidth, can outlast the server's whole answer (see decidePlacement).
+      const atLeastMs = (download ?? 0) + (compile ?? 0) + (run ?? 0);
+      return {
+        available: true,
+        cold: !compiled,
+        reason:
+          download !== undefined && download > 0
+            ? `${backend}, download ~${Math.round(download)} ms, not fully measured yet`
+            : `${backend}, not measured yet`,
+        ...(atLeastMs > 0 ? { atLeastMs } : {}),
+      };
     }
     return {
       available: true,

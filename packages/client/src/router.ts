@@ -89,6 +89,17 @@ function other(side: Where): Where {
   return side === 'local' ? 'remote' : 'local';
 }
 
+/**
+ * Which side lacks a measured estimate, in words: "no estimates yet" would be untrue once one
+ * side has run (a device that ran the model locally, a server it has not been sent to).
+ */
+function notMeasured(local: RuntimeEstimate, remote: RuntimeEstimate): string {
+  if (local.ms === undefined && remote.ms === undefined) return 'no estimates yet';
+  return local.ms === undefined
+    ? `local not measured yet; remote ~${Math.round(remote.ms ?? 0)} ms`
+    : `remote not measured yet; local ~${Math.round(local.ms)} ms`;
+}
+
 function describe(side: Where, estimate: RuntimeEstimate): string {
   return estimate.ms === undefined
     ? `${side} (no estimate yet)`
@@ -102,7 +113,9 @@ function describe(side: Where, estimate: RuntimeEstimate): string {
  * - `auto`: a side that is unavailable (or lacks the model's minimum backend) is skipped; else the
  *   lower measured estimate goes first (local = download if not cached + compile + run; remote =
  *   round trip + the server's ETA, cold start included); without estimates the manifest's
- *   `prefer` hint decides, then local (the device is free and private).
+ *   `prefer` hint decides, then local (the device is free and private). A side measured only in
+ *   part (`atLeastMs`: a download at the measured bandwidth, say) that already takes longer than
+ *   the other side's whole estimate goes second.
  */
 export function decidePlacement(
   placement: Placement,
@@ -150,15 +163,32 @@ export function decidePlacement(
           reason: `auto: ${describe(first, a)} vs ${describe(other(first), b)}`,
         };
       }
+      // One side measured, the other not yet, but what is known of the other (a download at the
+      // measured bandwidth) already takes longer: a model too large for this device goes to a
+      // server that answers sooner, rather than waiting for a measured run that never comes.
+      for (const [fast, slow] of [
+        ['local', 'remote'],
+        ['remote', 'local'],
+      ] as const) {
+        const fastMs = (fast === 'local' ? local : remote).ms;
+        const slowAtLeast = (slow === 'local' ? local : remote).atLeastMs;
+        if (fastMs !== undefined && slowAtLeast !== undefined && slowAtLeast > fastMs) {
+          return {
+            order: [fast, slow],
+            reason: `auto: ${fast} ~${Math.round(fastMs)} ms vs ${slow} at least ~${Math.round(slowAtLeast)} ms (${slow === 'local' ? local.reason : remote.reason})`,
+          };
+        }
+      }
+      const unmeasured = notMeasured(local, remote);
       const hinted = manifest.placement?.prefer;
       if (hinted !== undefined)
         return {
           order: [hinted, other(hinted)],
-          reason: `auto: model prefers ${hinted} (no estimates yet)`,
+          reason: `auto: model prefers ${hinted} (${unmeasured})`,
         };
       return {
         order: ['local', 'remote'],
-        reason: 'auto: no estimates yet, trying this device first',
+        reason: `auto: ${unmeasured}, trying this device first`,
       };
     }
   }

@@ -20,6 +20,12 @@ export interface RuntimeEstimate {
   readonly reason: string;
   /** Estimated milliseconds until a result, from measured history; absent when unknown. */
   readonly ms?: number;
+  /**
+   * When `ms` is absent: the least the call would take, from the parts measured so far (a
+   * download at the measured bandwidth, say). `auto` uses it to pass over a side already known
+   * to be slower than the other side's whole estimate, before that side has run once.
+   */
+  readonly atLeastMs?: number;
   /** Whether the model would first have to be downloaded (local) or loaded (remote). */
   readonly cold?: boolean;
   /** When unavailable because something failed (the server is unreachable…), its code. */

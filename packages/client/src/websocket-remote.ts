@@ -287,7 +287,14 @@ export class WebSocketRemote implements Runtime {
       this.#roundTrips.get(versionKey(status.name, status.version))?.value ??
       (runMs === undefined ? undefined : runMs + (this.#rtt.value ?? 0));
     if (warmMs === undefined || (cold && (loadMs === undefined || warmupMs === undefined))) {
-      return { available: true, cold, reason: 'no measurements yet' };
+      // A cold start the server has measured is a floor even before a run is (see decidePlacement).
+      const atLeastMs = (warmMs ?? 0) + (cold ? (loadMs ?? 0) + (warmupMs ?? 0) : 0);
+      return {
+        available: true,
+        cold,
+        reason: atLeastMs > 0 ? 'server cold start, not fully measured yet' : 'no measurements yet',
+        ...(atLeastMs > 0 ? { atLeastMs } : {}),
+      };
     }
     const ms = warmMs + (cold ? (loadMs ?? 0) + (warmupMs ?? 0) : 0);
     return { available: true, cold, ms, reason: cold ? 'server cold start + run' : 'server run' };

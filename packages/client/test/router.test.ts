@@ -56,6 +56,42 @@ describe('decidePlacement', () => {
     expect(decidePlacement('auto', manifest, up(), up()).order).toEqual(['local', 'remote']);
   });
 
+  it("auto: a side known to take longer than the other side's whole estimate goes second, before it is fully measured", () => {
+    // A large model: its download alone (at the measured bandwidth) outlasts the server's answer.
+    const tooBig: RuntimeEstimate = {
+      available: true,
+      reason: 'wasm, download ~4000 ms',
+      atLeastMs: 4000,
+    };
+    const d = decidePlacement('auto', manifest, tooBig, up(300));
+    expect(d.order).toEqual(['remote', 'local']);
+    expect(d.reason).toBe(
+      'auto: remote ~300 ms vs local at least ~4000 ms (wasm, download ~4000 ms)',
+    );
+    // Over a manifest hint too: the hint stands for "no measurements", and these are some.
+    const hinted: ModelManifest = { name: 'm', placement: { prefer: 'local' } };
+    expect(decidePlacement('auto', hinted, tooBig, up(300)).order).toEqual(['remote', 'local']);
+    // A floor under the other side's estimate decides nothing.
+    const small: RuntimeEstimate = { available: true, reason: 'wasm', atLeastMs: 100 };
+    expect(decidePlacement('auto', manifest, small, up(300)).order).toEqual(['local', 'remote']);
+    // Either way round.
+    const coldServer: RuntimeEstimate = { available: true, reason: 'cold', atLeastMs: 9000 };
+    expect(decidePlacement('auto', hinted, up(500), coldServer).order).toEqual(['local', 'remote']);
+  });
+
+  it('auto: says which side is not measured yet, not "no estimates" when one side has one', () => {
+    expect(decidePlacement('auto', manifest, up(), up()).reason).toBe(
+      'auto: no estimates yet, trying this device first',
+    );
+    expect(decidePlacement('auto', manifest, up(120), up()).reason).toBe(
+      'auto: remote not measured yet; local ~120 ms, trying this device first',
+    );
+    const hinted: ModelManifest = { name: 'm', placement: { prefer: 'local' } };
+    expect(decidePlacement('auto', hinted, up(), up(14)).reason).toBe(
+      'auto: model prefers local (local not measured yet; remote ~14 ms)',
+    );
+  });
+
   it('always returns at least one side, each side at most once', () => {
     const estimate = fc.oneof(
       fc.constant(down),
