@@ -938,3 +938,59 @@ describe('createTandem auto with one side measured', () => {
     }
   });
 });
+
+describe('createTandem progress across a fallback', () => {
+  it('a local failure mid-download and mid-compile, then the server: the server cold start moves the bar on from where the local side left it, one rising sequence to 1', async () => {
+    const server = await createServer({ port: 0 });
+    const url = await server.listen();
+    const manifest = parseModelManifest(
+      await (await fetch(`${url}/v1/models/paddleocr-cls/manifest`)).json(),
+    );
+    // Not an ONNX model, with its true sha256: downloaded and checked, then the compile fails.
+    const notOnnxUrl = `${url}/v1/models/paddleocr-cls/manifest`;
+    const notOnnx = new Uint8Array(await (await fetch(notOnnxUrl)).arrayBuffer());
+    const { createHash } = await import('node:crypto');
+    const tandem = createTandem({
+      server: url,
+      models: {
+        // The download fails its check (E_INTEGRITY).
+        badHash: { ...manifest, sha256: '0'.repeat(64) },
+        // The compile fails (E_MODEL_LOAD_FAILED).
+        notOnnx: {
+          ...manifest,
+          url: notOnnxUrl,
+          bytes: notOnnx.byteLength,
+          sha256: createHash('sha256').update(notOnnx).digest('hex'),
+        },
+      },
+    });
+    try {
+      for (const [model, code, lastLocal] of [
+        ['badHash', 'E_INTEGRITY', 'download'],
+        ['notOnnx', 'E_MODEL_LOAD_FAILED', 'compile'],
+      ] as const) {
+        const job = tandem.run(model, clsInput(30), { placement: 'prefer-local' });
+        const [result, events] = await Promise.all([job, collect(job)]);
+        expect(result.placement).toBe('remote');
+        expect(result.fallback).toMatchObject({ from: 'local', code });
+        expectMonotoneToOne(events);
+        const local = events.filter((e) => e.where === 'local');
+        const remote = events.filter((e) => e.where === 'remote');
+        expect(local.at(-1)?.stage).toBe(lastLocal);
+        expect(events.indexOf(remote[0]!)).toBe(local.length); // every local event first
+        // The server's own stages, each further along the bar than the last local event.
+        const leftAt = local.at(-1)!.fraction;
+        const stages = remote.map((e) => e.stage);
+        expect(stages[0]).toBe('queued');
+        expect(stages).toContain('running');
+        for (const stage of ['loading', 'warmup', 'running'] as const) {
+          const event = remote.find((e) => e.stage === stage);
+          if (event !== undefined) expect(event.fraction, stage).toBeGreaterThan(leftAt);
+        }
+      }
+    } finally {
+      await tandem.close();
+      await server.close();
+    }
+  });
+});

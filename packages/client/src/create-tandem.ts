@@ -330,9 +330,15 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     );
     const decision = decidePlacement(placement, manifest, localEstimate, remoteEstimate);
     let best = 0;
+    /**
+     * Where the side being tried starts on the job's bar: 0 for the first; for a fallback, where
+     * the failed side left it. The fallback's own progress then moves the bar over what is left,
+     * instead of going unseen below that mark (a server's whole cold start showed as a frozen bar).
+     */
+    let base = 0;
     const forward = (event: ProgressEvent): void => {
       // One sequence per job, whichever side reports: the fraction never goes backwards.
-      best = Math.max(best, Math.min(event.fraction, 0.99));
+      best = Math.max(best, Math.min(base + (1 - base) * event.fraction, 0.99));
       const clamped: ProgressEvent = {
         ...event,
         jobId,
@@ -350,6 +356,7 @@ export function createTandem(options: TandemOptions = {}): Tandem {
     for (const side of decision.order) {
       const runtime: Runtime | undefined = side === 'local' ? local : remoteRt;
       if (runtime === undefined) continue;
+      base = best;
       try {
         const result: RuntimeResult = await runtime.run(manifest, inputs, {
           jobId: side === decision.order[0] ? jobId : `${jobId}-${side}`,
