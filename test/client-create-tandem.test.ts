@@ -994,3 +994,55 @@ describe('createTandem progress across a fallback', () => {
     }
   });
 });
+
+describe('createTandem deadlines across a fallback', () => {
+  it("a server fallback gets what is left of the call's deadline, not a new one: E_DEADLINE_EXCEEDED naming the local failure", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-deadline-'));
+    await writeSlowModel(dir);
+    const server = await createServer({ port: 0, modelsDir: dir, catalog: false });
+    const url = await server.listen();
+    // The 0.27 MB model at 128 KB/s: the local side fails its check about 2 s into the call.
+    const files = await throttledFiles(url, 128 * 1024);
+    const manifest = parseModelManifest(
+      await (await fetch(`${url}/v1/models/slow/manifest`)).json(),
+    );
+    const tandem = createTandem({
+      server: url,
+      models: {
+        slow: {
+          ...manifest,
+          url: `${files.url}/v1/models/slow/versions/1/model.onnx`,
+          sha256: '0'.repeat(64),
+        },
+      },
+    });
+    try {
+      await tandem.warm('slow');
+      // 4096 rows keep the server busy well over a second: more than the ~0.5 s left.
+      const started = performance.now();
+      const job = tandem.run('slow', slowInput(4096, 1), {
+        placement: 'prefer-local',
+        deadlineMs: 2500,
+      });
+      const error: unknown = await job.then(
+        () => undefined,
+        (failure: unknown) => failure,
+      );
+      expect(error).toMatchObject({ code: 'E_DEADLINE_EXCEEDED' });
+      expect((error as Error).cause).toMatchObject({ code: 'E_INTEGRITY' });
+      expect(performance.now() - started).toBeLessThan(2500 + 1000);
+      // Already past: the server is not asked at all.
+      const late = tandem.run('slow', slowInput(1, 2), {
+        placement: 'prefer-local',
+        deadlineMs: 100,
+      });
+      expect(await rejectionCode(late)).toBe('E_DEADLINE_EXCEEDED');
+      expect((await collect(late)).filter((e) => e.where === 'remote')).toEqual([]);
+    } finally {
+      await tandem.close();
+      await files.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -104,7 +104,10 @@ export interface RunOptions {
    * with `E_INVALID_ARGUMENT`, as an unknown placement or an empty output name does). @default 5
    */
   readonly priority?: number;
-  /** The server must finish within this many ms (0 or more) of receiving the job. */
+  /**
+   * The server must finish within this many ms (0 or more) of receiving the job; a job that
+   * reaches the server as a fallback from this device gets what is left of it since `run()`.
+   */
   readonly deadlineMs?: number;
   /** Only these outputs. */
   readonly outputs?: readonly string[];
@@ -358,12 +361,18 @@ export function createTandem(options: TandemOptions = {}): Tandem {
       if (runtime === undefined) continue;
       base = best;
       try {
+        const deadlineMs = fallbackDeadlineMs(
+          runOptions.deadlineMs,
+          // A local run has no deadline (docs/api.md): only a server fallback is bounded by it.
+          side === 'remote' && side !== decision.order[0],
+          performance.now() - started,
+        );
         const result: RuntimeResult = await runtime.run(manifest, inputs, {
           jobId: side === decision.order[0] ? jobId : `${jobId}-${side}`,
           priority: runOptions.priority ?? DEFAULT_PRIORITY,
           signal,
           onProgress: forward,
-          ...(runOptions.deadlineMs === undefined ? {} : { deadlineMs: runOptions.deadlineMs }),
+          ...(deadlineMs === undefined ? {} : { deadlineMs }),
           ...(runOptions.outputs === undefined ? {} : { outputs: runOptions.outputs }),
         });
         const totalMs = performance.now() - started;
@@ -517,6 +526,26 @@ function afterFallback(error: TandemError, side: Where, first: TandemError): Tan
       cause: first,
     },
   );
+}
+
+/**
+ * The deadline a side gets: the call's, and for a fallback what is left of it. The caller's
+ * budget counts from run(): restarted at the fallback, a server would answer as late as the first
+ * side's failure plus the whole deadline. None left: E_DEADLINE_EXCEEDED, and nothing is sent.
+ */
+function fallbackDeadlineMs(
+  deadlineMs: number | undefined,
+  isFallback: boolean,
+  elapsedMs: number,
+): number | undefined {
+  if (deadlineMs === undefined || !isFallback) return deadlineMs;
+  const leftMs = Math.floor(deadlineMs - elapsedMs);
+  if (leftMs <= 0)
+    throw new TandemError(
+      'E_DEADLINE_EXCEEDED',
+      `the deadline of ${deadlineMs} ms passed before the fallback could start (${Math.round(elapsedMs)} ms since run())`,
+    );
+  return leftMs;
 }
 
 /** A call's progress handler, kept from breaking the call's machinery (see progressListener). */
