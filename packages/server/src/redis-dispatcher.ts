@@ -966,9 +966,13 @@ export class RedisDispatcher implements JobDispatcher {
     // A job put back after its worker died, then failed by BullMQ when a worker took it again
     // (too many starts), never reaches a worker's processor, which is what removes the waiting
     // entry: removed here, before the client hears, or it holds the pool's oldest-job age and a
-    // place of maxQueue. (Missed here, the sweep finds it; see #sweepWaiting.)
+    // place of maxQueue. (Missed here, the sweep finds it; see #sweepWaiting.) Its input goes
+    // too: no worker runs it again, and under noeviction it would hold memory for a day.
     await this.#redis
+      .multi()
       .zrem(this.#keys.waiting(followed.pool), followed.jobId)
+      .del(this.#keys.input(followed.jobId))
+      .exec()
       .catch(() => undefined);
     followed.job.fail(
       new TandemError(

@@ -119,6 +119,8 @@ describe('redis-worker: workers killed mid-job', () => {
     const redis = new Redis(cluster.redis.url);
     try {
       expect(await redis.zcard('tandem-waiting:default')).toBe(0);
+      // Nor is its input kept (for a day, under noeviction): no worker will run it again.
+      expect(await redis.exists(`tandem-job:${bullId}:in`)).toBe(0);
     } finally {
       await redis.quit();
     }
