@@ -1001,7 +1001,7 @@ describe('createTandem deadlines across a fallback', () => {
     await writeSlowModel(dir);
     const server = await createServer({ port: 0, modelsDir: dir, catalog: false });
     const url = await server.listen();
-    // The 0.27 MB model at 128 KB/s: the local side fails its check about 2 s into the call.
+    // The 0.27 MB model at 128 KB/s: the local side fails its check 2 s or more into the call.
     const files = await throttledFiles(url, 128 * 1024);
     const manifest = parseModelManifest(
       await (await fetch(`${url}/v1/models/slow/manifest`)).json(),
@@ -1018,26 +1018,23 @@ describe('createTandem deadlines across a fallback', () => {
     });
     try {
       await tandem.warm('slow');
-      // 4096 rows keep the server busy well over a second: more than the ~0.5 s left.
-      const started = performance.now();
-      const job = tandem.run('slow', slowInput(4096, 1), {
-        placement: 'prefer-local',
-        deadlineMs: 2500,
-      });
-      const error: unknown = await job.then(
-        () => undefined,
-        (failure: unknown) => failure,
-      );
-      expect(error).toMatchObject({ code: 'E_DEADLINE_EXCEEDED' });
-      expect((error as Error).cause).toMatchObject({ code: 'E_INTEGRITY' });
-      expect(performance.now() - started).toBeLessThan(2500 + 1000);
-      // Already past: the server is not asked at all.
+      // The download alone takes about 2 s (the throttle makes it no faster): the deadline has
+      // passed when the local side fails its check, so the server is not asked at all. With a
+      // fresh deadline the server answered this one-row job at once.
       const late = tandem.run('slow', slowInput(1, 2), {
         placement: 'prefer-local',
         deadlineMs: 100,
       });
-      expect(await rejectionCode(late)).toBe('E_DEADLINE_EXCEEDED');
-      expect((await collect(late)).filter((e) => e.where === 'remote')).toEqual([]);
+      const [error, events] = await Promise.all([
+        late.then(
+          () => undefined,
+          (failure: unknown) => failure,
+        ),
+        collect(late),
+      ]);
+      expect(error).toMatchObject({ code: 'E_DEADLINE_EXCEEDED' });
+      expect((error as Error).cause).toMatchObject({ code: 'E_INTEGRITY' });
+      expect(events.filter((e) => e.where === 'remote')).toEqual([]);
     } finally {
       await tandem.close();
       await files.close();
