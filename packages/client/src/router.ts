@@ -115,7 +115,8 @@ function describe(side: Where, estimate: RuntimeEstimate): string {
  *   round trip + the server's ETA, cold start included); without estimates the manifest's
  *   `prefer` hint decides, then local (the device is free and private). A side measured only in
  *   part (`atLeastMs`: a download at the measured bandwidth, say) that already takes longer than
- *   the other side's whole estimate goes second.
+ *   the other side's whole estimate goes second. A server that refused the model E_BUSY goes
+ *   second until the `retryAfterMs` it gave has passed.
  */
 export function decidePlacement(
   placement: Placement,
@@ -155,6 +156,14 @@ export function decidePlacement(
         return { order: ['remote'], reason: `auto: local unavailable (${local.reason})` };
       if (!remote.available)
         return { order: ['local'], reason: `auto: remote unavailable (${remote.reason})` };
+      // The server refused this model E_BUSY and asked for time: asking again now would only
+      // cost a round trip for the same answer. It stays the fallback.
+      if (remote.busyForMs !== undefined && remote.busyForMs > 0) {
+        return {
+          order: ['local', 'remote'],
+          reason: `auto: the server is busy with this model for ~${Math.round(remote.busyForMs)} ms more (E_BUSY)`,
+        };
+      }
       if (local.ms !== undefined && remote.ms !== undefined) {
         const first: Where = local.ms <= remote.ms ? 'local' : 'remote';
         const [a, b] = first === 'local' ? [local, remote] : [remote, local];

@@ -28,6 +28,12 @@ export interface RuntimeEstimate {
   readonly atLeastMs?: number;
   /** Whether the model would first have to be downloaded (local) or loaded (remote). */
   readonly cold?: boolean;
+  /**
+   * The server refused a job of this model with E_BUSY and asked for this many more ms before
+   * a retry (`retryAfterMs`): `auto` tries the other side first until then, instead of paying a
+   * round trip for the same refusal on every call.
+   */
+  readonly busyForMs?: number;
   /** When unavailable because something failed (the server is unreachable…), its code. */
   readonly code?: ErrorCode;
 }

@@ -201,6 +201,8 @@ export class WebSocketRemote implements Runtime {
   readonly #rtt = new MovingAverage();
   /** Client-observed round trips of warm jobs, per model version: what a call costs end to end. */
   readonly #roundTrips = new Map<string, MovingAverage>();
+  /** When (performance.now()) each model's E_BUSY asked to be left alone until, by busyKey. */
+  readonly #busyUntil = new Map<string, number>();
   /** The limits of the last welcome: each connection's welcome comes before any job is sent on it. */
   #limits: ServerLimits | undefined;
   #largestSent: LargestSent | undefined;
@@ -281,6 +283,10 @@ export class WebSocketRemote implements Runtime {
       };
     const { loadMs, warmupMs, runMs } = status.estimates ?? {};
     const cold = status.state !== 'ready';
+    const key = busyKey(model.name, model.version);
+    const busyForMs = (this.#busyUntil.get(key) ?? 0) - performance.now();
+    if (busyForMs <= 0) this.#busyUntil.delete(key);
+    const busy = busyForMs > 0 ? { busyForMs } : {};
     // Prefer what this client measured end to end (transfer included); else the server's run
     // estimate plus the ping round trip.
     const warmMs =
@@ -294,10 +300,17 @@ export class WebSocketRemote implements Runtime {
         cold,
         reason: atLeastMs > 0 ? 'server cold start, not fully measured yet' : 'no measurements yet',
         ...(atLeastMs > 0 ? { atLeastMs } : {}),
+        ...busy,
       };
     }
     const ms = warmMs + (cold ? (loadMs ?? 0) + (warmupMs ?? 0) : 0);
-    return { available: true, cold, ms, reason: cold ? 'server cold start + run' : 'server run' };
+    return {
+      available: true,
+      cold,
+      ms,
+      reason: cold ? 'server cold start + run' : 'server run',
+      ...busy,
+    };
   }
 
   async run(
@@ -827,6 +840,11 @@ export class WebSocketRemote implements Runtime {
           this.#sendInfer(job);
           return;
         }
+        if (error.code === 'E_BUSY' && error.retryAfterMs !== undefined)
+          this.#busyUntil.set(
+            busyKey(job.message.model, job.message.version),
+            performance.now() + error.retryAfterMs,
+          );
         this.#fail(message.id, error);
         return;
       }
@@ -958,4 +976,9 @@ export function checkSubprotocolKey(apiKey: string): void {
       'E_INVALID_ARGUMENT',
       "apiKey must be HTTP token characters (letters, digits and !#$%&'*+-.^_`|~) to be sent over a WebSocket: use a hex or base64url key",
     );
+}
+
+/** The key of a model version as a call names it (no version: the server's latest). */
+function busyKey(name: string, version: string | undefined): string {
+  return `${name}\u0000${version ?? ''}`;
 }

@@ -50,6 +50,21 @@ describe('decidePlacement', () => {
     expect(d.reason).toContain('no backend');
   });
 
+  it('auto: a server that answered E_BUSY goes second until its retryAfterMs has passed, whatever else says', () => {
+    const busy = { ...up(20), busyForMs: 800 };
+    const d = decidePlacement('auto', manifest, up(300), busy);
+    expect(d.order).toEqual(['local', 'remote']);
+    expect(d.reason).toContain('E_BUSY');
+    const hinted: ModelManifest = { name: 'm', placement: { prefer: 'remote' } };
+    expect(decidePlacement('auto', hinted, up(), { ...up(), busyForMs: 800 }).order).toEqual([
+      'local',
+      'remote',
+    ]);
+    // Only auto: an explicit preference is the caller's.
+    expect(decidePlacement('prefer-remote', manifest, up(300), busy).order[0]).toBe('remote');
+    expect(decidePlacement('auto', manifest, up(300), up(20)).order[0]).toBe('remote');
+  });
+
   it('auto: without estimates follows the manifest hint, else this device', () => {
     const hinted: ModelManifest = { name: 'm', placement: { prefer: 'remote' } };
     expect(decidePlacement('auto', hinted, up(), up()).order).toEqual(['remote', 'local']);

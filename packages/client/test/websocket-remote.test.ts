@@ -596,6 +596,26 @@ describe('WebSocketRemote resuming a job the server could not look up just now',
     expect(await rejectionCode(job)).toBe('E_BUSY');
     await remote.close();
   });
+
+  it("remembers an E_BUSY's retryAfterMs for that model's estimates, not another's", async () => {
+    const models: ModelStatus[] = ['m', 'other'].map((name) => ({
+      name,
+      version: '1',
+      state: 'ready',
+      instances: 1,
+    }));
+    const { remote, sockets } = await connectedRemote(undefined, models);
+    expect((await remote.estimate({ name: 'm' })).busyForMs).toBeUndefined();
+    const job = remote.run({ name: 'm' }, inputs, jobOptions('j'));
+    await vi.advanceTimersByTimeAsync(0);
+    sockets[0]!.receive({ ...unavailable(60_000), code: 'E_BUSY' } as ServerMessage);
+    expect(await rejectionCode(job)).toBe('E_BUSY');
+    const busyForMs = (await remote.estimate({ name: 'm' })).busyForMs;
+    expect(busyForMs).toBeGreaterThan(50_000);
+    expect(busyForMs).toBeLessThanOrEqual(60_000);
+    expect((await remote.estimate({ name: 'other' })).busyForMs).toBeUndefined();
+    await remote.close();
+  });
 });
 
 describe('WebSocketRemote and the server payload limit', () => {
