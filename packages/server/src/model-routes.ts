@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { TandemError, parseModelManifest, type ModelManifest } from '@tandem/shared';
-import type { ApiKeyRecord } from './api-keys.js';
+import { ANONYMOUS, type ApiKeyRecord } from './api-keys.js';
 import type { JobDispatcher } from './job-dispatcher.js';
 import type { UsageSource } from './usage.js';
 
@@ -178,6 +178,8 @@ export function registerModelRoutes(fastify: FastifyInstance, options: ModelRout
 
   fastify.get('/v1/usage', async (request) => {
     const owner = options.authenticate(request);
-    return { usage: await options.usage.rows(owner.id === 'anonymous' ? undefined : owner.id) };
+    // Everything only on a server without keys, told by the record itself: a key file may name
+    // a key "anonymous", and that key sees its own usage like any other.
+    return { usage: await options.usage.rows(owner === ANONYMOUS ? undefined : owner.id) };
   });
 }

@@ -346,6 +346,44 @@ describe('/v1/usage', () => {
   });
 });
 
+describe('/v1/usage on a real server', () => {
+  it('shows a key whose id is "anonymous" its own usage only, never every key\'s', async () => {
+    const temp = tempDir('usage-anonymous-id');
+    await writeModelFile(temp.dir, 'mlp', 1, mlp.bytes);
+    const server = await createServer({
+      host: '127.0.0.1',
+      port: 0,
+      modelsDir: temp.dir,
+      catalog: false,
+      apiKeys: [
+        { id: 'alice', sha256: hashApiKey('alice-key') },
+        { id: 'anonymous', sha256: hashApiKey('anon-key') },
+      ],
+    });
+    try {
+      const url = await server.listen();
+      const infer = await fetch(`${url}/v2/models/mlp/infer`, {
+        method: 'POST',
+        body: new Uint8Array(mlpRequest.body),
+        headers: { ...mlpRequest.headers, authorization: 'Bearer alice-key' },
+      });
+      expect(infer.status).toBe(200);
+      const usageOf = async (key: string) => {
+        const response = await fetch(`${url}/v1/usage`, {
+          headers: { authorization: `Bearer ${key}` },
+        });
+        expect(response.status).toBe(200);
+        return ((await response.json()) as { usage: { key: string }[] }).usage;
+      };
+      expect((await usageOf('alice-key')).map((row) => row.key)).toEqual(['alice']);
+      expect(await usageOf('anon-key')).toEqual([]);
+    } finally {
+      await server.close();
+      temp.remove();
+    }
+  });
+});
+
 describe('models whose weights are external data files', () => {
   let server: TandemServer;
   let dir: string;
