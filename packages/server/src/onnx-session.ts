@@ -1,6 +1,7 @@
 // The only module that talks to onnxruntime-node: creating sessions, running them, and converting
 // tensors between the wire form and onnxruntime's without copying data.
 
+import { dirname, sep } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { TandemError, type Backend, type Tensor, type TensorMap } from '@tandem/shared';
 
@@ -68,15 +69,16 @@ export async function createSession(
       return { session, backend: providers[first] as ExecutionProvider, skipped };
     } catch (error) {
       // Only a provider that failed to start moves on; a bad model fails on every provider.
-      if (first + 1 < providers.length && PROVIDER_START_FAILURE.test(reason(error))) {
-        skipped.push({ provider: providers[first] as ExecutionProvider, reason: reason(error) });
+      // onnxruntime names the model by the path it was given ("Load model from /srv/models/…
+      // failed"), and the reason reaches clients: the server's directories are not theirs to see.
+      const why = withoutDir(reason(error), path);
+      if (first + 1 < providers.length && PROVIDER_START_FAILURE.test(why)) {
+        skipped.push({ provider: providers[first] as ExecutionProvider, reason: why });
         continue;
       }
-      throw new TandemError(
-        'E_MODEL_LOAD_FAILED',
-        `onnxruntime could not load the model: ${reason(error)}`,
-        { cause: error },
-      );
+      throw new TandemError('E_MODEL_LOAD_FAILED', `onnxruntime could not load the model: ${why}`, {
+        cause: error,
+      });
     }
   }
   throw new TandemError(
@@ -85,6 +87,14 @@ export async function createSession(
       .map((s) => `${s.provider} (${s.reason})`)
       .join(', ')}`,
   );
+}
+
+/**
+ * `text` with the model's directory left out of every path under it (`/srv/models/m/1/model.onnx`
+ * becomes `model.onnx`), so a message names files as the repository's folder does.
+ */
+function withoutDir(text: string, modelPath: string): string {
+  return text.split(`${dirname(modelPath)}${sep}`).join('');
 }
 
 /** How onnxruntime-node says a provider could not be added to a session (its library, say). */

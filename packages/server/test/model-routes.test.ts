@@ -4,13 +4,26 @@
 
 import { createHash } from 'node:crypto';
 import type * as Fs from 'node:fs';
-import { mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseModelManifest, type ModelStatus } from '@tandem/shared';
 import { createServer, hashApiKey, type TandemServer } from '@tandem/server';
-import { buildMlpClassifier, buildTinyModel, writeModelFile } from '@tandem/test-support';
+import {
+  buildMlpClassifier,
+  buildModel,
+  buildTinyModel,
+  writeModelFile,
+} from '@tandem/test-support';
 import { metricValue, runDirect } from './fixtures.js';
 import { encodeInferRequest } from './oip-client.js';
 import { tempDir, writeModelConfig } from './server-fixtures.js';
@@ -377,6 +390,50 @@ describe('/v1/usage on a real server', () => {
       };
       expect((await usageOf('alice-key')).map((row) => row.key)).toEqual(['alice']);
       expect(await usageOf('anon-key')).toEqual([]);
+    } finally {
+      await server.close();
+      temp.remove();
+    }
+  });
+});
+
+describe('load failures on a real server', () => {
+  it('name no directory of the server in error answers or model states', async () => {
+    const temp = tempDir('load-failure-paths');
+    // onnxruntime refuses it (no such operator) after the server read its signature.
+    await writeModelFile(
+      temp.dir,
+      'bad',
+      1,
+      buildModel({
+        inputs: [{ name: 'x', dtype: 'float32', dims: ['n'] }],
+        outputs: [{ name: 'y', dtype: 'float32', dims: ['n'] }],
+        nodes: [{ opType: 'NoSuchOp', inputs: ['x'], outputs: ['y'] }],
+      }),
+    );
+    // Found by the scan at start, gone when it is first loaded.
+    const gone = await writeModelFile(temp.dir, 'gone', 1, tiny.bytes);
+    const server = await createServer({
+      host: '127.0.0.1',
+      port: 0,
+      modelsDir: temp.dir,
+      catalog: false,
+    });
+    try {
+      const url = await server.listen();
+      rmSync(gone);
+      for (const name of ['bad', 'gone']) {
+        const warm = await fetch(`${url}/v1/models/${name}/warm?wait=true`, { method: 'POST' });
+        const text = await warm.text();
+        expect(warm.status).toBe(500);
+        expect((JSON.parse(text) as { code: string }).code).toBe('E_MODEL_LOAD_FAILED');
+        expect(text).not.toContain(temp.dir);
+      }
+      const models = await fetch(`${url}/v1/models`);
+      const listed = await models.text();
+      const states = (JSON.parse(listed) as { models: ModelStatus[] }).models;
+      expect(states.map((status) => status.state)).toEqual(['failed', 'failed']);
+      expect(listed).not.toContain(temp.dir);
     } finally {
       await server.close();
       temp.remove();
