@@ -88,6 +88,11 @@ export interface ServerOptions {
   /** Time a WebSocket has to send `hello` before it is closed (1008), in ms. @default 10000 */
   readonly helloTimeoutMs?: number;
   /**
+   * WebSockets that may wait for their `hello` at once (each for up to helloTimeoutMs); past it
+   * upgrades are refused with 503 E_BUSY until some say hello or go. @default 1024
+   */
+  readonly maxPendingHellos?: number;
+  /**
    * Time an HTTP request has to arrive in full, head and body, in ms; past it the answer is 408
    * E_REQUEST_TIMEOUT and the connection closes. Without a limit a client that stops sending
    * its body holds its connection and the body so far (up to maxPayloadBytes) for good.
@@ -339,6 +344,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     maxBufferedBytes: options.maxBufferedBytes ?? 16 * 1024 * 1024,
     maxProtocolErrors: options.maxProtocolErrors ?? 100,
     helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
+    maxPendingHellos: options.maxPendingHellos ?? 1024,
     rejections,
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
@@ -432,6 +438,7 @@ function checkLimits(options: ServerOptions): void {
     'maxBufferedBytes',
     'maxProtocolErrors',
     'helloTimeoutMs',
+    'maxPendingHellos',
     'requestTimeoutMs',
     'shutdownTimeoutMs',
     'maxAttempts',

@@ -72,6 +72,12 @@ export interface GatewayOptions {
    * costs memory, and without it (allowKeyInHello) nobody knows yet whose socket it is.
    */
   readonly helloTimeoutMs: number;
+  /**
+   * Connections that may wait for their `hello` at once; past it upgrades are refused (503
+   * E_BUSY). Without it, one client could hold any number of sockets open, each for up to
+   * helloTimeoutMs, before saying (with allowKeyInHello, before proving) who it is.
+   */
+  readonly maxPendingHellos: number;
   /** Counts refusals for /metrics (those a model host counted itself are not counted again). */
   readonly rejections: RejectionCounter;
   readonly serverName: string;
@@ -136,6 +142,8 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
   const connections = new Set<Connection>();
+  /** Connections that have not said hello yet. */
+  let pendingHellos = 0;
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (request.headers.upgrade?.toLowerCase() !== 'websocket') {
@@ -183,6 +191,14 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
         );
       }
     }
+    if (pendingHellos >= options.maxPendingHellos) {
+      return deny(
+        503,
+        'E_BUSY',
+        `${pendingHellos} connections are waiting to say hello (the server's maxPendingHellos)`,
+        HELLO_BUSY_RETRY_AFTER_MS,
+      );
+    }
     wss.handleUpgrade(request, socket, head, (ws) => accept(ws, owner, socket));
   };
 
@@ -207,6 +223,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     };
     connection.progress = progressSender(connection);
     connections.add(connection);
+    pendingHellos += 1;
     options.onConnections?.(connections.size);
     const helloTimer = setTimeout(() => {
       if (connection.hello) return;
@@ -239,6 +256,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
     });
     socket.on('close', () => {
       clearTimeout(helloTimer);
+      if (!connection.hello) pendingHellos -= 1;
       clearTimeout(connection.ackTimer);
       connections.delete(connection);
       options.onConnections?.(connections.size);
@@ -420,6 +438,7 @@ export function registerGateway(fastify: FastifyInstance, options: GatewayOption
       connection.owner = owner;
     }
     connection.hello = true;
+    pendingHellos -= 1;
     fastify.log.info({ client, owner: connection.owner.id }, 'websocket client connected');
     send(connection, {
       type: 'welcome',
@@ -787,6 +806,9 @@ function jobNotFound(id: string): TandemError {
     `no job ${id} (never submitted, already received, or its result expired)`,
   );
 }
+
+/** How soon a client refused for too many connections waiting to say hello may try again. */
+const HELLO_BUSY_RETRY_AFTER_MS = 1000;
 
 /** How soon a client refused for a shutdown may try again (behind a balancer, another server). */
 const SHUTDOWN_RETRY_AFTER_MS = 1000;

@@ -1159,6 +1159,45 @@ describe('ws-gateway: a connection that never says hello (helloTimeoutMs)', () =
   });
 });
 
+describe('ws-gateway: connections waiting to say hello (maxPendingHellos)', () => {
+  const KEY = 'tk_test_pending';
+  let ctx: TestServer;
+
+  beforeAll(async () => {
+    ctx = await startServer(
+      async (dir) => {
+        await writeModelFile(dir, 'mlp', 1, MLP.bytes);
+      },
+      {
+        apiKeys: [{ id: 'pending', sha256: hashApiKey(KEY) }],
+        allowKeyInHello: true,
+        // Long: the silent sockets below must not be cut while the test holds them.
+        helloTimeoutMs: 60_000,
+        maxPendingHellos: 2,
+      },
+    );
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('refuses upgrades with 503 E_BUSY past the cap, and takes them again once one says hello', async () => {
+    // Keyless sockets, as a client that means to send its key in hello opens them.
+    const first = await connectClient(ctx.url, { hello: false });
+    const second = await connectClient(ctx.url, { hello: false });
+    const refused = await refusedUpgrade(ctx.url, { protocols: ['tandem.v1'] });
+    expect(refused.status).toBe(503);
+    expect((JSON.parse(refused.body) as { code: string }).code).toBe('E_BUSY');
+    await first.hello(KEY);
+    const third = await connectClient(ctx.url, { apiKey: KEY, keyIn: 'hello' });
+    await expectServing(third, 'after-hello');
+    // Those that said hello hold no place: one more silent socket fills the cap again.
+    const fourth = await connectClient(ctx.url, { hello: false });
+    expect((await refusedUpgrade(ctx.url, { protocols: ['tandem.v1'] })).status).toBe(503);
+    await Promise.all([first.close(), second.close(), third.close(), fourth.close()]);
+  });
+});
+
 describe('ws-gateway: every refusal counted once in tandem_rejections_total', () => {
   const KEY = 'tk_test_carol';
   /** A key with room for one job a minute: its second job is refused. */
