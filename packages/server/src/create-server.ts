@@ -2,7 +2,8 @@
 // Inference Protocol v2 routes, metrics, usage and (optionally) static files into one fastify
 // instance. Warm-up (keep-warm models) happens in onReady; draining happens in preClose.
 
-import { resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { isAbsolute, relative, resolve, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -175,6 +176,8 @@ export async function createServer(options: ServerOptions = {}): Promise<TandemS
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
     resultTtlMs: options.resultTtlMs ?? 60_000,
   };
+  if (typeof options.apiKeys === 'string' && options.staticDir !== undefined)
+    checkKeyFileNotServed(options.apiKeys, options.staticDir);
   const keys = new ApiKeys(
     typeof options.apiKeys === 'string' ? loadApiKeyFile(options.apiKeys) : (options.apiKeys ?? []),
   );
@@ -422,6 +425,28 @@ function knowsModel(dispatcher: JobDispatcher, name: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Refuses a key file inside the static directory (symbolic links followed): the static files are
+ * served to anyone, and a key file's hashes let whoever fetches them try guesses offline.
+ */
+function checkKeyFileNotServed(keyFile: string, staticDir: string): void {
+  let file: string;
+  let dir: string;
+  try {
+    file = realpathSync(keyFile);
+    dir = realpathSync(staticDir);
+  } catch {
+    return; // A missing key file is reported when it is read; a missing static dir serves nothing.
+  }
+  const inside = relative(dir, file);
+  if (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside)) {
+    throw new TandemError(
+      'E_INVALID_ARGUMENT',
+      'the API key file is inside the static directory, which serves it to anyone: move it out',
+    );
   }
 }
 

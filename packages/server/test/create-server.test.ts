@@ -7,6 +7,7 @@
 // body that stops coming, headers too large, bytes that are not HTTP).
 
 import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,6 +147,34 @@ describe('create-server: options', () => {
     expect(await rejectionCode(createServer({ port: 0, modelsDir: missing }))).toBe(
       'E_INVALID_ARGUMENT',
     );
+  });
+});
+
+describe('create-server: a key file inside the static directory', () => {
+  it('is refused at start with E_INVALID_ARGUMENT, so its hashes are never served', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-static-keys-'));
+    try {
+      mkdirSync(join(dir, 'site', 'config'), { recursive: true });
+      const keyFile = join(dir, 'site', 'config', 'keys.json');
+      writeFileSync(keyFile, JSON.stringify({ keys: [{ id: 'web', sha256: '0'.repeat(64) }] }));
+      // Named through a symbolic link too: it is the same file.
+      symlinkSync(join(dir, 'site'), join(dir, 'link'));
+      for (const staticDir of [join(dir, 'site'), join(dir, 'link')]) {
+        const started = createServer({ port: 0, catalog: false, staticDir, apiKeys: keyFile });
+        expect(await rejectionCode(started)).toBe('E_INVALID_ARGUMENT');
+      }
+      // Beside it, not inside: served as before.
+      const server = await createServer({
+        host: '127.0.0.1',
+        port: 0,
+        catalog: false,
+        staticDir: join(dir, 'site', 'config'),
+        apiKeys: [{ id: 'web', sha256: '0'.repeat(64) }],
+      });
+      await server.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
