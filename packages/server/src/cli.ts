@@ -243,8 +243,17 @@ async function worker(argv: string[]): Promise<void> {
       );
   }
   const shutdown = onSignals();
+  // A worker starts only once Redis answers, however long that takes: a signal meanwhile stops
+  // the wait (there is nothing to drain yet) and exits 0, as a signal while serve starts does.
+  options.signal = shutdown.signal;
   const { startRedisWorker } = await import('./redis-worker.js');
-  const running = await startRedisWorker(options);
+  let running;
+  try {
+    running = await startRedisWorker(options);
+  } catch (error) {
+    if (shutdown.stopping()) process.exit(0);
+    throw error;
+  }
   shutdown.closeWith(() => running.close());
   if (shutdown.stopping()) return;
   console.error(
@@ -264,6 +273,8 @@ interface Shutdown {
   closeWith(close: () => Promise<void>): void;
   /** Whether a signal has come: start-up stops where it is and leaves the exit to the close. */
   stopping(): boolean;
+  /** Aborted by the first signal, for start-up steps that may wait without end. */
+  readonly signal: AbortSignal;
 }
 
 /**
@@ -274,6 +285,7 @@ interface Shutdown {
 function onSignals(): Shutdown {
   let stopping = false;
   let close: (() => Promise<void>) | undefined;
+  const aborter = new AbortController();
   const run = (): void => {
     if (close === undefined) return;
     close().then(
@@ -292,6 +304,7 @@ function onSignals(): Shutdown {
         ? `tandem: ${signal} while starting: closing what is open, then exiting`
         : `tandem: ${signal}: draining in-flight jobs, then exiting`,
     );
+    aborter.abort();
     run();
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -302,6 +315,7 @@ function onSignals(): Shutdown {
       if (stopping) run();
     },
     stopping: () => stopping,
+    signal: aborter.signal,
   };
 }
 

@@ -83,6 +83,12 @@ export interface RedisWorkerOptions {
   readonly metricsHost?: string;
   /** Where log lines go. @default nowhere */
   readonly log?: (level: 'info' | 'warn', message: string, details?: object) => void;
+  /**
+   * Aborting it while the worker starts (waiting for a Redis that cannot be reached, say) drops
+   * what was opened and rejects with `E_SHUTTING_DOWN`; once started, use `close()`.
+   * @default none
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** A running worker. */
@@ -184,7 +190,35 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   const active = new Map<string, Job>();
 
   subscriber.on('message', (_channel: string, jobId: string) => active.get(jobId)?.cancel());
-  await subscriber.subscribe(keys.cancelChannel);
+  // Start-up waits for Redis as long as it takes (ioredis retries for ever); a shutdown that
+  // comes meanwhile must not wait with it: it drops the connections (nothing is held yet).
+  let bullWorker: Worker<unknown, JobSummary> | undefined;
+  const untilAborted = async <T>(step: Promise<T>): Promise<T> => {
+    const signal = options.signal;
+    if (signal === undefined) return step;
+    let onAbort!: () => void;
+    const aborted = new Promise<never>((_resolve, reject) => {
+      onAbort = () =>
+        reject(new TandemError('E_SHUTTING_DOWN', 'shut down while waiting for Redis to start'));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([step, aborted]);
+    } catch (error) {
+      if (signal.aborted) {
+        states.stop();
+        redis.disconnect();
+        subscriber.disconnect();
+        void bullWorker?.close(true).catch(() => undefined);
+        await manager.close();
+      }
+      throw error;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  };
+  await untilAborted(subscriber.subscribe(keys.cancelChannel));
 
   let running = 0;
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
@@ -227,6 +261,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
     maxStartedAttempts: maxAttempts,
     autorun: false,
   });
+  bullWorker = worker;
   worker.on('error', (error) => log('warn', `worker: ${error.message}`));
   worker.on('failed', (job, error) =>
     log('warn', `job ${job?.id ?? '?'} failed`, { reason: error.message }),
@@ -288,7 +323,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       // Ended without close(): the process lives on but takes no job (liveness says so).
       if (stopping === undefined) takingJobs = false;
     });
-  await worker.waitUntilReady();
+  await untilAborted(worker.waitUntilReady());
   if (metrics !== undefined && options.metricsPort !== undefined) {
     // Last, so that no failure before it leaves the port open.
     try {

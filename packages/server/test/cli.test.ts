@@ -1,7 +1,8 @@
 // Integration tests of the `tandem serve` command as a real child process: it prints its URL,
 // serves over WebSocket, and on SIGTERM refuses new work, lets every accepted job finish and
 // deliver its result, closes connections (1001), then exits 0; --host, --api-keys and --origins
-// reach the server, and --providers reaches onnxruntime; a SIGTERM while it starts exits 0 too.
+// reach the server, and --providers reaches onnxruntime; a SIGTERM while it starts exits 0 too,
+// as it does for a `tandem worker` still waiting for an unreachable Redis.
 // Runs the build (dist/cli.js).
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -297,5 +298,48 @@ describe('cli: tandem serve', () => {
       (e: unknown) => e,
     );
     expect(String(error)).toMatch(/exited \(2\).*is not a folder/s);
+  });
+});
+
+describe('cli: tandem worker', () => {
+  let child: ChildProcess | undefined;
+
+  afterEach(async () => {
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+  });
+
+  it('exits 0 on a SIGTERM that comes while it waits for a Redis that cannot be reached', async () => {
+    expect(existsSync(CLI_PATH), 'build first: npx tsc -b').toBe(true);
+    // A port nothing listens on: bound, then released.
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const { port } = probe.address() as { port: number };
+    probe.close();
+    await once(probe, 'close');
+    const started = spawn(
+      process.execPath,
+      [CLI_PATH, 'worker', '--redis', `redis://127.0.0.1:${port}`, '--no-catalog'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child = started;
+    const exited = once(started, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    let stderr = '';
+    started.stderr.setEncoding('utf8');
+    // The worker logs each refused connection: once it has, it is waiting for Redis.
+    const refused = new Promise<void>((resolve) => {
+      started.stderr.on('data', (chunk: string) => {
+        stderr += chunk;
+        if (stderr.includes('ECONNREFUSED')) resolve();
+      });
+    });
+    await refused;
+    started.kill('SIGTERM');
+    const [code, signal] = await exited;
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    expect(stderr).toContain('tandem: SIGTERM while starting');
   });
 });
