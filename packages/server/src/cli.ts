@@ -64,11 +64,31 @@ Options of worker:
   --quiet                     no logs
 `;
 
-function integer(value: string | undefined, flag: string): number | undefined {
+/** The largest TCP port. */
+const MAX_PORT = 65_535;
+
+/**
+ * A flag's whole-number value in [min, max], or undefined when it is not given. Digits only:
+ * `Number()` would also take `0x10`, `1e3` and ` 8`, so a typo could pick a port nobody meant.
+ * Bounds are checked here, not left to the option they become, so the message names the flag.
+ */
+function integer(
+  value: string | undefined,
+  flag: string,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0)
-    throw new TandemError('E_INVALID_ARGUMENT', `${flag} must be a non-negative integer`);
+  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    const range =
+      max !== Number.MAX_SAFE_INTEGER
+        ? `an integer from ${min} to ${max}`
+        : min === 0
+          ? 'a non-negative integer'
+          : `an integer of at least ${min}`;
+    throw new TandemError('E_INVALID_ARGUMENT', `${flag} must be ${range} (got "${value}")`);
+  }
   return n;
 }
 
@@ -123,7 +143,7 @@ async function serve(argv: string[]): Promise<void> {
     strict: true,
   });
   const options: { -readonly [K in keyof ServerOptions]: ServerOptions[K] } = {
-    port: integer(values.port, '--port') ?? 8080,
+    port: integer(values.port, '--port', 0, MAX_PORT) ?? 8080,
     host: values.host ?? '127.0.0.1',
     catalog: values['no-catalog'] !== true,
     allowKeyInHello: values['allow-key-in-hello'] === true,
@@ -136,11 +156,11 @@ async function serve(argv: string[]): Promise<void> {
       .split(',')
       .map((o) => o.trim())
       .filter(Boolean);
-  const idle = integer(values['idle-timeout-ms'], '--idle-timeout-ms');
-  const maxQueue = integer(values['max-queue'], '--max-queue');
-  const maxPayload = integer(values['max-payload-bytes'], '--max-payload-bytes');
-  const budget = integer(values['memory-budget-bytes'], '--memory-budget-bytes');
-  const ttl = integer(values['result-ttl-ms'], '--result-ttl-ms');
+  const idle = integer(values['idle-timeout-ms'], '--idle-timeout-ms', 1);
+  const maxQueue = integer(values['max-queue'], '--max-queue', 1);
+  const maxPayload = integer(values['max-payload-bytes'], '--max-payload-bytes', 1);
+  const budget = integer(values['memory-budget-bytes'], '--memory-budget-bytes', 1);
+  const ttl = integer(values['result-ttl-ms'], '--result-ttl-ms', 1);
   if (idle !== undefined) options.idleTimeoutMs = idle;
   if (maxQueue !== undefined) options.maxQueue = maxQueue;
   if (maxPayload !== undefined) options.maxPayloadBytes = maxPayload;
@@ -148,9 +168,9 @@ async function serve(argv: string[]): Promise<void> {
   if (ttl !== undefined) options.resultTtlMs = ttl;
   if (values.redis !== undefined) options.redis = values.redis;
   if (values['redis-prefix'] !== undefined) options.redisPrefix = values['redis-prefix'];
-  const attempts = integer(values['max-attempts'], '--max-attempts');
+  const attempts = integer(values['max-attempts'], '--max-attempts', 1);
   if (attempts !== undefined) options.maxAttempts = attempts;
-  const lease = integer(values['key-lease-ms'], '--key-lease-ms');
+  const lease = integer(values['key-lease-ms'], '--key-lease-ms', 1);
   if (lease !== undefined) options.keyLeaseMs = lease;
   const session = sessionSettings(values);
   if (session !== undefined) options.session = session;
@@ -224,14 +244,14 @@ async function worker(argv: string[]): Promise<void> {
   const session = sessionSettings(values);
   if (session !== undefined) options.session = session;
   const numbers = {
-    metricsPort: integer(values['metrics-port'], '--metrics-port'),
-    concurrency: integer(values.concurrency, '--concurrency'),
-    idleExitMs: integer(values['idle-exit-ms'], '--idle-exit-ms'),
-    maxAttempts: integer(values['max-attempts'], '--max-attempts'),
-    lockDurationMs: integer(values['lock-ms'], '--lock-ms'),
-    stalledIntervalMs: integer(values['stalled-interval-ms'], '--stalled-interval-ms'),
-    idleTimeoutMs: integer(values['idle-timeout-ms'], '--idle-timeout-ms'),
-    memoryBudgetBytes: integer(values['memory-budget-bytes'], '--memory-budget-bytes'),
+    metricsPort: integer(values['metrics-port'], '--metrics-port', 0, MAX_PORT),
+    concurrency: integer(values.concurrency, '--concurrency', 1),
+    idleExitMs: integer(values['idle-exit-ms'], '--idle-exit-ms', 1),
+    maxAttempts: integer(values['max-attempts'], '--max-attempts', 1),
+    lockDurationMs: integer(values['lock-ms'], '--lock-ms', 1),
+    stalledIntervalMs: integer(values['stalled-interval-ms'], '--stalled-interval-ms', 1),
+    idleTimeoutMs: integer(values['idle-timeout-ms'], '--idle-timeout-ms', 1),
+    memoryBudgetBytes: integer(values['memory-budget-bytes'], '--memory-budget-bytes', 1),
   };
   for (const [key, value] of Object.entries(numbers)) {
     if (value !== undefined) Object.assign(options, { [key]: value });

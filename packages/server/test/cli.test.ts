@@ -5,7 +5,7 @@
 // as it does for a `tandem worker` still waiting for an unreachable Redis.
 // Runs the build (dist/cli.js).
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
@@ -290,6 +290,36 @@ describe('cli: tandem serve', () => {
       '--quiet',
     ]).catch((e: unknown) => e);
     expect(String(error)).toMatch(/exited \(2\).*unknown execution provider "gpu9"/s);
+  });
+
+  it('refuses a number that is out of range or not plain digits, naming the flag, with exit 2', () => {
+    const redis = ['--redis', 'redis://127.0.0.1:1'];
+    for (const [args, flag] of [
+      // Number() reads these as 16, 1000 and 80: a typo would serve on a port nobody meant.
+      [['serve', '--port', '0x10'], '--port'],
+      [['serve', '--port', '1e3'], '--port'],
+      [['serve', '--port', ' 80'], '--port'],
+      // Past the range: the message named fastify's "options.port", not the flag.
+      [['serve', '--port', '70000'], '--port'],
+      // At least 1: the message named the createServer option ("maxQueue").
+      [['serve', '--max-queue', '0'], '--max-queue'],
+      [['serve', ...redis, '--key-lease-ms', '0'], '--key-lease-ms'],
+      // Never checked: a worker would have waited for Redis with them.
+      [['worker', ...redis, '--metrics-port', '70000'], '--metrics-port'],
+      [['worker', ...redis, '--lock-ms', '0'], '--lock-ms'],
+      [['worker', ...redis, '--stalled-interval-ms', '0'], '--stalled-interval-ms'],
+      [['worker', ...redis, '--idle-timeout-ms', '0'], '--idle-timeout-ms'],
+      [['worker', ...redis, '--concurrency', '0'], '--concurrency'],
+    ] as const) {
+      const run = spawnSync(process.execPath, [CLI_PATH, ...args, '--no-catalog', '--quiet'], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect({ status: run.status, stderr: run.stderr }, args.join(' ')).toMatchObject({
+        status: 2,
+        stderr: expect.stringContaining(`tandem: ${flag} must be an integer`) as unknown,
+      });
+    }
   });
 
   it('refuses a --models folder that is not there (a typo) before it serves', async () => {
