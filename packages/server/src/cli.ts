@@ -197,6 +197,13 @@ async function serve(argv: string[]): Promise<void> {
   if (shutdown.stopping()) return;
   const models = server.dispatcher.statuses().map((m) => `${m.name}@${m.version} (${m.state})`);
   const mode = options.redis === undefined ? '' : ' as a gateway (jobs queued in Redis)';
+  if (options.apiKeys === undefined && !LOOPBACK_HOSTS.has(options.host ?? '127.0.0.1')) {
+    // Reachable from other machines with no key asked: fine behind a gateway that authenticates,
+    // an open inference server otherwise. Said before the URL, so no one reads past it.
+    console.error(
+      `tandem: warning: listening on ${options.host} without --api-keys: anyone who can reach this port may run models`,
+    );
+  }
   console.error(`tandem: serving on ${url}${mode} — models: ${models.join(', ') || 'none'}`);
   if (options.staticDir !== undefined) {
     // Browsers give WebGPU only to secure contexts; http://localhost is one, a bare IP is not.
@@ -338,6 +345,9 @@ function onSignals(): Shutdown {
     signal: aborter.signal,
   };
 }
+
+/** `--host` values only this machine can reach (no API key warning for them). */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 /** Flags that ask for the usage text, after a command as before one. */
 const HELP_FLAGS = new Set(['--help', '-h']);

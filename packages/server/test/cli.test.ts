@@ -237,6 +237,23 @@ describe('cli: tandem serve', () => {
     expect(await cli.stop('SIGTERM')).toEqual({ code: 0, signal: null });
   });
 
+  it('warns when it listens on every interface without --api-keys, not on loopback or with keys', async () => {
+    modelsDir = await mkdtemp(join(tmpdir(), 'tandem-cli-test-'));
+    const keyFile = join(modelsDir, 'keys.json');
+    await writeFile(keyFile, JSON.stringify({ keys: [{ id: 'k', sha256: hashApiKey('k-key') }] }));
+    for (const [args, warned] of [
+      [['--host', '0.0.0.0'], true],
+      [['--host', '0.0.0.0', '--api-keys', keyFile], false],
+      [[], false],
+    ] as const) {
+      const cli = await startCli(['serve', '--port', '0', '--no-catalog', '--quiet', ...args]);
+      child = cli.child;
+      // The warning comes before the URL that startCli waited for.
+      expect(cli.stderr().includes('without --api-keys'), args.join(' ')).toBe(warned);
+      expect(await cli.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    }
+  });
+
   it('passes --providers to onnxruntime: a provider this build lacks, alone, fails the load and says which', async () => {
     const built = new Set(listSupportedBackends().map((backend) => backend.name));
     const missing = ['dml', 'coreml', 'tensorrt', 'cuda'].find((p) => !built.has(p));
