@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `tandem` command: `tandem serve` runs the server (or, with --redis, a scale-out gateway);
 // `tandem worker` runs a scale-out worker; `tandem hash-key KEY` prints the hash to put in an API
-// key file. SIGTERM/SIGINT drain in-flight jobs, then exit 0.
+// key file. SIGTERM/SIGINT drain in-flight jobs, then exit 0; a second one ends it at once.
 
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -305,7 +305,8 @@ interface Shutdown {
 }
 
 /**
- * SIGTERM/SIGINT: finish what was accepted (`close`), then exit 0. Handled from the start of a
+ * SIGTERM/SIGINT: finish what was accepted (`close`), then exit 0; a second signal ends the
+ * process at once, by that signal (a shell shows 130 after SIGINT). Handled from the start of a
  * command, not only once it runs: a signal that comes while it starts (modules loading, a key file
  * or Redis being read) waits for what is being opened, closes it, and exits 0 as well.
  */
@@ -323,8 +324,16 @@ function onSignals(): Shutdown {
       },
     );
   };
-  const stop = (signal: string): void => {
-    if (stopping) return;
+  const stop = (signal: 'SIGTERM' | 'SIGINT'): void => {
+    if (stopping) {
+      // A second Ctrl-C is a person who will not wait for the drain (up to shutdownTimeoutMs):
+      // end by the signal itself. (process.exit() would tear down worker threads mid-run, and
+      // onnxruntime-node aborts the process then: SIGABRT and a core dump, not an exit.)
+      console.error(`tandem: second ${signal}: exiting now, without waiting for in-flight jobs`);
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+      return;
+    }
     stopping = true;
     console.error(
       close === undefined

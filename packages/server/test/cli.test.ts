@@ -2,7 +2,8 @@
 // serves over WebSocket, and on SIGTERM refuses new work, lets every accepted job finish and
 // deliver its result, closes connections (1001), then exits 0; --host, --api-keys and --origins
 // reach the server, and --providers reaches onnxruntime; a SIGTERM while it starts exits 0 too,
-// as it does for a `tandem worker` still waiting for an unreachable Redis.
+// as it does for a `tandem worker` still waiting for an unreachable Redis; a second Ctrl-C exits
+// at once.
 // Runs the build (dist/cli.js).
 
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -150,6 +151,31 @@ describe('cli: tandem serve', () => {
     // completed (the rest of the start may need no turn of the event loop) is its own affair.
     expect({ code, signal, stderr }).toMatchObject({ code: 0, signal: null });
     expect(stderr).toContain('tandem: SIGTERM');
+  });
+
+  it('ends at once, by the signal, on a second Ctrl-C while the first drains', async () => {
+    expect(existsSync(CLI_PATH), 'build first: npx tsc -b').toBe(true);
+    modelsDir = await mkdtemp(join(tmpdir(), 'tandem-cli-test-'));
+    await writeSlowModel(modelsDir);
+    const cli = await startCli(['serve', '--port', '0', '--models', modelsDir, '--no-catalog']);
+    child = cli.child;
+    const client = await connectClient(cli.url);
+    // Sixteen times four thousand rows: seconds of work for the drain (shutdownTimeoutMs 30 s)
+    // against the moment between the two signals.
+    const ids = Array.from({ length: 16 }, (_, i) => `big-${i}`);
+    for (const [index, id] of ids.entries())
+      client.send({ type: 'infer', id, model: 'slow', inputs: slowInput(4096, index) });
+    await client.nextOf('progress', (m) => m.event.jobId === ids.at(-1));
+    const draining = new Promise<void>((resolve) => {
+      cli.child.stderr!.on('data', () => {
+        if (cli.stderr().includes('SIGINT: draining')) resolve();
+      });
+    });
+    const exited = cli.stop('SIGINT');
+    await draining;
+    cli.child.kill('SIGINT');
+    expect(await exited).toEqual({ code: null, signal: 'SIGINT' });
+    expect(cli.stderr()).toContain('tandem: second SIGINT');
   });
 
   it('listens on --host, takes keys from --api-keys FILE and allows only the --origins LIST', async () => {
