@@ -364,7 +364,9 @@ const HELP_FLAGS = new Set(['--help', '-h']);
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   // `tandem serve --help` is how most people look for a command's flags: usage, not an error.
-  if ((command === 'serve' || command === 'worker') && rest.some((arg) => HELP_FLAGS.has(arg))) {
+  // (For hash-key too: it would otherwise print the hash of "--help".)
+  const commands = ['serve', 'worker', 'hash-key'];
+  if (commands.includes(command ?? '') && rest.some((arg) => HELP_FLAGS.has(arg))) {
     console.log(USAGE);
     return;
   }

@@ -316,6 +316,8 @@ describe('cli: tandem serve', () => {
       ['serve', '--help'],
       ['worker', '-h'],
       ['serve', '--port', '0', '-h'],
+      // Not the hash of "--help".
+      ['hash-key', '--help'],
     ]) {
       const usage = execFileSync(process.execPath, [CLI_PATH, ...args], { encoding: 'utf8' });
       expect(usage).toContain('Options of serve:');
