@@ -188,6 +188,9 @@ describe('cli: tandem serve', () => {
     const keyFile = join(modelsDir, 'keys.json');
     await writeFile(keyFile, JSON.stringify({ keys: [{ id: 'cli', sha256: hashApiKey(KEY) }] }));
     const host = await otherLoopback();
+    // Beside the key file, not around it: a key file the static folder would serve is refused.
+    const site = join(modelsDir, 'site');
+    await mkdir(site);
     const cli = await startCli([
       'serve',
       '--port',
@@ -201,7 +204,7 @@ describe('cli: tandem serve', () => {
       '--origins',
       'https://one.example, https://app.example',
       '--static',
-      modelsDir,
+      site,
       '--no-catalog',
       '--quiet',
     ]);
