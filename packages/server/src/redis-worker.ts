@@ -294,11 +294,25 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       // Waits for a run still in flight (ending its thread mid-run would abort the process).
       await manager.close();
       states.stop();
-      await Promise.allSettled([
-        gaveUp ? undefined : subscriber.quit(),
-        gaveUp ? undefined : redis.quit(),
-        endpoint?.close(),
-      ]);
+      // quit() waits for Redis to answer, for ever while it is away: an idle worker's close can
+      // end before `away` fires (nothing in hand), and its quit then held the process.
+      const quitOrDrop = async (connection: Redis): Promise<void> => {
+        if (gaveUp || connection.status !== 'ready') {
+          connection.disconnect();
+          return;
+        }
+        const gone = redisAway(connection, lockDurationMs);
+        const dropped = await Promise.race([
+          connection.quit().then(
+            () => false,
+            () => true,
+          ),
+          gone.promise.then(() => true),
+        ]);
+        gone.cancel();
+        if (dropped) connection.disconnect();
+      };
+      await Promise.allSettled([quitOrDrop(subscriber), quitOrDrop(redis), endpoint?.close()]);
       resolveStopped(why);
     })();
     return stopping;
